@@ -1,0 +1,1 @@
+"""Adapters to the outside: Redis (keys, cache, limits, tokens), password hashing."""

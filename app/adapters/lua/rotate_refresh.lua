@@ -1,0 +1,19 @@
+-- Rotate a refresh-token family: the presented token must be the family's
+-- current one; if so the new one replaces it. A token that was current once
+-- and is presented again means theft: the whole family is revoked.
+-- KEYS[1]: the family key (value: jti of the current refresh token)
+-- KEYS[2]: the family's revocation marker (checked by every access token)
+-- ARGV[1]: jti presented   ARGV[2]: jti of the new refresh token
+-- ARGV[3]: family lifetime in seconds   ARGV[4]: revocation marker lifetime
+-- Returns 1 rotated, 0 unknown or expired family, -1 reuse detected (family revoked).
+local current = redis.call('GET', KEYS[1])
+if not current then
+  return 0
+end
+if current ~= ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[4])
+  return -1
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1

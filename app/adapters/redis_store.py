@@ -1,0 +1,52 @@
+"""One Redis client per process, and the key naming every adapter uses.
+
+All keys start with ``REDIS_PREFIX`` (``mq:`` for the stack, another for the
+tests), so a running stack and the test suite never touch each other's keys.
+Keys about one showtime carry the hash tag ``{st:<id>}`` so that multi-key Lua
+scripts stay legal on Redis Cluster.
+"""
+from __future__ import annotations
+
+from importlib import resources
+
+import redis
+
+
+class RedisStore:
+    def __init__(self, url: str, prefix: str) -> None:
+        self.prefix = prefix
+        self.client = redis.Redis.from_url(
+            url,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            health_check_interval=30,
+            retry_on_timeout=True,
+        )
+
+    def key(self, *parts: object) -> str:
+        return self.prefix + ":".join(str(p) for p in parts)
+
+    def showtime_key(self, showtime_id: int, *parts: object) -> str:
+        """A key of one showtime, carrying its cluster hash tag."""
+        return self.key("{st:%d}" % showtime_id, *parts)
+
+    def script(self, name: str):
+        """Load ``lua/<name>.lua`` once; redis-py runs it by SHA with EVAL fallback."""
+        source = resources.files("app.adapters.lua").joinpath(f"{name}.lua").read_text()
+        return self.client.register_script(source)
+
+    def delete_prefixed(self, pattern: str = "*") -> int:
+        """Delete our own keys matching ``pattern`` (after the prefix), by SCAN.
+
+        Used by tests and maintenance; never FLUSHDB/FLUSHALL.
+        """
+        removed = 0
+        batch: list[bytes] = []
+        for key in self.client.scan_iter(match=self.prefix + pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                removed += self.client.unlink(*batch)
+                batch.clear()
+        if batch:
+            removed += self.client.unlink(*batch)
+        return removed

@@ -1,0 +1,59 @@
+"""HTTP entry points: thin views that validate, call a service, and dump."""
+from __future__ import annotations
+
+import flask_smorest
+from flask_smorest.utils import prepare_response
+from werkzeug.exceptions import HTTPException
+
+from app.errors import PROBLEM_MIMETYPE, flatten_validation_messages, problem
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api, speaking RFC 9457 problem documents for every error."""
+
+    def _register_responses(self):
+        from http import HTTPStatus
+
+        from app.api.schemas import ProblemSchema
+
+        for status in HTTPStatus:
+            response = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = ProblemSchema
+            prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Default error response", "schema": ProblemSchema}
+        prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+    def handle_http_exception(self, error: HTTPException):
+        data = getattr(error, "data", None) or {}
+        status = error.code or 500
+        extra = {}
+        detail = data.get("message") or error.description
+        messages = data.get("messages")
+        if messages is not None:
+            flat = flatten_validation_messages(messages)
+            if status == 400 and "json" in messages and not isinstance(messages["json"], dict):
+                # webargs could not parse the body at all.
+                return problem(
+                    400, code="malformed_json", title="Malformed JSON",
+                    detail="The request body is not valid JSON",
+                )
+            extra["errors"] = flat
+            detail = "The request did not pass validation; see errors"
+        if status == 500:
+            detail = "An unexpected error occurred; it has been logged"
+        headers = dict(data.get("headers") or {})
+        if status == 405 and hasattr(error, "valid_methods") and error.valid_methods:
+            headers["Allow"] = ", ".join(error.valid_methods)
+        return problem(status, detail=detail, headers=headers, **extra)
+
+
+def register_blueprints(api: Api) -> None:
+    from app.api import auth, catalog, ops  # noqa: F401  (import registers routes)
+
+    api.register_blueprint(auth.blp)
+    api.register_blueprint(auth.users_blp)
+    for blp in catalog.blueprints:
+        api.register_blueprint(blp)

@@ -1,0 +1,320 @@
+"""The catalog: public reads, admin-only writes. Hot reads go through the cache."""
+from __future__ import annotations
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.api import schemas as s
+from app.api.security import admin_required
+from app.services import catalog
+
+cities = Blueprint("cities", __name__, url_prefix="/api/v1/cities", description="Cities")
+theaters = Blueprint("theaters", __name__, url_prefix="/api/v1/theaters", description="Theaters")
+screens = Blueprint("screens", __name__, url_prefix="/api/v1", description="Screens and their seats")
+movies = Blueprint("movies", __name__, url_prefix="/api/v1/movies", description="Movies")
+showtimes = Blueprint("showtimes", __name__, url_prefix="/api/v1/showtimes", description="Showtimes")
+blueprints = [cities, theaters, screens, movies, showtimes]
+
+
+def _cached(namespaces, name, params, compute):
+    return current_app.extensions["marquee"].cache.get_or_compute(namespaces, name, params, compute)
+
+
+def _paged(pagination_parameters, items_and_total):
+    items, total = items_and_total
+    pagination_parameters.item_count = total
+    return items
+
+
+def _page_args(pp) -> dict:
+    return {"page": pp.page, "page_size": pp.page_size}
+
+
+# --- cities -----------------------------------------------------------------
+
+@cities.route("")
+class Cities(MethodView):
+    @cities.etag
+    @cities.arguments(s.CityQuerySchema, location="query")
+    @cities.response(200, s.CitySchema(many=True))
+    @cities.paginate()
+    def get(self, args, pagination_parameters):
+        """List cities"""
+        return _paged(pagination_parameters, catalog.list_cities(q=args.get("q"), **_page_args(pagination_parameters)))
+
+    @cities.arguments(s.CitySchema)
+    @cities.response(201, s.CitySchema)
+    @cities.alt_response(409, response="CONFLICT")
+    @admin_required
+    def post(self, data):
+        """Create a city"""
+        return catalog.create_city(data)
+
+
+@cities.route("/<int:city_id>")
+class CityById(MethodView):
+    @cities.etag
+    @cities.response(200, s.CitySchema)
+    @cities.alt_response(404, response="NOT_FOUND")
+    def get(self, city_id):
+        """Get a city"""
+        return catalog.get_city(city_id)
+
+    @cities.arguments(s.CityPatchSchema)
+    @cities.response(200, s.CitySchema)
+    @cities.alt_response(404, response="NOT_FOUND")
+    @admin_required
+    def patch(self, data, city_id):
+        """Update a city"""
+        return catalog.update_city(city_id, data)
+
+    @cities.response(204)
+    @cities.alt_response(404, response="NOT_FOUND")
+    @cities.alt_response(409, response="CONFLICT", description="in_use: it still has theaters")
+    @admin_required
+    def delete(self, city_id):
+        """Delete a city that has no theaters"""
+        catalog.delete_city(city_id)
+
+
+# --- theaters ---------------------------------------------------------------
+
+def _theater_out(theater, distance_km):
+    out = s.TheaterSchema().dump(theater)
+    if distance_km is not None:
+        out["distance_km"] = round(float(distance_km), 3)
+    return out
+
+
+@theaters.route("")
+class Theaters(MethodView):
+    @theaters.etag
+    @theaters.arguments(s.TheaterQuerySchema, location="query")
+    @theaters.response(200, s.TheaterSchema(many=True))
+    @theaters.paginate()
+    def get(self, args, pagination_parameters):
+        """List theaters; `near=lat,lng` sorts by distance within `radius_km`"""
+        rows, total = catalog.list_theaters(
+            city_id=args.get("city_id"),
+            near=args.get("near"),
+            radius_km=args["radius_km"],
+            **_page_args(pagination_parameters),
+        )
+        return _paged(pagination_parameters, ([_theater_out(t, d) for t, d in rows], total))
+
+    @theaters.arguments(s.TheaterSchema)
+    @theaters.response(201, s.TheaterSchema)
+    @admin_required
+    def post(self, data):
+        """Create a theater in a city"""
+        return catalog.create_theater(data)
+
+
+@theaters.route("/<int:theater_id>")
+class TheaterById(MethodView):
+    @theaters.etag
+    @theaters.response(200, s.TheaterSchema)
+    @theaters.alt_response(404, response="NOT_FOUND")
+    def get(self, theater_id):
+        """Get a theater"""
+        return catalog.get_theater(theater_id)
+
+    @theaters.arguments(s.TheaterPatchSchema)
+    @theaters.response(200, s.TheaterSchema)
+    @theaters.alt_response(404, response="NOT_FOUND")
+    @admin_required
+    def patch(self, data, theater_id):
+        """Update a theater"""
+        return catalog.update_theater(theater_id, data)
+
+    @theaters.response(204)
+    @theaters.alt_response(404, response="NOT_FOUND")
+    @theaters.alt_response(409, response="CONFLICT", description="in_use: it still has screens")
+    @admin_required
+    def delete(self, theater_id):
+        """Delete a theater that has no screens"""
+        catalog.delete_theater(theater_id)
+
+
+# --- screens ----------------------------------------------------------------
+
+def _screen_detail(screen_id: int) -> dict:
+    def compute():
+        screen = catalog.get_screen(screen_id)
+        out = s.ScreenSchema().dump(screen)
+        out["seats"] = s.SeatSchema(many=True).dump(catalog.screen_seats(screen_id))
+        return out
+
+    return _cached(["screens"], "screen", screen_id, compute)
+
+
+@screens.route("/theaters/<int:theater_id>/screens")
+class TheaterScreens(MethodView):
+    @screens.etag
+    @screens.response(200, s.ScreenSchema(many=True))
+    @screens.alt_response(404, response="NOT_FOUND")
+    @screens.paginate()
+    def get(self, theater_id, pagination_parameters):
+        """List a theater's screens (without their seats)"""
+        return _paged(pagination_parameters, catalog.list_screens(theater_id, **_page_args(pagination_parameters)))
+
+    @screens.arguments(s.ScreenSchema)
+    @screens.response(201, s.ScreenDetailSchema)
+    @screens.alt_response(404, response="NOT_FOUND")
+    @screens.alt_response(409, response="CONFLICT")
+    @admin_required
+    def post(self, data, theater_id):
+        """Create a screen from a layout of rows, seats and gaps"""
+        screen = catalog.create_screen(theater_id, data)
+        return _screen_detail(screen.id)
+
+
+@screens.route("/screens/<int:screen_id>")
+class ScreenById(MethodView):
+    @screens.etag
+    @screens.response(200, s.ScreenDetailSchema)
+    @screens.alt_response(404, response="NOT_FOUND")
+    def get(self, screen_id):
+        """Get a screen with its seats and their ids"""
+        return _screen_detail(screen_id)
+
+    @screens.arguments(s.ScreenPatchSchema)
+    @screens.response(200, s.ScreenDetailSchema)
+    @screens.alt_response(404, response="NOT_FOUND")
+    @screens.alt_response(409, response="CONFLICT", description="layout_in_use")
+    @admin_required
+    def patch(self, data, screen_id):
+        """Rename a screen or replace its layout (seats keeping their label keep their id)"""
+        catalog.update_screen(screen_id, data)
+        return _screen_detail(screen_id)
+
+    @screens.response(204)
+    @screens.alt_response(404, response="NOT_FOUND")
+    @screens.alt_response(409, response="CONFLICT", description="in_use: it has showtimes")
+    @admin_required
+    def delete(self, screen_id):
+        """Delete a screen that has no showtimes"""
+        catalog.delete_screen(screen_id)
+
+
+# --- movies -----------------------------------------------------------------
+
+@movies.route("")
+class Movies(MethodView):
+    @movies.etag
+    @movies.arguments(s.MovieQuerySchema, location="query")
+    @movies.response(200, s.MovieSchema(many=True))
+    @movies.paginate()
+    def get(self, args, pagination_parameters):
+        """Search movies by title, genre, language, city and date"""
+        filters = dict(args, **_page_args(pagination_parameters))
+        filters["day"] = filters.pop("date", None)
+
+        def compute():
+            items, total = catalog.list_movies(**filters)
+            return [s.MovieSchema(many=True).dump(items), total]
+
+        return _paged(pagination_parameters, _cached(["movies"], "movies", filters, compute))
+
+    @movies.arguments(s.MovieSchema)
+    @movies.response(201, s.MovieSchema)
+    @admin_required
+    def post(self, data):
+        """Add a movie"""
+        return catalog.create_movie(data)
+
+
+@movies.route("/<int:movie_id>")
+class MovieById(MethodView):
+    @movies.etag
+    @movies.response(200, s.MovieSchema)
+    @movies.alt_response(404, response="NOT_FOUND")
+    def get(self, movie_id):
+        """Get a movie"""
+        return _cached(["movies"], "movie", movie_id, lambda: s.MovieSchema().dump(catalog.get_movie(movie_id)))
+
+    @movies.arguments(s.MoviePatchSchema)
+    @movies.response(200, s.MovieSchema)
+    @movies.alt_response(404, response="NOT_FOUND")
+    @movies.alt_response(409, response="CONFLICT", description="showtime_overlap after a longer duration")
+    @admin_required
+    def patch(self, data, movie_id):
+        """Update a movie (a new duration moves its showtimes' end times)"""
+        return catalog.update_movie(movie_id, data)
+
+    @movies.response(204)
+    @movies.alt_response(404, response="NOT_FOUND")
+    @movies.alt_response(409, response="CONFLICT", description="in_use: it has showtimes")
+    @admin_required
+    def delete(self, movie_id):
+        """Delete a movie that has no showtimes"""
+        catalog.delete_movie(movie_id)
+
+
+# --- showtimes --------------------------------------------------------------
+
+@showtimes.route("")
+class Showtimes(MethodView):
+    @showtimes.etag
+    @showtimes.arguments(s.ShowtimeQuerySchema, location="query")
+    @showtimes.response(200, s.ShowtimeSchema(many=True))
+    @showtimes.paginate()
+    def get(self, args, pagination_parameters):
+        """List showtimes by movie, theater, city and local date, soonest first"""
+        filters = dict(args, **_page_args(pagination_parameters))
+        filters["day"] = filters.pop("date", None)
+
+        def compute():
+            items, total = catalog.list_showtimes(**filters)
+            return [s.ShowtimeSchema(many=True).dump(items), total]
+
+        return _paged(pagination_parameters, _cached(["showtimes"], "showtimes", filters, compute))
+
+    @showtimes.arguments(s.ShowtimeSchema)
+    @showtimes.response(201, s.ShowtimeSchema)
+    @showtimes.alt_response(409, response="CONFLICT", description="showtime_overlap")
+    @admin_required
+    def post(self, data):
+        """Schedule a movie on a screen (no overlap with another showtime there)"""
+        return catalog.create_showtime(data)
+
+
+@showtimes.route("/<int:showtime_id>")
+class ShowtimeById(MethodView):
+    @showtimes.etag
+    @showtimes.response(200, s.ShowtimeSchema)
+    @showtimes.alt_response(404, response="NOT_FOUND")
+    def get(self, showtime_id):
+        """Get a showtime"""
+        return _cached(
+            ["showtimes"], "showtime", showtime_id,
+            lambda: s.ShowtimeSchema().dump(catalog.get_showtime(showtime_id)),
+        )
+
+    @showtimes.arguments(s.ShowtimePatchSchema)
+    @showtimes.response(200, s.ShowtimeSchema)
+    @showtimes.alt_response(404, response="NOT_FOUND")
+    @showtimes.alt_response(409, response="CONFLICT", description="showtime_overlap")
+    @admin_required
+    def patch(self, data, showtime_id):
+        """Move or re-price a showtime"""
+        return catalog.update_showtime(showtime_id, data)
+
+    @showtimes.response(204)
+    @showtimes.alt_response(404, response="NOT_FOUND")
+    @showtimes.alt_response(409, response="CONFLICT", description="in_use: it has bookings")
+    @admin_required
+    def delete(self, showtime_id):
+        """Delete a showtime without bookings"""
+        catalog.delete_showtime(showtime_id)
+
+
+@showtimes.route("/<int:showtime_id>/seats")
+class ShowtimeSeats(MethodView):
+    @showtimes.etag
+    @showtimes.response(200, s.SeatMapSchema)
+    @showtimes.alt_response(404, response="NOT_FOUND")
+    def get(self, showtime_id):
+        """The seat map: every seat with its price and status"""
+        return _cached(["showtimes", "screens"], "seatmap", showtime_id, lambda: catalog.seat_map(showtime_id))

@@ -1,0 +1,62 @@
+"""Liveness, readiness, metrics and the offline assets of the /docs page."""
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, Response, current_app, jsonify, send_from_directory
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import text
+from swagger_ui_bundle import swagger_ui_path
+
+from app.errors import problem
+from app.extensions import db
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/health")
+def health():
+    """200 while the process runs."""
+    return jsonify(status="ok")
+
+
+@bp.get("/ready")
+def ready():
+    """200 only while PostgreSQL and Redis answer; 503 naming what failed."""
+    failed = []
+    try:
+        db.session.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        current_app.logger.warning("readiness: postgresql failed", exc_info=True)
+        failed.append("postgresql")
+    finally:
+        db.session.rollback()
+    try:
+        current_app.extensions["marquee"].redis.client.ping()
+    except Exception:  # noqa: BLE001
+        current_app.logger.warning("readiness: redis failed", exc_info=True)
+        failed.append("redis")
+    if failed:
+        return problem(
+            503, code="not_ready", detail=f"Not ready: {', '.join(failed)} did not answer", failed=failed
+        )
+    return jsonify(status="ready", checks={"postgresql": "ok", "redis": "ok"})
+
+
+@bp.get("/metrics")
+def metrics():
+    """Prometheus metrics (aggregated over gunicorn workers in multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        from prometheus_client import REGISTRY as registry
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+@bp.get("/docs/assets/<path:filename>")
+def docs_assets(filename: str):
+    """Swagger UI's files, served from the installed package: /docs works offline."""
+    return send_from_directory(str(swagger_ui_path), filename, max_age=86400)

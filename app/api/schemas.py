@@ -1,0 +1,276 @@
+"""Request, response and query schemas. Inputs refuse unknown fields; ids are dump-only."""
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from app.api import fields as mfields
+
+CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="Must be an ISO 4217 code such as EUR or USD")
+CATEGORY = validate.Regexp(r"^[a-z][a-z0-9_]{0,31}$", error="Invalid seat category")
+MAX_PRICE_CENTS = 10_000_000
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+def _text(max_len: int, *, required: bool = True, allow_none: bool = False, **kw) -> fields.String:
+    return fields.String(
+        required=required,
+        allow_none=allow_none,
+        validate=validate.Length(min=1, max=max_len),
+        **kw,
+    )
+
+
+# --- auth -------------------------------------------------------------------
+
+class RegisterSchema(StrictSchema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    password = fields.String(
+        required=True, load_only=True, validate=validate.Length(min=8, max=256)
+    )
+    name = _text(200)
+
+
+class LoginSchema(StrictSchema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=256))
+
+
+class TokenPairSchema(Schema):
+    access_token = fields.String(required=True)
+    refresh_token = fields.String(required=True)
+    token_type = fields.String(required=True)
+    expires_in = fields.Integer(required=True)
+
+
+class UserSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    email = fields.String(dump_only=True)
+    name = fields.String(dump_only=True)
+    role = fields.String(dump_only=True)
+    created_at = mfields.DateTime(dump_only=True)
+
+
+# --- shared -----------------------------------------------------------------
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem document."""
+
+    type = fields.String()
+    status = fields.Integer(required=True)
+    title = fields.String(required=True)
+    detail = fields.String(required=True)
+    code = fields.String(required=True)
+    request_id = fields.String()
+    errors = fields.Dict()
+
+    class Meta:
+        unknown = "include"
+
+
+# --- cities -----------------------------------------------------------------
+
+class CitySchema(StrictSchema):
+    id = fields.Integer(dump_only=True)
+    name = _text(120)
+    country = _text(120, required=False, allow_none=True)
+    timezone = _text(64)
+    created_at = mfields.DateTime(dump_only=True)
+
+
+class CityPatchSchema(CitySchema):
+    name = _text(120, required=False)
+    timezone = _text(64, required=False)
+
+
+class CityQuerySchema(Schema):
+    q = fields.String(validate=validate.Length(min=1, max=120))
+
+
+# --- theaters ---------------------------------------------------------------
+
+class TheaterSchema(StrictSchema):
+    id = fields.Integer(dump_only=True)
+    name = _text(200)
+    city_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    address = _text(500)
+    latitude = fields.Float(allow_none=True, validate=validate.Range(min=-90, max=90))
+    longitude = fields.Float(allow_none=True, validate=validate.Range(min=-180, max=180))
+    distance_km = fields.Float(dump_only=True)
+    created_at = mfields.DateTime(dump_only=True)
+
+
+class TheaterPatchSchema(TheaterSchema):
+    name = _text(200, required=False)
+    city_id = fields.Integer(strict=True, validate=validate.Range(min=1))
+    address = _text(500, required=False)
+
+
+class TheaterQuerySchema(Schema):
+    city_id = fields.Integer(validate=validate.Range(min=1))
+    near = fields.String(
+        metadata={"description": "`lat,lng` in degrees: nearest first, within radius_km"},
+        validate=validate.Length(max=64),
+    )
+    radius_km = fields.Float(load_default=10.0, validate=validate.Range(min=0.1, max=500))
+
+    @post_load
+    def parse_near(self, data, **kwargs):
+        raw = data.get("near")
+        if raw is None:
+            return data
+        try:
+            lat_s, lng_s = raw.split(",")
+            lat, lng = float(lat_s), float(lng_s)
+        except ValueError as exc:
+            raise ValidationError("Use near=lat,lng, e.g. near=48.85,2.35", "near") from exc
+        if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+            raise ValidationError("Latitude must be within ±90 and longitude within ±180", "near")
+        data["near"] = (lat, lng)
+        return data
+
+
+# --- screens ----------------------------------------------------------------
+
+class LayoutRowSchema(StrictSchema):
+    label = fields.String(
+        required=True, validate=validate.Regexp(r"^[A-Za-z0-9]{1,4}$", error="1-4 letters or digits")
+    )
+    seats = fields.List(
+        fields.String(allow_none=True, validate=CATEGORY),
+        required=True,
+        validate=validate.Length(min=1, max=500),
+        metadata={"description": "A seat category per position; null is a gap"},
+    )
+
+
+class LayoutSchema(StrictSchema):
+    rows = fields.List(
+        fields.Nested(LayoutRowSchema), required=True, validate=validate.Length(min=1, max=200)
+    )
+
+
+class SeatSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    label = fields.String(dump_only=True)
+    row = fields.String(dump_only=True, attribute="row_label")
+    number = fields.Integer(dump_only=True)
+    category = fields.String(dump_only=True)
+    row_index = fields.Integer(dump_only=True)
+    col_index = fields.Integer(dump_only=True)
+
+
+class ScreenSchema(StrictSchema):
+    id = fields.Integer(dump_only=True)
+    theater_id = fields.Integer(dump_only=True)
+    name = _text(120)
+    layout = fields.Nested(LayoutSchema, required=True)
+    seat_count = fields.Integer(dump_only=True)
+    created_at = mfields.DateTime(dump_only=True)
+
+
+class ScreenPatchSchema(ScreenSchema):
+    name = _text(120, required=False)
+    layout = fields.Nested(LayoutSchema)
+
+
+class ScreenDetailSchema(ScreenSchema):
+    seats = fields.List(fields.Nested(SeatSchema), dump_only=True)
+
+
+# --- movies -----------------------------------------------------------------
+
+class MovieSchema(StrictSchema):
+    id = fields.Integer(dump_only=True)
+    title = _text(300)
+    duration_minutes = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1440))
+    description = fields.String(allow_none=True, validate=validate.Length(max=10_000))
+    genres = fields.List(
+        fields.String(validate=validate.Length(min=1, max=40)),
+        load_default=list,
+        validate=validate.Length(max=20),
+    )
+    language = fields.String(allow_none=True, validate=validate.Length(min=1, max=40))
+    rating = fields.String(
+        allow_none=True,
+        validate=validate.Length(min=1, max=16),
+        metadata={"description": "Age certification, e.g. PG-13"},
+    )
+    release_date = mfields.Date(allow_none=True)
+    poster_url = fields.Url(allow_none=True, validate=validate.Length(max=2000))
+    created_at = mfields.DateTime(dump_only=True)
+
+
+class MoviePatchSchema(MovieSchema):
+    title = _text(300, required=False)
+    duration_minutes = fields.Integer(strict=True, validate=validate.Range(min=1, max=1440))
+    genres = fields.List(
+        fields.String(validate=validate.Length(min=1, max=40)), validate=validate.Length(max=20)
+    )
+
+
+class MovieQuerySchema(Schema):
+    q = fields.String(validate=validate.Length(min=1, max=200), metadata={"description": "Title contains"})
+    genre = fields.String(validate=validate.Length(min=1, max=40))
+    language = fields.String(validate=validate.Length(min=1, max=40))
+    city_id = fields.Integer(validate=validate.Range(min=1))
+    date = fields.Date(metadata={"description": "Has a showtime on this local date"})
+
+
+# --- showtimes --------------------------------------------------------------
+
+class ShowtimeSchema(StrictSchema):
+    id = fields.Integer(dump_only=True)
+    movie_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    screen_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    starts_at = mfields.DateTime(required=True, format="iso")
+    ends_at = mfields.DateTime(dump_only=True)
+    prices = fields.Dict(
+        keys=fields.String(validate=CATEGORY),
+        values=fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_PRICE_CENTS)),
+        required=True,
+        validate=validate.Length(min=1, max=50),
+        metadata={"description": "Price in cents per seat category of the screen"},
+    )
+    currency = fields.String(required=True, validate=CURRENCY)
+    created_at = mfields.DateTime(dump_only=True)
+
+
+class ShowtimePatchSchema(ShowtimeSchema):
+    movie_id = fields.Integer(strict=True, validate=validate.Range(min=1))
+    screen_id = fields.Integer(strict=True, validate=validate.Range(min=1))
+    starts_at = mfields.DateTime(format="iso")
+    prices = fields.Dict(
+        keys=fields.String(validate=CATEGORY),
+        values=fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_PRICE_CENTS)),
+        validate=validate.Length(min=1, max=50),
+    )
+    currency = fields.String(validate=CURRENCY)
+
+
+class ShowtimeQuerySchema(Schema):
+    movie_id = fields.Integer(validate=validate.Range(min=1))
+    theater_id = fields.Integer(validate=validate.Range(min=1))
+    city_id = fields.Integer(validate=validate.Range(min=1))
+    date = fields.Date(metadata={"description": "Local date of the showtime in its city"})
+    starts_after = mfields.DateTime(format="iso")
+    starts_before = mfields.DateTime(format="iso")
+
+
+class SeatMapSeatSchema(Schema):
+    id = fields.Integer()
+    label = fields.String()
+    row = fields.String()
+    number = fields.Integer()
+    category = fields.String()
+    price_cents = fields.Integer(allow_none=True)
+    status = fields.String(validate=validate.OneOf(["available", "held", "booked"]))
+
+
+class SeatMapSchema(Schema):
+    showtime_id = fields.Integer()
+    currency = fields.String()
+    seats = fields.List(fields.Nested(SeatMapSeatSchema))

@@ -1,0 +1,125 @@
+"""Configuration, read once from the environment.
+
+Every setting has a default that runs on a developer's machine (services on
+loopback). Secrets have no default: ``make up`` / ``make test`` generate them
+into ``.env`` (git-ignored) on first run, and Flask's CLI and ``wsgi.py`` load
+that file without overriding the real environment.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in raw.split(",") if p.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed view of the environment; ``Settings.from_env()`` builds it."""
+
+    database_url: str
+    redis_url: str
+    redis_prefix: str
+    jwt_secret_key: str
+    access_token_seconds: int
+    refresh_token_seconds: int
+    # Login throttling: failures per account / per client address in a window.
+    login_max_failures_per_account: int
+    login_max_failures_per_address: int
+    login_window_seconds: int
+    trusted_proxies: tuple = field(default_factory=tuple)
+    cache_ttl_seconds: int = 300
+    max_content_length: int = 1024 * 1024
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+    admin_email: str | None = None
+    admin_password: str | None = None
+    log_level: str = "INFO"
+    hold_ttl_seconds: int = 360
+    payment_window_seconds: int = 600
+    idempotency_ttl_seconds: int = 86400
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        secret = os.environ.get("JWT_SECRET_KEY", "")
+        if len(secret) < 32:
+            raise RuntimeError(
+                "JWT_SECRET_KEY is missing or shorter than 32 characters; "
+                "run `make up` (it generates .env) or export one"
+            )
+        return cls(
+            database_url=os.environ.get(
+                "DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/marquee"
+            ),
+            redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            redis_prefix=os.environ.get("REDIS_PREFIX", "mq:"),
+            jwt_secret_key=secret,
+            access_token_seconds=_int("ACCESS_TOKEN_SECONDS", 900),
+            refresh_token_seconds=_int("REFRESH_TOKEN_SECONDS", 30 * 86400),
+            login_max_failures_per_account=_int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5),
+            login_max_failures_per_address=_int("LOGIN_MAX_FAILURES_PER_ADDRESS", 50),
+            login_window_seconds=_int("LOGIN_WINDOW_SECONDS", 900),
+            trusted_proxies=_networks(os.environ.get("TRUSTED_PROXIES", "127.0.0.1/32,::1/128")),
+            cache_ttl_seconds=_int("CACHE_TTL_SECONDS", 300),
+            max_content_length=_int("MAX_CONTENT_LENGTH", 1024 * 1024),
+            argon2_time_cost=_int("ARGON2_TIME_COST", 3),
+            argon2_memory_kib=_int("ARGON2_MEMORY_KIB", 65536),
+            argon2_parallelism=_int("ARGON2_PARALLELISM", 4),
+            admin_email=os.environ.get("ADMIN_EMAIL") or None,
+            admin_password=os.environ.get("ADMIN_PASSWORD") or None,
+            log_level=os.environ.get("LOG_LEVEL", "INFO"),
+            hold_ttl_seconds=_int("HOLD_TTL_SECONDS", 360),
+            payment_window_seconds=_int("PAYMENT_WINDOW_SECONDS", 600),
+            idempotency_ttl_seconds=_int("IDEMPOTENCY_TTL_SECONDS", 86400),
+        )
+
+    def flask_config(self) -> dict:
+        """The Flask / extension keys derived from these settings."""
+        return {
+            "SQLALCHEMY_DATABASE_URI": self.database_url,
+            "SQLALCHEMY_ENGINE_OPTIONS": {
+                "pool_pre_ping": True,
+                "pool_size": _int("DB_POOL_SIZE", 5),
+                "max_overflow": _int("DB_MAX_OVERFLOW", 10),
+                "connect_args": {"connect_timeout": 5, "application_name": "marquee"},
+            },
+            "JWT_SECRET_KEY": self.jwt_secret_key,
+            # Pin the algorithm for signing and verifying: no "none", no RS/HS confusion.
+            "JWT_ALGORITHM": "HS256",
+            "JWT_DECODE_ALGORITHMS": ["HS256"],
+            "JWT_TOKEN_LOCATION": ["headers"],
+            "JWT_ACCESS_TOKEN_EXPIRES": timedelta(
+                seconds=self.access_token_seconds
+            ),
+            "JWT_REFRESH_TOKEN_EXPIRES": timedelta(
+                seconds=self.refresh_token_seconds
+            ),
+            "JWT_ERROR_MESSAGE_KEY": "detail",
+            "MAX_CONTENT_LENGTH": self.max_content_length,
+            "API_TITLE": "Marquee",
+            "API_VERSION": "v1",
+            "OPENAPI_VERSION": "3.0.3",
+            "OPENAPI_URL_PREFIX": "/",
+            "OPENAPI_JSON_PATH": "openapi.json",
+            "OPENAPI_SWAGGER_UI_PATH": "docs",
+            "OPENAPI_SWAGGER_UI_URL": "/docs/assets/",
+            "ETAG_DISABLED": False,
+            "PROPAGATE_EXCEPTIONS": False,
+        }

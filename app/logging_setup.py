@@ -1,0 +1,47 @@
+"""Structured JSON logs carrying the request id of the request in hand."""
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import uuid
+from contextvars import ContextVar
+
+from pythonjsonlogger.json import JsonFormatter
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def accept_or_create_request_id(incoming: str | None) -> str:
+    """Keep a caller's (or the proxy's) id if it is sane, else make one."""
+    if incoming and _VALID_REQUEST_ID.match(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Send every log record to stderr as one JSON object per line (idempotent)."""
+    root = logging.getLogger()
+    if any(getattr(h, "_marquee", False) for h in root.handlers):
+        root.setLevel(level)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler._marquee = True  # type: ignore[attr-defined]
+    handler.addFilter(_RequestIdFilter())
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
+            timestamp=False,
+        )
+    )
+    root.addHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,5 @@
+"""SQLAlchemy models: the shape of the truth kept in PostgreSQL."""
+from app.models.catalog import City, Movie, Screen, Seat, Showtime, Theater
+from app.models.user import User
+
+__all__ = ["City", "Movie", "Screen", "Seat", "Showtime", "Theater", "User"]

@@ -1,0 +1,210 @@
+"""Accounts and sessions: registration, login throttling, token rotation and
+revocation.
+
+Sessions are *families* of refresh tokens. Each refresh hands out a new refresh
+token and retires the old one; presenting a retired one again means it was
+stolen, so the whole family (and its access tokens) is revoked. Logout revokes
+the access token in hand at once and ends its family.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from flask import current_app
+from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app import errors
+from app.extensions import db
+from app.models import User
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+    def as_dict(self) -> dict:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
+
+
+def _ext():
+    return current_app.extensions["marquee"]
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def register(email: str, password: str, name: str, role: str = "user") -> User:
+    """Create an account; ``EmailTaken`` if the address is already registered."""
+    user = User(
+        email=normalize_email(email),
+        name=name.strip(),
+        password_hash=_ext().passwords.hash(password),
+        role=role,
+    )
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise errors.EmailTaken("An account with this email already exists") from exc
+    return user
+
+
+def ensure_admin(email: str, password: str | None, name: str = "Administrator") -> tuple[User, bool]:
+    """Create an admin, or promote (and optionally re-password) an existing account.
+
+    Returns the user and whether it was created.
+    """
+    email = normalize_email(email)
+    user = db.session.scalar(select(User).where(User.email == email).with_for_update())
+    if user is None:
+        if not password:
+            raise errors.Invalid("A password is needed to create an admin")
+        return register(email, password, name, role="admin"), True
+    user.role = "admin"
+    if password:
+        user.password_hash = _ext().passwords.hash(password)
+    db.session.commit()
+    return user, False
+
+
+# --- login throttling -------------------------------------------------------
+
+def _account_key(email: str) -> str:
+    digest = hashlib.sha256(email.encode()).hexdigest()[:32]
+    return _ext().redis.key("auth", "fail", "acct", digest)
+
+
+def _address_key(address: str) -> str:
+    return _ext().redis.key("auth", "fail", "addr", address)
+
+
+def authenticate(email: str, password: str, client_address: str) -> User:
+    """Check credentials under per-account and per-address failure limits.
+
+    Each attempt is counted *before* the password is checked (so a burst of
+    parallel guesses cannot slip past the limit) and un-counted when it
+    succeeds: the per-address limit therefore counts failures only, and many
+    honest customers behind one address still sign in.
+    """
+    settings = _ext().settings
+    store = _ext().redis
+    window = settings.login_window_seconds
+    email = normalize_email(email)
+    acct_key, addr_key = _account_key(email), _address_key(client_address)
+    counter = _ext().count_failure
+    acct_n, acct_ttl = counter(keys=[acct_key], args=[window])
+    addr_n, addr_ttl = counter(keys=[addr_key], args=[window])
+
+    def uncount(key: str) -> None:
+        if store.client.decr(key) <= 0:
+            store.client.delete(key)
+
+    if acct_n > settings.login_max_failures_per_account:
+        raise errors.RateLimited(
+            "Too many failed sign-ins for this account; try again later", retry_after=acct_ttl
+        )
+    if addr_n > settings.login_max_failures_per_address:
+        uncount(acct_key)  # refused unchecked: not held against the account
+        raise errors.RateLimited(
+            "Too many failed sign-ins from this address; try again later", retry_after=addr_ttl
+        )
+
+    user = db.session.scalar(select(User).where(User.email == email))
+    hasher = _ext().passwords
+    if not hasher.verify(user.password_hash if user else None, password):
+        raise errors.InvalidCredentials("Invalid email or password")
+    # Success: the account's record is wiped, the address's attempt un-counted.
+    store.client.delete(acct_key)
+    uncount(addr_key)
+    if hasher.needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
+        db.session.commit()
+    return user
+
+
+# --- tokens -----------------------------------------------------------------
+
+def _family_key(family: str) -> str:
+    return _ext().redis.key("auth", "fam", family)
+
+
+def _family_revoked_key(family: str) -> str:
+    return _ext().redis.key("auth", "famrev", family)
+
+
+def _revoked_jti_key(jti: str) -> str:
+    return _ext().redis.key("auth", "jti", jti)
+
+
+def issue_tokens(user: User, family: str | None = None) -> TokenPair:
+    """A new access/refresh pair; a new family unless rotating an existing one."""
+    settings = _ext().settings
+    new_family = family is None
+    family = family or uuid.uuid4().hex
+    access = create_access_token(
+        identity=str(user.id), additional_claims={"role": user.role, "fam": family}
+    )
+    refresh = create_refresh_token(identity=str(user.id), additional_claims={"fam": family})
+    if new_family:
+        refresh_jti = decode_token(refresh)["jti"]
+        _ext().redis.client.set(
+            _family_key(family), refresh_jti, ex=settings.refresh_token_seconds
+        )
+    return TokenPair(access, refresh, settings.access_token_seconds)
+
+
+def rotate_refresh_token(claims: dict) -> TokenPair:
+    """Exchange a refresh token for a new pair; a reused one revokes its family."""
+    settings = _ext().settings
+    family = claims.get("fam")
+    user = db.session.get(User, int(claims["sub"])) if family else None
+    if user is None:
+        raise errors.TokenRevoked("This session has ended; sign in again")
+    pair = issue_tokens(user, family=family)
+    new_jti = decode_token(pair.refresh_token)["jti"]
+    outcome = _ext().rotate_refresh(
+        keys=[_family_key(family), _family_revoked_key(family)],
+        args=[claims["jti"], new_jti, settings.refresh_token_seconds, settings.access_token_seconds],
+    )
+    if outcome == -1:
+        raise errors.RefreshTokenReused(
+            "This refresh token was already used; the session has been revoked"
+        )
+    if outcome != 1:
+        raise errors.TokenRevoked("This session has ended; sign in again")
+    return pair
+
+
+def logout(claims: dict) -> None:
+    """Revoke the presented access token now, and end its refresh family."""
+    store = _ext().redis
+    remaining = int(claims["exp"] - datetime.now(timezone.utc).timestamp()) + 1
+    pipe = store.client.pipeline(transaction=True)
+    pipe.set(_revoked_jti_key(claims["jti"]), "1", ex=max(remaining, 1))
+    family = claims.get("fam")
+    if family:
+        pipe.delete(_family_key(family))
+        pipe.set(_family_revoked_key(family), "1", ex=_ext().settings.access_token_seconds)
+    pipe.execute()
+
+
+def is_token_revoked(claims: dict) -> bool:
+    """Blocklist check for every authenticated request (fails closed if Redis is down)."""
+    keys = [_revoked_jti_key(claims["jti"])]
+    if claims.get("fam"):
+        keys.append(_family_revoked_key(claims["fam"]))
+    return any(v is not None for v in _ext().redis.client.mget(keys))

@@ -1,0 +1,548 @@
+"""The catalog: cities, theaters, screens and their seats, movies, showtimes.
+
+Every write commits once and then invalidates the cached reads it changes
+(``INVALIDATES``). Rules that two admins could race on are enforced by
+PostgreSQL itself (the showtime exclusion constraint, unique keys, foreign keys
+with RESTRICT), and the resulting integrity errors become clean 409s here.
+"""
+from __future__ import annotations
+
+import math
+import zoneinfo
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Iterable
+
+from flask import current_app
+from sqlalchemy import Date, cast, delete, exists, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app import errors
+from app.extensions import db
+from app.models import City, Movie, Screen, Seat, Showtime, Theater
+from app.services.layout import LayoutError, build_seats
+
+# Which cached namespaces a write of each kind makes stale.
+INVALIDATES: dict[str, tuple[str, ...]] = {
+    "city": ("movies", "showtimes"),
+    "theater": ("movies", "showtimes"),
+    "screen": ("screens", "showtimes"),
+    "movie": ("movies", "showtimes"),
+    "showtime": ("movies", "showtimes"),
+}
+
+EARLIEST_SHOWTIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST_SHOWTIME = datetime(2100, 1, 1, tzinfo=timezone.utc)
+EARTH_RADIUS_KM = 6371.0088
+
+
+# --- shared helpers ---------------------------------------------------------
+
+def _get(model, object_id: int, what: str):
+    obj = db.session.get(model, object_id)
+    if obj is None:
+        raise errors.NotFound(f"{what} {object_id} does not exist")
+    return obj
+
+
+def _lock(model, object_id: int, what: str):
+    obj = db.session.scalar(select(model).where(model.id == object_id).with_for_update())
+    if obj is None:
+        raise errors.NotFound(f"{what} {object_id} does not exist")
+    return obj
+
+
+def _commit(kind: str, *, deleting: str | None = None) -> None:
+    """Commit, turn integrity errors into domain errors, then invalidate caches."""
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise _integrity_error(exc, deleting) from exc
+    current_app.extensions["marquee"].cache.invalidate(*INVALIDATES[kind])
+
+
+def _integrity_error(exc: IntegrityError, deleting: str | None) -> errors.DomainError:
+    pgcode = getattr(exc.orig, "pgcode", None)
+    constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or ""
+    if pgcode == "23P01":  # exclusion_violation
+        return errors.ShowtimeOverlap("Another showtime on this screen overlaps that time")
+    if pgcode == "23503":  # foreign_key_violation
+        if constraint.startswith("fk_") and "seats" in constraint and deleting == "seats":
+            return errors.LayoutInUse(
+                "Seats of this layout are referenced by bookings; it cannot be replaced"
+            )
+        return errors.InUse(f"This {deleting or 'object'} is still referenced by other records")
+    if pgcode == "23505":  # unique_violation
+        return errors.Conflict("An object with these unique fields already exists")
+    return errors.Invalid("The change breaks a data constraint")
+
+
+def _page(query, order_by: Iterable, page: int, page_size: int) -> tuple[list, int]:
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    rows = db.session.scalars(
+        query.order_by(*order_by).limit(page_size).offset((page - 1) * page_size)
+    ).all()
+    return list(rows), int(total or 0)
+
+
+def _apply(obj: Any, data: dict, fields: Iterable[str]) -> None:
+    for name in fields:
+        if name in data:
+            setattr(obj, name, data[name])
+
+
+def _invalid(field: str, message: str) -> errors.Invalid:
+    return errors.Invalid(message, errors={field: [message]})
+
+
+def validate_timezone(name: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise _invalid("timezone", f"Unknown IANA time zone: {name!r}") from exc
+
+
+# --- cities -----------------------------------------------------------------
+
+CITY_FIELDS = ("name", "country", "timezone")
+
+
+def create_city(data: dict) -> City:
+    validate_timezone(data["timezone"])
+    city = City(**{k: data.get(k) for k in CITY_FIELDS})
+    db.session.add(city)
+    _commit("city")
+    return city
+
+
+def update_city(city_id: int, data: dict) -> City:
+    city = _lock(City, city_id, "City")
+    if "timezone" in data:
+        validate_timezone(data["timezone"])
+    _apply(city, data, CITY_FIELDS)
+    _commit("city")
+    return city
+
+
+def delete_city(city_id: int) -> None:
+    db.session.delete(_lock(City, city_id, "City"))
+    _commit("city", deleting="city")
+
+
+def get_city(city_id: int) -> City:
+    return _get(City, city_id, "City")
+
+
+def list_cities(page: int, page_size: int, q: str | None = None) -> tuple[list[City], int]:
+    query = select(City)
+    if q:
+        query = query.where(City.name.ilike(f"%{_escape_like(q)}%", escape="\\"))
+    return _page(query, [City.name, City.id], page, page_size)
+
+
+# --- theaters ---------------------------------------------------------------
+
+THEATER_FIELDS = ("name", "city_id", "address", "latitude", "longitude")
+
+
+def _check_coordinates(theater: Theater) -> None:
+    if (theater.latitude is None) != (theater.longitude is None):
+        raise _invalid("latitude", "latitude and longitude go together: give both or neither")
+
+
+def create_theater(data: dict) -> Theater:
+    _ensure_exists(City, data["city_id"], "city_id", "city")
+    theater = Theater(**{k: data.get(k) for k in THEATER_FIELDS})
+    _check_coordinates(theater)
+    db.session.add(theater)
+    _commit("theater")
+    return theater
+
+
+def update_theater(theater_id: int, data: dict) -> Theater:
+    theater = _lock(Theater, theater_id, "Theater")
+    if "city_id" in data:
+        _ensure_exists(City, data["city_id"], "city_id", "city")
+    _apply(theater, data, THEATER_FIELDS)
+    _check_coordinates(theater)
+    _commit("theater")
+    return theater
+
+
+def delete_theater(theater_id: int) -> None:
+    db.session.delete(_lock(Theater, theater_id, "Theater"))
+    _commit("theater", deleting="theater")
+
+
+def get_theater(theater_id: int) -> Theater:
+    return _get(Theater, theater_id, "Theater")
+
+
+def distance_km_expr(lat: float, lng: float):
+    """Great-circle (haversine) distance from a point to each theater, in SQL."""
+    rlat, rlng = func.radians(Theater.latitude), func.radians(Theater.longitude)
+    dlat, dlng = rlat - math.radians(lat), rlng - math.radians(lng)
+    a = func.power(func.sin(dlat / 2), 2) + math.cos(math.radians(lat)) * func.cos(rlat) * func.power(
+        func.sin(dlng / 2), 2
+    )
+    return 2 * EARTH_RADIUS_KM * func.asin(func.sqrt(func.least(1.0, a)))
+
+
+def list_theaters(
+    page: int,
+    page_size: int,
+    city_id: int | None = None,
+    near: tuple[float, float] | None = None,
+    radius_km: float = 10.0,
+) -> tuple[list[tuple[Theater, float | None]], int]:
+    """Theaters, optionally of one city and/or within ``radius_km`` of ``near``
+    (then nearest first, each with its distance)."""
+    if near is None:
+        query = select(Theater, db.literal(None).label("distance_km"))
+        order = [Theater.name, Theater.id]
+    else:
+        lat, lng = near
+        distance = distance_km_expr(lat, lng)
+        query = select(Theater, distance.label("distance_km")).where(
+            Theater.latitude.is_not(None)
+        )
+        # A bounding box first, so the (latitude, longitude) index does the coarse work.
+        dlat = radius_km / 111.0
+        query = query.where(Theater.latitude.between(lat - dlat, lat + dlat))
+        cos_lat = math.cos(math.radians(lat))
+        if cos_lat > 0.01:
+            dlng = radius_km / (111.0 * cos_lat)
+            if -180 <= lng - dlng and lng + dlng <= 180:
+                query = query.where(Theater.longitude.between(lng - dlng, lng + dlng))
+        query = query.where(distance <= radius_km)
+        order = [distance, Theater.id]
+    if city_id is not None:
+        query = query.where(Theater.city_id == city_id)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = db.session.execute(
+        query.order_by(*order).limit(page_size).offset((page - 1) * page_size)
+    ).all()
+    return [(row[0], row[1]) for row in rows], int(total or 0)
+
+
+# --- screens and seats ------------------------------------------------------
+
+def _seat_rows(screen_id: int, specs) -> list[dict]:
+    return [
+        {
+            "screen_id": screen_id,
+            "row_label": s.row_label,
+            "number": s.number,
+            "label": s.label,
+            "category": s.category,
+            "row_index": s.row_index,
+            "col_index": s.col_index,
+        }
+        for s in specs
+    ]
+
+
+def _build(layout: dict):
+    try:
+        return build_seats(layout)
+    except LayoutError as exc:
+        raise errors.Invalid("The layout is not valid", errors={"layout": exc.messages}) from exc
+
+
+def create_screen(theater_id: int, data: dict) -> Screen:
+    _get(Theater, theater_id, "Theater")
+    specs = _build(data["layout"])
+    screen = Screen(
+        theater_id=theater_id, name=data["name"], layout=data["layout"], seat_count=len(specs)
+    )
+    db.session.add(screen)
+    try:
+        db.session.flush()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise _integrity_error(exc, None) from exc
+    db.session.execute(insert(Seat), _seat_rows(screen.id, specs))
+    _commit("screen")
+    return screen
+
+
+def update_screen(screen_id: int, data: dict) -> Screen:
+    """Rename and/or replace the layout. Seats whose label survives keep their id;
+    removed seats are deleted, which bookings referencing them forbid (409)."""
+    screen = _lock(Screen, screen_id, "Screen")
+    if "name" in data:
+        screen.name = data["name"]
+    if "layout" in data:
+        specs = _build(data["layout"])
+        _check_future_prices(screen_id, {s.category for s in specs})
+        existing = {s.label: s for s in db.session.scalars(select(Seat).where(Seat.screen_id == screen_id))}
+        wanted = {s.label: s for s in specs}
+        removed = [seat.id for label, seat in existing.items() if label not in wanted]
+        if removed:
+            db.session.execute(delete(Seat).where(Seat.id.in_(removed)))
+            try:
+                db.session.flush()
+            except IntegrityError as exc:
+                db.session.rollback()
+                raise _integrity_error(exc, "seats") from exc
+        for label, spec in wanted.items():
+            seat = existing.get(label)
+            if seat is not None:
+                seat.category, seat.row_index, seat.col_index = spec.category, spec.row_index, spec.col_index
+        new = [spec for label, spec in wanted.items() if label not in existing]
+        if new:
+            db.session.execute(insert(Seat), _seat_rows(screen_id, new))
+        screen.layout, screen.seat_count = data["layout"], len(specs)
+    _commit("screen", deleting="seats")
+    return screen
+
+
+def _check_future_prices(screen_id: int, categories: set[str]) -> None:
+    """Showtimes yet to start on this screen must price every category it will have."""
+    now = datetime.now(timezone.utc)
+    for showtime in db.session.scalars(
+        select(Showtime).where(Showtime.screen_id == screen_id, Showtime.starts_at > now)
+    ):
+        missing = categories - set(showtime.prices)
+        if missing:
+            raise errors.Conflict(
+                f"Showtime {showtime.id} has no price for {', '.join(sorted(missing))}; "
+                "update its prices first",
+                showtime_id=showtime.id,
+            )
+
+
+def delete_screen(screen_id: int) -> None:
+    db.session.delete(_lock(Screen, screen_id, "Screen"))
+    _commit("screen", deleting="screen")
+
+
+def get_screen(screen_id: int) -> Screen:
+    return _get(Screen, screen_id, "Screen")
+
+
+def screen_seats(screen_id: int) -> list[Seat]:
+    return list(
+        db.session.scalars(
+            select(Seat).where(Seat.screen_id == screen_id).order_by(Seat.row_index, Seat.col_index)
+        )
+    )
+
+
+def list_screens(theater_id: int, page: int, page_size: int) -> tuple[list[Screen], int]:
+    _get(Theater, theater_id, "Theater")
+    return _page(select(Screen).where(Screen.theater_id == theater_id), [Screen.name, Screen.id], page, page_size)
+
+
+# --- movies -----------------------------------------------------------------
+
+MOVIE_FIELDS = (
+    "title", "duration_minutes", "description", "genres", "language", "rating",
+    "release_date", "poster_url",
+)
+
+
+def _normalize_genres(data: dict) -> None:
+    if data.get("genres") is not None:
+        data["genres"] = sorted({g.strip().lower() for g in data["genres"] if g.strip()})
+
+
+def create_movie(data: dict) -> Movie:
+    _normalize_genres(data)
+    movie = Movie(**{k: data[k] for k in MOVIE_FIELDS if k in data})
+    db.session.add(movie)
+    _commit("movie")
+    return movie
+
+
+def update_movie(movie_id: int, data: dict) -> Movie:
+    movie = _lock(Movie, movie_id, "Movie")
+    _normalize_genres(data)
+    _apply(movie, data, MOVIE_FIELDS)
+    if "duration_minutes" in data:
+        # Showtimes end when the movie does: a longer cut may now overlap (409).
+        db.session.execute(
+            update(Showtime)
+            .where(Showtime.movie_id == movie_id)
+            .values(ends_at=Showtime.starts_at + func.make_interval(0, 0, 0, 0, 0, data["duration_minutes"]))
+        )
+    _commit("movie")
+    return movie
+
+
+def delete_movie(movie_id: int) -> None:
+    db.session.delete(_lock(Movie, movie_id, "Movie"))
+    _commit("movie", deleting="movie")
+
+
+def get_movie(movie_id: int) -> Movie:
+    return _get(Movie, movie_id, "Movie")
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _local_date_window(day: date):
+    """UTC bounds that contain every instant whose local date (any zone) is ``day``."""
+    start = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc) - timedelta(hours=14)
+    return start, start + timedelta(hours=14 + 24 + 14)
+
+
+def _showtimes_in(city_id: int | None, day: date | None, theater_id: int | None = None):
+    """A WHERE-able selection of showtimes joined to their theater and city."""
+    query = (
+        select(Showtime.id)
+        .join(Screen, Screen.id == Showtime.screen_id)
+        .join(Theater, Theater.id == Screen.theater_id)
+    )
+    if city_id is not None:
+        query = query.where(Theater.city_id == city_id)
+    if theater_id is not None:
+        query = query.where(Theater.id == theater_id)
+    if day is not None:
+        lo, hi = _local_date_window(day)
+        query = query.join(City, City.id == Theater.city_id).where(
+            Showtime.starts_at >= lo,
+            Showtime.starts_at < hi,
+            cast(func.timezone(City.timezone, Showtime.starts_at), Date) == day,
+        )
+    return query
+
+
+def list_movies(
+    page: int,
+    page_size: int,
+    q: str | None = None,
+    genre: str | None = None,
+    language: str | None = None,
+    city_id: int | None = None,
+    day: date | None = None,
+) -> tuple[list[Movie], int]:
+    """Movies matching a title search and filters. With ``city_id`` and/or
+    ``date``: movies that have a showtime there (then, from now on, unless a
+    date is given), in the city's local time."""
+    query = select(Movie)
+    if q:
+        query = query.where(Movie.title.ilike(f"%{_escape_like(q)}%", escape="\\"))
+    if genre:
+        query = query.where(Movie.genres.contains([genre.strip().lower()]))
+    if language:
+        query = query.where(func.lower(Movie.language) == language.strip().lower())
+    if city_id is not None or day is not None:
+        shows = _showtimes_in(city_id, day).where(Showtime.movie_id == Movie.id)
+        if day is None:
+            shows = shows.where(Showtime.starts_at >= func.now())
+        query = query.where(exists(shows))
+    return _page(query, [Movie.title, Movie.id], page, page_size)
+
+
+# --- showtimes --------------------------------------------------------------
+
+def _ensure_exists(model, object_id: int, field: str, what: str) -> None:
+    if db.session.get(model, object_id) is None:
+        raise _invalid(field, f"Unknown {what}: {object_id}")
+
+
+def _check_starts_at(starts_at: datetime) -> None:
+    if starts_at.tzinfo is None:
+        raise _invalid("starts_at", "starts_at needs a UTC offset, e.g. 2026-12-01T19:30:00+00:00")
+    if not EARLIEST_SHOWTIME <= starts_at < LATEST_SHOWTIME:
+        raise _invalid("starts_at", "starts_at must be between 2000 and 2100")
+
+
+def _check_prices(screen_id: int, prices: dict[str, int]) -> None:
+    needed = set(db.session.scalars(select(Seat.category).where(Seat.screen_id == screen_id).distinct()))
+    missing = needed - set(prices)
+    if missing:
+        raise _invalid("prices", f"Missing prices for seat categories: {', '.join(sorted(missing))}")
+
+
+def _schedule(showtime: Showtime) -> None:
+    movie = _get(Movie, showtime.movie_id, "Movie")
+    _check_starts_at(showtime.starts_at)
+    showtime.ends_at = showtime.starts_at + timedelta(minutes=movie.duration_minutes)
+
+
+def create_showtime(data: dict) -> Showtime:
+    _ensure_exists(Movie, data["movie_id"], "movie_id", "movie")
+    _ensure_exists(Screen, data["screen_id"], "screen_id", "screen")
+    _check_prices(data["screen_id"], data["prices"])
+    showtime = Showtime(
+        movie_id=data["movie_id"],
+        screen_id=data["screen_id"],
+        starts_at=data["starts_at"],
+        prices=data["prices"],
+        currency=data["currency"],
+    )
+    _schedule(showtime)
+    db.session.add(showtime)
+    _commit("showtime")
+    return showtime
+
+
+def update_showtime(showtime_id: int, data: dict) -> Showtime:
+    showtime = _lock(Showtime, showtime_id, "Showtime")
+    if "movie_id" in data:
+        _ensure_exists(Movie, data["movie_id"], "movie_id", "movie")
+    if "screen_id" in data:
+        _ensure_exists(Screen, data["screen_id"], "screen_id", "screen")
+    _apply(showtime, data, ("movie_id", "screen_id", "starts_at", "prices", "currency"))
+    _check_prices(showtime.screen_id, showtime.prices)
+    _schedule(showtime)
+    _commit("showtime")
+    return showtime
+
+
+def delete_showtime(showtime_id: int) -> None:
+    db.session.delete(_lock(Showtime, showtime_id, "Showtime"))
+    _commit("showtime", deleting="showtime")
+
+
+def get_showtime(showtime_id: int) -> Showtime:
+    return _get(Showtime, showtime_id, "Showtime")
+
+
+def list_showtimes(
+    page: int,
+    page_size: int,
+    movie_id: int | None = None,
+    theater_id: int | None = None,
+    city_id: int | None = None,
+    day: date | None = None,
+    starts_after: datetime | None = None,
+    starts_before: datetime | None = None,
+) -> tuple[list[Showtime], int]:
+    """Showtimes by movie, theater, city and local date, soonest first."""
+    query = select(Showtime)
+    if movie_id is not None:
+        query = query.where(Showtime.movie_id == movie_id)
+    if theater_id is not None or city_id is not None or day is not None:
+        query = query.where(Showtime.id.in_(_showtimes_in(city_id, day, theater_id)))
+    if starts_after is not None:
+        query = query.where(Showtime.starts_at >= starts_after)
+    if starts_before is not None:
+        query = query.where(Showtime.starts_at < starts_before)
+    return _page(query, [Showtime.starts_at, Showtime.id], page, page_size)
+
+
+def seat_map(showtime_id: int) -> dict:
+    """Every seat of the showtime's screen with its price; status ``available``
+    until the booking engine overlays holds and bookings."""
+    showtime = get_showtime(showtime_id)
+    return {
+        "showtime_id": showtime.id,
+        "currency": showtime.currency,
+        "seats": [
+            {
+                "id": seat.id,
+                "label": seat.label,
+                "row": seat.row_label,
+                "number": seat.number,
+                "category": seat.category,
+                "price_cents": showtime.prices.get(seat.category),
+                "status": "available",
+            }
+            for seat in screen_seats(showtime.screen_id)
+        ],
+    }

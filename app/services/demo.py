@@ -1,0 +1,142 @@
+"""Demo data for ``make up``: idempotent, and it keeps showtimes in the future.
+
+Customers ``customer1@demo.marquee.test`` ... share the password ``DEMO_PASSWORD``
+(stated in the README); they share one argon2id hash too, which is fine for
+throw-away demo accounts and keeps seeding fast.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from app.extensions import db
+from app.models import City, Movie, Screen, Showtime, Theater, User
+from app.services import catalog
+
+DEMO_PASSWORD = "marquee-demo"
+DEMO_EMAIL = "customer{n}@demo.marquee.test"
+
+CITIES = [
+    {"name": "Paris", "country": "France", "timezone": "Europe/Paris", "theaters": [
+        {"name": "Marquee Opéra", "address": "2 Boulevard des Capucines, 75009 Paris",
+         "latitude": 48.8708, "longitude": 2.3319},
+        {"name": "Marquee Bastille", "address": "5 Rue du Faubourg Saint-Antoine, 75011 Paris",
+         "latitude": 48.8530, "longitude": 2.3708},
+    ]},
+    {"name": "Lyon", "country": "France", "timezone": "Europe/Paris", "theaters": [
+        {"name": "Marquee Bellecour", "address": "10 Place Bellecour, 69002 Lyon",
+         "latitude": 45.7578, "longitude": 4.8320},
+    ]},
+]
+
+MOVIES = [
+    {"title": "The Last Reel", "duration_minutes": 118, "genres": ["drama"], "language": "en",
+     "rating": "PG-13", "release_date": date(2026, 10, 2),
+     "description": "A projectionist's final night at a closing cinema."},
+    {"title": "Orbit of Ash", "duration_minutes": 142, "genres": ["sci-fi", "thriller"],
+     "language": "en", "rating": "PG-13", "release_date": date(2026, 11, 6),
+     "description": "A salvage crew finds a ship that should not exist."},
+    {"title": "Le Petit Matin", "duration_minutes": 96, "genres": ["comedy", "romance"],
+     "language": "fr", "rating": "U", "release_date": date(2026, 9, 18),
+     "description": "Two bakers, one oven, and a very early morning."},
+    {"title": "Cartographers", "duration_minutes": 104, "genres": ["documentary"],
+     "language": "en", "rating": "U", "release_date": date(2026, 8, 21),
+     "description": "The people who still draw maps by hand."},
+]
+
+PRICES = {"standard": 1200, "premium": 1600, "recliner": 2200, "wheelchair": 1200}
+
+
+def grand_layout() -> dict:
+    """16 rows of 20 (320 seats): the popular screen for rush tests."""
+    rows = []
+    for i in range(16):
+        label = chr(ord("A") + i)
+        category = "recliner" if i >= 13 else "premium" if 6 <= i <= 9 else "standard"
+        seats = [category] * 10 + [None] + [category] * 10
+        if i == 0:
+            seats[0] = seats[-1] = "wheelchair"
+        rows.append({"label": label, "seats": seats})
+    return {"rows": rows}
+
+
+def small_layout() -> dict:
+    return {"rows": [{"label": chr(ord("A") + i), "seats": ["standard"] * 6 + [None] + ["standard"] * 6}
+                     for i in range(8)]}
+
+
+def seed(customers: int = 300) -> str:
+    created = _seed_catalog()
+    added_shows = _top_up_showtimes()
+    added_users = _seed_customers(customers)
+    return (f"demo data: catalog {'created' if created else 'present'}, "
+            f"{added_shows} showtimes added, {added_users} customers added "
+            f"(password {DEMO_PASSWORD!r})")
+
+
+def _seed_catalog() -> bool:
+    if db.session.scalar(select(City).where(City.name == "Paris")) is not None:
+        return False
+    for city_data in CITIES:
+        city = catalog.create_city({k: city_data[k] for k in ("name", "country", "timezone")})
+        for t in city_data["theaters"]:
+            theater = catalog.create_theater(dict(t, city_id=city.id))
+            catalog.create_screen(theater.id, {"name": "Grand", "layout": grand_layout()})
+            catalog.create_screen(theater.id, {"name": "Studio", "layout": small_layout()})
+    for movie in MOVIES:
+        catalog.create_movie(dict(movie))
+    return True
+
+
+def _top_up_showtimes(days: int = 7) -> int:
+    """Each demo screen gets fixed daily slots for the coming days, where missing."""
+    movies = db.session.scalars(select(Movie).order_by(Movie.id)).all()
+    if not movies:
+        return 0
+    added = 0
+    screens = db.session.execute(
+        select(Screen, City.timezone)
+        .join(Theater, Theater.id == Screen.theater_id)
+        .join(City, City.id == Theater.city_id)
+        .order_by(Screen.id)
+    ).all()
+    slots = (time(13, 0), time(16, 30), time(20, 0))
+    for s_index, (screen, tz) in enumerate(screens):
+        zone = ZoneInfo(tz)
+        today = datetime.now(zone).date()
+        for d in range(days):
+            for k, slot in enumerate(slots):
+                starts = datetime.combine(today + timedelta(days=d), slot, tzinfo=zone)
+                if starts <= datetime.now(zone):
+                    continue
+                exists = db.session.scalar(
+                    select(Showtime.id).where(Showtime.screen_id == screen.id, Showtime.starts_at == starts)
+                )
+                if exists:
+                    continue
+                movie = movies[(s_index + k + d) % len(movies)]
+                catalog.create_showtime({
+                    "movie_id": movie.id, "screen_id": screen.id, "starts_at": starts,
+                    "prices": PRICES, "currency": "EUR",
+                })
+                added += 1
+    return added
+
+
+def _seed_customers(count: int) -> int:
+    from flask import current_app
+
+    hashed = current_app.extensions["marquee"].passwords.hash(DEMO_PASSWORD)
+    rows = [{"email": DEMO_EMAIL.format(n=n), "name": f"Demo Customer {n}",
+             "password_hash": hashed, "role": "user"} for n in range(1, count + 1)]
+    if not rows:
+        return 0
+    result = db.session.execute(
+        pg_insert(User).values(rows).on_conflict_do_nothing(index_elements=["email"]).returning(User.id)
+    )
+    added = len(result.all())
+    db.session.commit()
+    return added
