@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 
 def register_cli(app: Flask) -> None:
@@ -16,6 +17,7 @@ def register_cli(app: Flask) -> None:
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
               help="The admin's password (asked for when not given).")
 @click.option("--name", default="Administrator", show_default=True)
+@with_appcontext
 def create_admin(email: str, password: str, name: str) -> None:
     """Create an admin account, or promote an existing one to admin."""
     from app.services.auth import ensure_admin
@@ -27,6 +29,7 @@ def create_admin(email: str, password: str, name: str) -> None:
 
 
 @click.command("bootstrap-admin")
+@with_appcontext
 def bootstrap_admin() -> None:
     """Ensure the admin named by ADMIN_EMAIL/ADMIN_PASSWORD exists (start-up hook)."""
     from app.services.auth import ensure_admin
@@ -41,6 +44,7 @@ def bootstrap_admin() -> None:
 
 @click.command("seed-demo")
 @click.option("--customers", default=300, show_default=True, help="Demo customer accounts.")
+@with_appcontext
 def seed_demo(customers: int) -> None:
     """Load demo data (idempotent): a city, theaters, screens, movies, showtimes, customers."""
     from app.services.demo import seed

@@ -65,6 +65,7 @@ def build_seats(layout: dict) -> list[SeatSpec]:
             problems.append(f"row {label}: at most {MAX_ROW_WIDTH} positions")
             continue
         number = 0
+        collided = False
         for c, category in enumerate(entries):
             if category is None:
                 continue
@@ -74,7 +75,9 @@ def build_seats(layout: dict) -> list[SeatSpec]:
             number += 1
             seat_label = f"{label}{number}"
             if seat_label in seen_labels:
-                problems.append(f"row {label}: seat label {seat_label} collides with another row's")
+                if not collided:
+                    problems.append(f"row {label}: seat label {seat_label} collides with another row's")
+                    collided = True
                 continue
             seen_labels.add(seat_label)
             seats.append(SeatSpec(label, number, seat_label, category, r, c))

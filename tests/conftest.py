@@ -1,0 +1,138 @@
+"""Shared fixtures. The suite talks to the real PostgreSQL and Redis, in its own
+database (``marquee_test``) and key prefix (``mqtest:``), so a running stack and
+the tests never disturb each other."""
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Test settings, fixed before the app is imported; .env (the stack's) never applies.
+TEST_ENV = {
+    "DATABASE_URL": os.environ.get(
+        "TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/marquee_test"
+    ),
+    "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    "REDIS_PREFIX": "mqtest:",
+    "JWT_SECRET_KEY": "test-" + secrets.token_urlsafe(40),
+    # Cheap hashing keeps the suite fast; production defaults are argon2id t=3, m=64 MiB.
+    "ARGON2_TIME_COST": "1",
+    "ARGON2_MEMORY_KIB": "1024",
+    "ARGON2_PARALLELISM": "1",
+    "LOG_LEVEL": "WARNING",
+    "LOGIN_MAX_FAILURES_PER_ACCOUNT": "5",
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": "20",
+}
+os.environ.update(TEST_ENV)
+
+from app import create_app  # noqa: E402
+from app.extensions import db  # noqa: E402
+from tests.helpers import ApiClient  # noqa: E402
+
+TABLES = ["showtimes", "seats", "screens", "theaters", "cities", "movies", "users"]
+
+
+@pytest.fixture(scope="session")
+def app():
+    """The Flask app, bound to the migrated test database."""
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "ensure_database.py"), "marquee_test"],
+        check=True, env={**os.environ, "DATABASE_URL": TEST_ENV["DATABASE_URL"]},
+        capture_output=True,
+    )
+    application = create_app()
+    application.config["TESTING"] = True
+    return application
+
+
+def _tables_in_db(app) -> list[str]:
+    from sqlalchemy import text
+
+    rows = db.session.execute(
+        text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")
+    ).scalars()
+    return list(rows)
+
+
+@pytest.fixture(autouse=True)
+def clean_state(app):
+    """Every test starts with empty tables and none of the suite's Redis keys."""
+    from sqlalchemy import text
+
+    with app.app_context():
+        tables = _tables_in_db(app)
+        if tables:
+            db.session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            db.session.commit()
+        app.extensions["marquee"].redis.delete_prefixed()
+    yield
+
+
+@pytest.fixture
+def client(app):
+    """A Flask test client (real PostgreSQL and Redis behind it)."""
+    return app.test_client()
+
+
+@pytest.fixture
+def api(client):
+    """The test client wrapped with JSON and token helpers."""
+    return ApiClient(client)
+
+
+@pytest.fixture
+def admin(api, app):
+    """An admin's access token."""
+    return api.make_user("admin@test.example", role="admin")
+
+
+@pytest.fixture
+def user(api):
+    """A customer's access token."""
+    return api.make_user("user@test.example")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(app):
+    """A real gunicorn (2 worker processes x 4 threads) serving the test database."""
+    port = _free_port()
+    env = {**os.environ, **TEST_ENV, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gunicorn did not start: " + proc.stderr.read().decode()[-2000:])
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,0 +1,91 @@
+"""Small helpers shared by the tests: JSON calls with tokens, catalog builders."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+PASSWORD = "correct horse battery"
+
+
+class ApiClient:
+    """JSON calls through the Flask test client, with an optional Bearer token."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def call(self, method: str, path: str, token: str | None = None, json=None, **kw):
+        headers = kw.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.client.open(path, method=method, json=json, headers=headers, **kw)
+
+    def get(self, path, token=None, **kw):
+        return self.call("GET", path, token, **kw)
+
+    def post(self, path, json=None, token=None, **kw):
+        return self.call("POST", path, token, json=json, **kw)
+
+    def patch(self, path, json=None, token=None, **kw):
+        return self.call("PATCH", path, token, json=json, **kw)
+
+    def delete(self, path, token=None, **kw):
+        return self.call("DELETE", path, token, **kw)
+
+    def make_user(self, email: str, role: str = "user", password: str = PASSWORD) -> str:
+        """Register (or promote) a user and return an access token."""
+        r = self.post("/api/v1/auth/register", {"email": email, "password": password, "name": "T"})
+        assert r.status_code == 201, r.json
+        if role == "admin":
+            from app.services.auth import ensure_admin
+
+            with self.client.application.app_context():
+                ensure_admin(email, None)
+        return self.login(email, password)["access_token"]
+
+    def login(self, email: str, password: str = PASSWORD, **kw) -> dict:
+        r = self.post("/api/v1/auth/login", {"email": email, "password": password}, **kw)
+        assert r.status_code == 200, r.json
+        return r.json
+
+    # --- catalog builders (as an admin) ---------------------------------------
+    def city(self, token, **over):
+        body = {"name": "Paris", "country": "France", "timezone": "Europe/Paris", **over}
+        r = self.post("/api/v1/cities", body, token)
+        assert r.status_code == 201, r.json
+        return r.json
+
+    def theater(self, token, city_id, **over):
+        body = {"name": "Opera", "city_id": city_id, "address": "1 Rue X", **over}
+        r = self.post("/api/v1/theaters", body, token)
+        assert r.status_code == 201, r.json
+        return r.json
+
+    def screen(self, token, theater_id, layout=None, **over):
+        layout = layout or {"rows": [{"label": "A", "seats": ["standard", "standard", None, "premium"]},
+                                     {"label": "B", "seats": ["standard", "standard", None, "premium"]}]}
+        r = self.post(f"/api/v1/theaters/{theater_id}/screens", {"name": "One", "layout": layout, **over}, token)
+        assert r.status_code == 201, r.json
+        return r.json
+
+    def movie(self, token, **over):
+        body = {"title": "Heat", "duration_minutes": 120, "genres": ["crime"], "language": "en", **over}
+        r = self.post("/api/v1/movies", body, token)
+        assert r.status_code == 201, r.json
+        return r.json
+
+    def showtime(self, token, movie_id, screen_id, starts_at=None, **over):
+        starts_at = starts_at or (datetime.now(timezone.utc) + timedelta(days=1)).replace(microsecond=0)
+        body = {"movie_id": movie_id, "screen_id": screen_id, "starts_at": starts_at.isoformat(),
+                "prices": {"standard": 1000, "premium": 1500}, "currency": "EUR", **over}
+        r = self.post("/api/v1/showtimes", body, token)
+        assert r.status_code == 201, r.json
+        return r.json
+
+    def catalog(self, token) -> dict:
+        """A city, theater, screen, movie and showtime; returns their ids."""
+        city = self.city(token)
+        theater = self.theater(token, city["id"], latitude=48.87, longitude=2.33)
+        screen = self.screen(token, theater["id"])
+        movie = self.movie(token)
+        show = self.showtime(token, movie["id"], screen["id"])
+        return {"city": city["id"], "theater": theater["id"], "screen": screen["id"],
+                "movie": movie["id"], "showtime": show["id"], "showtime_obj": show}
