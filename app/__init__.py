@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import redis
 from flask import Flask, g, request
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app import errors
 from app.adapters.cache import Cache
@@ -117,6 +117,15 @@ def _register_error_handlers(app: Flask) -> None:
         return errors.problem(503, code="dependency_unavailable",
                               detail="A backing service is unavailable; try again shortly",
                               headers={"Retry-After": "5"})
+
+    @app.errorhandler(IntegrityError)
+    def on_integrity_error(err):
+        # Services map the constraints they expect; this is the safety net for
+        # one they did not: a conflict with the current state, never a 500.
+        db.session.rollback()
+        log.warning("unmapped integrity error", exc_info=err)
+        return errors.problem(409, code="conflict",
+                              detail="The change conflicts with the current state of the data")
 
     @app.errorhandler(DBAPIError)
     def on_database_error(err):

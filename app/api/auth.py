@@ -39,10 +39,10 @@ class Login(MethodView):
 
 @blp.route("/refresh")
 class Refresh(MethodView):
+    @jwt_required(refresh=True)
     @blp.response(200, TokenPairSchema)
     @blp.alt_response(401, response="UNAUTHORIZED")
     @blp.doc(security=BEARER)
-    @jwt_required(refresh=True)
     def post(self):
         """Exchange the refresh token (as Bearer) for a new pair; the old one stops working"""
         return auth_service.rotate_refresh_token(get_jwt()).as_dict()
@@ -50,8 +50,8 @@ class Refresh(MethodView):
 
 @blp.route("/logout")
 class Logout(MethodView):
-    @blp.response(204)
     @login_required
+    @blp.response(204)
     def post(self):
         """Revoke the access token in hand at once, and end its session"""
         auth_service.logout(get_jwt())
@@ -59,8 +59,8 @@ class Logout(MethodView):
 
 @users_blp.route("/me")
 class Me(MethodView):
-    @users_blp.response(200, UserSchema)
     @login_required
+    @users_blp.response(200, UserSchema)
     def get(self):
         """The caller's own profile"""
         user = db.session.get(User, current_user_id())

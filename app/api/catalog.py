@@ -43,10 +43,10 @@ class Cities(MethodView):
         """List cities"""
         return _paged(pagination_parameters, catalog.list_cities(q=args.get("q"), **_page_args(pagination_parameters)))
 
+    @admin_required
     @cities.arguments(s.CitySchema)
     @cities.response(201, s.CitySchema)
     @cities.alt_response(409, response="CONFLICT")
-    @admin_required
     def post(self, data):
         """Create a city"""
         return catalog.create_city(data)
@@ -61,18 +61,18 @@ class CityById(MethodView):
         """Get a city"""
         return catalog.get_city(city_id)
 
+    @admin_required
     @cities.arguments(s.CityPatchSchema)
     @cities.response(200, s.CitySchema)
     @cities.alt_response(404, response="NOT_FOUND")
-    @admin_required
     def patch(self, data, city_id):
         """Update a city"""
         return catalog.update_city(city_id, data)
 
+    @admin_required
     @cities.response(204)
     @cities.alt_response(404, response="NOT_FOUND")
     @cities.alt_response(409, response="CONFLICT", description="in_use: it still has theaters")
-    @admin_required
     def delete(self, city_id):
         """Delete a city that has no theaters"""
         catalog.delete_city(city_id)
@@ -103,9 +103,9 @@ class Theaters(MethodView):
         )
         return _paged(pagination_parameters, ([_theater_out(t, d) for t, d in rows], total))
 
+    @admin_required
     @theaters.arguments(s.TheaterSchema)
     @theaters.response(201, s.TheaterSchema)
-    @admin_required
     def post(self, data):
         """Create a theater in a city"""
         return catalog.create_theater(data)
@@ -120,18 +120,18 @@ class TheaterById(MethodView):
         """Get a theater"""
         return catalog.get_theater(theater_id)
 
+    @admin_required
     @theaters.arguments(s.TheaterPatchSchema)
     @theaters.response(200, s.TheaterSchema)
     @theaters.alt_response(404, response="NOT_FOUND")
-    @admin_required
     def patch(self, data, theater_id):
         """Update a theater"""
         return catalog.update_theater(theater_id, data)
 
+    @admin_required
     @theaters.response(204)
     @theaters.alt_response(404, response="NOT_FOUND")
     @theaters.alt_response(409, response="CONFLICT", description="in_use: it still has screens")
-    @admin_required
     def delete(self, theater_id):
         """Delete a theater that has no screens"""
         catalog.delete_theater(theater_id)
@@ -159,11 +159,11 @@ class TheaterScreens(MethodView):
         """List a theater's screens (without their seats)"""
         return _paged(pagination_parameters, catalog.list_screens(theater_id, **_page_args(pagination_parameters)))
 
+    @admin_required
     @screens.arguments(s.ScreenSchema)
     @screens.response(201, s.ScreenDetailSchema)
     @screens.alt_response(404, response="NOT_FOUND")
     @screens.alt_response(409, response="CONFLICT")
-    @admin_required
     def post(self, data, theater_id):
         """Create a screen from a layout of rows, seats and gaps"""
         screen = catalog.create_screen(theater_id, data)
@@ -179,20 +179,20 @@ class ScreenById(MethodView):
         """Get a screen with its seats and their ids"""
         return _screen_detail(screen_id)
 
+    @admin_required
     @screens.arguments(s.ScreenPatchSchema)
     @screens.response(200, s.ScreenDetailSchema)
     @screens.alt_response(404, response="NOT_FOUND")
     @screens.alt_response(409, response="CONFLICT", description="layout_in_use")
-    @admin_required
     def patch(self, data, screen_id):
         """Rename a screen or replace its layout (seats keeping their label keep their id)"""
         catalog.update_screen(screen_id, data)
         return _screen_detail(screen_id)
 
+    @admin_required
     @screens.response(204)
     @screens.alt_response(404, response="NOT_FOUND")
     @screens.alt_response(409, response="CONFLICT", description="in_use: it has showtimes")
-    @admin_required
     def delete(self, screen_id):
         """Delete a screen that has no showtimes"""
         catalog.delete_screen(screen_id)
@@ -217,9 +217,9 @@ class Movies(MethodView):
 
         return _paged(pagination_parameters, _cached(["movies"], "movies", filters, compute))
 
+    @admin_required
     @movies.arguments(s.MovieSchema)
     @movies.response(201, s.MovieSchema)
-    @admin_required
     def post(self, data):
         """Add a movie"""
         return catalog.create_movie(data)
@@ -234,19 +234,19 @@ class MovieById(MethodView):
         """Get a movie"""
         return _cached(["movies"], "movie", movie_id, lambda: s.MovieSchema().dump(catalog.get_movie(movie_id)))
 
+    @admin_required
     @movies.arguments(s.MoviePatchSchema)
     @movies.response(200, s.MovieSchema)
     @movies.alt_response(404, response="NOT_FOUND")
     @movies.alt_response(409, response="CONFLICT", description="showtime_overlap after a longer duration")
-    @admin_required
     def patch(self, data, movie_id):
         """Update a movie (a new duration moves its showtimes' end times)"""
         return catalog.update_movie(movie_id, data)
 
+    @admin_required
     @movies.response(204)
     @movies.alt_response(404, response="NOT_FOUND")
     @movies.alt_response(409, response="CONFLICT", description="in_use: it has showtimes")
-    @admin_required
     def delete(self, movie_id):
         """Delete a movie that has no showtimes"""
         catalog.delete_movie(movie_id)
@@ -271,10 +271,10 @@ class Showtimes(MethodView):
 
         return _paged(pagination_parameters, _cached(["showtimes"], "showtimes", filters, compute))
 
+    @admin_required
     @showtimes.arguments(s.ShowtimeSchema)
     @showtimes.response(201, s.ShowtimeSchema)
     @showtimes.alt_response(409, response="CONFLICT", description="showtime_overlap")
-    @admin_required
     def post(self, data):
         """Schedule a movie on a screen (no overlap with another showtime there)"""
         return catalog.create_showtime(data)
@@ -292,19 +292,19 @@ class ShowtimeById(MethodView):
             lambda: s.ShowtimeSchema().dump(catalog.get_showtime(showtime_id)),
         )
 
+    @admin_required
     @showtimes.arguments(s.ShowtimePatchSchema)
     @showtimes.response(200, s.ShowtimeSchema)
     @showtimes.alt_response(404, response="NOT_FOUND")
     @showtimes.alt_response(409, response="CONFLICT", description="showtime_overlap")
-    @admin_required
     def patch(self, data, showtime_id):
         """Move or re-price a showtime"""
         return catalog.update_showtime(showtime_id, data)
 
+    @admin_required
     @showtimes.response(204)
     @showtimes.alt_response(404, response="NOT_FOUND")
     @showtimes.alt_response(409, response="CONFLICT", description="in_use: it has bookings")
-    @admin_required
     def delete(self, showtime_id):
         """Delete a showtime without bookings"""
         catalog.delete_showtime(showtime_id)

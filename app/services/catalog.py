@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import zoneinfo
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable
 
@@ -51,23 +52,28 @@ def _lock(model, object_id: int, what: str):
     return obj
 
 
-def _commit(kind: str, *, deleting: str | None = None) -> None:
-    """Commit, turn integrity errors into domain errors, then invalidate caches."""
+@contextmanager
+def _unit_of_work(kind: str, *, deleting: str | None = None):
+    """One write: any integrity error becomes a domain error and nothing is kept;
+    on success, one commit and then the caches that the write made stale."""
     try:
+        yield
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
         raise _integrity_error(exc, deleting) from exc
+    except BaseException:
+        db.session.rollback()
+        raise
     current_app.extensions["marquee"].cache.invalidate(*INVALIDATES[kind])
 
 
 def _integrity_error(exc: IntegrityError, deleting: str | None) -> errors.DomainError:
     pgcode = getattr(exc.orig, "pgcode", None)
-    constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or ""
     if pgcode == "23P01":  # exclusion_violation
         return errors.ShowtimeOverlap("Another showtime on this screen overlaps that time")
     if pgcode == "23503":  # foreign_key_violation
-        if constraint.startswith("fk_") and "seats" in constraint and deleting == "seats":
+        if deleting == "seats":
             return errors.LayoutInUse(
                 "Seats of this layout are referenced by bookings; it cannot be replaced"
             )
@@ -109,24 +115,24 @@ CITY_FIELDS = ("name", "country", "timezone")
 
 def create_city(data: dict) -> City:
     validate_timezone(data["timezone"])
-    city = City(**{k: data.get(k) for k in CITY_FIELDS})
-    db.session.add(city)
-    _commit("city")
+    with _unit_of_work("city"):
+        city = City(**{k: data.get(k) for k in CITY_FIELDS})
+        db.session.add(city)
     return city
 
 
 def update_city(city_id: int, data: dict) -> City:
-    city = _lock(City, city_id, "City")
     if "timezone" in data:
         validate_timezone(data["timezone"])
-    _apply(city, data, CITY_FIELDS)
-    _commit("city")
+    with _unit_of_work("city"):
+        city = _lock(City, city_id, "City")
+        _apply(city, data, CITY_FIELDS)
     return city
 
 
 def delete_city(city_id: int) -> None:
-    db.session.delete(_lock(City, city_id, "City"))
-    _commit("city", deleting="city")
+    with _unit_of_work("city", deleting="city"):
+        db.session.delete(_lock(City, city_id, "City"))
 
 
 def get_city(city_id: int) -> City:
@@ -151,27 +157,27 @@ def _check_coordinates(theater: Theater) -> None:
 
 
 def create_theater(data: dict) -> Theater:
-    _ensure_exists(City, data["city_id"], "city_id", "city")
-    theater = Theater(**{k: data.get(k) for k in THEATER_FIELDS})
-    _check_coordinates(theater)
-    db.session.add(theater)
-    _commit("theater")
+    with _unit_of_work("theater"):
+        _ensure_exists(City, data["city_id"], "city_id", "city")
+        theater = Theater(**{k: data.get(k) for k in THEATER_FIELDS})
+        _check_coordinates(theater)
+        db.session.add(theater)
     return theater
 
 
 def update_theater(theater_id: int, data: dict) -> Theater:
-    theater = _lock(Theater, theater_id, "Theater")
-    if "city_id" in data:
-        _ensure_exists(City, data["city_id"], "city_id", "city")
-    _apply(theater, data, THEATER_FIELDS)
-    _check_coordinates(theater)
-    _commit("theater")
+    with _unit_of_work("theater"):
+        theater = _lock(Theater, theater_id, "Theater")
+        if "city_id" in data:
+            _ensure_exists(City, data["city_id"], "city_id", "city")
+        _apply(theater, data, THEATER_FIELDS)
+        _check_coordinates(theater)
     return theater
 
 
 def delete_theater(theater_id: int) -> None:
-    db.session.delete(_lock(Theater, theater_id, "Theater"))
-    _commit("theater", deleting="theater")
+    with _unit_of_work("theater", deleting="theater"):
+        db.session.delete(_lock(Theater, theater_id, "Theater"))
 
 
 def get_theater(theater_id: int) -> Theater:
@@ -250,51 +256,46 @@ def _build(layout: dict):
 
 
 def create_screen(theater_id: int, data: dict) -> Screen:
-    _get(Theater, theater_id, "Theater")
     specs = _build(data["layout"])
-    screen = Screen(
-        theater_id=theater_id, name=data["name"], layout=data["layout"], seat_count=len(specs)
-    )
-    db.session.add(screen)
-    try:
+    with _unit_of_work("screen"):
+        _get(Theater, theater_id, "Theater")
+        screen = Screen(
+            theater_id=theater_id, name=data["name"], layout=data["layout"], seat_count=len(specs)
+        )
+        db.session.add(screen)
         db.session.flush()
-    except IntegrityError as exc:
-        db.session.rollback()
-        raise _integrity_error(exc, None) from exc
-    db.session.execute(insert(Seat), _seat_rows(screen.id, specs))
-    _commit("screen")
+        db.session.execute(insert(Seat), _seat_rows(screen.id, specs))
     return screen
 
 
 def update_screen(screen_id: int, data: dict) -> Screen:
     """Rename and/or replace the layout. Seats whose label survives keep their id;
     removed seats are deleted, which bookings referencing them forbid (409)."""
-    screen = _lock(Screen, screen_id, "Screen")
-    if "name" in data:
-        screen.name = data["name"]
-    if "layout" in data:
-        specs = _build(data["layout"])
-        _check_future_prices(screen_id, {s.category for s in specs})
-        existing = {s.label: s for s in db.session.scalars(select(Seat).where(Seat.screen_id == screen_id))}
-        wanted = {s.label: s for s in specs}
-        removed = [seat.id for label, seat in existing.items() if label not in wanted]
-        if removed:
-            db.session.execute(delete(Seat).where(Seat.id.in_(removed)))
-            try:
-                db.session.flush()
-            except IntegrityError as exc:
-                db.session.rollback()
-                raise _integrity_error(exc, "seats") from exc
-        for label, spec in wanted.items():
-            seat = existing.get(label)
-            if seat is not None:
-                seat.category, seat.row_index, seat.col_index = spec.category, spec.row_index, spec.col_index
-        new = [spec for label, spec in wanted.items() if label not in existing]
-        if new:
-            db.session.execute(insert(Seat), _seat_rows(screen_id, new))
-        screen.layout, screen.seat_count = data["layout"], len(specs)
-    _commit("screen", deleting="seats")
+    specs = _build(data["layout"]) if "layout" in data else None
+    with _unit_of_work("screen", deleting="seats"):
+        screen = _lock(Screen, screen_id, "Screen")
+        if "name" in data:
+            screen.name = data["name"]
+        if specs is not None:
+            _replace_seats(screen, specs)
+            screen.layout, screen.seat_count = data["layout"], len(specs)
     return screen
+
+
+def _replace_seats(screen: Screen, specs) -> None:
+    _check_future_prices(screen.id, {s.category for s in specs})
+    existing = {s.label: s for s in db.session.scalars(select(Seat).where(Seat.screen_id == screen.id))}
+    wanted = {s.label: s for s in specs}
+    removed = [seat.id for label, seat in existing.items() if label not in wanted]
+    if removed:
+        db.session.execute(delete(Seat).where(Seat.id.in_(removed)))
+    for label, spec in wanted.items():
+        seat = existing.get(label)
+        if seat is not None:
+            seat.category, seat.row_index, seat.col_index = spec.category, spec.row_index, spec.col_index
+    new = [spec for label, spec in wanted.items() if label not in existing]
+    if new:
+        db.session.execute(insert(Seat), _seat_rows(screen.id, new))
 
 
 def _check_future_prices(screen_id: int, categories: set[str]) -> None:
@@ -313,8 +314,8 @@ def _check_future_prices(screen_id: int, categories: set[str]) -> None:
 
 
 def delete_screen(screen_id: int) -> None:
-    db.session.delete(_lock(Screen, screen_id, "Screen"))
-    _commit("screen", deleting="screen")
+    with _unit_of_work("screen", deleting="screen"):
+        db.session.delete(_lock(Screen, screen_id, "Screen"))
 
 
 def get_screen(screen_id: int) -> Screen:
@@ -349,30 +350,30 @@ def _normalize_genres(data: dict) -> None:
 
 def create_movie(data: dict) -> Movie:
     _normalize_genres(data)
-    movie = Movie(**{k: data[k] for k in MOVIE_FIELDS if k in data})
-    db.session.add(movie)
-    _commit("movie")
+    with _unit_of_work("movie"):
+        movie = Movie(**{k: data[k] for k in MOVIE_FIELDS if k in data})
+        db.session.add(movie)
     return movie
 
 
 def update_movie(movie_id: int, data: dict) -> Movie:
-    movie = _lock(Movie, movie_id, "Movie")
     _normalize_genres(data)
-    _apply(movie, data, MOVIE_FIELDS)
-    if "duration_minutes" in data:
-        # Showtimes end when the movie does: a longer cut may now overlap (409).
-        db.session.execute(
-            update(Showtime)
-            .where(Showtime.movie_id == movie_id)
-            .values(ends_at=Showtime.starts_at + func.make_interval(0, 0, 0, 0, 0, data["duration_minutes"]))
-        )
-    _commit("movie")
+    with _unit_of_work("movie"):
+        movie = _lock(Movie, movie_id, "Movie")
+        _apply(movie, data, MOVIE_FIELDS)
+        if "duration_minutes" in data:
+            # Showtimes end when the movie does: a longer cut may now overlap (409).
+            db.session.execute(
+                update(Showtime)
+                .where(Showtime.movie_id == movie_id)
+                .values(ends_at=Showtime.starts_at + func.make_interval(0, 0, 0, 0, 0, data["duration_minutes"]))
+            )
     return movie
 
 
 def delete_movie(movie_id: int) -> None:
-    db.session.delete(_lock(Movie, movie_id, "Movie"))
-    _commit("movie", deleting="movie")
+    with _unit_of_work("movie", deleting="movie"):
+        db.session.delete(_lock(Movie, movie_id, "Movie"))
 
 
 def get_movie(movie_id: int) -> Movie:
@@ -465,38 +466,38 @@ def _schedule(showtime: Showtime) -> None:
 
 
 def create_showtime(data: dict) -> Showtime:
-    _ensure_exists(Movie, data["movie_id"], "movie_id", "movie")
-    _ensure_exists(Screen, data["screen_id"], "screen_id", "screen")
-    _check_prices(data["screen_id"], data["prices"])
-    showtime = Showtime(
-        movie_id=data["movie_id"],
-        screen_id=data["screen_id"],
-        starts_at=data["starts_at"],
-        prices=data["prices"],
-        currency=data["currency"],
-    )
-    _schedule(showtime)
-    db.session.add(showtime)
-    _commit("showtime")
+    with _unit_of_work("showtime"):
+        _ensure_exists(Movie, data["movie_id"], "movie_id", "movie")
+        _ensure_exists(Screen, data["screen_id"], "screen_id", "screen")
+        _check_prices(data["screen_id"], data["prices"])
+        showtime = Showtime(
+            movie_id=data["movie_id"],
+            screen_id=data["screen_id"],
+            starts_at=data["starts_at"],
+            prices=data["prices"],
+            currency=data["currency"],
+        )
+        _schedule(showtime)
+        db.session.add(showtime)
     return showtime
 
 
 def update_showtime(showtime_id: int, data: dict) -> Showtime:
-    showtime = _lock(Showtime, showtime_id, "Showtime")
-    if "movie_id" in data:
-        _ensure_exists(Movie, data["movie_id"], "movie_id", "movie")
-    if "screen_id" in data:
-        _ensure_exists(Screen, data["screen_id"], "screen_id", "screen")
-    _apply(showtime, data, ("movie_id", "screen_id", "starts_at", "prices", "currency"))
-    _check_prices(showtime.screen_id, showtime.prices)
-    _schedule(showtime)
-    _commit("showtime")
+    with _unit_of_work("showtime"):
+        showtime = _lock(Showtime, showtime_id, "Showtime")
+        if "movie_id" in data:
+            _ensure_exists(Movie, data["movie_id"], "movie_id", "movie")
+        if "screen_id" in data:
+            _ensure_exists(Screen, data["screen_id"], "screen_id", "screen")
+        _apply(showtime, data, ("movie_id", "screen_id", "starts_at", "prices", "currency"))
+        _check_prices(showtime.screen_id, showtime.prices)
+        _schedule(showtime)
     return showtime
 
 
 def delete_showtime(showtime_id: int) -> None:
-    db.session.delete(_lock(Showtime, showtime_id, "Showtime"))
-    _commit("showtime", deleting="showtime")
+    with _unit_of_work("showtime", deleting="showtime"):
+        db.session.delete(_lock(Showtime, showtime_id, "Showtime"))
 
 
 def get_showtime(showtime_id: int) -> Showtime:
