@@ -108,14 +108,22 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def live_server(app):
+def live_server_log(tmp_path_factory) -> Path:
+    """Where the live server's JSON logs go."""
+    return tmp_path_factory.mktemp("live") / "gunicorn.log"
+
+
+@pytest.fixture(scope="session")
+def live_server(app, live_server_log, tmp_path_factory):
     """A real gunicorn (2 worker processes x 4 threads) serving the test database."""
     port = _free_port()
-    env = {**os.environ, **TEST_ENV, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    metrics_dir = tmp_path_factory.mktemp("prometheus")
+    env = {**os.environ, **TEST_ENV, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
+           "LOG_LEVEL": "INFO", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    log_file = open(live_server_log, "wb")
     proc = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -127,7 +135,7 @@ def live_server(app):
             except requests.ConnectionError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not start: " + proc.stderr.read().decode()[-2000:])
+                raise RuntimeError("gunicorn did not start: " + live_server_log.read_text()[-2000:])
             time.sleep(0.2)
         yield base
     finally:
@@ -136,3 +144,4 @@ def live_server(app):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log_file.close()

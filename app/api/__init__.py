@@ -26,6 +26,16 @@ class Api(flask_smorest.Api):
         prepare_response(response, self.spec, PROBLEM_MIMETYPE)
         self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 
+    def _register_pagination_header(self):
+        # A header value is a string: the pagination metadata is JSON inside it.
+        from flask_smorest.pagination import PAGINATION_HEADER
+
+        header = {
+            "description": PAGINATION_HEADER.get("description", "Pagination metadata"),
+            "content": {"application/json": {"schema": PAGINATION_HEADER["schema"]}},
+        }
+        self.spec.components.header("PAGINATION", header, lazy=True)
+
     def handle_http_exception(self, error: HTTPException):
         data = getattr(error, "data", None) or {}
         status = error.code or 500

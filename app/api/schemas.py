@@ -1,7 +1,7 @@
 """Request, response and query schemas. Inputs refuse unknown fields; ids are dump-only."""
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from app.api import fields as mfields
 
@@ -10,7 +10,46 @@ CATEGORY = validate.Regexp(r"^[a-z][a-z0-9_]{0,31}$", error="Invalid seat catego
 MAX_PRICE_CENTS = 10_000_000
 
 
-class StrictSchema(Schema):
+def _unstorable_text(value, path: str, found: dict) -> None:
+    """Collect strings PostgreSQL cannot store: NUL characters or lone surrogates."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            found.setdefault(path or "_schema", []).append("Must not contain NUL characters")
+        else:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                found.setdefault(path or "_schema", []).append("Must be valid Unicode text")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _unstorable_text(key, path or str(key), found)
+            _unstorable_text(item, path or str(key), found)
+    elif isinstance(value, list):
+        for item in value:
+            _unstorable_text(item, path, found)
+
+
+class InputSchema(Schema):
+    """Base of every input (body or query): refuses text that cannot be stored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    @pre_load(pass_collection=True)
+    def refuse_unstorable_text(self, data, **kwargs):
+        found: dict = {}
+        # Query arguments arrive as a MultiDict; look at every value.
+        items = data.lists() if hasattr(data, "lists") else (data.items() if isinstance(data, dict) else [])
+        for key, value in items:
+            _unstorable_text(value, str(key), found)
+        if found:
+            raise ValidationError(found)
+        return data
+
+
+class StrictSchema(InputSchema):
+    """Request bodies: unknown fields are refused too."""
+
     class Meta:
         unknown = RAISE
 
@@ -86,7 +125,7 @@ class CityPatchSchema(CitySchema):
     timezone = _text(64, required=False)
 
 
-class CityQuerySchema(Schema):
+class CityQuerySchema(InputSchema):
     q = fields.String(validate=validate.Length(min=1, max=120))
 
 
@@ -109,7 +148,7 @@ class TheaterPatchSchema(TheaterSchema):
     address = _text(500, required=False)
 
 
-class TheaterQuerySchema(Schema):
+class TheaterQuerySchema(InputSchema):
     city_id = fields.Integer(validate=validate.Range(min=1))
     near = fields.String(
         metadata={"description": "`lat,lng` in degrees: nearest first, within radius_km"},
@@ -212,12 +251,12 @@ class MoviePatchSchema(MovieSchema):
     )
 
 
-class MovieQuerySchema(Schema):
+class MovieQuerySchema(InputSchema):
     q = fields.String(validate=validate.Length(min=1, max=200), metadata={"description": "Title contains"})
     genre = fields.String(validate=validate.Length(min=1, max=40))
     language = fields.String(validate=validate.Length(min=1, max=40))
     city_id = fields.Integer(validate=validate.Range(min=1))
-    date = fields.Date(metadata={"description": "Has a showtime on this local date"})
+    date = mfields.Date(metadata={"description": "Has a showtime on this local date"})
 
 
 # --- showtimes --------------------------------------------------------------
@@ -251,11 +290,11 @@ class ShowtimePatchSchema(ShowtimeSchema):
     currency = fields.String(validate=CURRENCY)
 
 
-class ShowtimeQuerySchema(Schema):
+class ShowtimeQuerySchema(InputSchema):
     movie_id = fields.Integer(validate=validate.Range(min=1))
     theater_id = fields.Integer(validate=validate.Range(min=1))
     city_id = fields.Integer(validate=validate.Range(min=1))
-    date = fields.Date(metadata={"description": "Local date of the showtime in its city"})
+    date = mfields.Date(metadata={"description": "Local date of the showtime in its city"})
     starts_after = mfields.DateTime(format="iso")
     starts_before = mfields.DateTime(format="iso")
 

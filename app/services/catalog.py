@@ -83,12 +83,16 @@ def _integrity_error(exc: IntegrityError, deleting: str | None) -> errors.Domain
     return errors.Invalid("The change breaks a data constraint")
 
 
-def _page(query, order_by: Iterable, page: int, page_size: int) -> tuple[list, int]:
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    rows = db.session.scalars(
-        query.order_by(*order_by).limit(page_size).offset((page - 1) * page_size)
-    ).all()
-    return list(rows), int(total or 0)
+def _page(query, order_by: Iterable, page: int, page_size: int, *, rows: bool = False) -> tuple[list, int]:
+    """One page of ``query`` and the total count. A page past the end is empty
+    (and costs no second query), however large its number."""
+    total = int(db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0)
+    offset = (page - 1) * page_size
+    if offset >= total:
+        return [], total
+    paged = query.order_by(*order_by).limit(page_size).offset(offset)
+    result = db.session.execute(paged).all() if rows else db.session.scalars(paged).all()
+    return list(result), total
 
 
 def _apply(obj: Any, data: dict, fields: Iterable[str]) -> None:
@@ -224,11 +228,8 @@ def list_theaters(
         order = [distance, Theater.id]
     if city_id is not None:
         query = query.where(Theater.city_id == city_id)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = db.session.execute(
-        query.order_by(*order).limit(page_size).offset((page - 1) * page_size)
-    ).all()
-    return [(row[0], row[1]) for row in rows], int(total or 0)
+    found, total = _page(query, order, page, page_size, rows=True)
+    return [(row[0], row[1]) for row in found], total
 
 
 # --- screens and seats ------------------------------------------------------
@@ -489,9 +490,12 @@ def update_showtime(showtime_id: int, data: dict) -> Showtime:
             _ensure_exists(Movie, data["movie_id"], "movie_id", "movie")
         if "screen_id" in data:
             _ensure_exists(Screen, data["screen_id"], "screen_id", "screen")
-        _apply(showtime, data, ("movie_id", "screen_id", "starts_at", "prices", "currency"))
-        _check_prices(showtime.screen_id, showtime.prices)
-        _schedule(showtime)
+        # No autoflush until the new end is computed: a half-applied row (new
+        # start, old end) would break the ends-after-start check.
+        with db.session.no_autoflush:
+            _apply(showtime, data, ("movie_id", "screen_id", "starts_at", "prices", "currency"))
+            _check_prices(showtime.screen_id, showtime.prices)
+            _schedule(showtime)
     return showtime
 
 

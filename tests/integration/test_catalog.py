@@ -185,3 +185,15 @@ def test_client_fixture_builds_independent_users(client):
     a, b = api.make_user("a@example.com"), api.make_user("b@example.com")
     assert api.get("/api/v1/users/me", a).json["email"] == "a@example.com"
     assert api.get("/api/v1/users/me", b).json["email"] == "b@example.com"
+
+
+def test_a_showtime_moves_to_another_day_and_screen(api, admin):
+    ids = api.catalog(admin)
+    other = api.screen(admin, ids["theater"], name="Two")
+    start = datetime.fromisoformat(ids["showtime_obj"]["starts_at"]) + timedelta(days=3)
+    r = api.patch(f"/api/v1/showtimes/{ids['showtime']}",
+                  {"starts_at": start.isoformat(), "screen_id": other["id"]}, admin)
+    assert r.status_code == 200, r.json
+    assert r.json["screen_id"] == other["id"]
+    assert r.json["starts_at"] == start.isoformat()
+    assert r.json["ends_at"] == (start + timedelta(minutes=120)).isoformat()

@@ -127,3 +127,36 @@ def test_unexpected_failures_are_problem_json_without_a_stack_trace(app, monkeyp
     _assert_problem(r, 500, "internal_error")
     assert "secret internals" not in r.get_data(as_text=True)
     assert "Traceback" not in r.get_data(as_text=True)
+
+
+def test_text_postgresql_cannot_store_is_422_not_500(api, admin, app):
+    before = _rows(app)
+    for bad in ("nul\x00byte", "lone \udc00 surrogate"):
+        r = api.post("/api/v1/movies", {"title": bad, "duration_minutes": 90}, admin)
+        _assert_problem(r, 422, "validation_error")
+        assert "title" in r.json["errors"]
+        r = api.post("/api/v1/movies", {"title": "ok", "duration_minutes": 90, "genres": [bad]}, admin)
+        _assert_problem(r, 422, "validation_error")
+    _assert_problem(api.get("/api/v1/movies?q=a%00b"), 422, "validation_error")
+    assert _rows(app) == before
+
+
+def test_a_page_far_past_the_end_is_empty_not_an_error(api, admin):
+    api.movie(admin)
+    r = api.get("/api/v1/movies?page=5240708695775812249452544")
+    assert r.status_code == 200 and r.json == []
+    r = api.get("/api/v1/theaters?page=99999999999999999999&near=48.8,2.3")
+    assert r.status_code == 200 and r.json == []
+
+
+def test_times_postgresql_cannot_store_are_422_not_500(api, admin):
+    ids = api.catalog(admin)
+    # Offsets PostgreSQL would refuse are normalised to UTC before they reach it.
+    assert api.get("/api/v1/showtimes", query_string={"starts_after": "2030-01-01T10:00:00+18:43"}).status_code == 200
+    _assert_problem(api.get("/api/v1/showtimes", query_string={"starts_after": "0001-01-01T00:00:00+18:00"}), 422)
+    for day in ("0001-01-01", "9999-12-31"):
+        _assert_problem(api.get(f"/api/v1/showtimes?date={day}"), 422)
+        _assert_problem(api.get(f"/api/v1/movies?date={day}"), 422)
+    r = api.patch(f"/api/v1/showtimes/{ids['showtime']}", {"starts_at": "2030-01-01T10:00:00+23:00"}, admin)
+    # An exotic but valid offset is accepted and stored as the same instant in UTC.
+    assert r.status_code == 200 and r.json["starts_at"] == "2029-12-31T11:00:00+00:00"
