@@ -25,9 +25,10 @@ class DomainError(Exception):
     code = "bad_request"
     title = "Bad request"
 
-    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+    def __init__(self, detail: str | None = None, *, retry_after: int | None = None, **extra: Any) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
+        self.retry_after = None if retry_after is None else max(1, int(retry_after))
         self.extra = extra
 
 
@@ -82,11 +83,9 @@ class Forbidden(DomainError):
 
 
 class RateLimited(DomainError):
-    status, code, title = 429, "rate_limited", "Too many requests"
+    """Always carries ``retry_after`` (seconds), sent as ``Retry-After``."""
 
-    def __init__(self, detail: str | None = None, *, retry_after: int, **extra: Any) -> None:
-        super().__init__(detail, **extra)
-        self.retry_after = max(1, int(retry_after))
+    status, code, title = 429, "rate_limited", "Too many requests"
 
 
 class ServiceUnavailable(DomainError):
@@ -144,7 +143,7 @@ def problem(
 
 def domain_error_response(err: DomainError) -> Response:
     headers = {}
-    if isinstance(err, RateLimited):
+    if err.retry_after is not None:
         headers["Retry-After"] = str(err.retry_after)
     return problem(
         err.status, code=err.code, title=err.title, detail=err.detail, headers=headers, **err.extra

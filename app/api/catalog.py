@@ -6,6 +6,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api import schemas as s
+from app.api.idempotency import idempotent
 from app.api.security import admin_required
 from app.services import catalog
 
@@ -44,6 +45,7 @@ class Cities(MethodView):
         return _paged(pagination_parameters, catalog.list_cities(q=args.get("q"), **_page_args(pagination_parameters)))
 
     @admin_required
+    @idempotent
     @cities.arguments(s.CitySchema)
     @cities.response(201, s.CitySchema)
     @cities.alt_response(409, response="CONFLICT")
@@ -104,6 +106,7 @@ class Theaters(MethodView):
         return _paged(pagination_parameters, ([_theater_out(t, d) for t, d in rows], total))
 
     @admin_required
+    @idempotent
     @theaters.arguments(s.TheaterSchema)
     @theaters.response(201, s.TheaterSchema)
     def post(self, data):
@@ -160,6 +163,7 @@ class TheaterScreens(MethodView):
         return _paged(pagination_parameters, catalog.list_screens(theater_id, **_page_args(pagination_parameters)))
 
     @admin_required
+    @idempotent
     @screens.arguments(s.ScreenSchema)
     @screens.response(201, s.ScreenDetailSchema)
     @screens.alt_response(404, response="NOT_FOUND")
@@ -218,6 +222,7 @@ class Movies(MethodView):
         return _paged(pagination_parameters, _cached(["movies"], "movies", filters, compute))
 
     @admin_required
+    @idempotent
     @movies.arguments(s.MovieSchema)
     @movies.response(201, s.MovieSchema)
     def post(self, data):
@@ -272,6 +277,7 @@ class Showtimes(MethodView):
         return _paged(pagination_parameters, _cached(["showtimes"], "showtimes", filters, compute))
 
     @admin_required
+    @idempotent
     @showtimes.arguments(s.ShowtimeSchema)
     @showtimes.response(201, s.ShowtimeSchema)
     @showtimes.alt_response(409, response="CONFLICT", description="showtime_overlap")

@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 import jwt as pyjwt
+import pytest
 from sqlalchemy import select
 
 from app.extensions import db
@@ -89,6 +90,7 @@ def test_alg_none_token_is_refused(api, user):
     assert r.status_code == 401
 
 
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 def test_hs512_token_with_the_right_key_is_refused_because_the_algorithm_is_pinned(api, app, user):
     claims = pyjwt.decode(user, options={"verify_signature": False})
     other_alg = pyjwt.encode(claims, app.config["JWT_SECRET_KEY"], algorithm="HS512")
