@@ -35,6 +35,12 @@ class Cache:
         self, namespaces: Iterable[str], name: str, params: Any, compute: Callable[[], Any]
     ) -> Any:
         """Return the cached JSON-able value, or compute, store and return it."""
+        return json.loads(self.get_or_compute_json(namespaces, name, params, compute))
+
+    def get_or_compute_json(
+        self, namespaces: Iterable[str], name: str, params: Any, compute: Callable[[], Any]
+    ) -> bytes:
+        """The same, as the serialized JSON itself: big cached bodies go out as stored."""
         namespaces = list(namespaces)
         try:
             gens = self.store.client.mget([self._gen_key(ns) for ns in namespaces])
@@ -45,16 +51,16 @@ class Cache:
             key = self.store.key("cache", name, digest)
             raw = self.store.client.get(key)
             if raw is not None:
-                return json.loads(raw)
+                return raw
         except redis.RedisError:
             log.warning("cache unavailable, reading through", exc_info=True)
-            return compute()
-        value = compute()
+            return _encode(compute())
+        raw = _encode(compute())
         try:
-            self.store.client.set(key, json.dumps(value, default=str), ex=self.ttl)
+            self.store.client.set(key, raw, ex=self.ttl)
         except redis.RedisError:
             log.warning("cache write failed", exc_info=True)
-        return value
+        return raw
 
     def invalidate(self, *namespaces: str) -> None:
         """Bump generations; call after the write's commit."""
@@ -69,3 +75,7 @@ class Cache:
             # The write has committed; failing the request now would lie to the
             # client. A missed bump can serve stale data until the TTL: make it loud.
             log.error("cache invalidation failed for %s", namespaces, exc_info=True)
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, default=str, separators=(",", ":")).encode()

@@ -1,7 +1,9 @@
 """The catalog: public reads, admin-only writes. Hot reads go through the cache."""
 from __future__ import annotations
 
-from flask import current_app
+import hashlib
+
+from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -20,6 +22,13 @@ blueprints = [cities, theaters, screens, movies, showtimes]
 
 def _cached(namespaces, name, params, compute):
     return current_app.extensions["marquee"].cache.get_or_compute(namespaces, name, params, compute)
+
+
+def _cached_body(blp, namespaces, name, params, compute) -> Response:
+    """A cached body sent as stored (no re-dump), with its ETag (304 when unchanged)."""
+    body = current_app.extensions["marquee"].cache.get_or_compute_json(namespaces, name, params, compute)
+    blp.set_etag(hashlib.sha1(body).hexdigest())
+    return Response(body, mimetype="application/json")
 
 
 def _paged(pagination_parameters, items_and_total):
@@ -142,14 +151,14 @@ class TheaterById(MethodView):
 
 # --- screens ----------------------------------------------------------------
 
-def _screen_detail(screen_id: int) -> dict:
+def _screen_detail(screen_id: int) -> Response:
     def compute():
         screen = catalog.get_screen(screen_id)
         out = s.ScreenSchema().dump(screen)
         out["seats"] = s.SeatSchema(many=True).dump(catalog.screen_seats(screen_id))
         return out
 
-    return _cached(["screens"], "screen", screen_id, compute)
+    return _cached_body(screens, ["screens"], "screen", screen_id, compute)
 
 
 @screens.route("/theaters/<int:theater_id>/screens")
@@ -171,7 +180,7 @@ class TheaterScreens(MethodView):
     def post(self, data, theater_id):
         """Create a screen from a layout of rows, seats and gaps"""
         screen = catalog.create_screen(theater_id, data)
-        return _screen_detail(screen.id)
+        return _screen_detail(screen.id), 201
 
 
 @screens.route("/screens/<int:screen_id>")
@@ -323,4 +332,5 @@ class ShowtimeSeats(MethodView):
     @showtimes.alt_response(404, response="NOT_FOUND")
     def get(self, showtime_id):
         """The seat map: every seat with its price and status"""
-        return _cached(["showtimes", "screens"], "seatmap", showtime_id, lambda: catalog.seat_map(showtime_id))
+        return _cached_body(showtimes, ["showtimes", "screens"], "seatmap", showtime_id,
+                            lambda: s.SeatMapSchema().dump(catalog.seat_map(showtime_id)))

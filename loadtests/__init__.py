@@ -1,0 +1,1 @@
+"""Load tests and benchmarks. Each targets loopback only and stops by itself."""
