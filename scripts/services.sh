@@ -37,6 +37,12 @@ missing() {
   exit 1
 }
 
+install_if_missing() {  # command package name port
+  command -v "$1" >/dev/null && return 0
+  say "$3 not installed: installing $2 with apt"
+  apt_install "$2" || missing "$3" "$4" installed "apt-get install $2"
+}
+
 ensure_postgres() {
   answers "$PG_PORT" && return 0
   local fresh=""
@@ -61,10 +67,7 @@ ensure_postgres() {
 
 ensure_redis() {
   answers "$REDIS_PORT" && return 0
-  if ! command -v redis-server >/dev/null; then
-    say "Redis not installed: installing with apt"
-    apt_install redis-server || missing Redis "$REDIS_PORT" installed "apt-get install redis-server"
-  fi
+  install_if_missing redis-server redis-server Redis "$REDIS_PORT"
   say "starting Redis"
   as_root mkdir -p /var/lib/redis /var/log/redis
   as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" \
@@ -74,10 +77,7 @@ ensure_redis() {
 
 ensure_rabbitmq() {
   answers "$AMQP_PORT" && return 0
-  if ! command -v rabbitmq-server >/dev/null; then
-    say "RabbitMQ not installed: installing with apt"
-    apt_install rabbitmq-server || missing RabbitMQ "$AMQP_PORT" installed "apt-get install rabbitmq-server"
-  fi
+  install_if_missing rabbitmq-server rabbitmq-server RabbitMQ "$AMQP_PORT"
   say "starting RabbitMQ (this takes a few seconds)"
   as_root rabbitmq-server -detached || true
   wait_for RabbitMQ "$AMQP_PORT" 90 || missing RabbitMQ "$AMQP_PORT" started "rabbitmq-server -detached"

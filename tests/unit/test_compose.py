@@ -1,0 +1,33 @@
+"""compose/ cannot run here (no Docker engine): check it against the supervisord stack instead."""
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _compose():
+    return yaml.safe_load((ROOT / "compose" / "docker-compose.yml").read_text())
+
+
+def test_compose_has_the_services_of_the_stack():
+    assert {"postgres", "redis", "rabbitmq", "migrate", "app"} <= set(_compose()["services"])
+
+
+def test_the_app_listens_on_the_same_public_port_as_make_up():
+    supervisord = (ROOT / "scripts" / "supervisord.conf").read_text()
+    port = re.search(r'BIND="127\.0\.0\.1:(\d+)"', supervisord).group(1)
+    assert f"127.0.0.1:{port}:8000" in _compose()["services"]["app"]["ports"]
+
+
+def test_no_secret_is_written_in_the_compose_file():
+    env = _compose()["x-app-env"]
+    assert env["JWT_SECRET_KEY"].startswith("${JWT_SECRET_KEY:?")
+    assert env["ADMIN_PASSWORD"].startswith("${")
+
+
+def test_every_setting_compose_passes_is_one_the_app_reads():
+    config = (ROOT / "app" / "config.py").read_text()
+    for name in _compose()["x-app-env"]:
+        assert f'"{name}"' in config, name
