@@ -47,6 +47,8 @@ MOVIES = [
      "description": "The people who still draw maps by hand."},
 ]
 
+DEMO_THEATERS = [t["name"] for c in CITIES for t in c["theaters"]]
+
 PRICES = {"standard": 1200, "premium": 1600, "recliner": 2200, "wheelchair": 1200}
 
 
@@ -78,10 +80,12 @@ def seed(customers: int = 300) -> str:
 
 
 def _seed_catalog() -> bool:
-    if db.session.scalar(select(City).where(City.name == "Paris")) is not None:
+    if db.session.scalar(select(Theater.id).where(Theater.name.in_(DEMO_THEATERS)).limit(1)) is not None:
         return False
     for city_data in CITIES:
-        city = catalog.create_city({k: city_data[k] for k in ("name", "country", "timezone")})
+        city = db.session.scalar(
+            select(City).where(City.name == city_data["name"], City.country == city_data["country"])
+        ) or catalog.create_city({k: city_data[k] for k in ("name", "country", "timezone")})
         for t in city_data["theaters"]:
             theater = catalog.create_theater(dict(t, city_id=city.id))
             catalog.create_screen(theater.id, {"name": "Grand", "layout": grand_layout()})
@@ -101,6 +105,7 @@ def _top_up_showtimes(days: int = 7) -> int:
         select(Screen, City.timezone)
         .join(Theater, Theater.id == Screen.theater_id)
         .join(City, City.id == Theater.city_id)
+        .where(Theater.name.in_(DEMO_THEATERS))  # never schedule on an admin's own screens
         .order_by(Screen.id)
     ).all()
     slots = (time(13, 0), time(16, 30), time(20, 0))
