@@ -6,6 +6,7 @@ from datetime import date, datetime
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Column,
     Date,
     DateTime,
     Float,
@@ -99,6 +100,7 @@ class Movie(db.Model):
     __table_args__ = (
         CheckConstraint("duration_minutes BETWEEN 1 AND 1440", name="duration_range"),
         Index("ix_movies_genres", "genres", postgresql_using="gin"),
+        Index("ix_movies_language_lower", func.lower(Column("language"))),
         Index(
             "ix_movies_title_trgm",
             "title",
@@ -112,7 +114,7 @@ class Movie(db.Model):
     duration_minutes: Mapped[int] = mapped_column(Integer)
     description: Mapped[str | None] = mapped_column(Text)
     genres: Mapped[list[str]] = mapped_column(ARRAY(String(40)), server_default="{}")
-    language: Mapped[str | None] = mapped_column(String(40), index=True)
+    language: Mapped[str | None] = mapped_column(String(40))
     rating: Mapped[str | None] = mapped_column(String(16))
     release_date: Mapped[date | None] = mapped_column(Date)
     poster_url: Mapped[str | None] = mapped_column(String(2000))

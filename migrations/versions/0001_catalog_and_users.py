@@ -48,7 +48,7 @@ def upgrade():
     )
     with op.batch_alter_table('movies', schema=None) as batch_op:
         batch_op.create_index('ix_movies_genres', ['genres'], unique=False, postgresql_using='gin')
-        batch_op.create_index(batch_op.f('ix_movies_language'), ['language'], unique=False)
+        batch_op.create_index('ix_movies_language_lower', [sa.text('lower(language)')], unique=False)
         batch_op.create_index('ix_movies_title_trgm', ['title'], unique=False, postgresql_using='gin', postgresql_ops={'title': 'gin_trgm_ops'})
 
     op.create_table('users',
@@ -164,7 +164,7 @@ def downgrade():
     op.drop_table('users')
     with op.batch_alter_table('movies', schema=None) as batch_op:
         batch_op.drop_index('ix_movies_title_trgm', postgresql_using='gin', postgresql_ops={'title': 'gin_trgm_ops'})
-        batch_op.drop_index(batch_op.f('ix_movies_language'))
+        batch_op.drop_index('ix_movies_language_lower')
         batch_op.drop_index('ix_movies_genres', postgresql_using='gin')
 
     op.drop_table('movies')

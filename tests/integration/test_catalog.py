@@ -197,3 +197,33 @@ def test_a_showtime_moves_to_another_day_and_screen(api, admin):
     assert r.json["screen_id"] == other["id"]
     assert r.json["starts_at"] == start.isoformat()
     assert r.json["ends_at"] == (start + timedelta(minutes=120)).isoformat()
+
+
+def test_a_layout_whose_seats_are_referenced_cannot_drop_them(api, admin, app):
+    """Seats referenced by another table (bookings, once the booking engine lands)
+    block a layout that would delete them: 409 layout_in_use, and nothing changes.
+    Until then the reference is a real foreign key from a scratch table."""
+    from sqlalchemy import text
+
+    from app.extensions import db
+
+    ids = api.catalog(admin)
+    seat_b3 = [s for s in api.get(f"/api/v1/screens/{ids['screen']}").json["seats"] if s["label"] == "B3"][0]
+    with app.app_context():
+        db.session.execute(text("CREATE TABLE scratch_seat_refs (seat_id bigint REFERENCES seats(id) ON DELETE RESTRICT)"))
+        db.session.execute(text("INSERT INTO scratch_seat_refs VALUES (:id)"), {"id": seat_b3["id"]})
+        db.session.commit()
+    try:
+        before = api.get(f"/api/v1/screens/{ids['screen']}").json
+        layout = {"rows": [{"label": "A", "seats": ["standard", "standard", None, "premium"]}]}
+        r = api.patch(f"/api/v1/screens/{ids['screen']}", {"layout": layout}, admin)
+        assert r.status_code == 409 and r.json["code"] == "layout_in_use"
+        assert api.get(f"/api/v1/screens/{ids['screen']}").json == before
+        # Keeping the referenced seat is fine.
+        layout["rows"].append({"label": "B", "seats": ["standard", "standard", None, "premium"]})
+        layout["rows"][0]["seats"].append("standard")
+        assert api.patch(f"/api/v1/screens/{ids['screen']}", {"layout": layout}, admin).status_code == 200
+    finally:
+        with app.app_context():
+            db.session.execute(text("DROP TABLE scratch_seat_refs"))
+            db.session.commit()
