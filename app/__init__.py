@@ -17,6 +17,7 @@ from app import errors
 from app.adapters.cache import Cache
 from app.adapters.passwords import PasswordHasher
 from app.adapters.redis_store import RedisStore
+from app.adapters.seat_store import SeatStore
 from app.config import Settings
 from app.extensions import db, jwt, migrate
 from app.logging_setup import accept_or_create_request_id, configure_logging, request_id_var
@@ -33,6 +34,7 @@ class Marquee:
     redis: RedisStore
     cache: Cache
     passwords: PasswordHasher
+    seats: SeatStore
     count_failure: object
     rotate_refresh: object
 
@@ -51,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         passwords=PasswordHasher(
             settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
         ),
+        seats=SeatStore(store),
         count_failure=store.script("count_failure"),
         rotate_refresh=store.script("rotate_refresh"),
     )

@@ -55,6 +55,10 @@ class Settings:
     hold_ttl_seconds: int = 360
     payment_window_seconds: int = 600
     idempotency_ttl_seconds: int = 86400
+    max_seats_per_hold: int = 10
+    cancellation_cutoff_minutes: int = 60
+    expiry_interval_seconds: int = 5
+    sweep_interval_seconds: int = 60
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -88,6 +92,10 @@ class Settings:
             hold_ttl_seconds=_int("HOLD_TTL_SECONDS", 360),
             payment_window_seconds=_int("PAYMENT_WINDOW_SECONDS", 600),
             idempotency_ttl_seconds=_int("IDEMPOTENCY_TTL_SECONDS", 86400),
+            max_seats_per_hold=_int("MAX_SEATS_PER_HOLD", 10),
+            cancellation_cutoff_minutes=_int("CANCELLATION_CUTOFF_MINUTES", 60),
+            expiry_interval_seconds=_int("EXPIRY_INTERVAL_SECONDS", 5),
+            sweep_interval_seconds=_int("SWEEP_INTERVAL_SECONDS", 60),
         )
 
     def flask_config(self) -> dict:

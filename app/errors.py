@@ -56,6 +56,34 @@ class LayoutInUse(Conflict):
     code, title = "layout_in_use", "Layout is referenced by bookings"
 
 
+class SeatsUnavailable(Conflict):
+    code, title = "seats_unavailable", "Some seats are not available"
+
+
+class HoldExpired(Conflict):
+    code, title = "hold_expired", "The hold has expired"
+
+
+class HoldExists(Conflict):
+    code, title = "hold_exists", "You already hold seats for this showtime"
+
+
+class HoldInUse(Conflict):
+    code, title = "hold_in_use", "The hold is already being turned into a reservation"
+
+
+class ShowtimeStarted(Conflict):
+    code, title = "showtime_started", "The showtime has started"
+
+
+class CancellationClosed(Conflict):
+    code, title = "cancellation_closed", "Cancellation has closed for this showtime"
+
+
+class NotCancellable(Conflict):
+    code, title = "not_cancellable", "This reservation cannot be cancelled"
+
+
 class Invalid(DomainError):
     """Well-formed input that breaks a rule (422)."""
 

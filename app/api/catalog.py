@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 from flask import Response, current_app
 from flask.views import MethodView
@@ -10,7 +11,7 @@ from flask_smorest import Blueprint
 from app.api import schemas as s
 from app.api.idempotency import idempotent
 from app.api.security import admin_required
-from app.services import catalog
+from app.services import booking, catalog
 
 cities = Blueprint("cities", __name__, url_prefix="/api/v1/cities", description="Cities")
 theaters = Blueprint("theaters", __name__, url_prefix="/api/v1/theaters", description="Theaters")
@@ -331,6 +332,13 @@ class ShowtimeSeats(MethodView):
     @showtimes.response(200, s.SeatMapSchema)
     @showtimes.alt_response(404, response="NOT_FOUND")
     def get(self, showtime_id):
-        """The seat map: every seat with its price and status"""
-        return _cached_body(showtimes, ["showtimes", "screens"], "seatmap", showtime_id,
-                            lambda: s.SeatMapSchema().dump(catalog.seat_map(showtime_id)))
+        """The seat map: every seat with its price and live status (cheap to poll; use ETags)"""
+        cache = current_app.extensions["marquee"].cache
+        seat_map = cache.get_or_compute(["showtimes", "screens"], "seatmap", showtime_id,
+                                        lambda: s.SeatMapSchema().dump(catalog.seat_map(showtime_id)))
+        statuses = booking.seat_statuses(showtime_id, [seat["id"] for seat in seat_map["seats"]])
+        for seat in seat_map["seats"]:
+            seat["status"] = statuses.get(seat["id"], "available")
+        body = json.dumps(seat_map, separators=(",", ":")).encode()
+        showtimes.set_etag(hashlib.sha1(body).hexdigest())
+        return Response(body, mimetype="application/json")

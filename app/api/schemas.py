@@ -313,3 +313,60 @@ class SeatMapSchema(Schema):
     showtime_id = fields.Integer()
     currency = fields.String()
     seats = fields.List(fields.Nested(SeatMapSeatSchema))
+
+
+# --- booking ----------------------------------------------------------------
+
+class HoldRequestSchema(StrictSchema):
+    seat_ids = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1)),
+        required=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "Seats to hold: all or none (at most MAX_SEATS_PER_HOLD, default 10)"},
+    )
+
+
+class HoldSchema(Schema):
+    id = fields.String(dump_only=True, metadata={"description": "Unguessable hold id"})
+    showtime_id = fields.Integer(dump_only=True)
+    seat_ids = fields.List(fields.Integer(), dump_only=True)
+    expires_at = fields.String(dump_only=True, metadata={"format": "date-time"})
+
+
+class ReservationRequestSchema(StrictSchema):
+    hold_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    payment_token = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^tok_[A-Za-z0-9_]{1,64}$", error="A payment token such as tok_visa"),
+        metadata={"description": "From the payment gateway; the test gateway knows tok_visa, "
+                                 "tok_declined and tok_error"},
+    )
+
+
+class ReservationSeatSchema(Schema):
+    id = fields.Integer(attribute="seat_id", dump_only=True)
+    label = fields.String(dump_only=True)
+    category = fields.String(dump_only=True)
+    price_cents = fields.Integer(dump_only=True)
+
+
+class ReservationSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    user_id = fields.Integer(dump_only=True)
+    status = fields.String(dump_only=True, validate=validate.OneOf(
+        ["pending_payment", "confirmed", "payment_failed", "expired", "cancelled"]))
+    showtime_id = fields.Integer(dump_only=True)
+    seats = fields.List(fields.Nested(ReservationSeatSchema), dump_only=True)
+    total_cents = fields.Integer(dump_only=True)
+    currency = fields.String(dump_only=True)
+    expires_at = mfields.DateTime(dump_only=True, metadata={"description": "Payment deadline"})
+    created_at = mfields.DateTime(dump_only=True)
+    confirmed_at = mfields.DateTime(dump_only=True, allow_none=True)
+    cancelled_at = mfields.DateTime(dump_only=True, allow_none=True)
+
+
+class ReservationQuerySchema(InputSchema):
+    status = fields.String(validate=validate.OneOf(
+        ["pending_payment", "confirmed", "payment_failed", "expired", "cancelled"]))
+    all = fields.Boolean(load_default=False, metadata={"description": "Admins: everyone's reservations"})
+    user_id = fields.Integer(validate=validate.Range(min=1), metadata={"description": "Admins: one user's"})

@@ -490,6 +490,9 @@ def update_showtime(showtime_id: int, data: dict) -> Showtime:
             _ensure_exists(Movie, data["movie_id"], "movie_id", "movie")
         if "screen_id" in data:
             _ensure_exists(Screen, data["screen_id"], "screen_id", "screen")
+            if data["screen_id"] != showtime.screen_id and _has_reservations(showtime_id):
+                raise errors.InUse("This showtime has reservations for seats of its screen; "
+                                   "it cannot move to another screen")
         # No autoflush until the new end is computed: a half-applied row (new
         # start, old end) would break the ends-after-start check.
         with db.session.no_autoflush:
@@ -497,6 +500,12 @@ def update_showtime(showtime_id: int, data: dict) -> Showtime:
             _check_prices(showtime.screen_id, showtime.prices)
             _schedule(showtime)
     return showtime
+
+
+def _has_reservations(showtime_id: int) -> bool:
+    from app.models import Reservation
+
+    return db.session.scalar(select(exists().where(Reservation.showtime_id == showtime_id)))
 
 
 def delete_showtime(showtime_id: int) -> None:

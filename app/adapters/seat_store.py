@@ -1,0 +1,147 @@
+"""Seat holds in Redis: cheap, atomic contention in front of PostgreSQL.
+
+Keys of one showtime share the hash tag ``{st:<id>}`` (Redis Cluster-ready):
+
+- ``{st:S}:seat:<seat id>``  owner of a taken seat: ``h:<hold id>`` or ``r:<reservation id>``, with a TTL
+- ``{st:S}:hold:<hold id>``  the hold: user, seats (JSON), expires_at, state (held | claimed)
+- ``{st:S}:user:<user id>``  the user's live hold on this showtime
+
+Every key has a TTL, so nothing here can stay stuck; and nothing here is the
+final word: PostgreSQL's unique index on live reservation seats is.
+"""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.adapters.redis_store import RedisStore
+
+HOLD_ID = re.compile(r"^(\d{1,18})\.([0-9a-f]{32})$")
+
+
+@dataclass(frozen=True)
+class Hold:
+    id: str
+    showtime_id: int
+    user_id: int
+    seat_ids: list[int]
+    expires_at: str
+    state: str
+
+
+@dataclass(frozen=True)
+class HoldResult:
+    held: bool
+    taken: list[int]  # seats someone else has (when not held)
+    live_hold_id: str | None = None  # the user's existing hold (when not held)
+
+
+def new_hold_id(showtime_id: int) -> str:
+    """Unguessable (128 random bits), and it names its showtime for the key's hash tag."""
+    return f"{showtime_id}.{secrets.token_hex(16)}"
+
+
+def showtime_of(hold_id: str) -> int | None:
+    match = HOLD_ID.match(hold_id or "")
+    return int(match.group(1)) if match else None
+
+
+def reservation_owner(reservation_id: int) -> str:
+    return f"r:{reservation_id}"
+
+
+class SeatStore:
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self._hold = store.script("hold_seats")
+        self._release = store.script("release_hold")
+        self._claim = store.script("claim_hold")
+        self._bind = store.script("bind_reservation")
+        self._set_owner = store.script("set_owner")
+
+    # --- keys -------------------------------------------------------------------
+    def seat_key(self, showtime_id: int, seat_id: int) -> str:
+        return self.store.showtime_key(showtime_id, "seat", seat_id)
+
+    def hold_key(self, showtime_id: int, hold_id: str) -> str:
+        return self.store.showtime_key(showtime_id, "hold", hold_id)
+
+    def user_key(self, showtime_id: int, user_id: int) -> str:
+        return self.store.showtime_key(showtime_id, "user", user_id)
+
+    def _seat_keys(self, showtime_id: int, seat_ids) -> list[str]:
+        return [self.seat_key(showtime_id, s) for s in seat_ids]
+
+    # --- holds ------------------------------------------------------------------
+    def hold(self, showtime_id: int, user_id: int, seat_ids: list[int], ttl_ms: int,
+             expires_at: datetime) -> tuple[str, HoldResult]:
+        """Take all of ``seat_ids`` for a new hold of ``user_id``, or none."""
+        hold_id = new_hold_id(showtime_id)
+        keys = [self.user_key(showtime_id, user_id), self.hold_key(showtime_id, hold_id),
+                *self._seat_keys(showtime_id, seat_ids)]
+        result = self._hold(keys=keys, args=[hold_id, ttl_ms, user_id, json.dumps(seat_ids),
+                                             expires_at.isoformat()])
+        code = int(result[0])
+        if code == 1:
+            return hold_id, HoldResult(True, [])
+        if code == -1:
+            existing = result[1].decode() if isinstance(result[1], bytes) else str(result[1])
+            return hold_id, HoldResult(False, [], live_hold_id=existing)
+        return hold_id, HoldResult(False, [seat_ids[int(i) - 1] for i in result[1:]])
+
+    def get_hold(self, hold_id: str) -> Hold | None:
+        showtime_id = showtime_of(hold_id)
+        if showtime_id is None:
+            return None
+        raw = self.store.client.hgetall(self.hold_key(showtime_id, hold_id))
+        if not raw:
+            return None
+        data = {k.decode(): v.decode() for k, v in raw.items()}
+        return Hold(hold_id, showtime_id, int(data["user"]), json.loads(data["seats"]),
+                    data["expires_at"], data["state"])
+
+    def release(self, hold: Hold) -> bool:
+        keys = [self.hold_key(hold.showtime_id, hold.id), self.user_key(hold.showtime_id, hold.user_id),
+                *self._seat_keys(hold.showtime_id, hold.seat_ids)]
+        return bool(self._release(keys=keys, args=[hold.id, hold.user_id]))
+
+    def claim(self, hold: Hold, user_id: int, ttl_ms: int) -> int:
+        """1 claimed; 0 expired or lost; -1 another user's; -2 already claimed."""
+        keys = [self.hold_key(hold.showtime_id, hold.id), *self._seat_keys(hold.showtime_id, hold.seat_ids)]
+        return int(self._claim(keys=keys, args=[hold.id, user_id, ttl_ms]))
+
+    def bind_reservation(self, hold: Hold, reservation_id: int, ttl_ms: int) -> int:
+        keys = [self.hold_key(hold.showtime_id, hold.id), self.user_key(hold.showtime_id, hold.user_id),
+                *self._seat_keys(hold.showtime_id, hold.seat_ids)]
+        return int(self._bind(keys=keys, args=[hold.id, reservation_owner(reservation_id), ttl_ms]))
+
+    # --- reservations ---------------------------------------------------------
+    def keep_for_reservation(self, showtime_id: int, seat_ids, reservation_id: int, ttl_ms: int) -> int:
+        """Refresh the reservation's seats' TTL (they stay its own)."""
+        owner = reservation_owner(reservation_id)
+        return int(self._set_owner(keys=self._seat_keys(showtime_id, seat_ids), args=[owner, owner, ttl_ms]))
+
+    def free_reservation(self, showtime_id: int, seat_ids, reservation_id: int) -> int:
+        """Free the seats the reservation still owns (others' are left alone)."""
+        return self.free_owner(showtime_id, seat_ids, reservation_owner(reservation_id))
+
+    def free_owner(self, showtime_id: int, seat_ids, owner: str) -> int:
+        return int(self._set_owner(keys=self._seat_keys(showtime_id, seat_ids), args=[owner, "", 0]))
+
+    # --- reads ------------------------------------------------------------------
+    def owners(self, showtime_id: int, seat_ids: list[int]) -> dict[int, str]:
+        """Current owner token of each taken seat among ``seat_ids`` (one MGET)."""
+        if not seat_ids:
+            return {}
+        values = self.store.client.mget(self._seat_keys(showtime_id, seat_ids))
+        return {sid: v.decode() for sid, v in zip(seat_ids, values) if v is not None}
+
+    def scan_seat_keys(self, count: int = 1000):
+        """Every seat key of every showtime as (showtime id, seat id). For the sweep."""
+        prefix_len = len(self.store.prefix)
+        for raw in self.store.client.scan_iter(match=self.store.key("{st:*}:seat:*"), count=count):
+            rest = raw.decode()[prefix_len:]  # "{st:42}:seat:17"
+            yield int(rest[4:rest.index("}")]), int(rest.rsplit(":", 1)[1])

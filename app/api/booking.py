@@ -1,0 +1,106 @@
+"""Holds and reservations: the caller's own (404 for anyone else's)."""
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_jwt_extended import get_jwt
+from flask_smorest import Blueprint
+
+from app import errors
+from app.api import schemas as s
+from app.api.idempotency import idempotent
+from app.api.security import current_user_id, login_required
+from app.services import booking
+
+holds = Blueprint("holds", __name__, url_prefix="/api/v1", description="Seat holds")
+reservations = Blueprint("reservations", __name__, url_prefix="/api/v1/reservations",
+                         description="Reservations")
+blueprints = [holds, reservations]
+
+
+def _is_admin() -> bool:
+    return get_jwt().get("role") == "admin"
+
+
+@holds.route("/showtimes/<int:showtime_id>/holds")
+class ShowtimeHolds(MethodView):
+    @login_required
+    @idempotent
+    @holds.arguments(s.HoldRequestSchema)
+    @holds.response(201, s.HoldSchema)
+    @holds.alt_response(404, response="NOT_FOUND")
+    @holds.alt_response(409, response="CONFLICT",
+                        description="seats_unavailable (with seat_ids), hold_exists (with hold_id: "
+                                    "one live hold per user and showtime; release it or reserve it first), "
+                                    "showtime_started")
+    def post(self, data, showtime_id):
+        """Hold seats for a few minutes: all of them or none"""
+        return booking.hold_seats(current_user_id(), showtime_id, data["seat_ids"])
+
+
+@holds.route("/holds/<string:hold_id>")
+class HoldById(MethodView):
+    @login_required
+    @holds.response(200, s.HoldSchema)
+    @holds.alt_response(404, response="NOT_FOUND")
+    def get(self, hold_id):
+        """One of the caller's live holds"""
+        return booking.get_hold(current_user_id(), hold_id)
+
+    @login_required
+    @holds.response(204)
+    @holds.alt_response(404, response="NOT_FOUND")
+    @holds.alt_response(409, response="CONFLICT", description="hold_in_use: being reserved")
+    def delete(self, hold_id):
+        """Release a hold: its seats are free at once"""
+        booking.release_hold(current_user_id(), hold_id)
+
+
+@reservations.route("")
+class Reservations(MethodView):
+    @login_required
+    @reservations.arguments(s.ReservationQuerySchema, location="query")
+    @reservations.response(200, s.ReservationSchema(many=True))
+    @reservations.paginate()
+    def get(self, args, pagination_parameters):
+        """The caller's reservations, newest first (admins: `all=true` or `user_id`)"""
+        everyone = args["all"] or args.get("user_id") is not None
+        if everyone and not _is_admin():
+            raise errors.Forbidden("Only admins can list other users' reservations")
+        items, total = booking.list_reservations(
+            current_user_id(), pagination_parameters.page, pagination_parameters.page_size,
+            status=args.get("status"), everyone=everyone, of_user=args.get("user_id"))
+        pagination_parameters.item_count = total
+        return items
+
+    @login_required
+    @idempotent
+    @reservations.arguments(s.ReservationRequestSchema)
+    @reservations.response(202, s.ReservationSchema)
+    @reservations.alt_response(404, response="NOT_FOUND")
+    @reservations.alt_response(409, response="CONFLICT",
+                               description="hold_expired, hold_in_use, seats_unavailable, showtime_started")
+    def post(self, data):
+        """Reserve the seats of a live hold; payment follows in the background"""
+        return booking.create_reservation(current_user_id(), data["hold_id"], data["payment_token"])
+
+
+@reservations.route("/<int:reservation_id>")
+class ReservationById(MethodView):
+    @login_required
+    @reservations.response(200, s.ReservationSchema)
+    @reservations.alt_response(404, response="NOT_FOUND")
+    def get(self, reservation_id):
+        """One of the caller's reservations"""
+        return booking.get_reservation(current_user_id(), reservation_id, is_admin=_is_admin())
+
+
+@reservations.route("/<int:reservation_id>/cancel")
+class ReservationCancel(MethodView):
+    @login_required
+    @reservations.response(202, s.ReservationSchema)
+    @reservations.alt_response(404, response="NOT_FOUND")
+    @reservations.alt_response(409, response="CONFLICT",
+                               description="cancellation_closed, not_cancellable, showtime_started")
+    def post(self, reservation_id):
+        """Cancel: seats free at once; a confirmed reservation is refunded"""
+        return booking.cancel_reservation(current_user_id(), reservation_id, is_admin=_is_admin())

@@ -1,0 +1,101 @@
+"""Reservations, their seats, and the outbox of work for other processes."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+
+STATUSES = ("pending_payment", "confirmed", "payment_failed", "expired", "cancelled")
+LIVE_STATUSES = ("pending_payment", "confirmed")
+
+
+class Reservation(db.Model):
+    __tablename__ = "reservations"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending_payment', 'confirmed', 'payment_failed', 'expired', 'cancelled')",
+            name="status_known",
+        ),
+        CheckConstraint("total_cents >= 0", name="total_not_negative"),
+        # The expiry job's scan: only pending rows, by deadline.
+        Index("ix_reservations_pending_expires_at", "expires_at",
+              postgresql_where=text("status = 'pending_payment'")),
+        Index("ix_reservations_user_id_created_at", "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    showtime_id: Mapped[int] = mapped_column(ForeignKey("showtimes.id", ondelete="RESTRICT"), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    total_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    hold_id: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    seats: Mapped[list["ReservationSeat"]] = relationship(
+        back_populates="reservation", order_by="ReservationSeat.id", lazy="selectin"
+    )
+
+
+class ReservationSeat(db.Model):
+    """A seat of a reservation. While ``released_at`` is null the seat is live, and
+    the partial unique index ``uq_reservation_seats_live`` lets a seat of a
+    showtime be live in one reservation only: the final guard against selling it
+    twice, whatever Redis says."""
+
+    __tablename__ = "reservation_seats"
+    __table_args__ = (
+        Index("uq_reservation_seats_live", "showtime_id", "seat_id", unique=True,
+              postgresql_where=text("released_at IS NULL")),
+        CheckConstraint("price_cents >= 0", name="price_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reservation_id: Mapped[int] = mapped_column(ForeignKey("reservations.id", ondelete="RESTRICT"), index=True)
+    showtime_id: Mapped[int] = mapped_column(ForeignKey("showtimes.id", ondelete="RESTRICT"))
+    seat_id: Mapped[int] = mapped_column(ForeignKey("seats.id", ondelete="RESTRICT"), index=True)
+    label: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(32))
+    price_cents: Mapped[int] = mapped_column(Integer)
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    reservation: Mapped[Reservation] = relationship(back_populates="seats")
+
+
+class OutboxEvent(db.Model):
+    """Work for another process, written in the same transaction as the change
+    that causes it; a relay publishes it to RabbitMQ and marks it sent."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    # Events of one aggregate (a reservation) are published in id order.
+    aggregate_id: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[dict] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
