@@ -1,4 +1,4 @@
-"""Background processes (not built yet): the pika consumers for payments, refunds,
-reviews and notifications, and the APScheduler process that expires holds and
-relays the outbox. They will call the same services in ``app.services`` as the
-API. See the booking-engine and payments issues."""
+"""Background processes. ``python -m worker.scheduler`` expires unpaid
+reservations and sweeps stray seat keys (APScheduler). The pika consumers for
+payments, refunds, reviews and notifications join with the payments issue; all
+of them call the same services in ``app.services`` as the API."""

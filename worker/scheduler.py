@@ -1,0 +1,84 @@
+"""The scheduler process: periodic jobs of the booking engine.
+
+    python -m worker.scheduler          run until SIGTERM/SIGINT
+    python -m worker.scheduler --once   run every job once and exit
+
+Jobs (intervals from the environment):
+- ``expire_unpaid_reservations`` every EXPIRY_INTERVAL_SECONDS (5): reservations
+  past their payment window expire and free their seats.
+- ``sweep_stray_seat_keys`` every SWEEP_INTERVAL_SECONDS (60): Redis seat keys no
+  live hold or reservation owns are freed.
+
+Several schedulers may run (for availability); each job takes a PostgreSQL
+advisory lock for its transaction, so only one acts at a time, and a crashed
+one lets go with its connection.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from dotenv import load_dotenv
+
+log = logging.getLogger("marquee.scheduler")
+
+
+def _job(app, name: str, fn):
+    def run():
+        with app.app_context():
+            try:
+                result = fn()
+            except Exception:  # noqa: BLE001 - a failed run must not stop the scheduler
+                log.exception("job failed", extra={"job": name})
+                return
+            if result is None:
+                log.debug("job skipped: another scheduler holds the lock", extra={"job": name})
+    run.__name__ = name
+    return run
+
+
+def build(app) -> BlockingScheduler:
+    from app.services.booking import expire_unpaid_reservations, sweep_stray_seat_keys
+
+    settings = app.extensions["marquee"].settings
+    scheduler = BlockingScheduler(timezone="UTC")
+    # coalesce + max_instances=1: a slow run is never stacked on itself.
+    common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
+    scheduler.add_job(_job(app, "expire_unpaid_reservations", expire_unpaid_reservations),
+                      "interval", seconds=settings.expiry_interval_seconds, id="expire", **common)
+    scheduler.add_job(_job(app, "sweep_stray_seat_keys", sweep_stray_seat_keys),
+                      "interval", seconds=settings.sweep_interval_seconds, id="sweep", **common)
+    return scheduler
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--once", action="store_true", help="run every job once and exit")
+    args = parser.parse_args(argv)
+    load_dotenv(override=False)
+    from app import create_app
+
+    app = create_app()
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per run
+    scheduler = build(app)
+    if args.once:
+        for job in scheduler.get_jobs():
+            job.func()
+        return 0
+
+    def stop(signum, _frame):
+        log.info("stopping", extra={"signal": signum})
+        scheduler.shutdown(wait=True)  # the job in hand finishes first
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("scheduler started", extra={"jobs": [j.id for j in scheduler.get_jobs()]})
+    scheduler.start()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
