@@ -1,10 +1,14 @@
 """Read-through cache of hot catalog reads, invalidated by generation counters.
 
 Each cached value lives under a key that includes the current generation of
-every namespace it depends on (``movies``, ``showtimes``, ``screen:<id>``...).
-A write bumps the generations of what it changes *after* its commit, so the
+every namespace it depends on (``movies``, ``showtimes``, ``res:<showtime>``...).
+A write replaces the generations of what it changes *after* its commit, so the
 next read computes a key nobody has filled yet and goes to PostgreSQL: a read
 right after a write never sees the old value. Old entries age out by TTL.
+
+Generations are random tokens, never counters: after Redis loses its keys
+(restart, flush) a counter would start again at the same values and old
+entries, here or in a process's memory, would look fresh again.
 
 The cache never decides anything: with Redis unreachable, reads go straight to
 PostgreSQL.
@@ -14,6 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
+import uuid
+from collections import OrderedDict
 from typing import Any, Callable, Iterable
 
 import redis
@@ -24,31 +31,67 @@ log = logging.getLogger(__name__)
 
 
 class Cache:
+    LOCAL_ENTRIES = 512
+
     def __init__(self, store: RedisStore, ttl_seconds: int) -> None:
         self.store = store
         self.ttl = ttl_seconds
+        # Parsed values by cache key, in this process. A key embeds the current
+        # generations, so a hit here is exactly as fresh as a hit in Redis.
+        self._local: OrderedDict[str, Any] = OrderedDict()
+        self._local_lock = threading.Lock()
 
     def _gen_key(self, namespace: str) -> str:
         return self.store.key("gen", namespace)
 
     def get_or_compute(
-        self, namespaces: Iterable[str], name: str, params: Any, compute: Callable[[], Any]
+        self, namespaces: Iterable[str], name: str, params: Any, compute: Callable[[], Any],
+        *, local: bool = False,
     ) -> Any:
-        """Return the cached JSON-able value, or compute, store and return it."""
-        return json.loads(self.get_or_compute_json(namespaces, name, params, compute))
+        """Return the cached JSON-able value, or compute, store and return it.
 
-    def get_or_compute_json(
-        self, namespaces: Iterable[str], name: str, params: Any, compute: Callable[[], Any]
-    ) -> bytes:
-        """The same, as the serialized JSON itself: big cached bodies go out as stored."""
-        namespaces = list(namespaces)
+        ``local=True`` also keeps the parsed value in this process (read-only for
+        callers: it is shared), saving the Redis GET and the parse on hot paths.
+        """
+        if not local:
+            return json.loads(self.get_or_compute_json(namespaces, name, params, compute))
         try:
-            gens = self.store.client.mget([self._gen_key(ns) for ns in namespaces])
-            generations = [(g or b"0").decode() for g in gens]
-            digest = hashlib.sha256(
-                json.dumps([params, generations], default=str, sort_keys=True).encode()
-            ).hexdigest()[:32]
-            key = self.store.key("cache", name, digest)
+            key = self._key(list(namespaces), name, params)
+        except redis.RedisError:
+            log.warning("cache unavailable, reading through", exc_info=True)
+            return compute()
+        with self._local_lock:
+            if key in self._local:
+                self._local.move_to_end(key)
+                return self._local[key]
+        value = json.loads(self._get_or_fill(key, compute))
+        with self._local_lock:
+            self._local[key] = value
+            while len(self._local) > self.LOCAL_ENTRIES:
+                self._local.popitem(last=False)
+        return value
+
+    def _key(self, namespaces: list[str], name: str, params: Any) -> str:
+        generations = self._generations(namespaces)
+        digest = hashlib.sha256(
+            json.dumps([params, generations], default=str, sort_keys=True).encode()
+        ).hexdigest()[:32]
+        return self.store.key("cache", name, digest)
+
+    def _generations(self, namespaces: list[str]) -> list[str]:
+        keys = [self._gen_key(ns) for ns in namespaces]
+        gens = self.store.client.mget(keys)
+        if any(g is None for g in gens):
+            pipe = self.store.client.pipeline(transaction=False)
+            for key, gen in zip(keys, gens):
+                if gen is None:
+                    pipe.set(key, uuid.uuid4().hex, nx=True)
+            pipe.mget(keys)
+            gens = pipe.execute()[-1]
+        return [g.decode() for g in gens]
+
+    def _get_or_fill(self, key: str, compute: Callable[[], Any]) -> bytes:
+        try:
             raw = self.store.client.get(key)
             if raw is not None:
                 return raw
@@ -62,13 +105,24 @@ class Cache:
             log.warning("cache write failed", exc_info=True)
         return raw
 
+    def get_or_compute_json(
+        self, namespaces: Iterable[str], name: str, params: Any, compute: Callable[[], Any]
+    ) -> bytes:
+        """The same, as the serialized JSON itself: big cached bodies go out as stored."""
+        try:
+            key = self._key(list(namespaces), name, params)
+        except redis.RedisError:
+            log.warning("cache unavailable, reading through", exc_info=True)
+            return _encode(compute())
+        return self._get_or_fill(key, compute)
+
     def invalidate(self, *namespaces: str) -> None:
-        """Bump generations; call after the write's commit."""
+        """New generations for these namespaces; call after the write's commit."""
         if not namespaces:
             return
         pipe = self.store.client.pipeline(transaction=False)
         for ns in namespaces:
-            pipe.incr(self._gen_key(ns))
+            pipe.set(self._gen_key(ns), uuid.uuid4().hex)
         try:
             pipe.execute()
         except redis.RedisError:

@@ -77,7 +77,7 @@ def showtime_seating(showtime_id: int) -> dict:
             "seats": {str(s.id): [s.label, s.category] for s in seats},
         }
 
-    seating = _ext().cache.get_or_compute(["showtimes", "screens"], "seating", showtime_id, compute)
+    seating = _ext().cache.get_or_compute(["showtimes", "screens"], "seating", showtime_id, compute, local=True)
     if seating is None:
         raise errors.NotFound(f"Showtime {showtime_id} does not exist")
     return seating
@@ -136,8 +136,7 @@ def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int]) -> Hold:
     if booked:
         _seats().release(hold)
         raise errors.SeatsUnavailable("Some of these seats are taken; none were held", seat_ids=booked)
-    _seat_map_changed(showtime_id)
-    return hold
+    return hold  # the seat map reads holds live from Redis: nothing to invalidate
 
 
 def get_hold(user_id: int, hold_id: str) -> Hold:
@@ -153,7 +152,6 @@ def release_hold(user_id: int, hold_id: str) -> None:
     if hold.state != "held":
         raise errors.HoldInUse("This hold is being turned into a reservation")
     _seats().release(hold)
-    _seat_map_changed(hold.showtime_id)
 
 
 # --- reservations -----------------------------------------------------------

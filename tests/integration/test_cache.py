@@ -59,3 +59,15 @@ def test_reads_still_work_when_the_cache_cannot_be_reached(api, admin, app, monk
     monkeypatch.setattr(client, "get", down)
     r = api.get("/api/v1/movies")
     assert r.status_code == 200 and r.json[0]["title"] == "Alpha"
+
+
+def test_entries_from_before_redis_lost_its_keys_never_come_back(app):
+    """Generations are random tokens: after a flush they cannot repeat, so neither
+    Redis nor a process's memory serves what was cached before."""
+    cache = app.extensions["marquee"].cache
+    assert cache.get_or_compute(["ns"], "thing", 1, lambda: "before", local=True) == "before"
+    assert cache.get_or_compute(["ns"], "thing", 1, lambda: "recomputed", local=True) == "before"  # a hit
+    app.extensions["marquee"].redis.delete_prefixed()  # Redis restarts empty
+    assert cache.get_or_compute(["ns"], "thing", 1, lambda: "after", local=True) == "after"
+    cache.invalidate("ns")
+    assert cache.get_or_compute(["ns"], "thing", 1, lambda: "after write", local=True) == "after write"

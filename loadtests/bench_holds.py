@@ -1,0 +1,135 @@
+"""Hold benchmark: what the booking logic costs next to the framework itself.
+
+    .venv/bin/python -m loadtests.bench_holds [--base http://127.0.0.1:8000] [--seconds 5] [--concurrency 16]
+
+Against a running stack (``make up``: demo data, demo customers), loopback only,
+bounded in time. In one run, against the same app instance, it prints:
+  - GET /health requests/s (the framework's floor);
+  - successful hold-and-release cycles/s (POST a 1-seat hold, DELETE it; each
+    client thread is a different demo customer on its own seat, so every cycle
+    succeeds) and their ratio to the health rate;
+  - the raw rate of the hold + release Lua scripts called from Python directly,
+    the ceiling the HTTP path is measured against.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlparse
+
+import requests
+
+from loadtests.bench_catalog import run_case
+
+DEMO_PASSWORD = "marquee-demo"
+
+
+def _tokens(base: str, count: int) -> list[str]:
+    tokens = []
+    for n in range(1, count + 1):
+        r = requests.post(base + "/api/v1/auth/login", timeout=10,
+                          json={"email": f"customer{n}@demo.marquee.test", "password": DEMO_PASSWORD})
+        r.raise_for_status()
+        tokens.append(r.json()["access_token"])
+    return tokens
+
+
+def _showtime(base: str) -> dict:
+    after = (datetime.now(timezone.utc) + timedelta(hours=2)).isoformat()
+    shows = requests.get(base + "/api/v1/showtimes", params={"starts_after": after, "page_size": 50}, timeout=5).json()
+    for show in shows:
+        seats = requests.get(f"{base}/api/v1/showtimes/{show['id']}/seats", timeout=5).json()["seats"]
+        free = [s["id"] for s in seats if s["status"] == "available"]
+        if len(free) >= 64:
+            return {"id": show["id"], "free": free}
+    raise SystemExit("no future showtime with free seats: run `make up` first")
+
+
+def hold_cycles(base: str, tokens: list[str], showtime: dict, seconds: float) -> dict:
+    counts, errors = [0] * len(tokens), [0] * len(tokens)
+    deadline = time.monotonic() + seconds
+
+    def worker(i):
+        session = requests.Session()
+        headers = {"Authorization": f"Bearer {tokens[i]}"}
+        seat = showtime["free"][i]
+        while time.monotonic() < deadline:
+            h = session.post(f"{base}/api/v1/showtimes/{showtime['id']}/holds", json={"seat_ids": [seat]},
+                             headers=headers, timeout=10)
+            if h.status_code != 201:
+                errors[i] += 1
+                continue
+            d = session.delete(f"{base}/api/v1/holds/{h.json()['id']}", headers=headers, timeout=10)
+            if d.status_code == 204:
+                counts[i] += 1
+            else:
+                errors[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(tokens))]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    return {"cycles": sum(counts), "rate": sum(counts) / elapsed, "errors": sum(errors)}
+
+
+def raw_lua(seconds: float, threads: int) -> float:
+    """hold + release through the Lua scripts, from Python, no HTTP."""
+    from dotenv import load_dotenv
+
+    load_dotenv(override=False)
+    from app.adapters.redis_store import RedisStore
+    from app.adapters.seat_store import SeatStore
+
+    store = SeatStore(RedisStore(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), "mqbench:"))
+    counts = [0] * threads
+    deadline = time.monotonic() + seconds
+    expires = datetime.now(timezone.utc) + timedelta(minutes=6)
+
+    def worker(i):
+        while time.monotonic() < deadline:
+            hold_id, result = store.hold(1, 1000 + i, [i + 1], 360_000, expires)
+            assert result.held
+            store.release(store.get_hold(hold_id))
+            counts[i] += 1
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    started = time.monotonic()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    rate = sum(counts) / (time.monotonic() - started)
+    store.store.delete_prefixed()
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default="http://127.0.0.1:8000")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    if urlparse(args.base).hostname not in {"127.0.0.1", "localhost", "::1"}:
+        raise SystemExit("loopback targets only")
+    tokens = _tokens(args.base, args.concurrency)
+    showtime = _showtime(args.base)
+    health = run_case(args.base, lambda: "/health", args.seconds, args.concurrency)
+    cycles = hold_cycles(args.base, tokens, showtime, args.seconds)
+    lua = raw_lua(args.seconds, 4)
+    print(f"target {args.base}, {args.concurrency} client threads, {args.seconds:.0f}s per case, showtime {showtime['id']}")
+    print(f"GET /health                      {health['rps']:8.0f} req/s   (p50 {health['p50']:.1f} ms, p99 {health['p99']:.1f} ms)")
+    print(f"hold + release cycles            {cycles['rate']:8.0f} cycles/s ({2 * cycles['rate']:.0f} req/s, "
+          f"{cycles['errors']} errors)")
+    print(f"ratio cycles / health            {cycles['rate'] / health['rps']:8.1%}   (goal: 50% or more)")
+    print(f"ratio requests / health          {2 * cycles['rate'] / health['rps']:8.1%}")
+    print(f"raw Lua hold + release (Python)  {lua:8.0f} cycles/s  (4 threads, no HTTP)")
+
+
+if __name__ == "__main__":
+    main()
