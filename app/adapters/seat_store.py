@@ -5,6 +5,7 @@ Keys of one showtime share the hash tag ``{st:<id>}`` (Redis Cluster-ready):
 - ``{st:S}:seat:<seat id>``  owner of a taken seat: ``h:<hold id>`` or ``r:<reservation id>``, with a TTL
 - ``{st:S}:hold:<hold id>``  the hold: user, seats (JSON), expires_at, state (held | claimed)
 - ``{st:S}:user:<user id>``  the user's live hold on this showtime
+- ``{st:S}:synced``          Redis knows every live reservation seat of S (see ``sync``)
 
 Every key has a TTL, so nothing here can stay stuck; and nothing here is the
 final word: PostgreSQL's unique index on live reservation seats is.
@@ -37,6 +38,7 @@ class HoldResult:
     held: bool
     taken: list[int]  # seats someone else has (when not held)
     live_hold_id: str | None = None  # the user's existing hold (when not held)
+    needs_sync: bool = False  # Redis lost this showtime's booked seats: rebuild first
 
 
 def new_hold_id(showtime_id: int) -> str:
@@ -61,6 +63,7 @@ class SeatStore:
         self._claim = store.script("claim_hold")
         self._bind = store.script("bind_reservation")
         self._set_owner = store.script("set_owner")
+        self._sync = store.script("sync_seats")
 
     # --- keys -------------------------------------------------------------------
     def seat_key(self, showtime_id: int, seat_id: int) -> str:
@@ -72,21 +75,29 @@ class SeatStore:
     def user_key(self, showtime_id: int, user_id: int) -> str:
         return self.store.showtime_key(showtime_id, "user", user_id)
 
+    def synced_key(self, showtime_id: int) -> str:
+        return self.store.showtime_key(showtime_id, "synced")
+
     def _seat_keys(self, showtime_id: int, seat_ids) -> list[str]:
         return [self.seat_key(showtime_id, s) for s in seat_ids]
 
     # --- holds ------------------------------------------------------------------
     def hold(self, showtime_id: int, user_id: int, seat_ids: list[int], ttl_ms: int,
-             expires_at: datetime) -> tuple[str, HoldResult]:
-        """Take all of ``seat_ids`` for a new hold of ``user_id``, or none."""
+             expires_at: datetime, *, unsynced_ok: bool = False) -> tuple[str, HoldResult]:
+        """Take all of ``seat_ids`` for a new hold of ``user_id``, or none.
+
+        ``unsynced_ok``: decide even if Redis may have lost booked seats; the
+        caller must then check them against PostgreSQL itself."""
         hold_id = new_hold_id(showtime_id)
         keys = [self.user_key(showtime_id, user_id), self.hold_key(showtime_id, hold_id),
-                *self._seat_keys(showtime_id, seat_ids)]
+                self.synced_key(showtime_id), *self._seat_keys(showtime_id, seat_ids)]
         result = self._hold(keys=keys, args=[hold_id, ttl_ms, user_id, json.dumps(seat_ids),
-                                             expires_at.isoformat()])
+                                             expires_at.isoformat(), "1" if unsynced_ok else "0"])
         code = int(result[0])
         if code == 1:
             return hold_id, HoldResult(True, [])
+        if code == -2:
+            return hold_id, HoldResult(False, [], needs_sync=True)
         if code == -1:
             existing = result[1].decode() if isinstance(result[1], bytes) else str(result[1])
             return hold_id, HoldResult(False, [], live_hold_id=existing)
@@ -130,6 +141,14 @@ class SeatStore:
 
     def free_owner(self, showtime_id: int, seat_ids, owner: str) -> int:
         return int(self._set_owner(keys=self._seat_keys(showtime_id, seat_ids), args=[owner, "", 0]))
+
+    def sync(self, showtime_id: int, owners: list[tuple[int, str, int]], marker_ttl_seconds: int) -> int:
+        """Set (seat id, owner token, TTL ms) where the seat key is missing; mark synced."""
+        keys = [self.synced_key(showtime_id), *self._seat_keys(showtime_id, [o[0] for o in owners])]
+        args: list = [marker_ttl_seconds]
+        for _, owner, ttl_ms in owners:
+            args += [owner, max(int(ttl_ms), 1)]
+        return int(self._sync(keys=keys, args=args))
 
     # --- reads ------------------------------------------------------------------
     def owners(self, showtime_id: int, seat_ids: list[int]) -> dict[int, str]:

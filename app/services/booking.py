@@ -2,8 +2,10 @@
 
 Redis holds make contention cheap and atomic (all seats of a request or none);
 PostgreSQL decides. A seat of a showtime is live in at most one reservation
-(``uq_reservation_seats_live``), and every hold is checked against the live
-reservation seats too, so with Redis emptied or restarted no seat is sold twice.
+(``uq_reservation_seats_live``), so with Redis emptied or restarted no seat is
+sold twice. Redis also keeps every live reservation's seats (``r:<id>`` keys),
+so it refuses booked seats itself; after it loses them, the hold script asks for
+a rebuild from PostgreSQL (``sync_showtime``) before it decides anything.
 
 Order of effects: Redis claim -> one PostgreSQL transaction (reservation, seats,
 outbox) -> after the commit, Redis follows. Nothing leaves the process from
@@ -120,7 +122,24 @@ def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int]) -> Hold:
     _ensure_not_started(seating, now)
     ttl = settings.hold_ttl_seconds
     expires_at = (now + timedelta(seconds=ttl)).replace(microsecond=0)
-    hold_id, result = _seats().hold(showtime_id, user_id, seat_ids, ttl * 1000, expires_at)
+    store = _seats()
+    checked_by_postgresql = False
+    for attempt in range(3):
+        # Redis keeps booked seats itself; when it has lost them it asks for a
+        # rebuild. If it keeps losing them (a flapping server), decide with
+        # PostgreSQL instead: slower, and right whatever Redis holds.
+        checked_by_postgresql = attempt == 2
+        hold_id, result = store.hold(showtime_id, user_id, seat_ids, ttl * 1000, expires_at,
+                                     unsynced_ok=checked_by_postgresql)
+        if not result.needs_sync:
+            break
+        sync_showtime(showtime_id)
+    if result.held and checked_by_postgresql:
+        booked = _live_seats(showtime_id, seat_ids)
+        db.session.rollback()
+        if booked:
+            store.release(Hold(hold_id, showtime_id, user_id, seat_ids, expires_at.isoformat(), "held"))
+            raise errors.SeatsUnavailable("Some of these seats are taken; none were held", seat_ids=booked)
     if result.live_hold_id:
         raise errors.HoldExists(
             "You already hold seats for this showtime: reserve or release that hold first",
@@ -128,15 +147,48 @@ def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int]) -> Hold:
         )
     if not result.held:
         raise errors.SeatsUnavailable("Some of these seats are taken; none were held", seat_ids=result.taken)
-    hold = Hold(hold_id, showtime_id, user_id, seat_ids, expires_at.isoformat(), "held")
-    # PostgreSQL has the last word: a seat in a live reservation is never held,
-    # even when Redis lost track of it (restart, flush).
-    booked = _live_seats(showtime_id, seat_ids)
-    db.session.rollback()  # end the read-only transaction
-    if booked:
-        _seats().release(hold)
-        raise errors.SeatsUnavailable("Some of these seats are taken; none were held", seat_ids=booked)
-    return hold  # the seat map reads holds live from Redis: nothing to invalidate
+    # The seat map reads holds live from Redis: nothing to invalidate.
+    return Hold(hold_id, showtime_id, user_id, seat_ids, expires_at.isoformat(), "held")
+
+
+SYNC_MARKER_SECONDS = 3600
+
+
+def sync_showtime(showtime_id: int) -> int:
+    """Rebuild Redis's knowledge of a showtime's live reservation seats from
+    PostgreSQL (after a restart or flush, and hourly), then mark it synced.
+
+    Seats are set only where no key exists. The reservations re-added are read
+    again afterwards: one that ended meanwhile (its own Redis step may have run
+    before ours) is freed now, so the rebuild never leaves a seat stuck.
+    """
+    now = _now()
+    rows = db.session.execute(
+        select(ReservationSeat.seat_id, Reservation.id, Reservation.status, Reservation.expires_at,
+               Showtime.starts_at)
+        .join(Reservation, Reservation.id == ReservationSeat.reservation_id)
+        .join(Showtime, Showtime.id == ReservationSeat.showtime_id)
+        .where(ReservationSeat.showtime_id == showtime_id, ReservationSeat.released_at.is_(None))
+    ).all()
+    db.session.rollback()
+    owners = []
+    for seat_id, reservation_id, status, expires_at, starts_at in rows:
+        until = expires_at if status == "pending_payment" else max(starts_at, expires_at)
+        ttl_ms = ((until - now).total_seconds() + GRACE_SECONDS) * 1000
+        owners.append((seat_id, reservation_owner(reservation_id), ttl_ms))
+    store = _seats()
+    added = store.sync(showtime_id, owners, SYNC_MARKER_SECONDS)
+    if rows:
+        still_live = set(db.session.scalars(select(Reservation.id).where(
+            Reservation.id.in_({r[1] for r in rows}),
+            Reservation.status.in_(("pending_payment", "confirmed")))))
+        db.session.rollback()
+        for seat_id, reservation_id, *_ in rows:
+            if reservation_id not in still_live:
+                store.free_reservation(showtime_id, [seat_id], reservation_id)
+    if added:
+        log.warning("rebuilt seat keys from postgresql", extra={"showtime_id": showtime_id, "count": added})
+    return added
 
 
 def get_hold(user_id: int, hold_id: str) -> Hold:
@@ -399,8 +451,10 @@ def expire_unpaid_reservations(*, now: datetime | None = None, batch: int = 200)
 
 
 def sweep_stray_seat_keys() -> int | None:
-    """Free Redis seat keys that no live hold or reservation owns (a crash between
-    a commit and its Redis step). TTLs would free them too; this is sooner."""
+    """Reconcile Redis with PostgreSQL: free seat keys that no live hold or
+    reservation owns (a crash between a commit and its Redis step; TTLs would
+    free them too, this is sooner), and restore missing keys of live reservations
+    of showtimes to come. Returns how many stray keys were freed."""
     if not _scheduler_lock():
         db.session.rollback()
         return None
@@ -421,9 +475,17 @@ def sweep_stray_seat_keys() -> int | None:
                 owner.startswith("h:") and not store.store.client.exists(store.hold_key(showtime_id, owner[2:])))
             if stray:
                 removed += store.free_owner(showtime_id, [seat_id], owner)
+    upcoming = list(db.session.scalars(
+        select(Reservation.showtime_id).distinct()
+        .join(Showtime, Showtime.id == Reservation.showtime_id)
+        .where(Reservation.status.in_(("pending_payment", "confirmed")), Showtime.starts_at > _now())
+    ))
     db.session.commit()
     if removed:
         log.warning("freed stray seat keys", extra={"count": removed})
+    # The other direction: live reservations whose seat keys went missing.
+    for showtime_id in upcoming:
+        sync_showtime(showtime_id)
     return removed
 
 

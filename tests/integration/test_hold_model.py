@@ -25,6 +25,8 @@ class HoldRules(RuleBasedStateMachine):
     @initialize()
     def start(self):
         self.store.store.delete_prefixed("{st:%d}:*" % SHOWTIME)
+        self.store.sync(SHOWTIME, [], 3600)
+        self.synced = True
         self.owner: dict[int, str] = {}      # seat -> owner token (model)
         self.holds: dict[int, object] = {}   # user -> Hold
         self.next_reservation = 1
@@ -32,6 +34,10 @@ class HoldRules(RuleBasedStateMachine):
     @rule(user=st.sampled_from(USERS), seats=st.lists(st.sampled_from(SEATS), min_size=1, max_size=4, unique=True))
     def hold(self, user, seats):
         hold_id, result = self.store.hold(SHOWTIME, user, seats, TTL_MS, datetime.now(timezone.utc))
+        if not self.synced:  # Redis lost the showtime: it decides nothing until rebuilt
+            assert result.needs_sync and not result.held
+            assert self.store.owners(SHOWTIME, SEATS) == {}
+            return
         if user in self.holds:
             assert not result.held and result.live_hold_id == self.holds[user].id
             return
@@ -86,6 +92,19 @@ class HoldRules(RuleBasedStateMachine):
         self.store.store.delete_prefixed("{st:%d}:*" % SHOWTIME)
         self.owner.clear()
         self.holds.clear()
+        self.synced = False
+
+    @precondition(lambda self: not self.synced)
+    @rule(data=st.data())
+    def rebuild(self, data):
+        """What PostgreSQL still knows comes back: some live reservations' seats."""
+        seats = data.draw(st.lists(st.sampled_from(SEATS), max_size=3, unique=True))
+        rid = self.next_reservation
+        self.next_reservation += 1
+        assert self.store.sync(SHOWTIME, [(s, f"r:{rid}", TTL_MS) for s in seats], 3600) == len(seats)
+        for s in seats:
+            self.owner[s] = f"r:{rid}"
+        self.synced = True
 
     @invariant()
     def redis_matches_the_model(self):
