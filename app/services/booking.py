@@ -506,7 +506,7 @@ def seat_statuses(showtime_id: int, seat_ids: list[int]) -> dict[int, str]:
         ).all()
         return [[r.seat_id, r.status] for r in rows]
 
-    live = _ext().cache.get_or_compute([f"res:{showtime_id}"], "live", showtime_id, compute)
+    live = _ext().cache.get_or_compute([f"res:{showtime_id}"], "live", showtime_id, compute, local=True)
     statuses = {sid: "booked" if status == "confirmed" else "held" for sid, status in live}
     for seat_id in _seats().owners(showtime_id, seat_ids):
         statuses.setdefault(seat_id, "held")
