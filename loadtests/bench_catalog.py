@@ -23,13 +23,24 @@ from urllib.parse import urlparse
 import requests
 
 
+def run_threads(target, count: int) -> float:
+    """Run ``target(i)`` in ``count`` threads at once; the seconds they took."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - started
+
+
 def run_case(base: str, path_fn, seconds: float, concurrency: int) -> dict:
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
-    def worker():
+    def worker(_i):
         nonlocal errors
         session = requests.Session()
         local, local_errors = [], 0
@@ -45,13 +56,7 @@ def run_case(base: str, path_fn, seconds: float, concurrency: int) -> dict:
             latencies.extend(local)
             errors += local_errors
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - started
+    elapsed = run_threads(worker, concurrency)
     latencies.sort()
 
     def pct(p):

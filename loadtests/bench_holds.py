@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlparse
 
 import requests
 
-from loadtests.bench_catalog import run_case
+from loadtests.bench_catalog import run_case, run_threads
 
 DEMO_PASSWORD = "marquee-demo"
 
@@ -68,13 +67,7 @@ def hold_cycles(base: str, tokens: list[str], showtime: dict, seconds: float) ->
             else:
                 errors[i] += 1
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(tokens))]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - started
+    elapsed = run_threads(worker, len(tokens))
     return {"cycles": sum(counts), "rate": sum(counts) / elapsed, "errors": sum(errors)}
 
 
@@ -99,13 +92,7 @@ def raw_lua(seconds: float, threads: int) -> float:
             store.release(store.get_hold(hold_id))
             counts[i] += 1
 
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    started = time.monotonic()
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    rate = sum(counts) / (time.monotonic() - started)
+    rate = sum(counts) / run_threads(worker, threads)
     store.store.delete_prefixed()
     return rate
 

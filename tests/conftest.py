@@ -36,7 +36,7 @@ os.environ.update(TEST_ENV)
 
 from app import create_app  # noqa: E402
 from app.extensions import db  # noqa: E402
-from tests.helpers import ApiClient  # noqa: E402
+from tests.helpers import ApiClient, stop_process  # noqa: E402
 
 TABLES = ["showtimes", "seats", "screens", "theaters", "cities", "movies", "users"]
 
@@ -130,18 +130,14 @@ def live_server(app, live_server_log, tmp_path_factory):
         deadline = time.monotonic() + 30
         while True:
             try:
-                if requests.get(base + "/health", timeout=1).status_code == 200:
+                if requests.get(base + "/health", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or workers still importing
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("gunicorn did not start: " + live_server_log.read_text()[-2000:])
             time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log_file.close()

@@ -1,9 +1,20 @@
 """Small helpers shared by the tests: JSON calls with tokens, catalog builders."""
 from __future__ import annotations
 
+import subprocess
 from datetime import datetime, timedelta, timezone
 
 PASSWORD = "correct horse battery"
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM, and SIGKILL if it has not gone within ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class ApiClient:

@@ -271,24 +271,24 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str) -> Reserv
     return reservation
 
 
-def _payment_request(reservation: Reservation, payment_token: str) -> OutboxEvent:
+def _outbox_event(reservation: Reservation, topic: str, idempotency_key: str, **extra) -> OutboxEvent:
+    """Work about a reservation for another process; events of one reservation keep their order."""
     return OutboxEvent(
-        topic="payments.charge",
+        topic=topic,
         aggregate_id=f"reservation:{reservation.id}",
         payload={"reservation_id": reservation.id, "user_id": reservation.user_id,
                  "amount_cents": reservation.total_cents, "currency": reservation.currency,
-                 "payment_token": payment_token, "idempotency_key": f"reservation-{reservation.id}"},
+                 "idempotency_key": idempotency_key, **extra},
     )
+
+
+def _payment_request(reservation: Reservation, payment_token: str) -> OutboxEvent:
+    return _outbox_event(reservation, "payments.charge", f"reservation-{reservation.id}",
+                         payment_token=payment_token)
 
 
 def _refund_request(reservation: Reservation, reason: str) -> OutboxEvent:
-    return OutboxEvent(
-        topic="payments.refund",
-        aggregate_id=f"reservation:{reservation.id}",
-        payload={"reservation_id": reservation.id, "user_id": reservation.user_id,
-                 "amount_cents": reservation.total_cents, "currency": reservation.currency,
-                 "reason": reason, "idempotency_key": f"refund-reservation-{reservation.id}"},
-    )
+    return _outbox_event(reservation, "payments.refund", f"refund-reservation-{reservation.id}", reason=reason)
 
 
 def get_reservation(user_id: int, reservation_id: int, *, is_admin: bool = False) -> Reservation:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text, update
 from app.extensions import db
 from app.models import OutboxEvent, Reservation, ReservationSeat
 from app.services import booking
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, stop_process
 from tests.integration.booking_helpers import forget_showtime_in_redis, live_seats
 
 CLIENTS = 200
@@ -253,10 +253,6 @@ def test_the_scheduler_process_expires_reservations(api, app, user, rush_show, t
             time.sleep(0.2)
         assert status == "expired", (tmp_path / "scheduler.log").read_text()[-2000:]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, timeout=15)
         log.close()
     assert proc.returncode == 0  # SIGTERM: finished cleanly

@@ -15,6 +15,12 @@ def test_compose_has_the_services_of_the_stack():
     assert {"postgres", "redis", "rabbitmq", "migrate", "app"} <= set(_compose()["services"])
 
 
+def test_every_supervised_process_is_a_compose_service():
+    supervisord = (ROOT / "scripts" / "supervisord.conf").read_text()
+    programs = set(re.findall(r"^\[program:([\w-]+)\]", supervisord, re.M))
+    assert programs and programs <= set(_compose()["services"]), programs
+
+
 def test_the_app_listens_on_the_same_public_port_as_make_up():
     supervisord = (ROOT / "scripts" / "supervisord.conf").read_text()
     port = re.search(r'BIND="127\.0\.0\.1:(\d+)"', supervisord).group(1)
