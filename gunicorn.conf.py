@@ -5,7 +5,7 @@ import shutil
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", "4"))
+threads = int(os.environ.get("WEB_THREADS", "8"))  # holds wait on Redis: threads pay
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

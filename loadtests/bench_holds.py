@@ -92,9 +92,9 @@ def raw_lua(seconds: float, threads: int) -> float:
             store.release(store.get_hold(hold_id))
             counts[i] += 1
 
-    rate = sum(counts) / run_threads(worker, threads)
+    elapsed = run_threads(worker, threads)  # before counting: the threads fill counts
     store.store.delete_prefixed()
-    return rate
+    return sum(counts) / elapsed
 
 
 def main() -> None:
