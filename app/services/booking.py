@@ -26,6 +26,7 @@ from app import errors
 from app.adapters.seat_store import Hold, SeatStore, reservation_owner, showtime_of
 from app.extensions import db
 from app.models import OutboxEvent, Reservation, ReservationSeat, Seat, Showtime
+from app.services.pagination import page_of
 
 log = logging.getLogger(__name__)
 
@@ -301,8 +302,6 @@ def get_reservation(user_id: int, reservation_id: int, *, is_admin: bool = False
 def list_reservations(user_id: int, page: int, page_size: int, *, status: str | None = None,
                       everyone: bool = False, of_user: int | None = None) -> tuple[list, int]:
     """The caller's reservations, newest first; an admin may ask for everyone's."""
-    from app.services.catalog import _page
-
     query = select(Reservation)
     if not everyone:
         query = query.where(Reservation.user_id == user_id)
@@ -310,7 +309,7 @@ def list_reservations(user_id: int, page: int, page_size: int, *, status: str | 
         query = query.where(Reservation.user_id == of_user)
     if status:
         query = query.where(Reservation.status == status)
-    return _page(query, [Reservation.created_at.desc(), Reservation.id.desc()], page, page_size)
+    return page_of(query, [Reservation.created_at.desc(), Reservation.id.desc()], page, page_size)
 
 
 def _lock_reservation(reservation_id: int) -> Reservation | None:

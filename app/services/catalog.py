@@ -21,6 +21,7 @@ from app import errors
 from app.extensions import db
 from app.models import City, Movie, Screen, Seat, Showtime, Theater
 from app.services.layout import LayoutError, build_seats
+from app.services.pagination import page_of
 
 # Which cached namespaces a write of each kind makes stale.
 INVALIDATES: dict[str, tuple[str, ...]] = {
@@ -83,18 +84,6 @@ def _integrity_error(exc: IntegrityError, deleting: str | None) -> errors.Domain
     return errors.Invalid("The change breaks a data constraint")
 
 
-def _page(query, order_by: Iterable, page: int, page_size: int, *, rows: bool = False) -> tuple[list, int]:
-    """One page of ``query`` and the total count. A page past the end is empty
-    (and costs no second query), however large its number."""
-    total = int(db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0)
-    offset = (page - 1) * page_size
-    if offset >= total:
-        return [], total
-    paged = query.order_by(*order_by).limit(page_size).offset(offset)
-    result = db.session.execute(paged).all() if rows else db.session.scalars(paged).all()
-    return list(result), total
-
-
 def _apply(obj: Any, data: dict, fields: Iterable[str]) -> None:
     for name in fields:
         if name in data:
@@ -147,7 +136,7 @@ def list_cities(page: int, page_size: int, q: str | None = None) -> tuple[list[C
     query = select(City)
     if q:
         query = query.where(City.name.ilike(f"%{_escape_like(q)}%", escape="\\"))
-    return _page(query, [City.name, City.id], page, page_size)
+    return page_of(query, [City.name, City.id], page, page_size)
 
 
 # --- theaters ---------------------------------------------------------------
@@ -228,7 +217,7 @@ def list_theaters(
         order = [distance, Theater.id]
     if city_id is not None:
         query = query.where(Theater.city_id == city_id)
-    found, total = _page(query, order, page, page_size, rows=True)
+    found, total = page_of(query, order, page, page_size, rows=True)
     return [(row[0], row[1]) for row in found], total
 
 
@@ -333,7 +322,7 @@ def screen_seats(screen_id: int) -> list[Seat]:
 
 def list_screens(theater_id: int, page: int, page_size: int) -> tuple[list[Screen], int]:
     _get(Theater, theater_id, "Theater")
-    return _page(select(Screen).where(Screen.theater_id == theater_id), [Screen.name, Screen.id], page, page_size)
+    return page_of(select(Screen).where(Screen.theater_id == theater_id), [Screen.name, Screen.id], page, page_size)
 
 
 # --- movies -----------------------------------------------------------------
@@ -436,7 +425,7 @@ def list_movies(
         if day is None:
             shows = shows.where(Showtime.starts_at >= func.now())
         query = query.where(exists(shows))
-    return _page(query, [Movie.title, Movie.id], page, page_size)
+    return page_of(query, [Movie.title, Movie.id], page, page_size)
 
 
 # --- showtimes --------------------------------------------------------------
@@ -537,7 +526,7 @@ def list_showtimes(
         query = query.where(Showtime.starts_at >= starts_after)
     if starts_before is not None:
         query = query.where(Showtime.starts_at < starts_before)
-    return _page(query, [Showtime.starts_at, Showtime.id], page, page_size)
+    return page_of(query, [Showtime.starts_at, Showtime.id], page, page_size)
 
 
 def seat_map(showtime_id: int) -> dict:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.models import OutboxEvent, Reservation, ReservationSeat
