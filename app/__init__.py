@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app import errors
 from app.adapters.cache import Cache
+from app.adapters.payments import PaymentGateway, TestGateway
 from app.adapters.passwords import PasswordHasher
 from app.adapters.redis_store import RedisStore
 from app.adapters.seat_store import SeatStore
@@ -35,6 +36,7 @@ class Marquee:
     cache: Cache
     passwords: PasswordHasher
     seats: SeatStore
+    gateway: PaymentGateway
     count_failure: object
     rotate_refresh: object
 
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
         ),
         seats=SeatStore(store),
+        gateway=TestGateway(store),
         count_failure=store.script("count_failure"),
         rotate_refresh=store.script("rotate_refresh"),
     )

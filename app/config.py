@@ -59,6 +59,11 @@ class Settings:
     cancellation_cutoff_minutes: int = 60
     expiry_interval_seconds: int = 5
     sweep_interval_seconds: int = 60
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    amqp_prefix: str = "marquee."
+    relay_interval_seconds: float = 1.0
+    retry_delays_ms: tuple = (1000, 5000, 30000)
+    max_delivery_attempts: int = 5
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -96,6 +101,11 @@ class Settings:
             cancellation_cutoff_minutes=_int("CANCELLATION_CUTOFF_MINUTES", 60),
             expiry_interval_seconds=_int("EXPIRY_INTERVAL_SECONDS", 5),
             sweep_interval_seconds=_int("SWEEP_INTERVAL_SECONDS", 60),
+            amqp_url=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
+            amqp_prefix=os.environ.get("AMQP_PREFIX", "marquee."),
+            relay_interval_seconds=float(os.environ.get("RELAY_INTERVAL_SECONDS") or 1.0),
+            retry_delays_ms=tuple(int(x) for x in os.environ.get("RETRY_DELAYS_MS", "1000,5000,30000").split(",")),
+            max_delivery_attempts=_int("MAX_DELIVERY_ATTEMPTS", 5),
         )
 
     def flask_config(self) -> dict:

@@ -31,6 +31,7 @@ TEST_ENV = {
     "LOG_LEVEL": "WARNING",
     "LOGIN_MAX_FAILURES_PER_ACCOUNT": "5",
     "LOGIN_MAX_FAILURES_PER_ADDRESS": "20",
+    "AMQP_PREFIX": "mqtest.",
 }
 os.environ.update(TEST_ENV)
 

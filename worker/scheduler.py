@@ -8,6 +8,8 @@ Jobs (intervals from the environment):
   past their payment window expire and free their seats.
 - ``sweep_stray_seat_keys`` every SWEEP_INTERVAL_SECONDS (60): Redis seat keys no
   live hold or reservation owns are freed.
+- ``relay_outbox`` every RELAY_INTERVAL_SECONDS (1): outbox rows are published to
+  RabbitMQ with publisher confirms (``app.services.outbox``).
 
 Several schedulers may run (for availability); each job takes a PostgreSQL
 advisory lock for its transaction, so only one acts at a time, and a crashed
@@ -41,9 +43,12 @@ def _job(app, name: str, fn):
 
 
 def build(app) -> BlockingScheduler:
+    from app.adapters.broker import Publisher, Topology
     from app.services.booking import expire_unpaid_reservations, sweep_stray_seat_keys
+    from app.services.outbox import relay_outbox
 
     settings = app.extensions["marquee"].settings
+    publisher = Publisher(settings.amqp_url, Topology(settings.amqp_prefix, settings.retry_delays_ms))
     scheduler = BlockingScheduler(timezone="UTC")
     # coalesce + max_instances=1: a slow run is never stacked on itself.
     common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
@@ -51,6 +56,8 @@ def build(app) -> BlockingScheduler:
                       "interval", seconds=settings.expiry_interval_seconds, id="expire", **common)
     scheduler.add_job(_job(app, "sweep_stray_seat_keys", sweep_stray_seat_keys),
                       "interval", seconds=settings.sweep_interval_seconds, id="sweep", **common)
+    scheduler.add_job(_job(app, "relay_outbox", lambda: relay_outbox(publisher)),
+                      "interval", seconds=settings.relay_interval_seconds, id="relay", **common)
     return scheduler
 
 

@@ -99,3 +99,25 @@ class OutboxEvent(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class Payment(db.Model):
+    """A charge or refund as the gateway answered it. The unique idempotency key
+    makes "exactly one charge and at most one refund per reservation" a fact of
+    the database, however often a message is delivered."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("kind IN ('charge', 'refund')", name="kind_known"),
+        CheckConstraint("status IN ('succeeded', 'declined')", name="status_known"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reservation_id: Mapped[int] = mapped_column(ForeignKey("reservations.id", ondelete="RESTRICT"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(10))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    gateway_ref: Mapped[str | None] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -20,12 +20,13 @@ from typing import Iterable
 import redis
 from flask import current_app
 from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
 from app import errors
 from app.adapters.seat_store import Hold, SeatStore, reservation_owner, showtime_of
 from app.extensions import db
-from app.models import OutboxEvent, Reservation, ReservationSeat, Seat, Showtime
+from app.models import OutboxEvent, Payment, Reservation, ReservationSeat, Seat, Showtime
 from app.services.pagination import page_of
 
 log = logging.getLogger(__name__)
@@ -367,7 +368,18 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
     return reservation
 
 
-def confirm_payment(reservation_id: int, *, now: datetime | None = None) -> str:
+def _record_payment(reservation: Reservation, payment: dict | None) -> None:
+    """The gateway's answer, in the transaction of the state change it causes.
+    Its idempotency key is unique: a redelivered message records nothing twice."""
+    if payment is None:
+        return
+    db.session.execute(
+        pg_insert(Payment).values(reservation_id=reservation.id, **payment)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    )
+
+
+def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment: dict | None = None) -> str:
     """A charge succeeded. Returns what became of it:
 
     - ``confirmed``: the reservation was waiting and in time; it is confirmed.
@@ -384,6 +396,7 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None) -> str:
     if reservation.status == "confirmed":
         db.session.rollback()
         return "already_confirmed"
+    _record_payment(reservation, payment)
     if reservation.status == "pending_payment" and reservation.expires_at > now:
         reservation.status, reservation.confirmed_at = "confirmed", now
         seat_ids = [s.seat_id for s in reservation.seats]
@@ -395,6 +408,11 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None) -> str:
                       reservation.showtime_id, seat_ids, reservation.id, ttl_ms)
         _seat_map_changed(reservation.showtime_id)
         return "confirmed"
+    if db.session.scalar(select(OutboxEvent.id).where(
+            OutboxEvent.topic == "payments.refund",
+            OutboxEvent.aggregate_id == f"reservation:{reservation.id}")) is not None:
+        db.session.commit()  # a repeated late notice: its refund is already requested
+        return "refund"
     freed: list[int] = []
     if reservation.status == "pending_payment":  # past its window; the job has not run yet
         reservation.status = "expired"
@@ -406,6 +424,28 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None) -> str:
                       reservation.id)
         _seat_map_changed(reservation.showtime_id)
     return "refund"
+
+
+def fail_payment(reservation_id: int, *, payment: dict | None = None) -> str:
+    """The charge was declined: the reservation fails and its seats are free.
+    Returns ``payment_failed``, or the status it already had (a repeated notice)."""
+    now = _now()
+    reservation = _lock_reservation(reservation_id)
+    if reservation is None:
+        db.session.rollback()
+        raise errors.NotFound(f"Reservation {reservation_id} does not exist")
+    _record_payment(reservation, payment)
+    if reservation.status != "pending_payment":
+        status = reservation.status
+        db.session.commit()
+        return status
+    reservation.status = "payment_failed"
+    freed = _release_seats(reservation, now)
+    db.session.commit()
+    _after_commit("free seats of a failed payment", _seats().free_reservation, reservation.showtime_id, freed,
+                  reservation.id)
+    _seat_map_changed(reservation.showtime_id)
+    return "payment_failed"
 
 
 # --- the scheduler's jobs ---------------------------------------------------

@@ -1,0 +1,118 @@
+"""RabbitMQ: the topology, and publishing with publisher confirms (pika).
+
+Every name starts with ``AMQP_PREFIX`` (``marquee.`` for the stack, another for
+the tests). For each topic (``payments.charge``, ``payments.refund``):
+
+- ``<p><topic>``               durable quorum queue, bound to the ``<p>events`` topic exchange
+- ``<p><topic>.retry.<ms>``    a delay tier: messages wait there (queue TTL), then
+                               dead-letter back to the main queue
+- ``<p><topic>.dead``          durable quorum queue of messages that will not
+                               succeed: an admin inspects and replays them
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pika
+from pika.exceptions import AMQPError
+
+TOPICS = ("payments.charge", "payments.refund")
+
+BrokerError = AMQPError
+
+
+@dataclass(frozen=True)
+class Topology:
+    prefix: str
+    retry_delays_ms: tuple
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.prefix}events"
+
+    def queue(self, topic: str) -> str:
+        return f"{self.prefix}{topic}"
+
+    def retry_queue(self, topic: str, delay_ms: int) -> str:
+        return f"{self.prefix}{topic}.retry.{delay_ms}"
+
+    def dead_queue(self, topic: str) -> str:
+        return f"{self.prefix}{topic}.dead"
+
+    def declare(self, channel) -> None:
+        """Idempotent: every process declares what it uses."""
+        channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
+        for topic in TOPICS:
+            main = self.queue(topic)
+            channel.queue_declare(main, durable=True, arguments={"x-queue-type": "quorum"})
+            channel.queue_bind(main, self.exchange, routing_key=topic)
+            channel.queue_declare(self.dead_queue(topic), durable=True, arguments={"x-queue-type": "quorum"})
+            for delay in self.retry_delays_ms:
+                channel.queue_declare(self.retry_queue(topic, delay), durable=True, arguments={
+                    "x-message-ttl": int(delay),
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": main,
+                })
+
+    def delete(self, channel) -> None:
+        """Remove everything (tests clean up after themselves)."""
+        for topic in TOPICS:
+            for name in [self.queue(topic), self.dead_queue(topic),
+                         *(self.retry_queue(topic, d) for d in self.retry_delays_ms)]:
+                channel.queue_delete(name)
+        channel.exchange_delete(self.exchange)
+
+
+def connect(url: str) -> pika.BlockingConnection:
+    params = pika.URLParameters(url)
+    params.heartbeat = 30
+    params.blocked_connection_timeout = 30
+    params.socket_timeout = 5
+    params.connection_attempts = 1
+    return pika.BlockingConnection(params)
+
+
+class Publisher:
+    """Publishes persistent messages and returns only once the broker confirmed them."""
+
+    def __init__(self, url: str, topology: Topology) -> None:
+        self.url = url
+        self.topology = topology
+        self._connection = None
+        self._channel = None
+
+    def _ensure(self):
+        if self._channel is None or self._channel.is_closed or self._connection.is_closed:
+            self.close()
+            self._connection = connect(self.url)
+            self._channel = self._connection.channel()
+            self._channel.confirm_delivery()
+            self.topology.declare(self._channel)
+        return self._channel
+
+    def publish(self, routing_key: str, body: dict, *, exchange: str | None = None,
+                headers: dict | None = None, message_id: str | None = None) -> None:
+        """Raises ``BrokerError`` unless the broker confirmed (and could route) the message."""
+        channel = self._ensure()
+        try:
+            channel.basic_publish(
+                exchange=self.topology.exchange if exchange is None else exchange,
+                routing_key=routing_key,
+                body=json.dumps(body).encode(),
+                properties=pika.BasicProperties(
+                    content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent,
+                    headers=headers or {}, message_id=message_id),
+                mandatory=True,
+            )
+        except AMQPError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            if self._connection is not None and self._connection.is_open:
+                self._connection.close()
+        except AMQPError:
+            pass
+        self._connection = self._channel = None

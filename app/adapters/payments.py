@@ -1,0 +1,76 @@
+"""The payment gateway interface, and the deterministic gateway built in.
+
+A real provider fits behind ``PaymentGateway``: ``charge`` and ``refund`` take an
+idempotency key (the reservation's), so asking twice never charges twice.
+
+``TestGateway`` answers by token: ``tok_visa`` succeeds, ``tok_declined`` is
+declined, ``tok_error`` fails transiently twice (per idempotency key) and then
+succeeds. It remembers its answers in Redis, like a provider would on its side.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from app.adapters.redis_store import RedisStore
+
+
+class TransientPaymentError(Exception):
+    """The gateway could not answer now; try again later."""
+
+
+@dataclass(frozen=True)
+class GatewayResult:
+    succeeded: bool
+    reference: str
+    reason: str | None = None
+
+
+class PaymentGateway(Protocol):
+    def charge(self, *, amount_cents: int, currency: str, token: str, idempotency_key: str) -> GatewayResult: ...
+
+    def refund(self, *, amount_cents: int, currency: str, charge_reference: str | None,
+               idempotency_key: str) -> GatewayResult: ...
+
+
+class TestGateway:
+    TRANSIENT_FAILURES = 2
+    MEMORY_SECONDS = 7 * 86400
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+
+    def _remembered(self, idempotency_key: str) -> GatewayResult | None:
+        raw = self.store.client.get(self.store.key("gateway", "result", idempotency_key))
+        return GatewayResult(**json.loads(raw)) if raw else None
+
+    def _remember(self, idempotency_key: str, result: GatewayResult) -> GatewayResult:
+        key = self.store.key("gateway", "result", idempotency_key)
+        # First answer wins: a concurrent duplicate gets the same one back.
+        self.store.client.set(key, json.dumps(result.__dict__), nx=True, ex=self.MEMORY_SECONDS)
+        return self._remembered(idempotency_key)
+
+    def charge(self, *, amount_cents: int, currency: str, token: str, idempotency_key: str) -> GatewayResult:
+        known = self._remembered(idempotency_key)
+        if known:
+            return known
+        if token == "tok_error":
+            attempts_key = self.store.key("gateway", "attempts", idempotency_key)
+            attempts = self.store.client.incr(attempts_key)
+            self.store.client.expire(attempts_key, self.MEMORY_SECONDS)
+            if attempts <= self.TRANSIENT_FAILURES:
+                raise TransientPaymentError(f"gateway unavailable (attempt {attempts})")
+        if token == "tok_declined":
+            return self._remember(idempotency_key, GatewayResult(False, f"ch_{uuid.uuid4().hex[:20]}", "card_declined"))
+        if token in ("tok_visa", "tok_error"):
+            return self._remember(idempotency_key, GatewayResult(True, f"ch_{uuid.uuid4().hex[:20]}"))
+        return self._remember(idempotency_key, GatewayResult(False, f"ch_{uuid.uuid4().hex[:20]}", "unknown_token"))
+
+    def refund(self, *, amount_cents: int, currency: str, charge_reference: str | None,
+               idempotency_key: str) -> GatewayResult:
+        known = self._remembered(idempotency_key)
+        if known:
+            return known
+        return self._remember(idempotency_key, GatewayResult(True, f"re_{uuid.uuid4().hex[:20]}"))

@@ -1,0 +1,221 @@
+"""Payments end to end on real PostgreSQL, Redis and RabbitMQ: the outbox relay
+publishes with confirms, the worker charges through the test gateway and
+confirms or fails reservations; refunds happen exactly once; nothing is lost
+when the broker is away; messages that cannot succeed are parked."""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select, update
+
+from app.adapters.broker import Publisher, Topology, connect
+from app.extensions import db
+from app.models import OutboxEvent, Payment, Reservation
+from app.services import booking
+from app.services.outbox import relay_outbox
+from tests.helpers import stop_process
+from tests.integration.booking_helpers import hold, reserve, seat_ids, statuses
+from worker.consumer import Consumer
+
+
+@pytest.fixture
+def broker(app):
+    """Queues of this test alone (a unique name prefix), short retry delays; removed afterwards."""
+    ext = app.extensions["marquee"]
+    original = ext.settings
+    ext.settings = replace(original, amqp_prefix=f"mqtest.{uuid.uuid4().hex[:8]}.",
+                           retry_delays_ms=(50, 100, 200), max_delivery_attempts=4)
+    topology = Topology(ext.settings.amqp_prefix, ext.settings.retry_delays_ms)
+    try:
+        yield topology
+    finally:
+        ext.settings = original
+        connection = connect(original.amqp_url)
+        topology.delete(connection.channel())
+        connection.close()
+
+
+def relay(app, topology, url=None) -> int:
+    publisher = Publisher(url or app.extensions["marquee"].settings.amqp_url, topology)
+    try:
+        with app.app_context():
+            return relay_outbox(publisher)
+    finally:
+        publisher.close()
+
+
+def work_until(app, condition, timeout=15.0):
+    """Run a real consumer in a thread until ``condition(consumer)`` holds (or time runs out)."""
+    consumer = Consumer(app)
+    thread = threading.Thread(target=consumer.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition(consumer):
+                return consumer
+            time.sleep(0.05)
+        raise AssertionError("condition not reached in time")
+    finally:
+        consumer.stop.set()
+        thread.join(10)
+
+
+def status_of(app, reservation_id):
+    with app.app_context():
+        status = db.session.get(Reservation, reservation_id).status
+        db.session.rollback()
+        return status
+
+
+def payments_of(app, reservation_id):
+    with app.app_context():
+        rows = db.session.execute(select(Payment.kind, Payment.status).where(
+            Payment.reservation_id == reservation_id).order_by(Payment.id)).all()
+        db.session.rollback()
+        return [tuple(r) for r in rows]
+
+
+@pytest.fixture
+def show(api, admin):
+    return api.catalog(admin)
+
+
+def _book(api, user, show, token="tok_visa", seat_index=0):
+    seat = seat_ids(api, show["showtime"])[seat_index]
+    return reserve(api, user, hold(api, user, show["showtime"], [seat]).json["id"], token).json, seat
+
+
+def test_tok_visa_is_charged_once_and_the_reservation_confirmed(api, app, user, show, broker):
+    res, seat = _book(api, user, show, "tok_visa")
+    assert relay(app, broker) == 1
+    work_until(app, lambda c: status_of(app, res["id"]) == "confirmed")
+    assert payments_of(app, res["id"]) == [("charge", "succeeded")]
+    assert statuses(api, show["showtime"])[seat] == "booked"
+    assert api.get(f"/api/v1/reservations/{res['id']}", user).json["confirmed_at"]
+
+
+def test_tok_declined_fails_the_reservation_and_frees_the_seat(api, app, user, show, broker):
+    res, seat = _book(api, user, show, "tok_declined")
+    relay(app, broker)
+    work_until(app, lambda c: status_of(app, res["id"]) == "payment_failed")
+    assert payments_of(app, res["id"]) == [("charge", "declined")]
+    assert statuses(api, show["showtime"])[seat] == "available"
+
+
+def test_tok_error_is_retried_with_delays_and_then_succeeds(api, app, user, show, broker):
+    res, _ = _book(api, user, show, "tok_error")
+    relay(app, broker)
+    consumer = work_until(app, lambda c: status_of(app, res["id"]) == "confirmed")
+    assert consumer.handled >= 3  # two transient failures, then the charge
+    assert payments_of(app, res["id"]) == [("charge", "succeeded")]
+
+
+def test_a_redelivered_charge_charges_once(api, app, user, show, broker):
+    res, _ = _book(api, user, show, "tok_visa")
+    relay(app, broker)
+    with app.app_context():  # the relay crashed after the confirm, before its commit
+        db.session.execute(update(OutboxEvent).values(published_at=None))
+        db.session.commit()
+    assert relay(app, broker) == 1
+    # Both deliveries are handled by this consumer; the second changes nothing.
+    work_until(app, lambda c: c.handled >= 2 and status_of(app, res["id"]) == "confirmed")
+    assert payments_of(app, res["id"]) == [("charge", "succeeded")]
+
+
+def test_with_the_broker_away_nothing_is_lost_only_delayed(api, app, user, show, broker):
+    res, _ = _book(api, user, show, "tok_visa")
+    assert relay(app, broker, url="amqp://guest:guest@127.0.0.1:1/%2F") == 0  # nothing listens on port 1
+    with app.app_context():
+        row = db.session.scalar(select(OutboxEvent))
+        assert row.published_at is None and row.attempts == 1
+        db.session.rollback()
+    assert relay(app, broker) == 1  # the broker is back
+    work_until(app, lambda c: status_of(app, res["id"]) == "confirmed")
+
+
+def test_cancelling_a_confirmed_reservation_refunds_exactly_once(api, app, user, show, broker):
+    res, seat = _book(api, user, show, "tok_visa")
+    relay(app, broker)
+    work_until(app, lambda c: status_of(app, res["id"]) == "confirmed")
+    assert api.post(f"/api/v1/reservations/{res['id']}/cancel", token=user).status_code == 202
+    assert api.post(f"/api/v1/reservations/{res['id']}/cancel", token=user).status_code == 202
+    relay(app, broker)
+    with app.app_context():  # and the refund event is delivered twice
+        db.session.execute(update(OutboxEvent).where(OutboxEvent.topic == "payments.refund").values(published_at=None))
+        db.session.commit()
+    relay(app, broker)
+    work_until(app, lambda c: c.handled >= 2)  # both deliveries of the refund
+    assert payments_of(app, res["id"]) == [("charge", "succeeded"), ("refund", "succeeded")]
+    assert statuses(api, show["showtime"])[seat] == "available"
+
+
+def test_a_payment_that_arrives_after_expiry_is_refunded(api, app, user, show, broker):
+    res, _ = _book(api, user, show, "tok_visa")
+    with app.app_context():
+        booking.expire_unpaid_reservations(now=datetime.now(timezone.utc) + timedelta(hours=1))
+    relay(app, broker)  # the charge request, sent before the expiry
+    work_until(app, lambda c: payments_of(app, res["id"]) == [("charge", "succeeded")])
+    relay(app, broker)  # the refund the late payment caused
+    work_until(app, lambda c: ("refund", "succeeded") in payments_of(app, res["id"]))
+    assert status_of(app, res["id"]) == "expired"
+
+
+def test_a_message_that_cannot_succeed_is_parked_for_a_person(app, broker):
+    publisher = Publisher(app.extensions["marquee"].settings.amqp_url, broker)
+    publisher.publish("payments.charge", {"topic": "payments.charge", "event_id": 0, "reservation_id": 987654,
+                                          "amount_cents": 1, "currency": "EUR", "payment_token": "tok_visa",
+                                          "idempotency_key": "reservation-987654"})
+    publisher.close()
+    connection = connect(app.extensions["marquee"].settings.amqp_url)
+    channel = connection.channel()
+
+    def parked():
+        method, properties, body = channel.basic_get(broker.dead_queue("payments.charge"), auto_ack=False)
+        if method is None:
+            return False
+        assert json.loads(body)["reservation_id"] == 987654
+        assert "NotFound" in properties.headers["x-death-reason"]
+        channel.basic_ack(method.delivery_tag)
+        return True
+
+    try:
+        work_until(app, lambda c: parked())
+    finally:
+        connection.close()
+
+
+def test_the_relay_and_the_worker_as_processes(api, app, user, show, broker, tmp_path):
+    """The real processes (python -m worker.scheduler, python -m worker.consumer)
+    carry a reservation to confirmed, and stop cleanly on SIGTERM."""
+    from tests.conftest import ROOT, TEST_ENV
+
+    res, _ = _book(api, user, show, "tok_visa")
+    env = {**os.environ, **TEST_ENV, "AMQP_PREFIX": broker.prefix, "RETRY_DELAYS_MS": "50,100,200",
+           "RELAY_INTERVAL_SECONDS": "0.2", "EXPIRY_INTERVAL_SECONDS": "60"}
+    procs = []
+    try:
+        for module in ("worker.scheduler", "worker.consumer"):
+            log = open(tmp_path / f"{module}.log", "wb")
+            procs.append((subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env,
+                                           stdout=log, stderr=subprocess.STDOUT), log))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and status_of(app, res["id"]) != "confirmed":
+            time.sleep(0.2)
+        assert status_of(app, res["id"]) == "confirmed", \
+            "".join((tmp_path / f"{m}.log").read_text()[-1500:] for m in ("worker.scheduler", "worker.consumer"))
+    finally:
+        for proc, log in procs:
+            stop_process(proc, timeout=20)
+            log.close()
+    assert [proc.returncode for proc, _ in procs] == [0, 0]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(OutboxEvent).where(
+            OutboxEvent.published_at.is_(None))) == 0
