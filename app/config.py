@@ -7,6 +7,8 @@ that file without overriding the real environment.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import os
 from dataclasses import dataclass, field
@@ -27,6 +29,14 @@ def _bool(name: str, default: bool) -> bool:
 
 def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in raw.split(",") if p.strip())
+
+
+def _ticket_key(jwt_secret: str) -> bytes:
+    """TICKET_SIGNING_KEY, or one derived from the JWT secret (never the secret itself)."""
+    raw = os.environ.get("TICKET_SIGNING_KEY")
+    if raw:
+        return raw.encode()
+    return hmac.new(jwt_secret.encode(), b"marquee ticket signing", hashlib.sha256).digest()
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class Settings:
     relay_interval_seconds: float = 1.0
     retry_delays_ms: tuple = (1000, 5000, 30000)
     max_delivery_attempts: int = 5
+    ticket_signing_key: bytes = b""
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -106,6 +117,7 @@ class Settings:
             relay_interval_seconds=float(os.environ.get("RELAY_INTERVAL_SECONDS") or 1.0),
             retry_delays_ms=tuple(int(x) for x in os.environ.get("RETRY_DELAYS_MS", "1000,5000,30000").split(",")),
             max_delivery_attempts=_int("MAX_DELIVERY_ATTEMPTS", 5),
+            ticket_signing_key=_ticket_key(secret),
         )
 
     def flask_config(self) -> dict:

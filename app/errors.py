@@ -84,6 +84,22 @@ class NotCancellable(Conflict):
     code, title = "not_cancellable", "This reservation cannot be cancelled"
 
 
+class NotConfirmed(Conflict):
+    code, title = "not_confirmed", "The reservation is not confirmed"
+
+
+class InvalidTicket(DomainError):
+    status, code, title = 422, "invalid_ticket", "Not a valid ticket"
+
+
+class AlreadyCheckedIn(Conflict):
+    code, title = "already_checked_in", "Ticket already checked in"
+
+
+class TicketCancelled(Conflict):
+    code, title = "ticket_cancelled", "Ticket cancelled"
+
+
 class Invalid(DomainError):
     """Well-formed input that breaks a rule (422)."""
 

@@ -61,9 +61,9 @@ class Api(flask_smorest.Api):
 
 
 def register_blueprints(api: Api) -> None:
-    from app.api import auth, booking, catalog, ops  # noqa: F401  (import registers routes)
+    from app.api import auth, booking, catalog, ops, tickets  # noqa: F401  (import registers routes)
 
     api.register_blueprint(auth.blp)
     api.register_blueprint(auth.users_blp)
-    for blp in catalog.blueprints + booking.blueprints:
+    for blp in catalog.blueprints + booking.blueprints + tickets.blueprints:
         api.register_blueprint(blp)

@@ -370,3 +370,27 @@ class ReservationQuerySchema(InputSchema):
         ["pending_payment", "confirmed", "payment_failed", "expired", "cancelled"]))
     all = fields.Boolean(load_default=False, metadata={"description": "Admins: everyone's reservations"})
     user_id = fields.Integer(validate=validate.Range(min=1), metadata={"description": "Admins: one user's"})
+
+
+# --- tickets ----------------------------------------------------------------
+
+class TicketSchema(Schema):
+    code = fields.String(dump_only=True)
+    seat_label = fields.String(dump_only=True)
+    status = fields.String(dump_only=True, validate=validate.OneOf(["valid", "cancelled"]))
+    checked_in_at = mfields.DateTime(dump_only=True, allow_none=True)
+    qr_url = fields.String(dump_only=True, metadata={"description": "PNG of the QR code"})
+    qr_svg_url = fields.String(dump_only=True, metadata={"description": "SVG of the QR code"})
+
+
+class CheckInRequestSchema(StrictSchema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=128))
+
+
+class CheckInSchema(Schema):
+    status = fields.String(dump_only=True, metadata={"description": "admitted"})
+    code = fields.String(dump_only=True)
+    seat_label = fields.String(dump_only=True)
+    showtime_id = fields.Integer(dump_only=True)
+    reservation_id = fields.Integer(dump_only=True)
+    checked_in_at = mfields.DateTime(dump_only=True)

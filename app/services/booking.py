@@ -27,6 +27,7 @@ from app import errors
 from app.adapters.seat_store import Hold, SeatStore, reservation_owner, showtime_of
 from app.extensions import db
 from app.models import OutboxEvent, Payment, Reservation, ReservationSeat, Seat, Showtime
+from app.services import tickets
 from app.services.pagination import page_of
 
 log = logging.getLogger(__name__)
@@ -361,6 +362,7 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
     reservation.status, reservation.cancelled_at = "cancelled", now
     freed = _release_seats(reservation, now)
     if was_confirmed:
+        tickets.cancel(reservation)
         db.session.add(_refund_request(reservation, "cancelled"))
     db.session.commit()
     _after_commit("free cancelled seats", _seats().free_reservation, reservation.showtime_id, freed, reservation.id)
@@ -399,6 +401,7 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
     _record_payment(reservation, payment)
     if reservation.status == "pending_payment" and reservation.expires_at > now:
         reservation.status, reservation.confirmed_at = "confirmed", now
+        tickets.issue(reservation)
         seat_ids = [s.seat_id for s in reservation.seats]
         starts_at = db.session.scalar(select(Showtime.starts_at).where(Showtime.id == reservation.showtime_id))
         db.session.commit()

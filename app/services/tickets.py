@@ -1,0 +1,112 @@
+"""Tickets: one a seat of a confirmed reservation, with a code a scanner can
+verify offline, a QR image of that code, and check-in at the door.
+
+A code is ``<payload>.<signature>``: the payload (base64url) names the
+reservation, showtime and seat with 96 random bits; the signature is
+HMAC-SHA256 of it under TICKET_SIGNING_KEY. Whoever holds the key verifies a code
+without asking the server; only the server knows whether it was cancelled or
+already used.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import secrets
+from datetime import datetime, timezone
+
+import segno
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from app import errors
+from app.extensions import db
+from app.models import Reservation, Ticket
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sign(payload: str) -> str:
+    key = current_app.extensions["marquee"].settings.ticket_signing_key
+    return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:20])
+
+
+def make_code(reservation_id: int, showtime_id: int, seat_id: int) -> str:
+    payload = _b64(f"{reservation_id}:{showtime_id}:{seat_id}:{secrets.token_hex(12)}".encode())
+    return f"{payload}.{_sign(payload)}"
+
+
+def verify_code(code: str) -> tuple[int, int, int] | None:
+    """(reservation, showtime, seat) of a genuine code; None for a forged or garbled one."""
+    try:
+        payload, signature = code.split(".")
+        if not hmac.compare_digest(signature, _sign(payload)):
+            return None
+        reservation_id, showtime_id, seat_id, _nonce = _unb64(payload).decode().split(":")
+        return int(reservation_id), int(showtime_id), int(seat_id)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def issue(reservation: Reservation) -> None:
+    """In the confirming transaction: one ticket a seat (idempotent)."""
+    db.session.execute(
+        pg_insert(Ticket).values([
+            {"reservation_id": reservation.id, "showtime_id": reservation.showtime_id, "seat_id": seat.seat_id,
+             "seat_label": seat.label, "code": make_code(reservation.id, reservation.showtime_id, seat.seat_id)}
+            for seat in reservation.seats
+        ]).on_conflict_do_nothing(index_elements=["reservation_id", "seat_id"])
+    )
+
+
+def cancel(reservation: Reservation) -> None:
+    """In the cancelling transaction: the tickets stop admitting anyone."""
+    db.session.execute(update(Ticket).where(Ticket.reservation_id == reservation.id).values(status="cancelled"))
+
+
+def for_reservation(user_id: int, reservation_id: int, *, is_admin: bool = False) -> list[Ticket]:
+    from app.services.booking import get_reservation
+
+    reservation = get_reservation(user_id, reservation_id, is_admin=is_admin)
+    if reservation.status != "confirmed":
+        raise errors.NotConfirmed(f"Tickets exist once the reservation is confirmed; it is {reservation.status}")
+    return list(db.session.scalars(
+        select(Ticket).where(Ticket.reservation_id == reservation_id).order_by(Ticket.id)))
+
+
+def qr_image(code: str, kind: str) -> bytes:
+    """The QR code of a genuine ticket code, as PNG or SVG."""
+    if verify_code(code) is None:
+        raise errors.NotFound("No such ticket")
+    qr = segno.make(code, error="m")
+    out = io.BytesIO()
+    qr.save(out, kind=kind, scale=8, border=2)
+    return out.getvalue()
+
+
+def check_in(code: str) -> Ticket:
+    """Admit a ticket once: the first scan admits, any later one is refused."""
+    if verify_code(code) is None:
+        raise errors.InvalidTicket("This code is not a genuine Marquee ticket")
+    ticket = db.session.scalar(select(Ticket).where(Ticket.code == code).with_for_update())
+    if ticket is None:
+        db.session.rollback()
+        raise errors.InvalidTicket("No ticket has this code")
+    if ticket.status == "cancelled":
+        db.session.rollback()
+        raise errors.TicketCancelled("This ticket was cancelled")
+    if ticket.checked_in_at is not None:
+        when = ticket.checked_in_at.isoformat()
+        db.session.rollback()
+        raise errors.AlreadyCheckedIn(f"Already checked in at {when}", checked_in_at=when)
+    ticket.checked_in_at = datetime.now(timezone.utc)
+    db.session.commit()
+    return ticket
