@@ -1,4 +1,4 @@
-"""The worker process: RabbitMQ consumers for payments and refunds (pika).
+"""The worker process: RabbitMQ consumers for payments, refunds and reviews (pika).
 
     python -m worker.consumer
 
@@ -34,12 +34,14 @@ TRANSIENT = (TransientPaymentError, OperationalError, redis.RedisError)
 
 
 def handle(topic: str, payload: dict) -> str:
-    from app.services import payments
+    from app.services import payments, reviews
 
     if topic == "payments.charge":
         return payments.process_charge(payload)
     if topic == "payments.refund":
         return payments.process_refund(payload)
+    if topic == "reviews.submit":
+        return reviews.apply_review(payload)
     raise ValueError(f"no handler for topic {topic!r}")
 
 

@@ -240,6 +240,8 @@ class MovieSchema(StrictSchema):
     )
     release_date = mfields.Date(allow_none=True)
     poster_url = fields.Url(allow_none=True, validate=validate.Length(max=2000))
+    average_rating = fields.Float(dump_only=True, allow_none=True)
+    review_count = fields.Integer(dump_only=True)
     created_at = mfields.DateTime(dump_only=True)
 
 
@@ -394,3 +396,39 @@ class CheckInSchema(Schema):
     showtime_id = fields.Integer(dump_only=True)
     reservation_id = fields.Integer(dump_only=True)
     checked_in_at = mfields.DateTime(dump_only=True)
+
+
+# --- reviews ----------------------------------------------------------------
+
+class ReviewRequestSchema(StrictSchema):
+    rating = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=5))
+    text = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+
+
+class ReviewAcceptedSchema(Schema):
+    status = fields.String(dump_only=True, metadata={"description": "accepted: written in the background"})
+
+
+class ReviewSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    user_id = fields.Integer(dump_only=True)
+    movie_id = fields.Integer(dump_only=True)
+    rating = fields.Integer(dump_only=True)
+    text = fields.String(dump_only=True)
+    created_at = mfields.DateTime(dump_only=True)
+    updated_at = mfields.DateTime(dump_only=True)
+
+
+class PageQuerySchema(InputSchema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page_size = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
+
+
+class ReviewListSchema(Schema):
+    movie_id = fields.Integer(dump_only=True)
+    page = fields.Integer(dump_only=True)
+    page_size = fields.Integer(dump_only=True)
+    total = fields.Integer(dump_only=True)
+    average_rating = fields.Float(dump_only=True, allow_none=True)
+    review_count = fields.Integer(dump_only=True)
+    items = fields.List(fields.Nested(ReviewSchema), dump_only=True)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -118,6 +119,9 @@ class Movie(db.Model):
     rating: Mapped[str | None] = mapped_column(String(16))
     release_date: Mapped[date | None] = mapped_column(Date)
     poster_url: Mapped[str | None] = mapped_column(String(2000))
+    # Kept exact by the review handler, under the movie's row lock.
+    average_rating: Mapped[float | None] = mapped_column(Numeric(3, 2))
+    review_count: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -6,81 +6,19 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-import uuid
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select, update
 
-from app.adapters.broker import Publisher, Topology, connect
+from app.adapters.broker import Publisher, connect
 from app.extensions import db
-from app.models import OutboxEvent, Payment, Reservation
+from app.models import OutboxEvent
 from app.services import booking
-from app.services.outbox import relay_outbox
 from tests.helpers import stop_process
 from tests.integration.booking_helpers import hold, reserve, seat_ids, statuses
-from worker.consumer import Consumer
-
-
-@pytest.fixture
-def broker(app):
-    """Queues of this test alone (a unique name prefix), short retry delays; removed afterwards."""
-    ext = app.extensions["marquee"]
-    original = ext.settings
-    ext.settings = replace(original, amqp_prefix=f"mqtest.{uuid.uuid4().hex[:8]}.",
-                           retry_delays_ms=(50, 100, 200), max_delivery_attempts=4)
-    topology = Topology(ext.settings.amqp_prefix, ext.settings.retry_delays_ms)
-    try:
-        yield topology
-    finally:
-        ext.settings = original
-        connection = connect(original.amqp_url)
-        topology.delete(connection.channel())
-        connection.close()
-
-
-def relay(app, topology, url=None) -> int:
-    publisher = Publisher(url or app.extensions["marquee"].settings.amqp_url, topology)
-    try:
-        with app.app_context():
-            return relay_outbox(publisher)
-    finally:
-        publisher.close()
-
-
-def work_until(app, condition, timeout=15.0):
-    """Run a real consumer in a thread until ``condition(consumer)`` holds (or time runs out)."""
-    consumer = Consumer(app)
-    thread = threading.Thread(target=consumer.run)
-    thread.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition(consumer):
-                return consumer
-            time.sleep(0.05)
-        raise AssertionError("condition not reached in time")
-    finally:
-        consumer.stop.set()
-        thread.join(10)
-
-
-def status_of(app, reservation_id):
-    with app.app_context():
-        status = db.session.get(Reservation, reservation_id).status
-        db.session.rollback()
-        return status
-
-
-def payments_of(app, reservation_id):
-    with app.app_context():
-        rows = db.session.execute(select(Payment.kind, Payment.status).where(
-            Payment.reservation_id == reservation_id).order_by(Payment.id)).all()
-        db.session.rollback()
-        return [tuple(r) for r in rows]
+from tests.integration.broker_helpers import payments_of, relay, status_of, work_until
 
 
 @pytest.fixture
