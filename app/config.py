@@ -75,6 +75,7 @@ class Settings:
     retry_delays_ms: tuple = (1000, 5000, 30000)
     max_delivery_attempts: int = 5
     ticket_signing_key: bytes = b""
+    waitlist_offer_seconds: int = 300
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -118,6 +119,7 @@ class Settings:
             retry_delays_ms=tuple(int(x) for x in os.environ.get("RETRY_DELAYS_MS", "1000,5000,30000").split(",")),
             max_delivery_attempts=_int("MAX_DELIVERY_ATTEMPTS", 5),
             ticket_signing_key=_ticket_key(secret),
+            waitlist_offer_seconds=_int("WAITLIST_OFFER_SECONDS", 300),
         )
 
     def flask_config(self) -> dict:

@@ -10,6 +10,7 @@ Jobs (intervals from the environment):
   live hold or reservation owns are freed.
 - ``relay_outbox`` every RELAY_INTERVAL_SECONDS (1): outbox rows are published to
   RabbitMQ with publisher confirms (``app.services.outbox``).
+- ``waitlist_offers`` every 5 s: lapsed offers move on to the next waiting customer.
 
 Several schedulers may run (for availability); each job takes a PostgreSQL
 advisory lock for its transaction, so only one acts at a time, and a crashed
@@ -46,6 +47,7 @@ def build(app) -> BlockingScheduler:
     from app.adapters.broker import Publisher, Topology
     from app.services.booking import expire_unpaid_reservations, sweep_stray_seat_keys
     from app.services.outbox import relay_outbox
+    from app.services.waitlist import offer_everywhere
 
     settings = app.extensions["marquee"].settings
     publisher = Publisher(settings.amqp_url, Topology(settings.amqp_prefix, settings.retry_delays_ms))
@@ -58,6 +60,8 @@ def build(app) -> BlockingScheduler:
                       "interval", seconds=settings.sweep_interval_seconds, id="sweep", **common)
     scheduler.add_job(_job(app, "relay_outbox", lambda: relay_outbox(publisher)),
                       "interval", seconds=settings.relay_interval_seconds, id="relay", **common)
+    scheduler.add_job(_job(app, "waitlist_offers", offer_everywhere),
+                      "interval", seconds=5, id="waitlist", **common)
     return scheduler
 
 

@@ -432,3 +432,23 @@ class ReviewListSchema(Schema):
     average_rating = fields.Float(dump_only=True, allow_none=True)
     review_count = fields.Integer(dump_only=True)
     items = fields.List(fields.Nested(ReviewSchema), dump_only=True)
+
+
+# --- waitlist ---------------------------------------------------------------
+
+class WaitlistRequestSchema(StrictSchema):
+    seats = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=50))
+
+
+class WaitlistEntrySchema(Schema):
+    id = fields.Integer(dump_only=True)
+    showtime_id = fields.Integer(dump_only=True)
+    seats = fields.Integer(dump_only=True)
+    status = fields.String(dump_only=True, validate=validate.OneOf(
+        ["waiting", "offered", "accepted", "lapsed", "left"]))
+    position = fields.Integer(dump_only=True, allow_none=True,
+                              metadata={"description": "Place in the queue while waiting"})
+    offer_hold_id = fields.String(dump_only=True, allow_none=True,
+                                  metadata={"description": "When offered: reserve with this hold"})
+    offer_expires_at = mfields.DateTime(dump_only=True, allow_none=True)
+    created_at = mfields.DateTime(dump_only=True)

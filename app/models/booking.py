@@ -161,3 +161,27 @@ class Review(db.Model):
     text: Mapped[str] = mapped_column(String(5000))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WaitlistEntry(db.Model):
+    """A customer waiting for ``seats`` seats of a sold-out showtime. Offers go
+    to the first waiting entry that fits, as an exclusive hold."""
+
+    __tablename__ = "waitlist_entries"
+    __table_args__ = (
+        CheckConstraint("status IN ('waiting', 'offered', 'accepted', 'lapsed', 'left')", name="status_known"),
+        CheckConstraint("seats BETWEEN 1 AND 50", name="seats_range"),
+        # One live entry per user and showtime.
+        Index("uq_waitlist_live", "user_id", "showtime_id", unique=True,
+              postgresql_where=text("status IN ('waiting', 'offered')")),
+        Index("ix_waitlist_showtime_status_id", "showtime_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    showtime_id: Mapped[int] = mapped_column(ForeignKey("showtimes.id", ondelete="RESTRICT"))
+    seats: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(10), server_default="waiting")
+    offer_hold_id: Mapped[str | None] = mapped_column(String(64))
+    offer_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -64,6 +64,18 @@ def _seat_map_changed(showtime_id: int) -> None:
     _after_commit("seat map invalidation", _ext().cache.invalidate, f"res:{showtime_id}")
 
 
+def _seats_freed(showtime_id: int) -> None:
+    """After a commit that freed seats: the seat map changes and the waitlist goes first."""
+    from app.services import waitlist
+
+    _seat_map_changed(showtime_id)
+    try:
+        waitlist.after_seats_freed(showtime_id)
+    except Exception:  # noqa: BLE001 - the scheduler retries offers; the freeing stands
+        db.session.rollback()
+        log.error("waitlist offer failed after seats were freed", exc_info=True)
+
+
 # --- the showtime's seating, cached -------------------------------------------
 
 def showtime_seating(showtime_id: int) -> dict:
@@ -366,7 +378,7 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
         db.session.add(_refund_request(reservation, "cancelled"))
     db.session.commit()
     _after_commit("free cancelled seats", _seats().free_reservation, reservation.showtime_id, freed, reservation.id)
-    _seat_map_changed(reservation.showtime_id)
+    _seats_freed(reservation.showtime_id)
     return reservation
 
 
@@ -425,7 +437,7 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
     if freed:
         _after_commit("free expired seats", _seats().free_reservation, reservation.showtime_id, freed,
                       reservation.id)
-        _seat_map_changed(reservation.showtime_id)
+        _seats_freed(reservation.showtime_id)
     return "refund"
 
 
@@ -447,7 +459,7 @@ def fail_payment(reservation_id: int, *, payment: dict | None = None) -> str:
     db.session.commit()
     _after_commit("free seats of a failed payment", _seats().free_reservation, reservation.showtime_id, freed,
                   reservation.id)
-    _seat_map_changed(reservation.showtime_id)
+    _seats_freed(reservation.showtime_id)
     return "payment_failed"
 
 
@@ -486,7 +498,7 @@ def expire_unpaid_reservations(*, now: datetime | None = None, batch: int = 200)
     db.session.commit()
     for showtime_id, reservation_id, seat_ids in freed:
         _after_commit("free expired seats", _seats().free_reservation, showtime_id, seat_ids, reservation_id)
-        _seat_map_changed(showtime_id)
+        _seats_freed(showtime_id)
     if freed:
         log.info("expired unpaid reservations", extra={"count": len(freed)})
     return len(freed)
