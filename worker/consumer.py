@@ -18,7 +18,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 
 import redis
 from sqlalchemy.exc import OperationalError
