@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app import errors
 from app.adapters.cache import Cache
+from app.adapters.mailer import Mailer
 from app.adapters.payments import PaymentGateway, TestGateway
 from app.adapters.passwords import PasswordHasher
 from app.adapters.redis_store import RedisStore
@@ -37,6 +38,7 @@ class Marquee:
     passwords: PasswordHasher
     seats: SeatStore
     gateway: PaymentGateway
+    mailer: Mailer
     count_failure: object
     rotate_refresh: object
 
@@ -57,6 +59,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         ),
         seats=SeatStore(store),
         gateway=TestGateway(store),
+        mailer=Mailer(settings.smtp_host, settings.smtp_port, starttls=settings.smtp_starttls,
+                      username=settings.smtp_username, password=settings.smtp_password,
+                      sender=settings.mail_from),
         count_failure=store.script("count_failure"),
         rotate_refresh=store.script("rotate_refresh"),
     )

@@ -76,6 +76,12 @@ class Settings:
     max_delivery_attempts: int = 5
     ticket_signing_key: bytes = b""
     waitlist_offer_seconds: int = 300
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    mail_from: str = "Marquee <tickets@marquee.test>"
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -120,6 +126,12 @@ class Settings:
             max_delivery_attempts=_int("MAX_DELIVERY_ATTEMPTS", 5),
             ticket_signing_key=_ticket_key(secret),
             waitlist_offer_seconds=_int("WAITLIST_OFFER_SECONDS", 300),
+            smtp_host=os.environ.get("SMTP_HOST", "127.0.0.1"),
+            smtp_port=_int("SMTP_PORT", 8025),
+            smtp_starttls=_bool("SMTP_STARTTLS", False),
+            smtp_username=os.environ.get("SMTP_USERNAME") or None,
+            smtp_password=os.environ.get("SMTP_PASSWORD") or None,
+            mail_from=os.environ.get("MAIL_FROM", "Marquee <tickets@marquee.test>"),
         )
 
     def flask_config(self) -> dict:

@@ -1,4 +1,4 @@
-"""The worker process: RabbitMQ consumers for payments, refunds and reviews (pika).
+"""The worker process: RabbitMQ consumers for payments, refunds, reviews and email (pika).
 
     python -m worker.consumer
 
@@ -29,11 +29,11 @@ from app.logging_setup import request_id_var
 log = logging.getLogger("marquee.worker")
 
 PREFETCH = 10
-TRANSIENT = (TransientPaymentError, OperationalError, redis.RedisError)
+TRANSIENT = (TransientPaymentError, OperationalError, redis.RedisError, OSError)  # OSError: SMTP down
 
 
 def handle(topic: str, payload: dict) -> str:
-    from app.services import payments, reviews
+    from app.services import notifications, payments, reviews
 
     if topic == "payments.charge":
         return payments.process_charge(payload)
@@ -41,6 +41,8 @@ def handle(topic: str, payload: dict) -> str:
         return payments.process_refund(payload)
     if topic == "reviews.submit":
         return reviews.apply_review(payload)
+    if topic == "notifications.email":
+        return notifications.send_email(payload)
     raise ValueError(f"no handler for topic {topic!r}")
 
 

@@ -1,7 +1,8 @@
 """RabbitMQ: the topology, and publishing with publisher confirms (pika).
 
 Every name starts with ``AMQP_PREFIX`` (``marquee.`` for the stack, another for
-the tests). For each topic (``payments.charge``, ``payments.refund``, ``reviews.submit``):
+the tests). For each topic (``payments.charge``, ``payments.refund``, ``reviews.submit``,
+``notifications.email``):
 
 - ``<p><topic>``               durable quorum queue, bound to the ``<p>events`` topic exchange
 - ``<p><topic>.retry.<ms>``    a delay tier: messages wait there (queue TTL), then
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import pika
 from pika.exceptions import AMQPError
 
-TOPICS = ("payments.charge", "payments.refund", "reviews.submit")
+TOPICS = ("payments.charge", "payments.refund", "reviews.submit", "notifications.email")
 
 BrokerError = AMQPError
 

@@ -185,3 +185,20 @@ class WaitlistEntry(db.Model):
     offer_hold_id: Mapped[str | None] = mapped_column(String(64))
     offer_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Email(db.Model):
+    """An email due to a customer, once: the idempotency key makes a redelivered
+    notice send nothing twice."""
+
+    __tablename__ = "emails"
+    __table_args__ = (CheckConstraint("status IN ('sending', 'sent')", name="status_known"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    to_address: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

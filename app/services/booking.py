@@ -27,7 +27,7 @@ from app import errors
 from app.adapters.seat_store import Hold, SeatStore, reservation_owner, showtime_of
 from app.extensions import db
 from app.models import OutboxEvent, Payment, Reservation, ReservationSeat, Seat, Showtime
-from app.services import tickets
+from app.services import notifications, tickets
 from app.services.pagination import page_of
 
 log = logging.getLogger(__name__)
@@ -376,6 +376,8 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
     if was_confirmed:
         tickets.cancel(reservation)
         db.session.add(_refund_request(reservation, "cancelled"))
+    db.session.add(notifications.email_event("cancellation", reservation.user_id, reservation_id=reservation.id,
+                                             refunded=was_confirmed))
     db.session.commit()
     _after_commit("free cancelled seats", _seats().free_reservation, reservation.showtime_id, freed, reservation.id)
     _seats_freed(reservation.showtime_id)
@@ -414,6 +416,8 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
     if reservation.status == "pending_payment" and reservation.expires_at > now:
         reservation.status, reservation.confirmed_at = "confirmed", now
         tickets.issue(reservation)
+        db.session.add(notifications.email_event("confirmation", reservation.user_id,
+                                                 reservation_id=reservation.id))
         seat_ids = [s.seat_id for s in reservation.seats]
         starts_at = db.session.scalar(select(Showtime.starts_at).where(Showtime.id == reservation.showtime_id))
         db.session.commit()
@@ -456,6 +460,7 @@ def fail_payment(reservation_id: int, *, payment: dict | None = None) -> str:
         return status
     reservation.status = "payment_failed"
     freed = _release_seats(reservation, now)
+    db.session.add(notifications.email_event("payment_failed", reservation.user_id, reservation_id=reservation.id))
     db.session.commit()
     _after_commit("free seats of a failed payment", _seats().free_reservation, reservation.showtime_id, freed,
                   reservation.id)

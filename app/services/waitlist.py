@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from app import errors
 from app.extensions import db
 from app.models import Reservation, Seat, Showtime, WaitlistEntry
+from app.services import notifications
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ def make_offers(showtime_id: int) -> int:
         if not result.held:
             continue  # taken meanwhile, or the customer holds seats already: next time
         entry.status, entry.offer_hold_id, entry.offer_expires_at = "offered", hold_id, expires
+        db.session.add(notifications.email_event("waitlist_offer", entry.user_id, entry_id=entry.id))
         free = [s for s in free if s not in seats]
         offers += 1
     db.session.commit()

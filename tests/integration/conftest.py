@@ -22,3 +22,46 @@ def broker(app):
         connection = connect(original.amqp_url)
         topology.delete(connection.channel())
         connection.close()
+
+
+class _Inbox:
+    """Messages a real SMTP server (aiosmtpd) received, parsed."""
+
+    def __init__(self) -> None:
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        from email import message_from_bytes, policy
+
+        self.messages.append(message_from_bytes(envelope.original_content or envelope.content,
+                                                policy=policy.default))
+        return "250 OK"
+
+    def subjects(self, to=None):
+        return [m["Subject"] for m in self.messages if to is None or m["To"] == to]
+
+
+@pytest.fixture
+def smtp(app):
+    """A real SMTP server on a free loopback port; the app sends its mail there."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    from app.adapters.mailer import Mailer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    ext = app.extensions["marquee"]
+    original = ext.mailer
+    ext.mailer = Mailer("127.0.0.1", port, starttls=False, username=None, password=None,
+                        sender="Marquee <tickets@marquee.test>")
+    try:
+        yield inbox
+    finally:
+        ext.mailer = original
+        controller.stop()

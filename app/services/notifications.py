@@ -1,0 +1,88 @@
+"""Emails to customers, sent by the worker after the change they report committed.
+
+Each state change writes a ``notifications.email`` outbox row in its own
+transaction (so an email says "confirmed" only for a charge that succeeded and
+was recorded). The worker renders the text and HTML templates and sends over
+SMTP. An email is recorded before it is sent and marked sent after, under its
+idempotency key: a redelivered notice sends nothing twice (a crash between the
+send and the mark may send once more: delivery is at least once).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from flask import current_app, render_template
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from app import errors
+from app.extensions import db
+from app.models import (City, Email, Movie, OutboxEvent, Reservation, Screen, Showtime, Theater, Ticket, User,
+                        WaitlistEntry)
+
+SUBJECTS = {
+    "confirmation": "Your tickets for {movie}",
+    "payment_failed": "Payment declined for {movie}",
+    "cancellation": "Reservation cancelled: {movie}",
+    "waitlist_offer": "Seats are waiting for you: {movie}",
+}
+
+
+def email_event(kind: str, user_id: int, *, reservation_id: int | None = None,
+                entry_id: int | None = None, **extra) -> OutboxEvent:
+    """The outbox row that asks for an email; add it in the transaction of the change."""
+    subject_id = reservation_id if reservation_id is not None else entry_id
+    return OutboxEvent(topic="notifications.email", aggregate_id=f"user:{user_id}", payload={
+        "kind": kind, "user_id": user_id, "reservation_id": reservation_id, "entry_id": entry_id,
+        "idempotency_key": f"{kind}-{subject_id}", **extra})
+
+
+def _context(payload: dict) -> dict:
+    user = db.session.get(User, int(payload["user_id"]))
+    if user is None:
+        raise errors.NotFound("No such user")
+    if payload.get("reservation_id") is not None:
+        reservation = db.session.get(Reservation, int(payload["reservation_id"]))
+        showtime_id = reservation.showtime_id
+    else:
+        entry = db.session.get(WaitlistEntry, int(payload["entry_id"]))
+        reservation, showtime_id = None, entry.showtime_id
+    showtime = db.session.get(Showtime, showtime_id)
+    screen = db.session.get(Screen, showtime.screen_id)
+    theater = db.session.get(Theater, screen.theater_id)
+    zone = ZoneInfo(db.session.scalar(select(City.timezone).where(City.id == theater.city_id)))
+    context = {
+        "user": user, "reservation": reservation, "showtime": showtime, "screen": screen, "theater": theater,
+        "movie": db.session.get(Movie, showtime.movie_id),
+        "starts_at": showtime.starts_at.astimezone(zone).strftime("%A %d %B %Y, %H:%M"),
+        "refunded": bool(payload.get("refunded")),
+    }
+    if reservation is not None:
+        context["tickets"] = list(db.session.scalars(
+            select(Ticket).where(Ticket.reservation_id == reservation.id).order_by(Ticket.id)))
+    if payload.get("entry_id") is not None:
+        context["entry"] = db.session.get(WaitlistEntry, int(payload["entry_id"]))
+    return context
+
+
+def send_email(payload: dict) -> str:
+    kind, key = payload["kind"], payload["idempotency_key"]
+    existing = db.session.scalar(select(Email).where(Email.idempotency_key == key))
+    if existing is not None and existing.status == "sent":
+        db.session.rollback()
+        return "already_sent"
+    context = _context(payload)
+    subject = SUBJECTS[kind].format(movie=context["movie"].title)
+    text = render_template(f"email/{kind}.txt", **context)
+    html = render_template(f"email/{kind}.html", **context)
+    to = context["user"].email
+    db.session.execute(pg_insert(Email).values(idempotency_key=key, kind=kind, to_address=to, subject=subject,
+                                               status="sending").on_conflict_do_nothing(
+        index_elements=["idempotency_key"]))
+    db.session.commit()  # recorded before the side effect; nothing open during it
+    current_app.extensions["marquee"].mailer.send(to, subject, text, html)
+    db.session.execute(Email.__table__.update().where(Email.idempotency_key == key)
+                       .values(status="sent", sent_at=datetime.now(timezone.utc)))
+    db.session.commit()
+    return "sent"

@@ -1,0 +1,68 @@
+"""Emails through the queue to a real SMTP server: each due once, and "confirmed"
+only for a charge that succeeded."""
+import pytest
+from sqlalchemy import update
+
+from app.extensions import db
+from app.models import OutboxEvent
+from tests.integration.booking_helpers import hold, reserve, seat_ids
+from tests.integration.broker_helpers import relay, status_of, work_until
+
+
+@pytest.fixture
+def show(api, admin):
+    return api.catalog(admin)
+
+
+def _pay(api, app, user, show, broker, token):
+    seat = seat_ids(api, show["showtime"])[0]
+    res = reserve(api, user, hold(api, user, show["showtime"], [seat]).json["id"], token).json
+    relay(app, broker)  # the charge
+    work_until(app, lambda c: status_of(app, res["id"]) != "pending_payment")
+    relay(app, broker)  # the email the outcome asked for
+    return res
+
+
+def test_tok_visa_confirmation_email_carries_the_tickets(api, app, user, show, broker, smtp):
+    res = _pay(api, app, user, show, broker, "tok_visa")
+    work_until(app, lambda c: smtp.messages)
+    (message,) = smtp.messages
+    assert message["To"] == "user@test.example" and message["Subject"] == "Your tickets for Heat"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    code = api.get(f"/api/v1/reservations/{res['id']}/tickets", user).json[0]["code"]
+    assert "confirmed" in text and code in text and code in html
+
+
+def test_tok_declined_says_so_and_never_confirmed(api, app, user, show, broker, smtp):
+    _pay(api, app, user, show, broker, "tok_declined")
+    work_until(app, lambda c: smtp.messages)
+    assert smtp.subjects() == ["Payment declined for Heat"]
+    assert "confirmed" not in smtp.messages[0].get_body(("plain",)).get_content()
+
+
+def test_tok_error_confirms_after_retries_with_one_email(api, app, user, show, broker, smtp):
+    _pay(api, app, user, show, broker, "tok_error")
+    work_until(app, lambda c: smtp.messages)
+    assert smtp.subjects() == ["Your tickets for Heat"]
+
+
+def test_a_redelivered_notice_sends_one_email(api, app, user, show, broker, smtp):
+    _pay(api, app, user, show, broker, "tok_visa")
+    with app.app_context():  # the relay publishes the email request twice
+        db.session.execute(update(OutboxEvent).where(OutboxEvent.topic == "notifications.email")
+                           .values(published_at=None))
+        db.session.commit()
+    relay(app, broker)
+    work_until(app, lambda c: c.handled >= 2)
+    assert len(smtp.messages) == 1
+
+
+def test_cancellation_email_mentions_the_refund(api, app, user, show, broker, smtp):
+    res = _pay(api, app, user, show, broker, "tok_visa")
+    work_until(app, lambda c: smtp.messages)
+    api.post(f"/api/v1/reservations/{res['id']}/cancel", token=user)
+    relay(app, broker)
+    work_until(app, lambda c: len(smtp.messages) == 2)
+    assert smtp.subjects()[1] == "Reservation cancelled: Heat"
+    assert "refund" in smtp.messages[1].get_body(("plain",)).get_content()
