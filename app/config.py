@@ -31,12 +31,13 @@ def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
     return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in raw.split(",") if p.strip())
 
 
-def _ticket_key(jwt_secret: str) -> bytes:
-    """TICKET_SIGNING_KEY, or one derived from the JWT secret (never the secret itself)."""
-    raw = os.environ.get("TICKET_SIGNING_KEY")
+def _derived_key(name: str, jwt_secret: str, purpose: bytes) -> bytes:
+    """The key in ``name``, or one derived from the JWT secret for this purpose
+    (never the secret itself)."""
+    raw = os.environ.get(name)
     if raw:
         return raw.encode()
-    return hmac.new(jwt_secret.encode(), b"marquee ticket signing", hashlib.sha256).digest()
+    return hmac.new(jwt_secret.encode(), purpose, hashlib.sha256).digest()
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = None
     mail_from: str = "Marquee <tickets@marquee.test>"
+    webhook_secret: bytes = b""
+    webhook_tolerance_seconds: int = 300
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -124,7 +127,7 @@ class Settings:
             relay_interval_seconds=float(os.environ.get("RELAY_INTERVAL_SECONDS") or 1.0),
             retry_delays_ms=tuple(int(x) for x in os.environ.get("RETRY_DELAYS_MS", "1000,5000,30000").split(",")),
             max_delivery_attempts=_int("MAX_DELIVERY_ATTEMPTS", 5),
-            ticket_signing_key=_ticket_key(secret),
+            ticket_signing_key=_derived_key("TICKET_SIGNING_KEY", secret, b"marquee ticket signing"),
             waitlist_offer_seconds=_int("WAITLIST_OFFER_SECONDS", 300),
             smtp_host=os.environ.get("SMTP_HOST", "127.0.0.1"),
             smtp_port=_int("SMTP_PORT", 8025),
@@ -132,6 +135,8 @@ class Settings:
             smtp_username=os.environ.get("SMTP_USERNAME") or None,
             smtp_password=os.environ.get("SMTP_PASSWORD") or None,
             mail_from=os.environ.get("MAIL_FROM", "Marquee <tickets@marquee.test>"),
+            webhook_secret=_derived_key("PAYMENT_WEBHOOK_SECRET", secret, b"marquee payment webhook"),
+            webhook_tolerance_seconds=_int("WEBHOOK_TOLERANCE_SECONDS", 300),
         )
 
     def flask_config(self) -> dict:

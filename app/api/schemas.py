@@ -452,3 +452,21 @@ class WaitlistEntrySchema(Schema):
                                   metadata={"description": "When offered: reserve with this hold"})
     offer_expires_at = mfields.DateTime(dump_only=True, allow_none=True)
     created_at = mfields.DateTime(dump_only=True)
+
+
+class WebhookDataSchema(Schema):
+    reservation_id = fields.Integer(required=True, strict=True)
+    amount_cents = fields.Integer(required=True, strict=True)
+    currency = fields.String(required=True, validate=CURRENCY)
+    reference = fields.String(validate=validate.Length(max=64))
+
+
+class WebhookEventSchema(InputSchema):
+    id = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    type = fields.String(required=True, validate=validate.Length(min=1, max=40),
+                         metadata={"description": "charge.succeeded or charge.failed (others are ignored)"})
+    data = fields.Nested(WebhookDataSchema, required=True)
+
+
+class WebhookResultSchema(Schema):
+    outcome = fields.String(dump_only=True)

@@ -7,12 +7,17 @@ idempotent, because a message may be delivered more than once.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
+
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app import errors
 from app.extensions import db
-from app.models import Payment, Reservation
+from app.models import Payment, Reservation, WebhookEvent
 from app.services import booking
 
 
@@ -66,3 +71,61 @@ def process_refund(payload: dict) -> str:
         "gateway_ref": result.reference, "idempotency_key": key})
     db.session.commit()
     return "refunded"
+
+
+# --- the gateway's webhook ------------------------------------------------------
+
+class InvalidSignature(errors.DomainError):
+    status, code, title = 400, "invalid_signature", "Webhook signature is not valid"
+
+
+class StaleWebhook(errors.DomainError):
+    status, code, title = 400, "stale_timestamp", "Webhook timestamp is too old or in the future"
+
+
+def signature(secret: bytes, timestamp: int, body: bytes) -> str:
+    """HMAC-SHA256 over ``"<timestamp>." + body``, hex: what the gateway sends as v1."""
+    return hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def verify_webhook(header: str | None, body: bytes, *, now: float | None = None) -> None:
+    """``Marquee-Signature: t=<unix seconds>,v1=<hex>``: right key, recent enough."""
+    settings = current_app.extensions["marquee"].settings
+    try:
+        parts = dict(item.split("=", 1) for item in (header or "").split(","))
+        timestamp, given = int(parts["t"]), parts["v1"]
+    except (KeyError, ValueError) as exc:
+        raise InvalidSignature("Missing or malformed Marquee-Signature header") from exc
+    if not hmac.compare_digest(given, signature(settings.webhook_secret, timestamp, body)):
+        raise InvalidSignature("The signature does not match")
+    if abs((now or time.time()) - timestamp) > settings.webhook_tolerance_seconds:
+        raise StaleWebhook(f"Timestamps older than {settings.webhook_tolerance_seconds}s are refused")
+
+
+def handle_webhook(event: dict) -> str:
+    """Apply a verified gateway event once; a replay of a seen event is ignored.
+
+    The event is applied first and recorded after: applying is idempotent, so a
+    crash in between only means the replay applies it again, harmlessly.
+    """
+    event_id, kind = str(event["id"]), event["type"]
+    if db.session.get(WebhookEvent, event_id) is not None:
+        db.session.rollback()
+        return "ignored_replay"
+    db.session.rollback()
+    data = event["data"]
+    reservation_id = int(data["reservation_id"])
+    payment = {"amount_cents": int(data["amount_cents"]), "currency": data["currency"],
+               "gateway_ref": data.get("reference")}
+    if kind == "charge.succeeded":
+        outcome = booking.confirm_payment(reservation_id, payment={
+            **payment, "kind": "charge", "status": "succeeded", "idempotency_key": f"reservation-{reservation_id}"})
+    elif kind == "charge.failed":
+        outcome = booking.fail_payment(reservation_id, payment={
+            **payment, "kind": "charge", "status": "declined", "idempotency_key": f"reservation-{reservation_id}"})
+    else:
+        outcome = "ignored_type"
+    db.session.execute(pg_insert(WebhookEvent).values(id=event_id, type=kind)
+                       .on_conflict_do_nothing(index_elements=["id"]))
+    db.session.commit()
+    return outcome
