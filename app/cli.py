@@ -10,6 +10,9 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(seed_demo)
     app.cli.add_command(bootstrap_admin)
+    from worker.dead_letters import cli as dead_letters
+
+    app.cli.add_command(dead_letters)
 
 
 @click.command("create-admin")

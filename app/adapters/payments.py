@@ -1,5 +1,9 @@
 """The payment gateway interface, and the deterministic gateway built in.
 
+``TEST_GATEWAY_DELAY_MS`` adds latency to every call, like a real provider's (the
+tests use it to stop a worker in the middle of a charge); each call is counted
+per idempotency key.
+
 A real provider fits behind ``PaymentGateway``: ``charge`` and ``refund`` take an
 idempotency key (the reservation's), so asking twice never charges twice.
 
@@ -10,6 +14,8 @@ succeeds. It remembers its answers in Redis, like a provider would on its side.
 from __future__ import annotations
 
 import json
+import os
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
@@ -39,8 +45,19 @@ class TestGateway:
     TRANSIENT_FAILURES = 2
     MEMORY_SECONDS = 7 * 86400
 
-    def __init__(self, store: RedisStore) -> None:
+    def __init__(self, store: RedisStore, delay_ms: int | None = None) -> None:
         self.store = store
+        self.delay = (int(os.environ.get("TEST_GATEWAY_DELAY_MS") or 0) if delay_ms is None else delay_ms) / 1000
+
+    def calls(self, idempotency_key: str) -> int:
+        return int(self.store.client.get(self.store.key("gateway", "calls", idempotency_key)) or 0)
+
+    def _called(self, idempotency_key: str) -> None:
+        key = self.store.key("gateway", "calls", idempotency_key)
+        self.store.client.incr(key)
+        self.store.client.expire(key, self.MEMORY_SECONDS)
+        if self.delay:
+            time.sleep(self.delay)
 
     def _remembered(self, idempotency_key: str) -> GatewayResult | None:
         raw = self.store.client.get(self.store.key("gateway", "result", idempotency_key))
@@ -53,6 +70,7 @@ class TestGateway:
         return self._remembered(idempotency_key)
 
     def charge(self, *, amount_cents: int, currency: str, token: str, idempotency_key: str) -> GatewayResult:
+        self._called(idempotency_key)
         known = self._remembered(idempotency_key)
         if known:
             return known

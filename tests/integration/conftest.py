@@ -54,6 +54,7 @@ def smtp(app):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     inbox = _Inbox()
+    inbox.port = port
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     ext = app.extensions["marquee"]

@@ -157,3 +157,80 @@ def test_the_relay_and_the_worker_as_processes(api, app, user, show, broker, tmp
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(OutboxEvent).where(
             OutboxEvent.published_at.is_(None))) == 0
+
+
+def test_an_admin_lists_and_replays_parked_messages(app, broker):
+    """After the cause is fixed, a parked message goes back to its queue and succeeds."""
+    from worker.dead_letters import peek, replay
+
+    publisher = Publisher(app.extensions["marquee"].settings.amqp_url, broker)
+    publisher.publish(broker.dead_queue("payments.refund"), {"topic": "payments.refund", "reservation_id": 1},
+                      exchange="", headers={"x-attempt": 4, "x-death-reason": "gave up: gateway down"})
+    publisher.close()
+    runner = app.test_cli_runner()
+    listed = runner.invoke(args=["dead-letters", "list", "--topic", "payments.refund"])
+    assert listed.exit_code == 0 and "gave up: gateway down" in listed.output
+    with app.app_context():
+        assert len(peek("payments.refund", 10)) == 1  # listing left it in place
+    replayed = runner.invoke(args=["dead-letters", "replay", "--topic", "payments.refund"])
+    assert "1 replayed" in replayed.output
+    with app.app_context():
+        assert peek("payments.refund", 10) == []
+    connection = connect(app.extensions["marquee"].settings.amqp_url)
+    try:
+        method, properties, body = connection.channel().basic_get(broker.queue("payments.refund"), auto_ack=True)
+        assert json.loads(body)["reservation_id"] == 1 and "x-attempt" not in (properties.headers or {})
+    finally:
+        connection.close()
+
+
+def test_a_worker_killed_mid_payment_finishes_it_exactly_once_after_restart(api, app, user, show, broker,
+                                                                             smtp, tmp_path):
+    """SIGKILL while the gateway call is in flight: the message was not acknowledged,
+    so RabbitMQ redelivers it to the restarted worker, which finishes it once."""
+    import signal
+
+    from tests.conftest import ROOT, TEST_ENV
+
+    res, _ = _book(api, user, show, "tok_visa")
+    relay(app, broker)
+    gateway = app.extensions["marquee"].gateway
+    key = f"reservation-{res['id']}"
+    env = {**os.environ, **TEST_ENV, "AMQP_PREFIX": broker.prefix, "RETRY_DELAYS_MS": "50,100,200",
+           "SMTP_PORT": str(smtp.port)}
+    log = open(tmp_path / "worker.log", "wb")
+
+    def start(delay_ms):
+        return subprocess.Popen([sys.executable, "-m", "worker.consumer"], cwd=ROOT,
+                                env={**env, "TEST_GATEWAY_DELAY_MS": str(delay_ms)},
+                                stdout=log, stderr=subprocess.STDOUT)
+
+    first = start(5000)
+    try:
+        deadline = time.monotonic() + 20
+        while gateway.calls(key) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gateway.calls(key) == 1, (tmp_path / "worker.log").read_text()[-1500:]
+        first.send_signal(signal.SIGKILL)  # in the middle of the charge
+        first.wait(10)
+    finally:
+        stop_process(first)
+    assert status_of(app, res["id"]) == "pending_payment"
+    second = start(0)
+    try:
+        deadline = time.monotonic() + 30
+        while status_of(app, res["id"]) != "confirmed" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        relay(app, broker)  # the confirmation email
+        while not smtp.messages and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop_process(second)
+        log.close()
+    assert status_of(app, res["id"]) == "confirmed"
+    assert payments_of(app, res["id"]) == [("charge", "succeeded")]
+    with app.app_context():
+        from app.models import Ticket
+        assert db.session.scalar(select(func.count()).select_from(Ticket)
+                                 .where(Ticket.reservation_id == res["id"])) == 1
+    assert smtp.subjects() == ["Your tickets for Heat"]
