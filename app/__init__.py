@@ -86,6 +86,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.cli import register_cli
 
     register_cli(app)
+    # Outbox rows wake the relay when their transaction commits (LISTEN/NOTIFY).
+    from app.services import outbox  # noqa: F401
     return app
 
 

@@ -8,8 +8,10 @@ Jobs (intervals from the environment):
   past their payment window expire and free their seats.
 - ``sweep_stray_seat_keys`` every SWEEP_INTERVAL_SECONDS (60): Redis seat keys no
   live hold or reservation owns are freed.
-- ``relay_outbox`` every RELAY_INTERVAL_SECONDS (1): outbox rows are published to
-  RabbitMQ with publisher confirms (``app.services.outbox``).
+- the outbox relay, in a thread of its own: outbox rows are published to RabbitMQ
+  with publisher confirms as soon as the transaction that wrote them commits
+  (LISTEN/NOTIFY), and every RELAY_INTERVAL_SECONDS (1) anyway
+  (``app.services.outbox``).
 - ``waitlist_offers`` every 5 s: lapsed offers move on to the next waiting customer.
 
 Several schedulers may run (for availability); each job takes a PostgreSQL
@@ -22,6 +24,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from dotenv import load_dotenv
@@ -44,13 +47,10 @@ def _job(app, name: str, fn):
 
 
 def build(app) -> BlockingScheduler:
-    from app.adapters.broker import Publisher, Topology
     from app.services.booking import expire_unpaid_reservations, sweep_stray_seat_keys
-    from app.services.outbox import relay_outbox
     from app.services.waitlist import offer_everywhere
 
     settings = app.extensions["marquee"].settings
-    publisher = Publisher(settings.amqp_url, Topology(settings.amqp_prefix, settings.retry_delays_ms))
     scheduler = BlockingScheduler(timezone="UTC")
     # coalesce + max_instances=1: a slow run is never stacked on itself.
     common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
@@ -58,8 +58,6 @@ def build(app) -> BlockingScheduler:
                       "interval", seconds=settings.expiry_interval_seconds, id="expire", **common)
     scheduler.add_job(_job(app, "sweep_stray_seat_keys", sweep_stray_seat_keys),
                       "interval", seconds=settings.sweep_interval_seconds, id="sweep", **common)
-    scheduler.add_job(_job(app, "relay_outbox", lambda: relay_outbox(publisher)),
-                      "interval", seconds=settings.relay_interval_seconds, id="relay", **common)
     scheduler.add_job(_job(app, "waitlist_offers", offer_everywhere),
                       "interval", seconds=5, id="waitlist", **common)
     return scheduler
@@ -75,19 +73,34 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app()
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per run
     scheduler = build(app)
+    from app.adapters.broker import Publisher, Topology
+    from app.services.outbox import relay_forever, relay_outbox
+
+    settings = app.extensions["marquee"].settings
+    publisher = Publisher(settings.amqp_url, Topology(settings.amqp_prefix, settings.retry_delays_ms))
     if args.once:
         for job in scheduler.get_jobs():
             job.func()
+        with app.app_context():
+            relay_outbox(publisher)
+        publisher.close()
         return 0
+
+    stopping = threading.Event()
+    relay = threading.Thread(target=relay_forever, name="outbox-relay", args=(app, publisher, stopping),
+                             kwargs={"poll_seconds": settings.relay_interval_seconds})
 
     def stop(signum, _frame):
         log.info("stopping", extra={"signal": signum})
-        scheduler.shutdown(wait=True)  # the job in hand finishes first
+        stopping.set()
+        scheduler.shutdown(wait=False)  # start() returns; the job in hand finishes below
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("scheduler started", extra={"jobs": [j.id for j in scheduler.get_jobs()]})
+    relay.start()
+    log.info("scheduler started", extra={"jobs": [j.id for j in scheduler.get_jobs()] + ["relay"]})
     scheduler.start()
+    relay.join(30)
     return 0
 
 

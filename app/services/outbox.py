@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select, text, update
+from sqlalchemy import event, select, text, update
 
 from app.adapters.broker import BrokerError, Publisher
 from app.extensions import db
@@ -20,6 +20,14 @@ from app.models import OutboxEvent
 log = logging.getLogger(__name__)
 
 RELAY_LOCK = 0x6D71_0002  # one relay at a time, across processes
+NOTIFY_CHANNEL = "marquee_outbox"
+
+
+@event.listens_for(OutboxEvent, "after_insert")
+def _wake_the_relay(_mapper, connection, _target) -> None:
+    """Every transaction that writes an outbox row also notifies the relay;
+    PostgreSQL delivers the notice only if (and when) that transaction commits."""
+    connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
 
 def relay_outbox(publisher: Publisher, *, batch: int = 200) -> int | None:
@@ -46,3 +54,39 @@ def relay_outbox(publisher: Publisher, *, batch: int = 200) -> int | None:
         published += 1
     db.session.commit()
     return published
+
+
+def relay_forever(app, publisher: Publisher, stop, *, poll_seconds: float) -> None:
+    """Relay as soon as a transaction with outbox rows commits (LISTEN/NOTIFY), and
+    every ``poll_seconds`` anyway (rows left by a broker outage, missed notices).
+    One thread owns the relay and its broker connection."""
+    import select as _select
+
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    listener = None
+    while not stop.is_set():
+        try:
+            if listener is None:
+                listener = psycopg2.connect(host=url.host, port=url.port or 5432, user=url.username,
+                                            password=url.password, dbname=url.database)
+                listener.autocommit = True
+                listener.cursor().execute(f"LISTEN {NOTIFY_CHANNEL}")
+            with app.app_context():
+                while relay_outbox(publisher) == 200:  # a full batch: more are waiting
+                    pass
+            if _select.select([listener], [], [], poll_seconds) != ([], [], []):
+                listener.poll()
+                listener.notifies.clear()
+        except psycopg2.Error:
+            log.warning("outbox listener lost its connection; reconnecting", exc_info=True)
+            listener = None
+            stop.wait(1)
+        except Exception:  # noqa: BLE001 - the relay must outlive any one failure
+            log.exception("outbox relay run failed")
+            stop.wait(1)
+    if listener is not None:
+        listener.close()
+    publisher.close()

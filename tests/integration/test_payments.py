@@ -234,3 +234,31 @@ def test_a_worker_killed_mid_payment_finishes_it_exactly_once_after_restart(api,
         assert db.session.scalar(select(func.count()).select_from(Ticket)
                                  .where(Ticket.reservation_id == res["id"])) == 1
     assert smtp.subjects() == ["Your tickets for Heat"]
+
+
+def test_a_committed_outbox_row_wakes_the_relay_and_a_rolled_back_one_does_not(api, app, user, show):
+    """LISTEN/NOTIFY: the API's own transactions notify (the listener is registered
+    by create_app), and only when they commit."""
+    import select as _select
+
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    from app.services.outbox import NOTIFY_CHANNEL
+
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    listener = psycopg2.connect(host=url.host, port=url.port, user=url.username, dbname=url.database)
+    listener.autocommit = True
+    listener.cursor().execute(f"LISTEN {NOTIFY_CHANNEL}")
+    try:
+        with app.app_context():
+            db.session.add(OutboxEvent(topic="payments.charge", aggregate_id="x", payload={}))
+            db.session.flush()
+            db.session.rollback()
+        assert _select.select([listener], [], [], 0.3) == ([], [], [])
+        _book(api, user, show, "tok_visa")  # POST /reservations commits an outbox row
+        assert _select.select([listener], [], [], 2) != ([], [], [])
+        listener.poll()
+        assert [n.channel for n in listener.notifies] == [NOTIFY_CHANNEL]
+    finally:
+        listener.close()

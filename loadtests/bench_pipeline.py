@@ -1,0 +1,146 @@
+"""Checkout pipeline benchmark: POST /reservations to ``confirmed``, and the worker
+against RabbitMQ's own rate.
+
+    .venv/bin/python -m loadtests.bench_pipeline [--base http://127.0.0.1:8000] [--checkouts 200] [--concurrency 8]
+
+Against a running stack (``make up``: app, scheduler with the outbox relay, one
+worker), loopback only, bounded in count. It prints:
+  - checkouts per second from the first POST /reservations to the last reservation
+    seen ``confirmed``, and each checkout's end-to-end latency p50/p99 (reserve to
+    confirmed, polled every 20 ms), with one worker;
+  - RabbitMQ's own publish (with confirms) and consume (manual ack) rate for the
+    same message size, measured in the same run on a scratch queue: the ceiling.
+Each demo customer holds one seat of a showtime to come, then reserves it with tok_visa.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlparse
+
+import pika
+import requests
+
+from loadtests.bench_catalog import run_threads
+
+DEMO_PASSWORD = "marquee-demo"
+
+
+def _prepare(base: str, count: int) -> list[tuple[str, int, int]]:
+    """(token, showtime, seat) for ``count`` demo customers, each on a free seat."""
+    after = (datetime.now(timezone.utc) + timedelta(hours=2)).isoformat()
+    shows = requests.get(base + "/api/v1/showtimes", params={"starts_after": after, "page_size": 100}, timeout=10).json()
+    pairs = []
+    for show in shows:
+        seats = requests.get(f"{base}/api/v1/showtimes/{show['id']}/seats", timeout=10).json()["seats"]
+        pairs += [(show["id"], s["id"]) for s in seats if s["status"] == "available"][:count]
+        if len(pairs) >= count:
+            break
+    out = []
+    for n, (showtime, seat) in enumerate(pairs[:count], start=1):
+        r = requests.post(base + "/api/v1/auth/login", timeout=10,
+                          json={"email": f"customer{(n % 300) + 1}@demo.marquee.test", "password": DEMO_PASSWORD})
+        out.append((r.json()["access_token"], showtime, seat))
+    return out
+
+
+def checkouts(base: str, work: list[tuple[str, int, int]], concurrency: int) -> dict:
+    latencies, failures, lock = [], [0], threading.Lock()
+    queue = list(work)
+
+    def customer(_i):
+        session = requests.Session()
+        while True:
+            with lock:
+                if not queue:
+                    return
+                token, showtime, seat = queue.pop()
+            headers = {"Authorization": f"Bearer {token}"}
+            h = session.post(f"{base}/api/v1/showtimes/{showtime}/holds", json={"seat_ids": [seat]},
+                             headers=headers, timeout=10)
+            if h.status_code != 201:
+                with lock:
+                    failures[0] += 1
+                continue
+            started = time.perf_counter()
+            r = session.post(f"{base}/api/v1/reservations", headers=headers, timeout=10,
+                             json={"hold_id": h.json()["id"], "payment_token": "tok_visa"})
+            rid, deadline = r.json()["id"], time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if session.get(f"{base}/api/v1/reservations/{rid}", headers=headers, timeout=10).json()["status"] == "confirmed":
+                    with lock:
+                        latencies.append(time.perf_counter() - started)
+                    break
+                time.sleep(0.02)
+            else:
+                with lock:
+                    failures[0] += 1
+
+    elapsed = run_threads(customer, concurrency)
+    latencies.sort()
+
+    def pct(p):
+        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000 if latencies else 0.0
+
+    return {"done": len(latencies), "rate": len(latencies) / elapsed, "p50": pct(50), "p99": pct(99),
+            "mean": statistics.fmean(latencies) * 1000 if latencies else 0.0, "failures": failures[0]}
+
+
+def rabbitmq_ceiling(url: str, messages: int, body: bytes) -> tuple[float, float]:
+    queue = f"mqbench.{uuid.uuid4().hex[:8]}"
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.confirm_delivery()
+    started = time.perf_counter()
+    for _ in range(messages):
+        channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
+    publish_rate = messages / (time.perf_counter() - started)
+    channel.basic_qos(prefetch_count=10)
+    consumed = [0]
+    started = time.perf_counter()
+
+    def on_message(ch, method, _props, _body):
+        ch.basic_ack(method.delivery_tag)
+        consumed[0] += 1
+        if consumed[0] >= messages:
+            ch.stop_consuming()
+
+    channel.basic_consume(queue, on_message)
+    channel.start_consuming()
+    consume_rate = messages / (time.perf_counter() - started)
+    channel.queue_delete(queue)
+    connection.close()
+    return publish_rate, consume_rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default="http://127.0.0.1:8000")
+    parser.add_argument("--checkouts", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--amqp", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
+    args = parser.parse_args()
+    if urlparse(args.base).hostname not in {"127.0.0.1", "localhost", "::1"}:
+        raise SystemExit("loopback targets only")
+    work = _prepare(args.base, args.checkouts)
+    result = checkouts(args.base, work, args.concurrency)
+    body = json.dumps({"topic": "payments.charge", "event_id": 1, "reservation_id": 1, "amount_cents": 1200,
+                       "currency": "EUR", "payment_token": "tok_visa", "idempotency_key": "reservation-1"}).encode()
+    publish_rate, consume_rate = rabbitmq_ceiling(args.amqp, 2000, body)
+    print(f"target {args.base}, {len(work)} checkouts by {args.concurrency} clients, one worker")
+    print(f"checkouts confirmed            {result['done']:6d}   ({result['failures']} failed)")
+    print(f"checkouts per second           {result['rate']:8.1f}")
+    print(f"reserve -> confirmed latency   p50 {result['p50']:.0f} ms, p99 {result['p99']:.0f} ms, mean {result['mean']:.0f} ms")
+    print(f"RabbitMQ alone (quorum queue)  publish with confirms {publish_rate:.0f} msg/s, consume+ack {consume_rate:.0f} msg/s")
+    print("(each checkout is two messages through the worker: the charge, then its confirmation email)")
+
+
+if __name__ == "__main__":
+    main()
