@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 
 from app.adapters.broker import Publisher, connect
 from app.extensions import db
-from app.models import OutboxEvent
+from app.models import OutboxEvent, Reservation
 from app.services import booking
 from tests.helpers import stop_process
 from tests.integration.booking_helpers import hold, reserve, seat_ids, statuses
@@ -56,7 +56,9 @@ def test_tok_error_is_retried_with_delays_and_then_succeeds(api, app, user, show
     assert payments_of(app, res["id"]) == [("charge", "succeeded")]
 
 
-def test_a_redelivered_charge_charges_once(api, app, user, show, broker):
+def test_a_redelivered_charge_charges_once_with_one_set_of_tickets_and_one_email(api, app, user, show, broker, smtp):
+    from app.models import Ticket
+
     res, _ = _book(api, user, show, "tok_visa")
     relay(app, broker)
     with app.app_context():  # the relay crashed after the confirm, before its commit
@@ -65,7 +67,12 @@ def test_a_redelivered_charge_charges_once(api, app, user, show, broker):
     assert relay(app, broker) == 1
     # Both deliveries are handled by this consumer; the second changes nothing.
     work_until(app, lambda c: c.handled >= 2 and status_of(app, res["id"]) == "confirmed")
+    relay(app, broker)  # the email the confirmation asked for (once)
+    work_until(app, lambda c: smtp.messages)
     assert payments_of(app, res["id"]) == [("charge", "succeeded")]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Ticket)) == 1
+    assert smtp.subjects() == ["Your tickets for Heat"]
 
 
 def test_with_the_broker_away_nothing_is_lost_only_delayed(api, app, user, show, broker):
@@ -95,15 +102,29 @@ def test_cancelling_a_confirmed_reservation_refunds_exactly_once(api, app, user,
     assert statuses(api, show["showtime"])[seat] == "available"
 
 
-def test_a_payment_that_arrives_after_expiry_is_refunded(api, app, user, show, broker):
-    res, _ = _book(api, user, show, "tok_visa")
+def test_a_payment_that_arrives_after_expiry_is_refunded_and_the_seat_not_sold_twice(api, app, user, show, broker):
+    res, seat = _book(api, user, show, "tok_visa")
     with app.app_context():
-        booking.expire_unpaid_reservations(now=datetime.now(timezone.utc) + timedelta(hours=1))
-    relay(app, broker)  # the charge request, sent before the expiry
-    work_until(app, lambda c: payments_of(app, res["id"]) == [("charge", "succeeded")])
+        db.session.execute(update(Reservation).where(Reservation.id == res["id"])
+                           .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        db.session.commit()
+        booking.expire_unpaid_reservations()
+    # Meanwhile someone else buys the freed seat.
+    rival = api.make_user("rival@example.com")
+    theirs = reserve(api, rival, hold(api, rival, show["showtime"], [seat]).json["id"], "tok_visa").json
+    assert theirs["status"] == "pending_payment"
+    relay(app, broker)  # both charges; the late one must not take the seat back
+    work_until(app, lambda c: status_of(app, theirs["id"]) == "confirmed"
+               and payments_of(app, res["id"]) == [("charge", "succeeded")])
     relay(app, broker)  # the refund the late payment caused
     work_until(app, lambda c: ("refund", "succeeded") in payments_of(app, res["id"]))
     assert status_of(app, res["id"]) == "expired"
+    assert statuses(api, show["showtime"])[seat] == "booked"
+    with app.app_context():
+        from app.models import ReservationSeat
+        live = db.session.scalars(select(ReservationSeat.reservation_id).where(
+            ReservationSeat.seat_id == seat, ReservationSeat.released_at.is_(None))).all()
+        assert live == [theirs["id"]]
 
 
 def test_a_message_that_cannot_succeed_is_parked_for_a_person(app, broker):
@@ -161,7 +182,7 @@ def test_the_relay_and_the_worker_as_processes(api, app, user, show, broker, tmp
 
 def test_an_admin_lists_and_replays_parked_messages(app, broker):
     """After the cause is fixed, a parked message goes back to its queue and succeeds."""
-    from worker.dead_letters import peek, replay
+    from worker.dead_letters import peek
 
     publisher = Publisher(app.extensions["marquee"].settings.amqp_url, broker)
     publisher.publish(broker.dead_queue("payments.refund"), {"topic": "payments.refund", "reservation_id": 1},

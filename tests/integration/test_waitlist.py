@@ -97,3 +97,16 @@ def test_an_expired_reservation_offers_its_seats_to_the_waitlist(api, app, sold_
     with app.app_context():
         booking.expire_unpaid_reservations(now=datetime.now(timezone.utc) + timedelta(hours=1))
     assert api.get(f"/api/v1/waitlist/{entry['id']}", waiter).json["status"] == "offered"
+
+
+def test_cancelling_a_confirmed_reservation_of_a_sold_out_show_offers_its_seats(api, app, sold_out):
+    ids, buyers = sold_out
+    token, res = buyers["two"]
+    with app.app_context():
+        assert booking.confirm_payment(res["id"]) == "confirmed"
+    waiter = api.make_user("patient@example.com")
+    entry = api.post(f"/api/v1/showtimes/{ids['showtime']}/waitlist", {"seats": 1}, waiter).json
+    assert api.post(f"/api/v1/reservations/{res['id']}/cancel", token=token).status_code == 202
+    offer = api.get(f"/api/v1/waitlist/{entry['id']}", waiter).json
+    assert offer["status"] == "offered"
+    assert app.extensions["marquee"].seats.get_hold(offer["offer_hold_id"]).seat_ids == [res["seats"][0]["id"]]
