@@ -39,6 +39,7 @@ up:
 	  echo "  Health   http://127.0.0.1:$(PORT)/health  /ready  /metrics"; \
 	  echo "  Admin    $$ADMIN_EMAIL / $$ADMIN_PASSWORD   (from .env)"; \
 	  echo "  Demo     customer1@demo.marquee.test ... customer300@demo.marquee.test / marquee-demo"; \
+	  echo "  Mail     var/mail/  (every email sent, from the SMTP sink on 127.0.0.1:8025)"; \
 	  echo "  Logs     var/log/   (make logs)     Stop: make down"
 
 down:
