@@ -23,6 +23,21 @@ from urllib.parse import urlparse
 import requests
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def require_loopback(url: str) -> None:
+    """Load only ever goes to this machine."""
+    if urlparse(url).hostname not in LOOPBACK:
+        raise SystemExit("loopback targets only")
+
+
+def percentile_ms(sorted_seconds: list[float], p: float) -> float:
+    if not sorted_seconds:
+        return 0.0
+    return sorted_seconds[min(len(sorted_seconds) - 1, int(p / 100 * len(sorted_seconds)))] * 1000
+
+
 def run_threads(target, count: int) -> float:
     """Run ``target(i)`` in ``count`` threads at once; the seconds they took."""
     threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
@@ -59,11 +74,9 @@ def run_case(base: str, path_fn, seconds: float, concurrency: int) -> dict:
     elapsed = run_threads(worker, concurrency)
     latencies.sort()
 
-    def pct(p):
-        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000 if latencies else 0.0
-
     return {"requests": len(latencies), "rps": len(latencies) / elapsed, "errors": errors,
-            "p50": pct(50), "p95": pct(95), "p99": pct(99),
+            "p50": percentile_ms(latencies, 50), "p95": percentile_ms(latencies, 95),
+            "p99": percentile_ms(latencies, 99),
             "mean": statistics.fmean(latencies) * 1000 if latencies else 0.0}
 
 
@@ -73,9 +86,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    host = urlparse(args.base).hostname
-    if host not in {"127.0.0.1", "localhost", "::1"}:
-        raise SystemExit("loopback targets only")
+    require_loopback(args.base)
     shows = requests.get(args.base + "/api/v1/showtimes", params={"page_size": 1}, timeout=5).json()
     if not shows:
         raise SystemExit("no showtimes: run `make up` (it seeds demo data) first")

@@ -17,11 +17,10 @@ import argparse
 import os
 import time
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlparse
 
 import requests
 
-from loadtests.bench_catalog import run_case, run_threads
+from loadtests.bench_catalog import require_loopback, run_case, run_threads
 
 DEMO_PASSWORD = "marquee-demo"
 
@@ -103,8 +102,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    if urlparse(args.base).hostname not in {"127.0.0.1", "localhost", "::1"}:
-        raise SystemExit("loopback targets only")
+    require_loopback(args.base)
     tokens = _tokens(args.base, args.concurrency)
     showtime = _showtime(args.base)
     health = run_case(args.base, lambda: "/health", args.seconds, args.concurrency)

@@ -22,12 +22,11 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlparse
 
 import pika
 import requests
 
-from loadtests.bench_catalog import run_threads
+from loadtests.bench_catalog import percentile_ms, require_loopback, run_threads
 
 DEMO_PASSWORD = "marquee-demo"
 
@@ -85,10 +84,8 @@ def checkouts(base: str, work: list[tuple[str, int, int]], concurrency: int) -> 
     elapsed = run_threads(customer, concurrency)
     latencies.sort()
 
-    def pct(p):
-        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000 if latencies else 0.0
-
-    return {"done": len(latencies), "rate": len(latencies) / elapsed, "p50": pct(50), "p99": pct(99),
+    return {"done": len(latencies), "rate": len(latencies) / elapsed,
+            "p50": percentile_ms(latencies, 50), "p99": percentile_ms(latencies, 99),
             "mean": statistics.fmean(latencies) * 1000 if latencies else 0.0, "failures": failures[0]}
 
 
@@ -127,8 +124,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--amqp", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
     args = parser.parse_args()
-    if urlparse(args.base).hostname not in {"127.0.0.1", "localhost", "::1"}:
-        raise SystemExit("loopback targets only")
+    require_loopback(args.base)
     work = _prepare(args.base, args.checkouts)
     result = checkouts(args.base, work, args.concurrency)
     body = json.dumps({"topic": "payments.charge", "event_id": 1, "reservation_id": 1, "amount_cents": 1200,
