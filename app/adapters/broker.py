@@ -82,6 +82,7 @@ class Publisher:
         self.topology = topology
         self._connection = None
         self._channel = None
+        self.failures = 0  # consecutive failed publishes: callers back off on them
 
     def _ensure(self):
         if self._channel is None or self._channel.is_closed or self._connection.is_closed:
@@ -95,8 +96,8 @@ class Publisher:
     def publish(self, routing_key: str, body: dict, *, exchange: str | None = None,
                 headers: dict | None = None, message_id: str | None = None) -> None:
         """Raises ``BrokerError`` unless the broker confirmed (and could route) the message."""
-        channel = self._ensure()
         try:
+            channel = self._ensure()
             channel.basic_publish(
                 exchange=self.topology.exchange if exchange is None else exchange,
                 routing_key=routing_key,
@@ -107,8 +108,10 @@ class Publisher:
                 mandatory=True,
             )
         except AMQPError:
+            self.failures += 1
             self.close()
             raise
+        self.failures = 0
 
     def close(self) -> None:
         try:

@@ -77,6 +77,9 @@ def relay_forever(app, publisher: Publisher, stop, *, poll_seconds: float) -> No
             with app.app_context():
                 while relay_outbox(publisher) == 200:  # a full batch: more are waiting
                     pass
+            if publisher.failures:  # the broker is away: back off, 0.5 s doubling to 30 s
+                stop.wait(min(0.5 * 2 ** (publisher.failures - 1), 30.0))
+                continue
             if _select.select([listener], [], [], poll_seconds) != ([], [], []):
                 listener.poll()
                 listener.notifies.clear()

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -283,3 +284,23 @@ def test_a_committed_outbox_row_wakes_the_relay_and_a_rolled_back_one_does_not(a
         assert [n.channel for n in listener.notifies] == [NOTIFY_CHANNEL]
     finally:
         listener.close()
+
+
+def test_the_relay_backs_off_while_the_broker_is_away(api, app, user, show, broker):
+    """Reconnection attempts to a broker that is down grow apart (0.5 s, 1 s, 2 s...)
+    instead of hammering it at every poll."""
+    from app.services.outbox import relay_forever
+
+    _book(api, user, show, "tok_visa")  # one row waiting
+    publisher = Publisher("amqp://guest:guest@127.0.0.1:1/%2F", broker)  # nothing listens on port 1
+    stop = threading.Event()
+    thread = threading.Thread(target=relay_forever, args=(app, publisher, stop), kwargs={"poll_seconds": 0.05})
+    thread.start()
+    time.sleep(2.2)
+    stop.set()
+    thread.join(10)
+    # With 0.05 s polls and no backoff there would be ~40 attempts; with it: 0, 0.5, 1.5 s.
+    assert 2 <= publisher.failures <= 4
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(OutboxEvent)
+                                 .where(OutboxEvent.published_at.is_(None))) == 1
