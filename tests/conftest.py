@@ -32,6 +32,12 @@ TEST_ENV = {
     "LOGIN_MAX_FAILURES_PER_ACCOUNT": "5",
     "LOGIN_MAX_FAILURES_PER_ADDRESS": "20",
     "AMQP_PREFIX": "mqtest.",
+    # Every setting the stack's .env may carry is pinned here, so that a test
+    # process (and the gunicorn it starts, which loads .env) never inherits one.
+    "TICKET_SIGNING_KEY": "test-tickets-" + secrets.token_urlsafe(32),
+    "PAYMENT_WEBHOOK_SECRET": "test-webhook-" + secrets.token_urlsafe(32),
+    "ADMIN_EMAIL": "",
+    "ADMIN_PASSWORD": "",
 }
 os.environ.update(TEST_ENV)
 

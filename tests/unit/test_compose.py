@@ -38,3 +38,15 @@ def test_every_setting_compose_passes_is_one_the_app_reads():
     config = (ROOT / "app" / "config.py").read_text()
     for name in _compose()["x-app-env"]:
         assert f'"{name}"' in config, name
+
+
+def test_the_tests_pin_every_setting_the_generated_env_file_carries():
+    """A test process loads no setting from the stack's .env (the suite's gunicorn reads it)."""
+    import re as _re
+
+    from tests.conftest import TEST_ENV
+
+    generated = (ROOT / "scripts" / "setup.sh").read_text()
+    body = generated[generated.index("cat > .env <<ENV"):generated.index("\nENV\n")]
+    names = set(_re.findall(r"^([A-Z_]+)=", body, _re.M))
+    assert names and names <= set(TEST_ENV), names - set(TEST_ENV)
