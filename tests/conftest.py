@@ -70,6 +70,24 @@ def _tables_in_db(app) -> list[str]:
     return list(rows)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_queues_left_behind():
+    """Backstop: whatever ran under the suite's default prefix is removed at the end."""
+    yield
+    from app.adapters.broker import Topology, connect
+    from app.config import Settings
+
+    settings = Settings.from_env()
+    try:
+        connection = connect(settings.amqp_url)
+    except Exception:  # noqa: BLE001 - no broker, nothing to clean
+        return
+    try:
+        Topology(TEST_ENV["AMQP_PREFIX"], settings.retry_delays_ms).delete(connection.channel())
+    finally:
+        connection.close()
+
+
 @pytest.fixture(autouse=True)
 def clean_state(app):
     """Every test starts with empty tables and none of the suite's Redis keys."""

@@ -223,7 +223,7 @@ def test_the_sweep_frees_seat_keys_nobody_owns(api, app, user, rush_show):
     assert owners == {seats[2]: f"h:{live_hold['id']}"}
 
 
-def test_the_scheduler_process_expires_reservations(api, app, user, rush_show, tmp_path):
+def test_the_scheduler_process_expires_reservations(api, app, user, rush_show, broker, tmp_path):
     """The real process (python -m worker.scheduler), not just its functions."""
     import os
     import subprocess
@@ -237,7 +237,9 @@ def test_the_scheduler_process_expires_reservations(api, app, user, rush_show, t
     with app.app_context():
         db.session.execute(update(Reservation).values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
         db.session.commit()
-    env = {**os.environ, **TEST_ENV, "EXPIRY_INTERVAL_SECONDS": "1", "LOG_LEVEL": "INFO"}
+    env = {**os.environ, **TEST_ENV, "EXPIRY_INTERVAL_SECONDS": "1", "LOG_LEVEL": "INFO",
+           "AMQP_PREFIX": broker.prefix,  # its relay publishes into this test's own queues
+           "RETRY_DELAYS_MS": ",".join(str(d) for d in broker.retry_delays_ms)}
     log = open(tmp_path / "scheduler.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "worker.scheduler"], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
