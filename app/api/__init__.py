@@ -61,9 +61,10 @@ class Api(flask_smorest.Api):
 
 
 def register_blueprints(api: Api) -> None:
-    from app.api import auth, booking, catalog, ops, tickets  # noqa: F401  (import registers routes)
+    from app.api import auth, booking, catalog, ops, payments, reviews, tickets, waitlist  # noqa: F401
 
     api.register_blueprint(auth.blp)
     api.register_blueprint(auth.users_blp)
-    for blp in catalog.blueprints + booking.blueprints + tickets.blueprints:
-        api.register_blueprint(blp)
+    for module in (catalog, booking, waitlist, reviews, tickets, payments):
+        for blp in module.blueprints:
+            api.register_blueprint(blp)

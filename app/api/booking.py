@@ -10,8 +10,6 @@ from app.api import schemas as s
 from app.api.idempotency import idempotent
 from app.api.security import current_user_id, login_required
 from app.services import booking
-from app.services import reviews as review_service
-from app.services import waitlist as waitlist_service
 
 holds = Blueprint("holds", __name__, url_prefix="/api/v1", description="Seat holds")
 reservations = Blueprint("reservations", __name__, url_prefix="/api/v1/reservations",
@@ -107,71 +105,3 @@ class ReservationCancel(MethodView):
         """Cancel: seats free at once; a confirmed reservation is refunded"""
         return booking.cancel_reservation(current_user_id(), reservation_id, is_admin=_is_admin())
 
-
-reviews = Blueprint("reviews", __name__, url_prefix="/api/v1/movies", description="Reviews")
-blueprints.append(reviews)
-
-
-@reviews.route("/<int:movie_id>/reviews")
-class MovieReviews(MethodView):
-    @login_required
-    @reviews.arguments(s.ReviewRequestSchema)
-    @reviews.response(202, s.ReviewAcceptedSchema)
-    @reviews.alt_response(403, response="FORBIDDEN", description="not_eligible")
-    @reviews.alt_response(404, response="NOT_FOUND")
-    def post(self, data, movie_id):
-        """Review a movie you have seen (processed in the background; a second replaces the first)"""
-        review_service.submit_review(current_user_id(), movie_id, data["rating"], data["text"])
-        return {"status": "accepted"}
-
-    @reviews.arguments(s.PageQuerySchema, location="query")
-    @reviews.response(200, s.ReviewListSchema)
-    @reviews.alt_response(404, response="NOT_FOUND")
-    def get(self, args, movie_id):
-        """A movie's reviews, newest first, with its average rating and review count"""
-        movie, items, total = review_service.list_reviews(movie_id, args["page"], args["page_size"])
-        return {"movie_id": movie.id, "average_rating": movie.average_rating, "review_count": movie.review_count,
-                "items": items, "page": args["page"], "page_size": args["page_size"], "total": total}
-
-
-waitlist = Blueprint("waitlist", __name__, url_prefix="/api/v1", description="Waitlist of sold-out showtimes")
-blueprints.append(waitlist)
-
-
-def _entry_out(entry) -> dict:
-    return {"id": entry.id, "showtime_id": entry.showtime_id, "seats": entry.seats, "status": entry.status,
-            "position": waitlist_service.position(entry) if entry.status == "waiting" else None,
-            "offer_hold_id": entry.offer_hold_id if entry.status == "offered" else None,
-            "offer_expires_at": entry.offer_expires_at if entry.status == "offered" else None,
-            "created_at": entry.created_at}
-
-
-@waitlist.route("/showtimes/<int:showtime_id>/waitlist")
-class ShowtimeWaitlist(MethodView):
-    @login_required
-    @idempotent
-    @waitlist.arguments(s.WaitlistRequestSchema)
-    @waitlist.response(201, s.WaitlistEntrySchema)
-    @waitlist.alt_response(404, response="NOT_FOUND")
-    @waitlist.alt_response(409, response="CONFLICT",
-                           description="seats_available (hold them instead), already_waiting, showtime_started")
-    def post(self, data, showtime_id):
-        """Wait for seats of a sold-out showtime; freed seats are offered first come, first served"""
-        return _entry_out(waitlist_service.join(current_user_id(), showtime_id, data["seats"]))
-
-
-@waitlist.route("/waitlist/<int:entry_id>")
-class WaitlistEntryById(MethodView):
-    @login_required
-    @waitlist.response(200, s.WaitlistEntrySchema)
-    @waitlist.alt_response(404, response="NOT_FOUND")
-    def get(self, entry_id):
-        """Your place on the waitlist, or your offer"""
-        return _entry_out(waitlist_service.get(current_user_id(), entry_id))
-
-    @login_required
-    @waitlist.response(204)
-    @waitlist.alt_response(404, response="NOT_FOUND")
-    def delete(self, entry_id):
-        """Leave the waitlist (an offer in hand is given up)"""
-        waitlist_service.leave(current_user_id(), entry_id)

@@ -1,17 +1,13 @@
-"""Tickets of a confirmed reservation, their QR codes, check-in at the door, and the
-payment gateway's signed webhook."""
+"""Tickets of a confirmed reservation, their QR codes, and check-in at the door."""
 from __future__ import annotations
 
-from functools import wraps
-
-from flask import Response, request, url_for
+from flask import Response, url_for
 from flask.views import MethodView
 from flask_jwt_extended import get_jwt
 from flask_smorest import Blueprint
 
 from app.api import schemas as s
 from app.api.security import admin_required, current_user_id, login_required
-from app.services import payments as payment_service
 from app.services import tickets
 
 blp = Blueprint("tickets", __name__, url_prefix="/api/v1", description="Tickets and check-in")
@@ -73,29 +69,3 @@ class CheckIn(MethodView):
                 "showtime_id": ticket.showtime_id, "reservation_id": ticket.reservation_id,
                 "checked_in_at": ticket.checked_in_at}
 
-
-payments_blp = Blueprint("payments", __name__, url_prefix="/api/v1/payments", description="Payment gateway callbacks")
-blueprints.append(payments_blp)
-
-
-def signed(func):
-    """The gateway's signature is checked before anything else is read."""
-    @wraps(func)
-    def wrapper(*args, **kwargs):
-        payment_service.verify_webhook(request.headers.get("Marquee-Signature"), request.get_data(cache=True))
-        return func(*args, **kwargs)
-    return wrapper
-
-
-@payments_blp.route("/webhook")
-class PaymentWebhook(MethodView):
-    @signed
-    @payments_blp.arguments(s.WebhookEventSchema)
-    @payments_blp.response(200, s.WebhookResultSchema)
-    @payments_blp.alt_response(400, response="BAD_REQUEST", description="invalid_signature, stale_timestamp")
-    @payments_blp.doc(parameters=[{"in": "header", "name": "Marquee-Signature", "required": True,
-                                   "schema": {"type": "string"},
-                                   "description": "t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.' + body>"}])
-    def post(self, event):
-        """Gateway callback, signed with HMAC-SHA256; replays of a seen event are ignored"""
-        return {"outcome": payment_service.handle_webhook(event)}
