@@ -96,7 +96,9 @@ def verify_webhook(header: str | None, body: bytes, *, now: float | None = None)
         timestamp, given = int(parts["t"]), parts["v1"]
     except (KeyError, ValueError) as exc:
         raise InvalidSignature("Missing or malformed Marquee-Signature header") from exc
-    if not hmac.compare_digest(given, signature(settings.webhook_secret, timestamp, body)):
+    # Bytes, not str: compare_digest refuses non-ASCII strings (a 500 for a garbled header).
+    if not hmac.compare_digest(given.encode("utf-8", "replace"),
+                               signature(settings.webhook_secret, timestamp, body).encode()):
         raise InvalidSignature("The signature does not match")
     if abs((now or time.time()) - timestamp) > settings.webhook_tolerance_seconds:
         raise StaleWebhook(f"Timestamps older than {settings.webhook_tolerance_seconds}s are refused")

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import io
+import re
 import secrets
 from datetime import datetime, timezone
 
@@ -44,11 +45,16 @@ def make_code(reservation_id: int, showtime_id: int, seat_id: int) -> str:
     return f"{payload}.{_sign(payload)}"
 
 
+CODE_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,120}\.[A-Za-z0-9_-]{1,40}$")
+
+
 def verify_code(code: str) -> tuple[int, int, int] | None:
     """(reservation, showtime, seat) of a genuine code; None for a forged or garbled one."""
+    if not isinstance(code, str) or not CODE_SHAPE.match(code):
+        return None
     try:
         payload, signature = code.split(".")
-        if not hmac.compare_digest(signature, _sign(payload)):
+        if not hmac.compare_digest(signature.encode(), _sign(payload).encode()):
             return None
         reservation_id, showtime_id, seat_id, _nonce = _unb64(payload).decode().split(":")
         return int(reservation_id), int(showtime_id), int(seat_id)

@@ -98,3 +98,12 @@ def test_concurrent_scans_admit_exactly_once(live_server, api, admin, user, conf
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         codes = sorted(pool.map(scan, range(8)))
     assert codes == [200] + [409] * 7
+
+
+def test_garbled_non_ascii_codes_are_refused_not_errors(client, api, admin):
+    """Found by Schemathesis: hmac.compare_digest raises on non-ASCII strings."""
+    garbled = "\u00e2\u00f5\u00f0.jH\u00a3"
+    assert client.get(f"/api/v1/tickets/{garbled}/qr.png").status_code == 404
+    assert client.get(f"/api/v1/tickets/{garbled}/qr.svg").status_code == 404
+    r = api.post("/api/v1/checkin", {"code": garbled}, admin)
+    assert r.status_code == 422 and r.json["code"] == "invalid_ticket"

@@ -57,3 +57,10 @@ def test_bad_signatures_and_stale_timestamps_are_refused(client, app, pending):
 def test_the_signature_is_checked_before_the_body(client):
     r = client.post("/api/v1/payments/webhook", json={"nonsense": True})
     assert r.status_code == 400 and r.json["code"] == "invalid_signature"
+
+
+def test_a_garbled_non_ascii_signature_is_refused_not_an_error(client):
+    body = b'{"id": "evt_x", "type": "charge.succeeded", "data": {}}'
+    r = client.post("/api/v1/payments/webhook", data=body, content_type="application/json",
+                    headers={"Marquee-Signature": f"t={int(time.time())},v1=\u00e9\u00e9"})
+    assert r.status_code == 400 and r.json["code"] == "invalid_signature"
