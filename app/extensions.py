@@ -1,6 +1,7 @@
 """Extension objects, created once and bound to the app in ``create_app``."""
 from __future__ import annotations
 
+from flask import current_app
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -24,3 +25,9 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 jwt = JWTManager()
+
+
+def marquee():
+    """What services need from the outside world (settings, Redis, cache, seat store,
+    gateway, mailer), built once per process by ``create_app``."""
+    return current_app.extensions["marquee"]

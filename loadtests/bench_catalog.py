@@ -32,6 +32,15 @@ def require_loopback(url: str) -> None:
         raise SystemExit("loopback targets only")
 
 
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every time-bounded benchmark takes."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default="http://127.0.0.1:8000")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    return parser
+
+
 def percentile_ms(sorted_seconds: list[float], p: float) -> float:
     if not sorted_seconds:
         return 0.0
@@ -81,11 +90,7 @@ def run_case(base: str, path_fn, seconds: float, concurrency: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base", default="http://127.0.0.1:8000")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
+    args = bench_parser(__doc__).parse_args()
     require_loopback(args.base)
     shows = requests.get(args.base + "/api/v1/showtimes", params={"page_size": 1}, timeout=5).json()
     if not shows:

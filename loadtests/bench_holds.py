@@ -13,14 +13,13 @@ bounded in time. In one run, against the same app instance, it prints:
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from datetime import datetime, timedelta, timezone
 
 import requests
 
-from loadtests.bench_catalog import require_loopback, run_case, run_threads
+from loadtests.bench_catalog import bench_parser, require_loopback, run_case, run_threads
 
 DEMO_PASSWORD = "marquee-demo"
 
@@ -97,11 +96,7 @@ def raw_lua(seconds: float, threads: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base", default="http://127.0.0.1:8000")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
+    args = bench_parser(__doc__).parse_args()
     require_loopback(args.base)
     tokens = _tokens(args.base, args.concurrency)
     showtime = _showtime(args.base)

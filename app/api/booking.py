@@ -2,23 +2,18 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_jwt_extended import get_jwt
 from flask_smorest import Blueprint
 
 from app import errors
 from app.api import schemas as s
 from app.api.idempotency import idempotent
-from app.api.security import current_user_id, login_required
+from app.api.security import current_user_id, is_admin, login_required
 from app.services import booking
 
 holds = Blueprint("holds", __name__, url_prefix="/api/v1", description="Seat holds")
 reservations = Blueprint("reservations", __name__, url_prefix="/api/v1/reservations",
                          description="Reservations")
 blueprints = [holds, reservations]
-
-
-def _is_admin() -> bool:
-    return get_jwt().get("role") == "admin"
 
 
 @holds.route("/showtimes/<int:showtime_id>/holds")
@@ -64,7 +59,7 @@ class Reservations(MethodView):
     def get(self, args, pagination_parameters):
         """The caller's reservations, newest first (admins: `all=true` or `user_id`)"""
         everyone = args["all"] or args.get("user_id") is not None
-        if everyone and not _is_admin():
+        if everyone and not is_admin():
             raise errors.Forbidden("Only admins can list other users' reservations")
         items, total = booking.list_reservations(
             current_user_id(), pagination_parameters.page, pagination_parameters.page_size,
@@ -91,7 +86,7 @@ class ReservationById(MethodView):
     @reservations.alt_response(404, response="NOT_FOUND")
     def get(self, reservation_id):
         """One of the caller's reservations"""
-        return booking.get_reservation(current_user_id(), reservation_id, is_admin=_is_admin())
+        return booking.get_reservation(current_user_id(), reservation_id, is_admin=is_admin())
 
 
 @reservations.route("/<int:reservation_id>/cancel")
@@ -103,5 +98,5 @@ class ReservationCancel(MethodView):
                                description="cancellation_closed, not_cancellable, showtime_started")
     def post(self, reservation_id):
         """Cancel: seats free at once; a confirmed reservation is refunded"""
-        return booking.cancel_reservation(current_user_id(), reservation_id, is_admin=_is_admin())
+        return booking.cancel_reservation(current_user_id(), reservation_id, is_admin=is_admin())
 

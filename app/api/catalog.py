@@ -4,10 +4,11 @@ from __future__ import annotations
 import hashlib
 import json
 
-from flask import Response, current_app
+from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from app.extensions import marquee
 from app.api import schemas as s
 from app.api.idempotency import idempotent
 from app.api.security import admin_required
@@ -22,12 +23,12 @@ blueprints = [cities, theaters, screens, movies, showtimes]
 
 
 def _cached(namespaces, name, params, compute):
-    return current_app.extensions["marquee"].cache.get_or_compute(namespaces, name, params, compute)
+    return marquee().cache.get_or_compute(namespaces, name, params, compute)
 
 
 def _cached_body(blp, namespaces, name, params, compute) -> Response:
     """A cached body sent as stored (no re-dump), with its ETag (304 when unchanged)."""
-    body = current_app.extensions["marquee"].cache.get_or_compute_json(namespaces, name, params, compute)
+    body = marquee().cache.get_or_compute_json(namespaces, name, params, compute)
     blp.set_etag(hashlib.sha1(body).hexdigest())
     return Response(body, mimetype="application/json")
 
@@ -355,5 +356,5 @@ def _seat_map_template(showtime_id: int) -> tuple[str, list[int], list[str]]:
             fragments.append(json.dumps(fields, separators=(",", ":"))[:-1] + ',"status":')
         return [head, [seat["id"] for seat in seat_map["seats"]], fragments]
 
-    cache = current_app.extensions["marquee"].cache
+    cache = marquee().cache
     return cache.get_or_compute(["showtimes", "screens"], "seatmap-template", showtime_id, compute, local=True)

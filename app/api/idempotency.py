@@ -18,6 +18,7 @@ from functools import wraps
 from flask import Response, current_app, request
 from flask_jwt_extended import get_jwt
 
+from app.extensions import marquee
 from app import errors
 
 HEADER = "Idempotency-Key"
@@ -56,7 +57,7 @@ def idempotent(func):
                 f"{HEADER} must be 1-255 visible ASCII characters",
                 errors={HEADER: ["1-255 visible ASCII characters"]},
             )
-        ext = current_app.extensions["marquee"]
+        ext = marquee()
         scope = hashlib.sha256(f"{request.method} {request.path} {key}".encode()).hexdigest()[:40]
         record_key = ext.redis.key("idem", get_jwt()["sub"], scope)
         fingerprint = _fingerprint()

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from swagger_ui_bundle import swagger_ui_path
 
 from app.errors import problem
-from app.extensions import db
+from app.extensions import db, marquee
 
 bp = Blueprint("ops", __name__)
 
@@ -32,7 +32,7 @@ def ready():
     finally:
         db.session.rollback()
     try:
-        current_app.extensions["marquee"].redis.client.ping()
+        marquee().redis.client.ping()
     except Exception:  # noqa: BLE001
         current_app.logger.warning("readiness: redis failed", exc_info=True)
         failed.append("redis")

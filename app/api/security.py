@@ -4,9 +4,10 @@ from __future__ import annotations
 import ipaddress
 from functools import wraps
 
-from flask import current_app, request
+from flask import request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 
+from app.extensions import marquee
 from app import errors
 
 BEARER = [{"bearerAuth": []}]
@@ -39,11 +40,16 @@ def admin_required(func):
     @wraps(func)
     def wrapper(*args, **kwargs):
         verify_jwt_in_request()
-        if get_jwt().get("role") != "admin":
+        if not is_admin():
             raise errors.Forbidden("This action needs the admin role")
         return func(*args, **kwargs)
 
     return _document(wrapper, [(401, "UNAUTHORIZED"), (403, "FORBIDDEN")])
+
+
+def is_admin() -> bool:
+    """Whether the verified caller has the admin role."""
+    return get_jwt().get("role") == "admin"
 
 
 def current_user_id() -> int:
@@ -53,7 +59,7 @@ def current_user_id() -> int:
 def client_address() -> str:
     """The client's address: the peer, or (only when the peer is a trusted proxy)
     the nearest untrusted hop of ``X-Forwarded-For``."""
-    trusted = current_app.extensions["marquee"].settings.trusted_proxies
+    trusted = marquee().settings.trusted_proxies
     return resolve_client_address(
         request.remote_addr or "0.0.0.0", request.headers.get("X-Forwarded-For"), trusted
     )

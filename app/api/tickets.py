@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from flask import Response, url_for
 from flask.views import MethodView
-from flask_jwt_extended import get_jwt
 from flask_smorest import Blueprint
 
 from app.api import schemas as s
-from app.api.security import admin_required, current_user_id, login_required
+from app.api.security import admin_required, current_user_id, is_admin, login_required
 from app.services import tickets
 
 blp = Blueprint("tickets", __name__, url_prefix="/api/v1", description="Tickets and check-in")
@@ -33,8 +32,7 @@ class ReservationTickets(MethodView):
     @blp.alt_response(409, response="CONFLICT", description="not_confirmed")
     def get(self, reservation_id):
         """One ticket a seat, once the reservation is confirmed"""
-        is_admin = get_jwt().get("role") == "admin"
-        return [_out(t) for t in tickets.for_reservation(current_user_id(), reservation_id, is_admin=is_admin)]
+        return [_out(t) for t in tickets.for_reservation(current_user_id(), reservation_id, is_admin=is_admin())]
 
 
 @blp.route(f"/tickets/{QR_CODE}/qr.png", endpoint="qr_png")

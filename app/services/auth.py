@@ -13,13 +13,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app import errors
-from app.extensions import db
+from app.extensions import db, marquee
 from app.models import User
 
 
@@ -38,9 +37,6 @@ class TokenPair:
         }
 
 
-def _ext():
-    return current_app.extensions["marquee"]
-
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
@@ -51,7 +47,7 @@ def register(email: str, password: str, name: str, role: str = "user") -> User:
     user = User(
         email=normalize_email(email),
         name=name.strip(),
-        password_hash=_ext().passwords.hash(password),
+        password_hash=marquee().passwords.hash(password),
         role=role,
     )
     db.session.add(user)
@@ -76,7 +72,7 @@ def ensure_admin(email: str, password: str | None, name: str = "Administrator") 
         return register(email, password, name, role="admin"), True
     user.role = "admin"
     if password:
-        user.password_hash = _ext().passwords.hash(password)
+        user.password_hash = marquee().passwords.hash(password)
     db.session.commit()
     return user, False
 
@@ -85,11 +81,11 @@ def ensure_admin(email: str, password: str | None, name: str = "Administrator") 
 
 def _account_key(email: str) -> str:
     digest = hashlib.sha256(email.encode()).hexdigest()[:32]
-    return _ext().redis.key("auth", "fail", "acct", digest)
+    return marquee().redis.key("auth", "fail", "acct", digest)
 
 
 def _address_key(address: str) -> str:
-    return _ext().redis.key("auth", "fail", "addr", address)
+    return marquee().redis.key("auth", "fail", "addr", address)
 
 
 def authenticate(email: str, password: str, client_address: str) -> User:
@@ -100,12 +96,12 @@ def authenticate(email: str, password: str, client_address: str) -> User:
     succeeds: the per-address limit therefore counts failures only, and many
     honest customers behind one address still sign in.
     """
-    settings = _ext().settings
-    store = _ext().redis
+    settings = marquee().settings
+    store = marquee().redis
     window = settings.login_window_seconds
     email = normalize_email(email)
     acct_key, addr_key = _account_key(email), _address_key(client_address)
-    counter = _ext().count_failure
+    counter = marquee().count_failure
     acct_n, acct_ttl = counter(keys=[acct_key], args=[window])
     addr_n, addr_ttl = counter(keys=[addr_key], args=[window])
 
@@ -124,7 +120,7 @@ def authenticate(email: str, password: str, client_address: str) -> User:
         )
 
     user = db.session.scalar(select(User).where(User.email == email))
-    hasher = _ext().passwords
+    hasher = marquee().passwords
     if not hasher.verify(user.password_hash if user else None, password):
         raise errors.InvalidCredentials("Invalid email or password")
     # Success: the account's record is wiped, the address's attempt un-counted.
@@ -139,20 +135,20 @@ def authenticate(email: str, password: str, client_address: str) -> User:
 # --- tokens -----------------------------------------------------------------
 
 def _family_key(family: str) -> str:
-    return _ext().redis.key("auth", "fam", family)
+    return marquee().redis.key("auth", "fam", family)
 
 
 def _family_revoked_key(family: str) -> str:
-    return _ext().redis.key("auth", "famrev", family)
+    return marquee().redis.key("auth", "famrev", family)
 
 
 def _revoked_jti_key(jti: str) -> str:
-    return _ext().redis.key("auth", "jti", jti)
+    return marquee().redis.key("auth", "jti", jti)
 
 
 def issue_tokens(user: User, family: str | None = None) -> TokenPair:
     """A new access/refresh pair; a new family unless rotating an existing one."""
-    settings = _ext().settings
+    settings = marquee().settings
     new_family = family is None
     family = family or uuid.uuid4().hex
     access = create_access_token(
@@ -161,7 +157,7 @@ def issue_tokens(user: User, family: str | None = None) -> TokenPair:
     refresh = create_refresh_token(identity=str(user.id), additional_claims={"fam": family})
     if new_family:
         refresh_jti = decode_token(refresh)["jti"]
-        _ext().redis.client.set(
+        marquee().redis.client.set(
             _family_key(family), refresh_jti, ex=settings.refresh_token_seconds
         )
     return TokenPair(access, refresh, settings.access_token_seconds)
@@ -169,14 +165,14 @@ def issue_tokens(user: User, family: str | None = None) -> TokenPair:
 
 def rotate_refresh_token(claims: dict) -> TokenPair:
     """Exchange a refresh token for a new pair; a reused one revokes its family."""
-    settings = _ext().settings
+    settings = marquee().settings
     family = claims.get("fam")
     user = db.session.get(User, int(claims["sub"])) if family else None
     if user is None:
         raise errors.TokenRevoked("This session has ended; sign in again")
     pair = issue_tokens(user, family=family)
     new_jti = decode_token(pair.refresh_token)["jti"]
-    outcome = _ext().rotate_refresh(
+    outcome = marquee().rotate_refresh(
         keys=[_family_key(family), _family_revoked_key(family)],
         args=[claims["jti"], new_jti, settings.refresh_token_seconds, settings.access_token_seconds],
     )
@@ -191,14 +187,14 @@ def rotate_refresh_token(claims: dict) -> TokenPair:
 
 def logout(claims: dict) -> None:
     """Revoke the presented access token now, and end its refresh family."""
-    store = _ext().redis
+    store = marquee().redis
     remaining = int(claims["exp"] - datetime.now(timezone.utc).timestamp()) + 1
     pipe = store.client.pipeline(transaction=True)
     pipe.set(_revoked_jti_key(claims["jti"]), "1", ex=max(remaining, 1))
     family = claims.get("fam")
     if family:
         pipe.delete(_family_key(family))
-        pipe.set(_family_revoked_key(family), "1", ex=_ext().settings.access_token_seconds)
+        pipe.set(_family_revoked_key(family), "1", ex=marquee().settings.access_token_seconds)
     pipe.execute()
 
 
@@ -207,4 +203,4 @@ def is_token_revoked(claims: dict) -> bool:
     keys = [_revoked_jti_key(claims["jti"])]
     if claims.get("fam"):
         keys.append(_family_revoked_key(claims["fam"]))
-    return any(v is not None for v in _ext().redis.client.mget(keys))
+    return any(v is not None for v in marquee().redis.client.mget(keys))

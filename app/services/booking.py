@@ -18,14 +18,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 import redis
-from flask import current_app
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
 from app import errors
 from app.adapters.seat_store import Hold, SeatStore, reservation_owner, showtime_of
-from app.extensions import db
+from app.extensions import db, marquee
 from app.models import OutboxEvent, Payment, Reservation, ReservationSeat, Seat, Showtime
 from app.services import notifications, tickets
 from app.services.pagination import page_of
@@ -39,12 +38,9 @@ GRACE_SECONDS = 120
 SCHEDULER_LOCK = 0x6D71_0001  # "mq" 1
 
 
-def _ext():
-    return current_app.extensions["marquee"]
-
 
 def _seats() -> SeatStore:
-    return _ext().seats
+    return marquee().seats
 
 
 def _now() -> datetime:
@@ -61,7 +57,7 @@ def _after_commit(what: str, fn, *args) -> None:
 
 
 def _seat_map_changed(showtime_id: int) -> None:
-    _after_commit("seat map invalidation", _ext().cache.invalidate, f"res:{showtime_id}")
+    _after_commit("seat map invalidation", marquee().cache.invalidate, f"res:{showtime_id}")
 
 
 def _seats_freed(showtime_id: int) -> None:
@@ -94,7 +90,7 @@ def showtime_seating(showtime_id: int) -> dict:
             "seats": {str(s.id): [s.label, s.category] for s in seats},
         }
 
-    seating = _ext().cache.get_or_compute(["showtimes", "screens"], "seating", showtime_id, compute, local=True)
+    seating = marquee().cache.get_or_compute(["showtimes", "screens"], "seating", showtime_id, compute, local=True)
     if seating is None:
         raise errors.NotFound(f"Showtime {showtime_id} does not exist")
     return seating
@@ -120,7 +116,7 @@ def _live_seats(showtime_id: int, seat_ids: Iterable[int]) -> list[int]:
 
 def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int]) -> Hold:
     """Hold all of ``seat_ids`` for ``HOLD_TTL_SECONDS``, or none (409 with the taken ones)."""
-    settings = _ext().settings
+    settings = marquee().settings
     if len(set(seat_ids)) != len(seat_ids):
         raise errors.Invalid("A seat is listed twice", errors={"seat_ids": ["Each seat only once"]})
     if len(seat_ids) > settings.max_seats_per_hold:
@@ -229,7 +225,7 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str) -> Reserv
     One transaction writes the reservation, one row per seat (the unique index is
     the final guard) and the payment request in the outbox.
     """
-    settings = _ext().settings
+    settings = marquee().settings
     store = _seats()
     if showtime_of(hold_id) is None:
         raise errors.HoldExpired("No live hold with this id")
@@ -361,12 +357,12 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
         db.session.rollback()
         raise errors.NotCancellable(f"A reservation that is {status} cannot be cancelled")
     starts_at = db.session.scalar(select(Showtime.starts_at).where(Showtime.id == reservation.showtime_id))
-    cutoff = starts_at - timedelta(minutes=_ext().settings.cancellation_cutoff_minutes)
+    cutoff = starts_at - timedelta(minutes=marquee().settings.cancellation_cutoff_minutes)
     if reservation.status == "confirmed" and now >= cutoff:
         db.session.rollback()
         raise errors.CancellationClosed(
             f"Cancellation closed at {cutoff.isoformat()}, "
-            f"{_ext().settings.cancellation_cutoff_minutes} minutes before the show")
+            f"{marquee().settings.cancellation_cutoff_minutes} minutes before the show")
     if now >= starts_at:
         db.session.rollback()
         raise errors.ShowtimeStarted("The showtime has started")
@@ -384,7 +380,7 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
     return reservation
 
 
-def _record_payment(reservation: Reservation, payment: dict | None) -> None:
+def record_payment(reservation: Reservation, payment: dict | None) -> None:
     """The gateway's answer, in the transaction of the state change it causes.
     Its idempotency key is unique: a redelivered message records nothing twice."""
     if payment is None:
@@ -412,7 +408,7 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
     if reservation.status == "confirmed":
         db.session.rollback()
         return "already_confirmed"
-    _record_payment(reservation, payment)
+    record_payment(reservation, payment)
     if reservation.status == "pending_payment" and reservation.expires_at > now:
         reservation.status, reservation.confirmed_at = "confirmed", now
         tickets.issue(reservation)
@@ -453,7 +449,7 @@ def fail_payment(reservation_id: int, *, payment: dict | None = None) -> str:
     if reservation is None:
         db.session.rollback()
         raise errors.NotFound(f"Reservation {reservation_id} does not exist")
-    _record_payment(reservation, payment)
+    record_payment(reservation, payment)
     if reservation.status != "pending_payment":
         status = reservation.status
         db.session.commit()
@@ -565,7 +561,7 @@ def seat_statuses(showtime_id: int, seat_ids: list[int]) -> dict[int, str]:
         ).all()
         return [[r.seat_id, r.status] for r in rows]
 
-    live = _ext().cache.get_or_compute([f"res:{showtime_id}"], "live", showtime_id, compute, local=True)
+    live = marquee().cache.get_or_compute([f"res:{showtime_id}"], "live", showtime_id, compute, local=True)
     statuses = {sid: "booked" if status == "confirmed" else "held" for sid, status in live}
     for seat_id in _seats().owners(showtime_id, seat_ids):
         statuses.setdefault(seat_id, "held")

@@ -13,12 +13,11 @@ from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from flask import current_app
 from sqlalchemy import Date, cast, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app import errors
-from app.extensions import db
+from app.extensions import db, marquee
 from app.models import City, Movie, Screen, Seat, Showtime, Theater
 from app.services.layout import LayoutError, build_seats
 from app.services.pagination import page_of
@@ -66,7 +65,7 @@ def _unit_of_work(kind: str, *, deleting: str | None = None):
     except BaseException:
         db.session.rollback()
         raise
-    current_app.extensions["marquee"].cache.invalidate(*INVALIDATES[kind])
+    marquee().cache.invalidate(*INVALIDATES[kind])
 
 
 def _integrity_error(exc: IntegrityError, deleting: str | None) -> errors.DomainError:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from app.extensions import db
+from app.extensions import db, marquee
 from app.models import City, Movie, Screen, Showtime, Theater, User
 from app.services import catalog
 
@@ -132,9 +132,8 @@ def _top_up_showtimes(days: int = 7) -> int:
 
 
 def _seed_customers(count: int) -> int:
-    from flask import current_app
 
-    hashed = current_app.extensions["marquee"].passwords.hash(DEMO_PASSWORD)
+    hashed = marquee().passwords.hash(DEMO_PASSWORD)
     rows = [{"email": DEMO_EMAIL.format(n=n), "name": f"Demo Customer {n}",
              "password_hash": hashed, "role": "user"} for n in range(1, count + 1)]
     if not rows:

@@ -12,12 +12,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from flask import current_app, render_template
+from flask import render_template
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app import errors
-from app.extensions import db
+from app.extensions import db, marquee
 from app.models import (City, Email, Movie, OutboxEvent, Reservation, Screen, Showtime, Theater, Ticket, User,
                         WaitlistEntry)
 
@@ -81,7 +81,7 @@ def send_email(payload: dict) -> str:
                                                status="sending").on_conflict_do_nothing(
         index_elements=["idempotency_key"]))
     db.session.commit()  # recorded before the side effect; nothing open during it
-    current_app.extensions["marquee"].mailer.send(to, subject, text, html)
+    marquee().mailer.send(to, subject, text, html)
     db.session.execute(Email.__table__.update().where(Email.idempotency_key == key)
                        .values(status="sent", sent_at=datetime.now(timezone.utc)))
     db.session.commit()

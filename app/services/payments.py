@@ -11,18 +11,17 @@ import hashlib
 import hmac
 import time
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app import errors
-from app.extensions import db
+from app.extensions import db, marquee
 from app.models import Payment, Reservation, WebhookEvent
 from app.services import booking
 
 
 def _gateway():
-    return current_app.extensions["marquee"].gateway
+    return marquee().gateway
 
 
 def process_charge(payload: dict) -> str:
@@ -65,7 +64,7 @@ def process_refund(payload: dict) -> str:
     if reservation is None:
         db.session.rollback()
         raise errors.NotFound(f"Reservation {reservation_id} does not exist")
-    booking._record_payment(reservation, {
+    booking.record_payment(reservation, {
         "kind": "refund", "status": "succeeded" if result.succeeded else "declined",
         "amount_cents": int(payload["amount_cents"]), "currency": payload["currency"],
         "gateway_ref": result.reference, "idempotency_key": key})
@@ -90,7 +89,7 @@ def signature(secret: bytes, timestamp: int, body: bytes) -> str:
 
 def verify_webhook(header: str | None, body: bytes, *, now: float | None = None) -> None:
     """``Marquee-Signature: t=<unix seconds>,v1=<hex>``: right key, recent enough."""
-    settings = current_app.extensions["marquee"].settings
+    settings = marquee().settings
     try:
         parts = dict(item.split("=", 1) for item in (header or "").split(","))
         timestamp, given = int(parts["t"]), parts["v1"]

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from flask import current_app
 from sqlalchemy import exists, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app import errors
-from app.extensions import db
+from app.extensions import db, marquee
 from app.models import Movie, OutboxEvent, Reservation, Review, Showtime
 from app.services.pagination import page_of
 
@@ -59,7 +58,7 @@ def apply_review(payload: dict) -> str:
         select(func.count(Review.id), func.avg(Review.rating)).where(Review.movie_id == movie_id)).one()
     movie.review_count, movie.average_rating = count, round(average, 2) if average is not None else None
     db.session.commit()
-    current_app.extensions["marquee"].cache.invalidate("movies")
+    marquee().cache.invalidate("movies")
     return "reviewed"
 
 

@@ -18,12 +18,11 @@ import secrets
 from datetime import datetime, timezone
 
 import segno
-from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app import errors
-from app.extensions import db
+from app.extensions import db, marquee
 from app.models import Reservation, Ticket
 
 
@@ -36,7 +35,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _sign(payload: str) -> str:
-    key = current_app.extensions["marquee"].settings.ticket_signing_key
+    key = marquee().settings.ticket_signing_key
     return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:20])
 
 

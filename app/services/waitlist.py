@@ -12,12 +12,11 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 
-from flask import current_app
 from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 
 from app import errors
-from app.extensions import db
+from app.extensions import db, marquee
 from app.models import Reservation, Seat, Showtime, WaitlistEntry
 from app.services import notifications
 
@@ -31,9 +30,6 @@ class SeatsAvailable(errors.Conflict):
 class AlreadyWaiting(errors.Conflict):
     code, title = "already_waiting", "You are already on this showtime's waitlist"
 
-
-def _ext():
-    return current_app.extensions["marquee"]
 
 
 def free_seat_ids(showtime_id: int) -> list[int]:
@@ -54,7 +50,7 @@ def position(entry: WaitlistEntry) -> int:
 def join(user_id: int, showtime_id: int, seats: int) -> WaitlistEntry:
     from app.services.booking import _ensure_not_started, showtime_seating
 
-    settings = _ext().settings
+    settings = marquee().settings
     if seats > settings.max_seats_per_hold:
         raise errors.Invalid(f"At most {settings.max_seats_per_hold} seats",
                              errors={"seats": [f"At most {settings.max_seats_per_hold}"]})
@@ -89,9 +85,9 @@ def leave(user_id: int, entry_id: int) -> None:
         entry.status = "left"
     db.session.commit()
     if offered_hold:
-        hold = _ext().seats.get_hold(offered_hold)
+        hold = marquee().seats.get_hold(offered_hold)
         if hold is not None and hold.state == "held":
-            _ext().seats.release(hold)
+            marquee().seats.release(hold)
             make_offers(entry.showtime_id)
 
 
@@ -114,7 +110,7 @@ def make_offers(showtime_id: int) -> int:
     """Settle lapsed and accepted offers, then offer free seats to the first
     waiting entries that fit. Returns how many offers were made."""
     now = datetime.now(timezone.utc)
-    store = _ext().seats
+    store = marquee().seats
     for entry in db.session.scalars(select(WaitlistEntry).where(
             WaitlistEntry.showtime_id == showtime_id, WaitlistEntry.status == "offered")
             .with_for_update(skip_locked=True)):
@@ -129,7 +125,7 @@ def make_offers(showtime_id: int) -> int:
         return 0
     free = free_seat_ids(showtime_id)
     offers = 0
-    ttl = _ext().settings.waitlist_offer_seconds
+    ttl = marquee().settings.waitlist_offer_seconds
     for entry in db.session.scalars(select(WaitlistEntry).where(
             WaitlistEntry.showtime_id == showtime_id, WaitlistEntry.status == "waiting")
             .order_by(WaitlistEntry.id).with_for_update(skip_locked=True)):

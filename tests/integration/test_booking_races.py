@@ -14,7 +14,7 @@ from app.extensions import db
 from app.models import OutboxEvent, Reservation, ReservationSeat
 from app.services import booking
 from tests.helpers import PASSWORD, stop_process
-from tests.integration.booking_helpers import forget_showtime_in_redis, live_seats
+from tests.integration.booking_helpers import forget_showtime_in_redis, live_seats, seat_ids
 
 CLIENTS = 200
 
@@ -128,7 +128,7 @@ def _pending_reservation(app, api, admin_token, user_token, show, seat):
 
 def test_confirmation_racing_expiry_never_sells_twice_nor_loses_the_payment(api, app, admin, rush_show):
     """Regression: a confirmation racing the expiry job sells the seat twice or loses the payment."""
-    seats = _seat_ids_client(api, rush_show["showtime"])
+    seats = seat_ids(api, rush_show["showtime"])
     users = [api.make_user(f"racer{i}@example.com") for i in range(len(seats))]
     reservation_ids = [_pending_reservation(app, api, admin, users[i], rush_show, seat)
                        for i, seat in enumerate(seats)]
@@ -174,10 +174,6 @@ def test_confirmation_racing_expiry_never_sells_twice_nor_loses_the_payment(api,
         db.session.rollback()
 
 
-def _seat_ids_client(api, showtime_id):
-    return [s["id"] for s in api.get(f"/api/v1/showtimes/{showtime_id}/seats").json["seats"]]
-
-
 def test_only_one_scheduler_acts_at_a_time(app):
     """A second scheduler finds the advisory lock taken and skips its run."""
     held, release = threading.Event(), threading.Event()
@@ -206,7 +202,7 @@ def test_only_one_scheduler_acts_at_a_time(app):
 def test_the_sweep_frees_seat_keys_nobody_owns(api, app, user, rush_show):
     from tests.integration.booking_helpers import hold, reserve
 
-    seats = _seat_ids_client(api, rush_show["showtime"])
+    seats = seat_ids(api, rush_show["showtime"])
     res = reserve(api, user, hold(api, user, rush_show["showtime"], seats[:1]).json["id"]).json
     store = app.extensions["marquee"].seats
     # A crash between a commit and its Redis step: a cancelled reservation's key stays...
@@ -232,7 +228,7 @@ def test_the_scheduler_process_expires_reservations(api, app, user, rush_show, b
     from tests.conftest import ROOT, TEST_ENV
     from tests.integration.booking_helpers import hold, reserve
 
-    seat = _seat_ids_client(api, rush_show["showtime"])[0]
+    seat = seat_ids(api, rush_show["showtime"])[0]
     res = reserve(api, user, hold(api, user, rush_show["showtime"], [seat]).json["id"]).json
     with app.app_context():
         db.session.execute(update(Reservation).values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
