@@ -1,2 +1,3 @@
-"""Marquee's asyncio load balancer (not built yet): it will front three app
-instances on port 8000. See the load-balancer issue and DESIGN.md, "The proxy"."""
+"""Marquee's load balancer: an asyncio HTTP/1.1 reverse proxy in front of the app
+instances (``python -m proxy``). DESIGN.md, "The proxy", lists its duties; README.md
+says how to run and operate it."""

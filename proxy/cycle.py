@@ -1,0 +1,437 @@
+"""One request through the proxy: choose a backend, send, stream both ways, retry where
+safe, answer 502/503/504 with problem JSON where not.
+
+Bodies are never held whole: request bytes go to the backend as they arrive (only an
+idempotent request's small body is kept, so it can be sent again); response bytes go to
+the client as they arrive, and a client that reads slowly pauses reading from the backend.
+
+Retry rules (DESIGN.md): a connect failure may be retried for any request, since nothing
+reached a backend; a failure after the request was sent only for an idempotent method
+whose body we still have; never once the response has started towards the client.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from proxy.backends import Backend
+from proxy.http import (
+    CHUNK_END, HOP_BY_HOP, IDEMPOTENT, VIA, chunk, connection_tokens, problem_response,
+    reason_phrase,
+)
+from proxy.upstream import UpstreamProtocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from proxy.client import ClientProtocol
+
+_DROP_REQUEST = HOP_BY_HOP | {b"content-length", b"x-forwarded-proto", b"x-request-id",
+                              b"expect", b"via"}
+_DROP_RESPONSE = HOP_BY_HOP | {b"content-length", b"x-request-id", b"via"}
+_BUFFER_PAUSE = 256 * 1024  # request bytes kept while no backend is attached yet
+
+# How an attempt ended
+_DONE, _RETRY, _FAIL = "done", "retry", "fail"
+
+
+class Cycle:
+    __slots__ = (
+        "client", "server", "config", "loop", "method", "target", "version", "headers",
+        "request_id", "keep_alive", "chunked_in", "content_length", "started",
+        # request body
+        "body", "body_size", "body_received", "body_done", "replayable", "body_sent",
+        "last_client_activity",
+        # the attempt in hand
+        "backend", "upstream", "waiter", "sent", "tries", "timer", "last_upstream_activity",
+        # the response
+        "status", "response_started", "response_chunked", "response_done",
+        "upstream_keep_alive", "bytes_out", "write_paused_since", "error", "finished",
+    )
+
+    def __init__(self, client: "ClientProtocol", method: str, target: bytes, version: str,
+                 headers: list, request_id: bytes, keep_alive: bool, chunked_in: bool,
+                 content_length: int | None) -> None:
+        self.client = client
+        self.server = client.server
+        self.config = client.server.config
+        self.loop = client.loop
+        self.method, self.target, self.version = method, target, version
+        self.headers = headers
+        self.request_id = request_id
+        self.keep_alive = keep_alive
+        self.chunked_in = chunked_in
+        self.content_length = content_length
+        self.started = time.monotonic()
+        self.body: list[bytes] = []
+        self.body_size = 0  # bytes in self.body
+        self.body_received = 0
+        self.body_done = not chunked_in and not content_length
+        self.replayable = method in IDEMPOTENT
+        self.body_sent = False
+        self.last_client_activity = self.loop.time()
+        self.backend: Backend | None = None
+        self.upstream: UpstreamProtocol | None = None
+        self.waiter: asyncio.Future | None = None
+        self.sent = False
+        self.tries = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.last_upstream_activity = 0.0
+        self.status = 0
+        self.response_started = False
+        self.response_chunked = False
+        self.response_done = False
+        self.upstream_keep_alive = False
+        self.bytes_out = 0
+        self.write_paused_since = 0.0
+        self.error = ""
+        self.finished = False
+
+    # -- request body from the client (parser callbacks) ------------------------------
+    def feed_body(self, data: bytes) -> None:
+        self.body_received += len(data)
+        self.last_client_activity = self.loop.time()
+        limit = self.config.max_body_bytes
+        if limit and self.body_received > limit:
+            self.client.reject_in_flight(self, 413, f"request body over {limit} bytes")
+            return
+        upstream = self.upstream
+        if upstream is not None and self.sent:
+            upstream.write(chunk(data) if self.chunked_in else data)
+            if self.replayable:
+                self._keep(data)
+        else:
+            self.body.append(data)
+            self.body_size += len(data)
+            if self.body_size > _BUFFER_PAUSE:
+                self.client.pause_reading("buffer")
+
+    def _keep(self, data: bytes) -> None:
+        self.body.append(data)
+        self.body_size += len(data)
+        if self.body_size > self.config.retry_body_limit:
+            self.replayable = False
+            self.body.clear()
+            self.body_size = 0
+
+    def body_complete(self) -> None:
+        self.body_done = True
+        if self.upstream is not None and self.sent:
+            if self.chunked_in:
+                self.upstream.write(CHUNK_END)
+            self.body_sent = True
+            self.last_upstream_activity = self.loop.time()  # the wait for an answer starts now
+
+    # -- the proxied exchange --------------------------------------------------------
+    async def run(self) -> None:
+        tried: list[Backend] = []
+        status, detail = 503, "no backend is available"
+        try:
+            while self.tries < self.config.max_tries and not self.finished:
+                backend = self.server.balancer.choose(exclude=tried)
+                if backend is None:
+                    break
+                tried.append(backend)
+                self.tries += 1
+                outcome, status, detail = await self._attempt(backend)
+                if outcome == _DONE:
+                    return
+                if outcome == _FAIL:
+                    break
+                self.server.metrics.retry(backend.name)
+            if not self.finished:
+                self.error = detail
+                self._answer(status, detail)
+        except Exception as exc:  # a bug of ours: answer 502 and keep serving others
+            self.server.log.exception("proxy error", extra={"request_id": self.request_id.decode()})
+            if not self.finished:
+                self.error = f"proxy error: {exc!r}"
+                if self.response_started:
+                    self.client.abort()
+                    self.finish()
+                else:
+                    self._answer(502, "the proxy failed while handling this request")
+
+    async def _attempt(self, backend: Backend) -> tuple[str, int, str]:
+        self.backend = backend
+        backend.in_flight += 1
+        try:
+            upstream = backend.take_idle(time.monotonic())
+            if upstream is None:
+                try:
+                    upstream = await self._connect(backend)
+                except (OSError, asyncio.TimeoutError) as exc:
+                    timed_out = isinstance(exc, asyncio.TimeoutError)
+                    if backend.request_failed():
+                        self.server.ejected(backend, "connect timeout" if timed_out else "connect error")
+                    # nothing reached the backend: any request may go elsewhere
+                    return _RETRY, 504 if timed_out else 502, (
+                        f"backend {backend.name} {'timed out' if timed_out else 'refused'} the connection")
+            if self.finished:  # the client left while we connected
+                backend.put_idle(upstream, time.monotonic())
+                return _DONE, 0, ""
+            self.upstream = upstream
+            self.waiter = self.loop.create_future()
+            upstream.attach(self)
+            self._send_request()
+            self.last_upstream_activity = self.loop.time()
+            self._arm()
+            outcome, status, detail = await self.waiter
+            if outcome != _DONE and backend is self.backend:
+                self._drop_upstream()
+            return outcome, status, detail
+        finally:
+            backend.in_flight -= 1
+
+    async def _connect(self, backend: Backend) -> UpstreamProtocol:
+        transport, protocol = await asyncio.wait_for(
+            self.loop.create_connection(lambda: UpstreamProtocol(backend), backend.host, backend.port),
+            self.config.connect_timeout,
+        )
+        return protocol
+
+    def _send_request(self) -> None:
+        client = self.client
+        tokens = connection_tokens(self.headers)
+        lines = [b"%s %s HTTP/1.1" % (self.method.encode(), self.target)]
+        forwarded_for = None
+        via = None
+        for name, value in self.headers:
+            lname = name.lower()
+            if lname in _DROP_REQUEST or lname in tokens:
+                if lname == b"via":
+                    via = value
+                continue
+            if lname == b"x-forwarded-for":
+                forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+                continue
+            lines.append(name + b": " + value)
+        peer = client.peer_ip
+        lines.append(b"X-Forwarded-For: " + (forwarded_for + b", " + peer if forwarded_for else peer))
+        lines.append(b"X-Forwarded-Proto: http")
+        lines.append(b"X-Request-ID: " + self.request_id)
+        lines.append(b"Via: " + (via + b", " + VIA if via else VIA))
+        if self.chunked_in:
+            lines.append(b"Transfer-Encoding: chunked")
+        elif self.content_length is not None:
+            lines.append(b"Content-Length: %d" % self.content_length)
+        head = b"\r\n".join(lines) + b"\r\n\r\n"
+        parts = [head]
+        for piece in self.body:
+            parts.append(chunk(piece) if self.chunked_in else piece)
+        if not self.replayable:
+            self.body.clear()
+            self.body_size = 0
+        if self.body_done:
+            if self.chunked_in:
+                parts.append(CHUNK_END)
+            self.body_sent = True
+        self.upstream.write(b"".join(parts))
+        self.sent = True
+        client.resume_reading("buffer")
+
+    # -- events from the upstream connection -------------------------------------------
+    def response_head(self, status: int, reason: bytes, headers: list, keep_alive: bool) -> None:
+        if self.finished or self.client.closed:
+            return
+        self.status = status
+        self.upstream_keep_alive = keep_alive
+        self.last_upstream_activity = self.loop.time()
+        tokens = connection_tokens(headers)
+        lines = [b"HTTP/1.1 %d %s" % (status, reason or reason_phrase(status))]
+        length = None
+        for name, value in headers:
+            lname = name.lower()
+            if lname == b"content-length":
+                length = value
+                continue
+            if lname in _DROP_RESPONSE or lname in tokens:
+                continue
+            lines.append(name + b": " + value)
+        lines.append(b"X-Request-ID: " + self.request_id)
+        lines.append(b"Via: " + VIA)
+        bodyless = self.method == "HEAD" or status in (204, 304)
+        if length is not None:
+            lines.append(b"Content-Length: " + length)
+        elif not bodyless:
+            if self.version == "1.1":
+                self.response_chunked = True
+                lines.append(b"Transfer-Encoding: chunked")
+            else:
+                self.keep_alive = False  # an HTTP/1.0 client reads to the end
+        if not self.body_done:
+            self.keep_alive = False  # answered before the whole request came: close after
+        if self.server.stopping:
+            self.keep_alive = False
+        if not self.keep_alive:
+            lines.append(b"Connection: close")
+        elif self.version == "1.0":
+            lines.append(b"Connection: keep-alive")
+        self.response_started = True
+        self.client.write(b"\r\n".join(lines) + b"\r\n\r\n")
+        if self.method == "HEAD":
+            self.upstream.head_response_done()
+            self.response_complete()
+
+    def response_body(self, data: bytes) -> None:
+        if self.finished:
+            return
+        self.last_upstream_activity = self.loop.time()
+        self.bytes_out += len(data)
+        self.client.write(chunk(data) if self.response_chunked else data)
+
+    def response_complete(self) -> None:
+        if self.finished:
+            return
+        if self.response_chunked:
+            self.client.write(CHUNK_END)
+        self.response_done = True
+        self._settle(_DONE, 0, "")
+        self.finish()
+
+    def upstream_lost(self, exc) -> None:
+        self._upstream_broke(f"backend closed the connection{': ' + str(exc) if exc else ''}")
+
+    def upstream_failed(self, detail: str) -> None:
+        self._upstream_broke(detail)
+
+    def _upstream_broke(self, detail: str, timed_out: bool = False) -> None:
+        if self.finished:
+            return
+        backend = self.backend
+        if self.response_started:
+            # the client already has part of a response: cut it so it sees the truncation
+            self.error = detail
+            self.client.abort()
+            self._settle(_FAIL, 0, detail)
+            self.finish()
+            return
+        if timed_out and backend is not None and backend.request_failed():
+            self.server.ejected(backend, "read timeout")
+        if self.replayable and self.method in IDEMPOTENT:
+            self._settle(_RETRY, 504 if timed_out else 502, detail)
+        else:
+            # a request whose bytes reached a backend is never sent again (POST, PATCH, ...)
+            self._settle(_FAIL, 504 if timed_out else 502, detail)
+
+    def upstream_write_paused(self) -> None:
+        self.client.pause_reading("upstream")
+
+    def upstream_write_resumed(self) -> None:
+        self.client.resume_reading("upstream")
+
+    # -- events from the client connection ----------------------------------------------
+    def client_write_paused(self) -> None:
+        self.write_paused_since = self.loop.time()
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def client_write_resumed(self) -> None:
+        self.write_paused_since = 0.0
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    def client_gone(self) -> None:
+        if self.finished:
+            return
+        self.error = self.error or "client closed the connection"
+        if self.status == 0:
+            self.status = 499
+        self._settle(_FAIL, 0, self.error)
+        self.finish()
+
+    # -- timeouts ---------------------------------------------------------------------
+    def _arm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        deadline = self._next_deadline()
+        self.timer = self.loop.call_at(deadline, self._on_timer) if deadline else None
+
+    def _next_deadline(self) -> float:
+        config = self.config
+        if self.finished:
+            return 0.0
+        deadlines = [self.last_upstream_activity + config.read_timeout] if self.body_sent else []
+        if self.write_paused_since:
+            deadlines.append(self.write_paused_since + config.send_timeout)
+        if not self.body_done:
+            deadlines.append(self.last_client_activity + config.client_body_timeout)
+        return min(deadlines) if deadlines else 0.0
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.finished:
+            return
+        now = self.loop.time()
+        config = self.config
+        if self.write_paused_since and now - self.write_paused_since >= config.send_timeout:
+            self.error = "client did not read its response in time"
+            self.client.abort()
+            self._settle(_FAIL, 0, self.error)
+            self.finish()
+        elif not self.body_done and now - self.last_client_activity >= config.client_body_timeout:
+            self.client.reject_in_flight(self, 408, "request body not received in time")
+        elif (self.body_sent and not self.write_paused_since
+              and now - self.last_upstream_activity >= config.read_timeout):
+            self._upstream_broke(f"backend {self.backend.name} sent nothing for "
+                                 f"{config.read_timeout:g}s", timed_out=True)
+        else:
+            self._arm()
+
+    # -- endings -------------------------------------------------------------------------
+    def _settle(self, outcome: str, status: int, detail: str) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result((outcome, status, detail))
+
+    def _drop_upstream(self) -> None:
+        upstream, self.upstream = self.upstream, None
+        self.sent = False
+        self.body_sent = False
+        if upstream is not None:
+            upstream.cycle = None
+            upstream.abort()
+
+    def _answer(self, status: int, detail: str) -> None:
+        """The proxy's own response (nothing of a backend's has been sent)."""
+        if self.finished:
+            return
+        close = not (self.keep_alive and self.body_done) or self.server.stopping
+        self.keep_alive = not close
+        self.status = status
+        self.client.write(problem_response(status, detail, self.request_id, close=close))
+        self.response_done = True
+        self.finish()
+
+    def fail_before_response(self, status: int, detail: str) -> None:
+        """Stop here with the proxy's own answer: the rest of the request is refused."""
+        self.error = detail
+        self._drop_upstream()
+        self._settle(_FAIL, status, detail)
+        self.keep_alive = False
+        if self.response_started:
+            self.client.abort()
+            self.finish()
+        else:
+            self._answer(status, detail)
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        upstream, self.upstream = self.upstream, None
+        backend = self.backend
+        duration = time.monotonic() - self.started
+        if upstream is not None:
+            reuse = self.response_done and self.upstream_keep_alive and self.body_sent
+            upstream.detach(reuse)
+            if reuse and backend is not None:
+                backend.put_idle(upstream, time.monotonic())
+        if backend is not None and self.response_done and self.status:
+            backend.requests += 1
+            backend.latencies.append(duration)
+            backend.request_succeeded()
+        self.server.request_done(self, duration)
+        self.client.cycle_done(self, self.keep_alive and self.response_done and self.body_done)

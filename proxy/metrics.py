@@ -1,0 +1,87 @@
+"""Prometheus metrics of the proxy, in a registry of its own (served on the admin port).
+
+Counters and the latency histogram are updated per request; gauges that describe the
+current state (backend health, in-flight requests, pooled connections, client
+connections) are read from the live objects at scrape time, which costs nothing per request.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+if TYPE_CHECKING:  # pragma: no cover
+    from proxy.server import ProxyServer
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class _StateCollector:
+    def __init__(self, server: "ProxyServer") -> None:
+        self.server = server
+
+    def collect(self):
+        up = GaugeMetricFamily("marquee_proxy_backend_up", "1 when the backend is in rotation",
+                               labels=["backend"])
+        draining = GaugeMetricFamily("marquee_proxy_backend_draining",
+                                     "1 while an operator drains the backend", labels=["backend"])
+        in_flight = GaugeMetricFamily("marquee_proxy_backend_in_flight",
+                                      "Requests now at the backend", labels=["backend"])
+        weight = GaugeMetricFamily("marquee_proxy_backend_effective_weight",
+                                   "Weight now used (ramps up after a return)", labels=["backend"])
+        idle = GaugeMetricFamily("marquee_proxy_backend_idle_connections",
+                                 "Keep-alive connections pooled to the backend", labels=["backend"])
+        now = time.monotonic()
+        for backend in self.server.balancer.backends:
+            labels = [backend.name]
+            up.add_metric(labels, 1 if backend.available else 0)
+            draining.add_metric(labels, 1 if backend.draining else 0)
+            in_flight.add_metric(labels, backend.in_flight)
+            weight.add_metric(labels, backend.effective_weight(now))
+            idle.add_metric(labels, len(backend.idle))
+        clients = GaugeMetricFamily("marquee_proxy_client_connections", "Open client connections")
+        clients.add_metric([], len(self.server.connections))
+        yield from (up, draining, in_flight, weight, idle, clients)
+
+
+class ProxyMetrics:
+    def __init__(self, server: "ProxyServer") -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("marquee_proxy_requests", "Requests answered, by backend and status",
+                                ["backend", "status"], registry=self.registry)
+        self.duration = Histogram("marquee_proxy_request_duration_seconds",
+                                  "Time from request head to the end of the response",
+                                  ["backend"], buckets=_BUCKETS, registry=self.registry)
+        self.retries = Counter("marquee_proxy_retries", "Requests sent again after a backend failed",
+                               ["backend"], registry=self.registry)
+        self.ejections = Counter("marquee_proxy_ejections",
+                                 "Backends taken out of rotation, by cause", ["backend", "cause"],
+                                 registry=self.registry)
+        self.refusals = Counter("marquee_proxy_refused_requests",
+                                "Requests the proxy answered itself (400, 408, 413, 414, 431, 501, 503...)",
+                                ["status"], registry=self.registry)
+        self.registry.register(_StateCollector(server))
+        self._children: dict = {}
+
+    def observe(self, backend: str, status: int, seconds: float) -> None:
+        key = (backend, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(backend, str(status)), self.duration.labels(backend))
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def retry(self, backend: str) -> None:
+        self.retries.labels(backend).inc()
+
+    def ejected(self, backend: str, cause: str) -> None:
+        self.ejections.labels(backend, cause).inc()
+
+    def refused(self, status: int) -> None:
+        self.refusals.labels(str(status)).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
