@@ -37,6 +37,7 @@ class ClientProtocol(asyncio.Protocol):
         self.pending_error = b""  # a refusal written once the request ahead of it is answered
         self.read_pauses: set[str] = set()
         self.write_paused = False
+        self.eof = False  # the client will send nothing more
         self.timer: asyncio.TimerHandle | None = None
         self.active: Cycle | None = None  # the request being answered
         self.parsing: Cycle | None = None  # the request whose body is being read
@@ -72,13 +73,22 @@ class ClientProtocol(asyncio.Protocol):
         for cycle in dict.fromkeys(cycles):
             cycle.client_gone()
 
+    def eof_received(self):
+        """A client that half-closes after its request still gets its answer."""
+        self.eof = True
+        if self.active is not None and not self.in_head:
+            return True  # keep our side open until the response is written
+        return False
+
     def data_received(self, data: bytes) -> None:
         if self.refused:
             return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._refuse(501, "protocol upgrades (and CONNECT) are not supported")
+            # an Upgrade we ignore: its request is being answered, then the connection
+            # closes (the parser reads nothing after an upgrade)
+            self.pause_reading("upgrade")
         except httptools.HttpParserCallbackError as exc:
             reject = self.reject or Reject(400, f"bad request: {exc.__context__!r}")
             if self.reject is None:
@@ -156,6 +166,9 @@ class ClientProtocol(asyncio.Protocol):
         if version not in ("1.1", "1.0"):
             raise Reject(505, f"HTTP/{version} is not supported")
         method = parser.get_method().decode("ascii")
+        if method == "CONNECT":
+            raise Reject(501, "CONNECT is not supported")
+        upgrade = parser.should_upgrade()
         content_length = None
         chunked = False
         hosts = 0
@@ -176,6 +189,8 @@ class ClientProtocol(asyncio.Protocol):
                 request_id = value
             elif lname == b"expect":
                 expect = value.strip().lower()
+        if upgrade and (content_length or chunked):
+            raise Reject(501, "protocol upgrades are not supported")  # its body would be lost
         if hosts > 1 or (hosts == 0 and version == "1.1"):
             raise Reject(400, "a request needs exactly one Host header")
         limit = self.config.max_body_bytes
@@ -197,7 +212,8 @@ class ClientProtocol(asyncio.Protocol):
                 raise Reject(400, "request target must be a path")
         if not valid_request_id(request_id):
             request_id = uuid.uuid4().hex.encode()
-        keep_alive = self.parser.should_keep_alive() and not self.server.stopping
+        # an Upgrade is ignored (RFC 9110 7.8): answered in HTTP/1.1, then the connection closes
+        keep_alive = parser.should_keep_alive() and not upgrade and not self.server.stopping
         return Cycle(self, method, target, version, self.headers, request_id, keep_alive,
                      chunked, content_length)
 
@@ -213,7 +229,7 @@ class ClientProtocol(asyncio.Protocol):
         self.active = None
         if self.closed:
             return
-        if not keep_alive or self.refused:
+        if not keep_alive or self.refused or (self.eof and not self.waiting):
             self.refused = True
             if self.pending_error:
                 self.write(self.pending_error)

@@ -1,0 +1,209 @@
+"""Fixtures for the proxy tests: real gunicorn backends (``backend_app``) and the real
+proxy process (``python -m proxy``), all on loopback, all stopped whatever happens."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+class Backend:
+    """One gunicorn serving ``backend_app``, in a process group of its own so that a
+    kill takes the master and its worker together."""
+
+    def __init__(self, name: str, port: int, receipts: Path, log_dir: Path) -> None:
+        self.name, self.port, self.receipts, self.log_dir = name, port, receipts, log_dir
+        self.address = f"127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Backend":
+        env = {**os.environ, "BACKEND_NAME": self.name, "RECEIPTS": str(self.receipts)}
+        log = open(self.log_dir / f"{self.name}.log", "ab")
+        self.proc = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "gunicorn"), "-b", self.address, "-w", "1",
+             "-k", "gthread", "--threads", "32", "--keep-alive", "5", "--graceful-timeout", "2",
+             "tests.proxy.backend_app:app"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+        def up():
+            try:
+                return requests.get(f"http://{self.address}/health", timeout=1).ok
+            except requests.RequestException:
+                assert self.proc.poll() is None, f"backend {self.name} exited"
+                return False
+
+        wait_until(up, 20, 0.1, f"backend {self.name}")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL to the whole backend, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+
+    def ensure_running(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.wait_gone()
+            self.start()
+
+    def wait_gone(self) -> None:
+        """Until the port is free again (after a kill, the group may take a moment)."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        def free():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) != 0
+
+        wait_until(free, 10, 0.05, f"port {self.port} to be free")
+
+    def set_health(self, ok: bool) -> None:
+        requests.post(f"http://{self.address}/health?ok={int(ok)}", timeout=2)
+
+
+class BackendSet(list):
+    def __init__(self, tmp: Path, count: int = 3) -> None:
+        super().__init__()
+        self.receipts = tmp / "receipts.jsonl"
+        self.receipts.touch()
+        for i in range(count):
+            self.append(Backend(f"b{i + 1}", free_port(), self.receipts, tmp))
+
+    def received(self) -> list[dict]:
+        return [json.loads(line) for line in self.receipts.read_text().splitlines() if line]
+
+    def spec(self) -> str:
+        return ",".join(b.address for b in self)
+
+    def stop(self) -> None:
+        for backend in self:
+            backend.kill()
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory):
+    """Three running backends, shared by a module; a test that kills one restarts it."""
+    group = BackendSet(tmp_path_factory.mktemp("backends"))
+    try:
+        for backend in group:
+            backend.start()
+        yield group
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+def live_backends(backends):
+    """The module's backends, all running and healthy at the start of the test."""
+    for backend in backends:
+        backend.ensure_running()
+        backend.set_health(True)
+    yield backends
+    for backend in backends:
+        backend.ensure_running()
+
+
+class Proxy:
+    """``python -m proxy`` with PROXY_* settings (fast health checks unless overridden)."""
+
+    DEFAULTS = {"health_interval": 0.2, "health_timeout": 0.5, "health_rise": 2,
+                "health_fall": 2, "slow_start": 0, "drain_timeout": 10}
+
+    def __init__(self, backends: str, log_dir: Path, config_file: Path | None = None, **settings) -> None:
+        self.port, self.admin_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin = f"http://127.0.0.1:{self.admin_port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
+        for key, value in {**self.DEFAULTS, **settings, "port": self.port,
+                           "admin_port": self.admin_port}.items():
+            env["PROXY_" + key.upper()] = str(value)
+        if backends:
+            env["PROXY_BACKENDS"] = backends
+        args = [sys.executable, "-m", "proxy"]
+        if config_file is not None:
+            args += ["--config", str(config_file)]
+        self.log_path = log_dir / f"proxy-{self.port}.log"
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+        def up():
+            assert self.proc.poll() is None, "proxy exited: " + self.log_path.read_text()[-2000:]
+            try:
+                return requests.get(self.admin + "/health", timeout=1).ok
+            except requests.RequestException:
+                return False
+
+        wait_until(up, 15, 0.05, "the proxy")
+
+    def status(self) -> dict:
+        return requests.get(self.admin + "/status", timeout=5).json()
+
+    def backend_status(self, address: str) -> dict:
+        return next(b for b in self.status()["backends"] if b["name"] == address)
+
+    def log_lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.startswith("{")]
+
+    def rss_peak_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmHWM")
+
+    def stop(self) -> None:
+        from tests.helpers import stop_process
+
+        if self.proc.poll() is None:
+            stop_process(self.proc, timeout=15)
+
+
+@pytest.fixture
+def start_proxy(tmp_path):
+    """Start proxies for one test; every one is stopped afterwards."""
+    started: list[Proxy] = []
+
+    def start(backends: str, **settings) -> Proxy:
+        proxy = Proxy(backends, tmp_path, **settings)
+        started.append(proxy)
+        return proxy
+
+    try:
+        yield start
+    finally:
+        for proxy in started:
+            proxy.stop()
