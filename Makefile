@@ -9,11 +9,12 @@ VENV := .venv/bin
 SUPERVISOR_CONF := scripts/supervisord.conf
 CTL := $(VENV)/supervisorctl -c $(SUPERVISOR_CONF)
 PORT := 8000
+ADMIN_PORT := 8090
 
 .PHONY: help up down test status logs
 
 help:
-	@echo "make up      start the stack (app on http://127.0.0.1:$(PORT)) with demo data"
+	@echo "make up      start the stack (proxy on http://127.0.0.1:$(PORT)) with demo data"
 	@echo "make test    run the whole test suite"
 	@echo "make down    stop the stack"
 	@echo "make status  show the stack's processes"
@@ -37,6 +38,8 @@ up:
 	  echo "  API      http://127.0.0.1:$(PORT)/api/v1"; \
 	  echo "  Docs     http://127.0.0.1:$(PORT)/docs   (spec: /openapi.json)"; \
 	  echo "  Health   http://127.0.0.1:$(PORT)/health  /ready  /metrics"; \
+	  echo "  Proxy    three app instances (127.0.0.1:8001-8003) behind 127.0.0.1:$(PORT);"; \
+	  echo "           its status, metrics, reload, drain: http://127.0.0.1:$(ADMIN_PORT)/status"; \
 	  echo "  Admin    $$ADMIN_EMAIL / $$ADMIN_PASSWORD   (from .env)"; \
 	  echo "  Demo     customer1@demo.marquee.test ... customer300@demo.marquee.test / marquee-demo"; \
 	  echo "  Mail     var/mail/  (every email sent, from the SMTP sink on 127.0.0.1:8025)"; \

@@ -5,6 +5,6 @@ for ((i = 0; i < limit * 2; i++)); do
   if [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = "200" ]; then exit 0; fi
   sleep 0.5
 done
-echo "ERROR: $url did not answer 200 within ${limit}s; last lines of var/log/app.log:" >&2
-tail -n 30 var/log/app.log >&2 || true
+echo "ERROR: $url did not answer 200 within ${limit}s; last lines of var/log/proxy.log and var/log/app1.log:" >&2
+tail -n 15 var/log/proxy.log >&2 || true; tail -n 15 var/log/app1.log >&2 || true
 exit 1

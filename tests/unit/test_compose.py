@@ -12,19 +12,25 @@ def _compose():
 
 
 def test_compose_has_the_services_of_the_stack():
-    assert {"postgres", "redis", "rabbitmq", "migrate", "app"} <= set(_compose()["services"])
+    assert {"postgres", "redis", "rabbitmq", "migrate", "app1", "app2", "app3", "proxy"} <= set(
+        _compose()["services"])
 
 
 def test_every_supervised_process_is_a_compose_service():
     supervisord = (ROOT / "scripts" / "supervisord.conf").read_text()
     programs = set(re.findall(r"^\[program:([\w-]+)\]", supervisord, re.M))
+    instances = int(re.search(r"^numprocs=(\d+)", supervisord, re.M).group(1))
+    programs = (programs - {"app"}) | {f"app{i}" for i in range(1, instances + 1)}
     assert programs and programs <= set(_compose()["services"]), programs
 
 
-def test_the_app_listens_on_the_same_public_port_as_make_up():
-    supervisord = (ROOT / "scripts" / "supervisord.conf").read_text()
-    port = re.search(r'BIND="127\.0\.0\.1:(\d+)"', supervisord).group(1)
-    assert f"127.0.0.1:{port}:8000" in _compose()["services"]["app"]["ports"]
+def test_the_proxy_listens_on_the_same_public_port_as_make_up():
+    import tomllib
+
+    port = tomllib.loads((ROOT / "scripts" / "proxy.toml").read_text())["port"]
+    proxy = _compose()["services"]["proxy"]
+    assert f"127.0.0.1:{port}:8000" in proxy["ports"]
+    assert proxy["environment"]["PROXY_BACKENDS"].count(":8000") == 3
 
 
 def test_no_secret_is_written_in_the_compose_file():
