@@ -154,6 +154,7 @@ def _register_error_handlers(app: Flask) -> None:
 
 
 def _register_request_hooks(app: Flask) -> None:
+    from app.api.security import client_address
     from app.metrics import LATENCY, REQUESTS
 
     @app.before_request
@@ -179,6 +180,7 @@ def _register_request_hooks(app: Flask) -> None:
                     "status": response.status_code,
                     "duration_ms": round(elapsed * 1000, 2),
                     "remote_addr": request.remote_addr,
+                    "client": client_address(),
                 },
             )
         return response

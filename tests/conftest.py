@@ -138,31 +138,36 @@ def live_server_log(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("live") / "gunicorn.log"
 
 
-@pytest.fixture(scope="session")
-def live_server(app, live_server_log, tmp_path_factory):
-    """A real gunicorn (2 worker processes x 4 threads) serving the test database."""
-    port = _free_port()
-    metrics_dir = tmp_path_factory.mktemp("prometheus")
+def start_app_instance(port: int, log_path: Path, metrics_dir: Path) -> subprocess.Popen:
+    """A real gunicorn (2 worker processes) serving the test database on ``port``;
+    returns once it answers /health."""
     env = {**os.environ, **TEST_ENV, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
            "LOG_LEVEL": "INFO", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-    log_file = open(live_server_log, "wb")
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],
-        cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-    )
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(base + "/health", timeout=2).status_code == 200:
+                return proc
+        except requests.RequestException:  # not listening yet, or workers still importing
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_process(proc)
+            raise RuntimeError("gunicorn did not start: " + log_path.read_text()[-2000:])
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def live_server(app, live_server_log, tmp_path_factory):
+    """A real gunicorn (2 worker processes x 8 threads) serving the test database."""
+    port = _free_port()
+    proc = start_app_instance(port, live_server_log, tmp_path_factory.mktemp("prometheus"))
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or workers still importing
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not start: " + live_server_log.read_text()[-2000:])
-            time.sleep(0.2)
-        yield base
+        yield f"http://127.0.0.1:{port}"
     finally:
         stop_process(proc)
-        log_file.close()

@@ -68,7 +68,7 @@ class Consumer:
             self._park(method, body, headers, "undecodable message")
             channel.basic_ack(method.delivery_tag)
             return
-        token = request_id_var.set(f"outbox-{message.get('event_id')}")
+        token = request_id_var.set(message.get("request_id") or f"outbox-{message.get('event_id')}")
         try:
             with self.app.app_context():
                 outcome = handle(topic, message)

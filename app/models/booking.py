@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
+from app.logging_setup import request_id_var
 
 STATUSES = ("pending_payment", "confirmed", "payment_failed", "expired", "cancelled")
 LIVE_STATUSES = ("pending_payment", "confirmed")
@@ -99,6 +100,15 @@ class OutboxEvent(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+
+    def __init__(self, **kw) -> None:
+        # The request (or message) that caused the event travels with it, so the worker's
+        # logs carry the same request id as the proxy's and the app's.
+        request_id = request_id_var.get()
+        payload = kw.get("payload")
+        if request_id and isinstance(payload, dict) and "request_id" not in payload:
+            kw["payload"] = {**payload, "request_id": request_id}
+        super().__init__(**kw)
 
 
 class Payment(db.Model):

@@ -304,3 +304,19 @@ def test_the_relay_backs_off_while_the_broker_is_away(api, app, user, show, brok
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(OutboxEvent)
                                  .where(OutboxEvent.published_at.is_(None))) == 1
+
+
+def test_the_request_id_travels_from_the_request_to_the_worker(api, app, user, show, broker):
+    """The id the proxy gave a checkout is on its outbox event, is the worker's while it
+    charges, and so is on the email event the worker writes."""
+    seat = seat_ids(api, show["showtime"])[0]
+    held = hold(api, user, show["showtime"], [seat]).json["id"]
+    res = reserve(api, user, held, "tok_visa", headers={"X-Request-ID": "trace-me-42"}).json
+    with app.app_context():
+        charge = db.session.scalars(select(OutboxEvent).where(OutboxEvent.topic == "payments.charge")).one()
+        assert charge.payload["request_id"] == "trace-me-42"
+    relay(app, broker)
+    work_until(app, lambda c: status_of(app, res["id"]) == "confirmed")
+    with app.app_context():
+        email = db.session.scalars(select(OutboxEvent).where(OutboxEvent.topic == "notifications.email")).one()
+        assert email.payload["request_id"] == "trace-me-42"
