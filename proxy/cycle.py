@@ -45,7 +45,7 @@ class Cycle:
         "backend", "upstream", "waiter", "sent", "tries", "timer", "last_upstream_activity",
         # the response
         "status", "response_started", "response_chunked", "response_done",
-        "upstream_keep_alive", "bytes_out", "write_paused_since", "error", "finished",
+        "upstream_keep_alive", "bytes_out", "write_paused_since", "error", "finished", "out", "eof_body",
     )
 
     def __init__(self, client: "ClientProtocol", method: str, target: bytes, version: str,
@@ -85,6 +85,8 @@ class Cycle:
         self.write_paused_since = 0.0
         self.error = ""
         self.finished = False
+        self.out: list[bytes] = []  # response bytes not yet written to the client
+        self.eof_body = False
 
     # -- request body from the client (parser callbacks) ------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -239,17 +241,22 @@ class Cycle:
         tokens = connection_tokens(headers)
         lines = [b"HTTP/1.1 %d %s" % (status, reason or reason_phrase(status))]
         length = None
+        chunked_upstream = False
         for name, value in headers:
             lname = name.lower()
             if lname == b"content-length":
                 length = value
                 continue
+            if lname == b"transfer-encoding":
+                chunked_upstream = value.strip().lower().endswith(b"chunked")
             if lname in _DROP_RESPONSE or lname in tokens:
                 continue
             lines.append(name + b": " + value)
         lines.append(b"X-Request-ID: " + self.request_id)
         lines.append(b"Via: " + VIA)
         bodyless = self.method == "HEAD" or status in (204, 304)
+        # neither length nor chunks: the body ends when the backend closes (HTTP/1.0 style)
+        self.eof_body = length is None and not chunked_upstream and not bodyless
         if length is not None:
             lines.append(b"Content-Length: " + length)
         elif not bodyless:
@@ -267,7 +274,7 @@ class Cycle:
         elif self.version == "1.0":
             lines.append(b"Connection: keep-alive")
         self.response_started = True
-        self.client.write(b"\r\n".join(lines) + b"\r\n\r\n")
+        self.out.append(b"\r\n".join(lines) + b"\r\n\r\n")
         if self.method == "HEAD":
             self.upstream.head_response_done()
             self.response_complete()
@@ -277,18 +284,30 @@ class Cycle:
             return
         self.last_upstream_activity = self.loop.time()
         self.bytes_out += len(data)
-        self.client.write(chunk(data) if self.response_chunked else data)
+        self.out.append(chunk(data) if self.response_chunked else data)
 
     def response_complete(self) -> None:
         if self.finished:
             return
         if self.response_chunked:
-            self.client.write(CHUNK_END)
+            self.out.append(CHUNK_END)
         self.response_done = True
         self._settle(_DONE, 0, "")
         self.finish()
 
+    def flush(self) -> None:
+        """Write what the backend's last bytes produced in one go (head and body of a
+        small response become one send)."""
+        if self.out:
+            out, self.out = self.out, []
+            self.client.write(out[0] if len(out) == 1 else b"".join(out))
+
     def upstream_lost(self, exc) -> None:
+        if self.response_started and self.eof_body and exc is None and not self.finished:
+            self.upstream_keep_alive = False
+            self.response_complete()  # the backend's close was the end of the body
+            self.flush()
+            return
         self._upstream_broke(f"backend closed the connection{': ' + str(exc) if exc else ''}")
 
     def upstream_failed(self, detail: str) -> None:
@@ -417,6 +436,7 @@ class Cycle:
     def finish(self) -> None:
         if self.finished:
             return
+        self.flush()
         self.finished = True
         if self.timer is not None:
             self.timer.cancel()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import resource
 import signal
 import sys
 import time
+from datetime import datetime, timezone
 
 from proxy import config as config_module
 from proxy.admin import AdminServer
@@ -26,7 +28,40 @@ from proxy.health import HealthChecker
 from proxy.metrics import ProxyMetrics
 
 log = logging.getLogger("proxy")
-access_log = logging.getLogger("proxy.access")
+
+
+class AccessLog:
+    """One JSON line a request, in the shape of the other logs (level, logger, message,
+    ts), written in batches: the ``logging`` machinery per request cost more CPU than
+    proxying it. Lines go out within ``interval`` seconds, and at exit."""
+
+    def __init__(self, loop, stream=None, interval: float = 0.1, batch: int = 512) -> None:
+        self.loop = loop
+        self.stream = stream or sys.stderr
+        self.interval, self.batch = interval, batch
+        self.lines: list[str] = []
+        self._timer = None
+
+    def write(self, fields: dict) -> None:
+        fields["ts"] = datetime.now(timezone.utc).isoformat()
+        self.lines.append('{"level": "INFO", "logger": "proxy.access", "message": "request", '
+                          + json.dumps(fields)[1:])
+        if len(self.lines) >= self.batch:
+            self.flush()
+        elif self._timer is None:
+            self._timer = self.loop.call_later(self.interval, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.lines:
+            lines, self.lines = self.lines, []
+            try:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):  # a closed or full log: requests go on
+                pass
 
 
 class ProxyServer:
@@ -38,6 +73,7 @@ class ProxyServer:
         self.health = HealthChecker(self)
         self.admin = AdminServer(self)
         self.log = log
+        self.access_log = AccessLog(self.loop)
         self.connections: set[ClientProtocol] = set()
         self.tasks: set[asyncio.Task] = set()
         self.stopping = False
@@ -101,6 +137,7 @@ class ProxyServer:
             self._admin_listener.close()
         for backend in self.balancer.backends:
             backend.close_idle()
+        self.access_log.flush()
         log.info("stopped", extra={"event": "stop", "left": len(self.connections)})
 
     # -- connections and requests ----------------------------------------------------
@@ -129,7 +166,7 @@ class ProxyServer:
             self.totals["errors"] += 1
         self.metrics.observe(backend, status, seconds)
         if self.config.access_log:
-            access_log.info("request", extra={
+            self.access_log.write({
                 "request_id": cycle.request_id.decode(), "client": cycle.client.peer_ip.decode(),
                 "method": cycle.method, "path": cycle.target.decode("latin-1"), "status": status,
                 "backend": backend, "tries": cycle.tries, "bytes": cycle.bytes_out,

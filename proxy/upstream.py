@@ -52,13 +52,15 @@ class UpstreamProtocol(asyncio.Protocol):
         if self.cycle is None:  # bytes nobody asked for: the connection is unusable
             self.close()
             return
+        cycle = self.cycle
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            cycle, self.cycle = self.cycle, None
+            self.cycle = None
             self.close()
-            if cycle is not None:
-                cycle.upstream_failed(f"bad response from backend: {exc}")
+            cycle.upstream_failed(f"bad response from backend: {exc}")
+        else:
+            cycle.flush()
 
     def pause_writing(self) -> None:
         self.write_paused = True

@@ -1,0 +1,339 @@
+"""Proxy benchmark: Marquee's proxy against nginx, in front of the same three app instances.
+
+    make up    # the three app instances on 127.0.0.1:8001-8003
+    .venv/bin/python -m loadtests.bench_proxy [--seconds 10] [--connections 64] [--rounds 3]
+                                              [--path /api/v1/movies] [--idle 10000]
+
+One run measures, with the same load generator (wrk from Debian when installed, else a
+Python keep-alive generator, and it says which):
+  - direct to one instance;
+  - through Marquee's proxy (``python -m proxy``, one process) with round_robin and with
+    least_connections;
+  - through nginx (Debian's, ``worker_processes 1``, upstream keepalive, the same
+    strategies, an access log like ours), when installed; it says so when absent;
+and prints requests/s, p50 and p99 latency and the ratios to nginx. ``--rounds`` repeats
+every case in turn and reports the median of each. Then it opens ``--idle`` keep-alive
+client connections to the proxy (each sends one request, then stays open and idle) and
+prints the proxy's resident memory with all of them held.
+
+Loopback only; every server it starts is stopped when it ends, whatever happens.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import requests
+
+from loadtests.bench_catalog import percentile_ms, require_loopback
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer 200")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# -- the servers under test ---------------------------------------------------------------
+class MarqueeProxy:
+    def __init__(self, backends: list[str], strategy: str, workdir: Path) -> None:
+        self.port, self.admin_port = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
+        env.update(PROXY_BACKENDS=",".join(backends), PROXY_STRATEGY=strategy,
+                   PROXY_PORT=str(self.port), PROXY_ADMIN_PORT=str(self.admin_port),
+                   PROXY_MAX_CONNECTIONS="30000")
+        self.log = open(workdir / f"marquee-{strategy}.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "proxy"], cwd=ROOT, env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.name = f"marquee {strategy}"
+        wait_http(f"http://127.0.0.1:{self.admin_port}/health")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+worker_rlimit_nofile 30000;
+events {{ worker_connections 30000; }}
+http {{
+  log_format json escape=json '{{"ts":"$time_iso8601","request_id":"$request_id","client":"$remote_addr",'
+    '"method":"$request_method","path":"$request_uri","status":$status,"backend":"$upstream_addr",'
+    '"bytes":$body_bytes_sent,"duration_ms":$request_time}}';
+  access_log {dir}/access.log json;
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  upstream marquee {{
+    {strategy}
+    {servers}
+    keepalive 64;
+  }}
+  server {{
+    listen 127.0.0.1:{port} backlog=2048;
+    location / {{
+      proxy_pass http://marquee;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Request-ID $request_id;
+      add_header X-Request-ID $request_id;
+      proxy_next_upstream error timeout;
+    }}
+  }}
+}}
+"""
+
+
+class Nginx:
+    def __init__(self, backends: list[str], strategy: str, workdir: Path) -> None:
+        self.port = free_port()
+        folder = workdir / f"nginx-{strategy}"
+        folder.mkdir()
+        conf = folder / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(
+            dir=folder, port=self.port, servers="\n    ".join(f"server {b};" for b in backends),
+            strategy="least_conn;" if strategy == "least_connections" else ""))
+        self.proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(folder)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.name = f"nginx {strategy}"
+        wait_http(f"http://127.0.0.1:{self.port}/health")
+
+    def worker_pid(self) -> int:
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        return int(children[0]) if children else self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# -- load generators ------------------------------------------------------------------------
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def load_wrk(url: str, seconds: float, connections: int) -> dict:
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", url],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50": _ms(latency["50"]), "p99": _ms(latency["99"]), "errors": errors,
+            "socket_errors": socket_errors.group(1) if socket_errors else ""}
+
+
+def load_python(url: str, seconds: float, connections: int) -> dict:
+    """Fallback generator: threads with keep-alive sessions (slower than wrk: it shares the
+    cores with the servers and spends more of them per request)."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def worker():
+        nonlocal errors
+        session, local, bad = requests.Session(), [], 0
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                bad += session.get(url, timeout=10).status_code != 200
+            except requests.RequestException:
+                bad += 1
+            local.append(time.perf_counter() - started)
+        with lock:
+            latencies.extend(local)
+            errors += bad
+
+    threads = [threading.Thread(target=worker) for _ in range(min(connections, 32))]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    latencies.sort()
+    return {"rps": len(latencies) / (time.monotonic() - started), "p50": percentile_ms(latencies, 50),
+            "p99": percentile_ms(latencies, 99), "errors": errors, "socket_errors": ""}
+
+
+# -- idle keep-alive connections ----------------------------------------------------------------
+async def hold_idle(port: int, count: int, batch: int = 250) -> list:
+    """Open ``count`` connections, one request each, and keep them open."""
+    writers = []
+    request = b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n"
+
+    async def one():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+        await reader.readexactly(length)
+        writers.append(writer)
+
+    for start in range(0, count, batch):
+        await asyncio.gather(*(one() for _ in range(min(batch, count - start))))
+    return writers
+
+
+def idle_connections(proxy: MarqueeProxy, count: int) -> dict:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < count + 100:
+        return {"skipped": f"file limit {hard} is below {count} connections"}
+    before = rss_mib(proxy.proc.pid)
+
+    async def run():
+        started = time.monotonic()
+        writers = await hold_idle(proxy.port, count)
+        opened = time.monotonic() - started
+        await asyncio.sleep(1)
+        held = rss_mib(proxy.proc.pid)
+        status = await asyncio.to_thread(
+            lambda: requests.get(f"http://127.0.0.1:{proxy.admin_port}/status", timeout=10).json())
+        probe_started = time.perf_counter()
+        ok = await asyncio.to_thread(
+            lambda: requests.get(f"http://127.0.0.1:{proxy.port}/health", timeout=10).status_code)
+        probe_ms = (time.perf_counter() - probe_started) * 1000
+        for writer in writers:
+            writer.close()
+        return {"connections": count, "open_seen_by_proxy": status["client_connections"],
+                "rss_before_mib": round(before, 1), "rss_held_mib": round(held, 1),
+                "opened_in_s": round(opened, 1), "request_while_held": ok,
+                "request_while_held_ms": round(probe_ms, 1)}
+
+    return asyncio.run(run())
+
+
+# -- the run --------------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", default="127.0.0.1:8001,127.0.0.1:8002,127.0.0.1:8003")
+    parser.add_argument("--path", default="/api/v1/movies", help="a small cached endpoint")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--idle", type=int, default=10000, help="idle keep-alive connections (0: skip)")
+    parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
+    args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for backend in backends:
+        require_loopback(f"http://{backend}")
+        wait_http(f"http://{backend}{args.path}", 5)
+    use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk"))
+    load = load_wrk if use_wrk else load_python
+    print(f"load generator: {'wrk (2 threads)' if use_wrk else 'Python threads (wrk not installed: apt-get install wrk)'}; "
+          f"{args.connections} connections, {args.seconds:g} s a case, {args.rounds} round(s); "
+          f"GET {args.path} on {', '.join(backends)}; {os.cpu_count()} cores shared by all")
+    has_nginx = shutil.which("nginx") is not None
+    if not has_nginx:
+        print("nginx is not installed (apt-get install nginx): the nginx cases are skipped")
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
+    cases = [("direct (one instance)", None, None)]
+    for strategy in ("round_robin", "least_connections"):
+        cases.append((f"marquee {strategy}", MarqueeProxy, strategy))
+        if has_nginx:
+            cases.append((f"nginx {strategy}", Nginx, strategy))
+    results: dict[str, list[dict]] = {name: [] for name, _, _ in cases}
+    try:
+        for round_no in range(args.rounds):
+            for name, kind, strategy in cases:
+                server = kind(backends, strategy, workdir) if kind else None
+                try:
+                    base = f"http://127.0.0.1:{server.port}" if server else f"http://{backends[0]}"
+                    require_loopback(base)
+                    load(base + args.path, 2, args.connections)  # warm up pools and caches
+                    result = load(base + args.path, args.seconds, args.connections)
+                finally:
+                    if server:
+                        server.stop()
+                results[name].append(result)
+                print(f"  round {round_no + 1}: {name:32s} {result['rps']:8.0f} req/s  "
+                      f"p50 {result['p50']:6.2f} ms  p99 {result['p99']:7.2f} ms  errors {result['errors']}"
+                      + (f"  socket errors: {result['socket_errors']}" if result["socket_errors"] else ""),
+                      flush=True)
+        summary = {name: {key: statistics.median(r[key] for r in runs) for key in ("rps", "p50", "p99")}
+                   for name, runs in results.items()}
+        print(f"\nmedian of {args.rounds} round(s):")
+        print(f"  {'case':32s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s}   vs nginx (same strategy)")
+        for name, row in summary.items():
+            ratio = ""
+            if name.startswith("marquee") and has_nginx:
+                reference = summary[name.replace("marquee", "nginx")]
+                ratio = (f"   throughput {row['rps'] / reference['rps']:.0%} of nginx's (goal >= 90%), "
+                         f"p99 {row['p99'] / reference['p99']:.2f}x nginx's (goal <= 1.5x)")
+            print(f"  {name:32s} {row['rps']:8.0f} {row['p50']:8.2f} {row['p99']:8.2f}{ratio}")
+
+        if args.idle:
+            proxy = MarqueeProxy(backends, "round_robin", workdir)
+            try:
+                idle = idle_connections(proxy, args.idle)
+            finally:
+                proxy.stop()
+            print(f"\nidle keep-alive connections: {json.dumps(idle)}")
+            if "rss_held_mib" in idle:
+                print(f"  proxy resident memory with {args.idle} idle connections held: "
+                      f"{idle['rss_held_mib']} MiB (goal < 300 MB)")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
