@@ -135,7 +135,7 @@ class Nginx:
     def __init__(self, backends: list[str], strategy: str, workdir: Path) -> None:
         self.port = free_port()
         folder = workdir / f"nginx-{strategy}"
-        folder.mkdir()
+        folder.mkdir(exist_ok=True)
         conf = folder / "nginx.conf"
         conf.write_text(NGINX_CONF.format(
             dir=folder, port=self.port, servers="\n    ".join(f"server {b};" for b in backends),

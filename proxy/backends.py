@@ -35,6 +35,7 @@ class Backend:
         self.requests = 0
         self.failures = 0
         self.ejections = 0
+        self.connects = 0  # upstream connections opened (pool reuse keeps this low)
         self.check_passes = 0  # consecutive
         self.check_failures = 0  # consecutive
         self.passive_failures = 0  # consecutive connect errors or timeouts
@@ -155,6 +156,7 @@ class Backend:
             "requests": self.requests,
             "failures": self.failures,
             "ejections": self.ejections,
+            "connections_opened": self.connects,
             "idle_connections": len(self.idle),
             "last_check_error": self.last_check_error or None,
             "latency_ms": self.percentiles(),

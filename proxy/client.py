@@ -8,14 +8,13 @@ be read two ways, is refused with 400 before anything reaches a backend.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import deque
 from typing import TYPE_CHECKING
 
 import httptools
 
 from proxy.cycle import Cycle
-from proxy.http import Reject, problem_response, valid_request_id
+from proxy.http import Reject, new_request_id, problem_response, valid_request_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from proxy.server import ProxyServer
@@ -57,7 +56,7 @@ class ClientProtocol(asyncio.Protocol):
         if not self.server.admit(self):
             self.refused = True
             transport.write(problem_response(
-                503, "the proxy is at its connection limit", uuid.uuid4().hex.encode(), close=True,
+                503, "the proxy is at its connection limit", new_request_id(), close=True,
                 extra_headers=(b"Retry-After: 1",)))
             transport.close()
             return
@@ -211,7 +210,7 @@ class ClientProtocol(asyncio.Protocol):
             else:
                 raise Reject(400, "request target must be a path")
         if not valid_request_id(request_id):
-            request_id = uuid.uuid4().hex.encode()
+            request_id = new_request_id()
         # an Upgrade is ignored (RFC 9110 7.8): answered in HTTP/1.1, then the connection closes
         keep_alive = parser.should_keep_alive() and not upgrade and not self.server.stopping
         return Cycle(self, method, target, version, self.headers, request_id, keep_alive,
@@ -268,7 +267,7 @@ class ClientProtocol(asyncio.Protocol):
             # has seen nothing yet, else the connection is cut
             self.parsing.fail_before_response(status, detail)
             return
-        error = problem_response(status, detail, uuid.uuid4().hex.encode(), close=True)
+        error = problem_response(status, detail, new_request_id(), close=True)
         if self.active is not None:  # answer the request ahead first, then this
             self.pending_error = error
             self.pause_reading("refused")
@@ -330,7 +329,7 @@ class ClientProtocol(asyncio.Protocol):
                 self.server.metrics.refused(408)
                 self.server.log_refusal(self, 408, "request head not received in time")
                 self.write(problem_response(408, "request head not received in time",
-                                            uuid.uuid4().hex.encode(), close=True))
+                                            new_request_id(), close=True))
             self.refused = True
             self.close()
 

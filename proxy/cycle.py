@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from proxy.backends import Backend
 from proxy.http import (
-    CHUNK_END, HOP_BY_HOP, IDEMPOTENT, VIA, chunk, connection_tokens, problem_response,
+    CHUNK_END, HOP_BY_HOP, IDEMPOTENT, VIA, chunk, named_in_connection, problem_response,
     reason_phrase,
 )
 from proxy.upstream import UpstreamProtocol
@@ -29,6 +29,7 @@ _DROP_REQUEST = HOP_BY_HOP | {b"content-length", b"x-forwarded-proto", b"x-reque
                               b"expect", b"via"}
 _DROP_RESPONSE = HOP_BY_HOP | {b"content-length", b"x-request-id", b"via"}
 _BUFFER_PAUSE = 256 * 1024  # request bytes kept while no backend is attached yet
+_SMALL_BODY = 64 * 1024  # a response body up to this, with a Content-Length, goes out in one write
 
 # How an attempt ended
 _DONE, _RETRY, _FAIL = "done", "retry", "fail"
@@ -45,7 +46,8 @@ class Cycle:
         "backend", "upstream", "waiter", "sent", "tries", "timer", "last_upstream_activity",
         # the response
         "status", "response_started", "response_chunked", "response_done",
-        "upstream_keep_alive", "bytes_out", "write_paused_since", "error", "finished", "out", "eof_body",
+        "upstream_keep_alive", "bytes_out", "write_paused_since", "error", "finished", "out",
+        "eof_body", "hold_small",
     )
 
     def __init__(self, client: "ClientProtocol", method: str, target: bytes, version: str,
@@ -87,6 +89,7 @@ class Cycle:
         self.finished = False
         self.out: list[bytes] = []  # response bytes not yet written to the client
         self.eof_body = False
+        self.hold_small = False
 
     # -- request body from the client (parser callbacks) ------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -185,6 +188,7 @@ class Cycle:
             backend.in_flight -= 1
 
     async def _connect(self, backend: Backend) -> UpstreamProtocol:
+        backend.connects += 1
         transport, protocol = await asyncio.wait_for(
             self.loop.create_connection(lambda: UpstreamProtocol(backend), backend.host, backend.port),
             self.config.connect_timeout,
@@ -193,13 +197,13 @@ class Cycle:
 
     def _send_request(self) -> None:
         client = self.client
-        tokens = connection_tokens(self.headers)
         lines = [b"%s %s HTTP/1.1" % (self.method.encode(), self.target)]
         forwarded_for = None
         via = None
+        tokens = named_in_connection(self.headers)
         for name, value in self.headers:
             lname = name.lower()
-            if lname in _DROP_REQUEST or lname in tokens:
+            if lname in _DROP_REQUEST or (tokens and lname in tokens):
                 if lname == b"via":
                     via = value
                 continue
@@ -238,7 +242,7 @@ class Cycle:
         self.status = status
         self.upstream_keep_alive = keep_alive
         self.last_upstream_activity = self.loop.time()
-        tokens = connection_tokens(headers)
+        tokens = named_in_connection(headers)
         lines = [b"HTTP/1.1 %d %s" % (status, reason or reason_phrase(status))]
         length = None
         chunked_upstream = False
@@ -249,7 +253,7 @@ class Cycle:
                 continue
             if lname == b"transfer-encoding":
                 chunked_upstream = value.strip().lower().endswith(b"chunked")
-            if lname in _DROP_RESPONSE or lname in tokens:
+            if lname in _DROP_RESPONSE or (tokens and lname in tokens):
                 continue
             lines.append(name + b": " + value)
         lines.append(b"X-Request-ID: " + self.request_id)
@@ -259,6 +263,9 @@ class Cycle:
         self.eof_body = length is None and not chunked_upstream and not bodyless
         if length is not None:
             lines.append(b"Content-Length: " + length)
+            # a small sized body is sent with its head in one write once it is all here
+            # (backends often write head and body apart); anything else streams
+            self.hold_small = not bodyless and len(length) <= 5 and int(length) <= _SMALL_BODY
         elif not bodyless:
             if self.version == "1.1":
                 self.response_chunked = True
@@ -298,7 +305,7 @@ class Cycle:
     def flush(self) -> None:
         """Write what the backend's last bytes produced in one go (head and body of a
         small response become one send)."""
-        if self.out:
+        if self.out and not (self.hold_small and not self.response_done):
             out, self.out = self.out, []
             self.client.write(out[0] if len(out) == 1 else b"".join(out))
 
@@ -317,6 +324,11 @@ class Cycle:
         if self.finished:
             return
         backend = self.backend
+        if self.response_started and self.hold_small:
+            # the head was held back with its small body: the client has seen nothing yet
+            self.out.clear()
+            self.response_started = self.hold_small = False
+            self.status = self.bytes_out = 0
         if self.response_started:
             # the client already has part of a response: cut it so it sees the truncation
             self.error = detail

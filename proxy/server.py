@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import re
 import resource
 import signal
 import sys
@@ -28,6 +29,7 @@ from proxy.health import HealthChecker
 from proxy.metrics import ProxyMetrics
 
 log = logging.getLogger("proxy")
+_PLAIN_PATH = re.compile(r"[!#-\[\]-~]*")  # printable ASCII without " and \\
 
 
 class AccessLog:
@@ -41,15 +43,33 @@ class AccessLog:
         self.interval, self.batch = interval, batch
         self.lines: list[str] = []
         self._timer = None
+        self._second = 0
+        self._prefix = ""
 
-    def write(self, fields: dict) -> None:
-        fields["ts"] = datetime.now(timezone.utc).isoformat()
-        self.lines.append('{"level": "INFO", "logger": "proxy.access", "message": "request", '
-                          + json.dumps(fields)[1:])
+    def write(self, cycle: Cycle, backend: str, seconds: float) -> None:
+        # only the path and the error may need escaping: the rest were validated or are ours
+        path = cycle.target.decode("latin-1")
+        path = f'"{path}"' if _PLAIN_PATH.fullmatch(path) else json.dumps(path)
+        self.lines.append(
+            '{"level": "INFO", "logger": "proxy.access", "message": "request", '
+            f'"request_id": "{cycle.request_id.decode()}", "client": "{cycle.client.peer_ip.decode()}", '
+            f'"method": "{cycle.method}", "path": {path}, '
+            f'"status": {cycle.status}, "backend": "{backend}", "tries": {cycle.tries}, '
+            f'"bytes": {cycle.bytes_out}, "duration_ms": {seconds * 1000:.2f}, '
+            f'"error": {json.dumps(cycle.error) if cycle.error else "null"}, "ts": "{self._now()}"}}')
         if len(self.lines) >= self.batch:
             self.flush()
         elif self._timer is None:
             self._timer = self.loop.call_later(self.interval, self.flush)
+
+    def _now(self) -> str:
+        """ISO 8601 UTC with microseconds; the part up to the second is made once a second."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{int((now - second) * 1e6):06d}+00:00"
 
     def flush(self) -> None:
         if self._timer is not None:
@@ -166,11 +186,7 @@ class ProxyServer:
             self.totals["errors"] += 1
         self.metrics.observe(backend, status, seconds)
         if self.config.access_log:
-            self.access_log.write({
-                "request_id": cycle.request_id.decode(), "client": cycle.client.peer_ip.decode(),
-                "method": cycle.method, "path": cycle.target.decode("latin-1"), "status": status,
-                "backend": backend, "tries": cycle.tries, "bytes": cycle.bytes_out,
-                "duration_ms": round(seconds * 1000, 2), "error": cycle.error or None})
+            self.access_log.write(cycle, backend, seconds)
 
     def log_refusal(self, conn: ClientProtocol, status: int, detail: str) -> None:
         self.totals["refused"] += 1

@@ -97,3 +97,24 @@ def test_header_helpers():
         b"keep-alive", b"x-secret"}
     assert valid_request_id(b"abc-123_x.y:z") and not valid_request_id(b"a b")
     assert not valid_request_id(b"x" * 129) and not valid_request_id(None)
+
+
+def test_access_log_lines_are_json_whatever_the_path():
+    import io
+    import json
+    from types import SimpleNamespace
+
+    from proxy.server import AccessLog
+
+    stream = io.StringIO()
+    log = AccessLog(loop=None, stream=stream, batch=1)
+    for target, error in ((b"/plain?a=1&b=%20", ""), (b'/q"uote\\back', "backend closed"),
+                          (b"/caf\xe9", "")):
+        cycle = SimpleNamespace(target=target, request_id=b"rid-1", client=SimpleNamespace(peer_ip=b"127.0.0.1"),
+                                method="GET", status=200, tries=1, bytes_out=5, error=error)
+        log.write(cycle, "127.0.0.1:8001", 0.0123)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["path"] for line in lines] == ["/plain?a=1&b=%20", '/q"uote\\back', "/caf\xe9"]
+    assert lines[1]["error"] == "backend closed" and lines[0]["error"] is None
+    assert lines[0]["duration_ms"] == 12.3 and lines[0]["ts"].endswith("+00:00")
+    assert lines[0]["logger"] == "proxy.access" and lines[0]["request_id"] == "rid-1"
