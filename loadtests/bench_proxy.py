@@ -35,7 +35,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import requests
 
@@ -278,7 +277,8 @@ def main() -> None:
         wait_http(f"http://{backend}{args.path}", 5)
     use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk"))
     load = load_wrk if use_wrk else load_python
-    print(f"load generator: {'wrk (2 threads)' if use_wrk else 'Python threads (wrk not installed: apt-get install wrk)'}; "
+    generator = "wrk (2 threads)" if use_wrk else "Python threads (wrk not installed: apt-get install wrk)"
+    print(f"load generator: {generator}; "
           f"{args.connections} connections, {args.seconds:g} s a case, {args.rounds} round(s); "
           f"GET {args.path} on {', '.join(backends)}; {os.cpu_count()} cores shared by all")
     has_nginx = shutil.which("nginx") is not None

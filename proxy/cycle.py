@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 
 from proxy.backends import Backend
 from proxy.http import (
-    CHUNK_END, HOP_BY_HOP, IDEMPOTENT, VIA, chunk, named_in_connection, problem_response,
+    CHUNK_END,
+    HOP_BY_HOP,
+    IDEMPOTENT,
+    VIA,
+    chunk,
+    named_in_connection,
+    problem_response,
     reason_phrase,
 )
 from proxy.upstream import UpstreamProtocol

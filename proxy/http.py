@@ -55,10 +55,9 @@ _PLAIN = frozenset({b"keep-alive", b"close"})
 def named_in_connection(headers) -> frozenset[bytes]:
     """Like ``connection_tokens``, less keep-alive/close (which name no header): empty,
     the usual case, costs one pass of cheap comparisons."""
-    for name, value in headers:
+    for name, _ in headers:
         if len(name) == 10 and name.lower() == b"connection":
-            tokens = connection_tokens(headers) - _PLAIN
-            return tokens
+            return connection_tokens(headers) - _PLAIN
     return frozenset()
 
 
