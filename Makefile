@@ -52,6 +52,7 @@ down:
 
 status:
 	@$(CTL) status || true
+	@$(VENV)/python scripts/proxy_status.py http://127.0.0.1:$(ADMIN_PORT) || true
 
 logs:
 	@tail -n 50 -F var/log/*.log
