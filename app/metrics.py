@@ -12,3 +12,8 @@ LATENCY = Histogram(
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+HOLDS = Counter(
+    "marquee_holds_total",
+    "Seat hold attempts by outcome: held, conflict (a seat was taken), already_holding",
+    ["outcome"],
+)

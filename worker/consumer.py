@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 
 import redis
 from sqlalchemy.exc import OperationalError
@@ -25,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 from app.adapters.broker import TOPICS, BrokerError, Publisher, Topology, connect
 from app.adapters.payments import TransientPaymentError
 from app.logging_setup import request_id_var
+from app.ops_metrics import record_message
 
 log = logging.getLogger("marquee.worker")
 
@@ -69,6 +71,7 @@ class Consumer:
             channel.basic_ack(method.delivery_tag)
             return
         token = request_id_var.set(message.get("request_id") or f"outbox-{message.get('event_id')}")
+        result = "handled"
         try:
             with self.app.app_context():
                 outcome = handle(topic, message)
@@ -77,21 +80,33 @@ class Consumer:
         except TRANSIENT as exc:
             log.warning("transient failure", extra={"topic": topic, "attempt": attempt, "error": str(exc)})
             if attempt + 1 >= self.max_attempts:
+                result = "parked"
                 self._park(method, body, headers, f"gave up after {attempt + 1} attempts: {exc}")
             else:
+                result = "retried"
                 delays = self.topology.retry_delays_ms
                 delay = delays[min(attempt, len(delays) - 1)]
                 self.publisher.publish(self.topology.retry_queue(topic, delay), message, exchange="",
                                        headers={**headers, "x-attempt": attempt + 1})
         except Exception as exc:  # noqa: BLE001 - cannot succeed: park it for a person
             log.exception("message failed for good", extra={"topic": topic})
+            result = "parked"
             self._park(method, body, headers, f"{type(exc).__name__}: {exc}", topic=topic)
         finally:
             request_id_var.reset(token)
+        self._record(topic, result, message.get("published_at"))
         # Acknowledge only now: after the handler committed, or after the message
         # was confirmed into its retry or dead queue.
         channel.basic_ack(method.delivery_tag)
         self.handled += 1
+
+    def _record(self, topic: str, result: str, published_at) -> None:
+        """For the operators' view: outcome and time waited in the queue (ops_metrics)."""
+        try:
+            waited = time.time() - float(published_at) if published_at else None
+            record_message(self.app.extensions["marquee"].redis, topic, result, waited)
+        except Exception:  # noqa: BLE001 - a metric is not worth a lost message
+            log.warning("could not record the message outcome", extra={"topic": topic}, exc_info=True)
 
     def _park(self, method, body, headers, reason: str, topic: str | None = None) -> None:
         try:

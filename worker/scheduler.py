@@ -25,6 +25,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from dotenv import load_dotenv
@@ -33,8 +34,11 @@ log = logging.getLogger("marquee.scheduler")
 
 
 def _job(app, name: str, fn):
+    from app.ops_metrics import record_job_run
+
     def run():
         with app.app_context():
+            started = time.monotonic()
             try:
                 result = fn()
             except Exception:  # noqa: BLE001 - a failed run must not stop the scheduler
@@ -42,6 +46,11 @@ def _job(app, name: str, fn):
                 return
             if result is None:
                 log.debug("job skipped: another scheduler holds the lock", extra={"job": name})
+            try:
+                record_job_run(app.extensions["marquee"].redis, name, result is not None,
+                               time.monotonic() - started)
+            except Exception:  # noqa: BLE001 - the operators' record is not worth a failed job
+                log.warning("could not record the job run", extra={"job": name})
     run.__name__ = name
     return run
 

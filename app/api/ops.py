@@ -45,7 +45,8 @@ def ready():
 
 @bp.get("/metrics")
 def metrics():
-    """Prometheus metrics (aggregated over gunicorn workers in multiprocess mode)."""
+    """Prometheus metrics: this instance's requests (aggregated over its gunicorn workers),
+    and the on-sale view of the whole system (``app.ops_metrics``)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
@@ -53,7 +54,14 @@ def metrics():
         multiprocess.MultiProcessCollector(registry)
     else:
         from prometheus_client import REGISTRY as registry
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    ops = current_app.extensions.get("ops_registry")
+    if ops is None:
+        from app.ops_metrics import OpsCollector
+
+        ops = CollectorRegistry()
+        ops.register(OpsCollector(current_app._get_current_object()))
+        current_app.extensions["ops_registry"] = ops
+    return Response(generate_latest(registry) + generate_latest(ops), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/docs/assets/<path:filename>")

@@ -25,7 +25,15 @@ from sqlalchemy.exc import IntegrityError
 from app import errors
 from app.adapters.seat_store import Hold, SeatStore, reservation_owner, showtime_of
 from app.extensions import db, marquee
-from app.models import OutboxEvent, Payment, Reservation, ReservationSeat, Seat, Showtime
+from app.metrics import HOLDS
+from app.models import (
+    OutboxEvent,
+    Payment,
+    Reservation,
+    ReservationSeat,
+    Seat,
+    Showtime,
+)
 from app.services import notifications, tickets
 from app.services.pagination import page_of
 
@@ -150,14 +158,18 @@ def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int]) -> Hold:
         db.session.rollback()
         if booked:
             store.release(Hold(hold_id, showtime_id, user_id, seat_ids, expires_at.isoformat(), "held"))
+            HOLDS.labels("conflict").inc()
             raise errors.SeatsUnavailable("Some of these seats are taken; none were held", seat_ids=booked)
     if result.live_hold_id:
+        HOLDS.labels("already_holding").inc()
         raise errors.HoldExists(
             "You already hold seats for this showtime: reserve or release that hold first",
             hold_id=result.live_hold_id,
         )
     if not result.held:
+        HOLDS.labels("conflict").inc()
         raise errors.SeatsUnavailable("Some of these seats are taken; none were held", seat_ids=result.taken)
+    HOLDS.labels("held").inc()
     # The seat map reads holds live from Redis: nothing to invalidate.
     return Hold(hold_id, showtime_id, user_id, seat_ids, expires_at.isoformat(), "held")
 

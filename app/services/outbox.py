@@ -10,6 +10,7 @@ consumers are idempotent.
 from __future__ import annotations
 
 import logging
+import time
 
 from sqlalchemy import event, select, text, update
 
@@ -42,7 +43,8 @@ def relay_outbox(publisher: Publisher, *, batch: int = 200) -> int | None:
     published = 0
     for row in rows:
         try:
-            publisher.publish(row.topic, {"event_id": row.id, "topic": row.topic, **row.payload},
+            publisher.publish(row.topic, {"event_id": row.id, "topic": row.topic,
+                                          "published_at": time.time(), **row.payload},
                               message_id=f"outbox-{row.id}")
         except BrokerError:
             log.warning("outbox relay: broker unavailable, will retry", exc_info=True,

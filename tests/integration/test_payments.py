@@ -320,3 +320,40 @@ def test_the_request_id_travels_from_the_request_to_the_worker(api, app, user, s
     with app.app_context():
         email = db.session.scalars(select(OutboxEvent).where(OutboxEvent.topic == "notifications.email")).one()
         assert email.payload["request_id"] == "trace-me-42"
+
+
+def test_the_operators_view_on_metrics(api, app, client, user, show, broker, monkeypatch):
+    """Holds by outcome, reservations by status, outbox lag, worker and scheduler activity
+    and the broker, all on /metrics."""
+    import app.ops_metrics as ops_metrics
+    from worker.scheduler import _job
+
+    monkeypatch.setattr(ops_metrics, "CACHE_SECONDS", 0)
+    other = api.make_user("other@test.example")
+    seat = seat_ids(api, show["showtime"])[0]
+    held = hold(api, user, show["showtime"], [seat]).json["id"]
+    assert hold(api, other, show["showtime"], [seat]).status_code == 409
+    res = reserve(api, user, held, "tok_visa").json
+
+    def scrape() -> dict[str, float]:
+        lines = client.get("/metrics").get_data(as_text=True).splitlines()
+        return {k: float(v) for k, _, v in (line.rpartition(" ") for line in lines if line and line[0] != "#")}
+
+    before = scrape()
+    assert before['marquee_reservations{status="pending_payment"}'] == 1
+    assert before["marquee_outbox_unpublished"] == 1 and before["marquee_outbox_lag_seconds"] >= 0
+    assert before['marquee_holds_total{outcome="held"}'] >= 1
+    assert before['marquee_holds_total{outcome="conflict"}'] >= 1
+    assert before["marquee_broker_up"] == 1
+    relay(app, broker)
+    work_until(app, lambda c: status_of(app, res["id"]) == "confirmed")
+    relay(app, broker)  # the confirmation email the worker wrote
+    with app.app_context():
+        _job(app, "expire_unpaid_reservations", booking.expire_unpaid_reservations)()
+    after = scrape()
+    assert after['marquee_reservations{status="confirmed"}'] == 1
+    assert after["marquee_outbox_unpublished"] == 0
+    assert after['marquee_worker_messages_total{outcome="handled",topic="payments.charge"}'] == 1
+    assert after['marquee_worker_last_message_wait_seconds{topic="payments.charge"}'] >= 0
+    assert after['marquee_scheduler_job_runs_total{job="expire_unpaid_reservations",outcome="acted"}'] == 1
+    assert after['marquee_scheduler_job_last_run_timestamp_seconds{job="expire_unpaid_reservations"}'] > 0
