@@ -41,7 +41,7 @@ up:
 	  echo "  Proxy    three app instances (127.0.0.1:8001-8003) behind 127.0.0.1:$(PORT);"; \
 	  echo "           its status, metrics, reload, drain: http://127.0.0.1:$(ADMIN_PORT)/status"; \
 	  echo "  Admin    $$ADMIN_EMAIL / $$ADMIN_PASSWORD   (from .env)"; \
-	  echo "  Demo     customer1@demo.marquee.test ... customer300@demo.marquee.test / marquee-demo"; \
+	  echo "  Demo     customer1@demo.marquee.test ... customer1000@demo.marquee.test / marquee-demo"; \
 	  echo "  Mail     var/mail/  (every email sent, from the SMTP sink on 127.0.0.1:8025)"; \
 	  echo "  Logs     var/log/   (make logs)     Stop: make down"
 

@@ -46,7 +46,7 @@ def bootstrap_admin() -> None:
 
 
 @click.command("seed-demo")
-@click.option("--customers", default=300, show_default=True, help="Demo customer accounts.")
+@click.option("--customers", default=1000, show_default=True, help="Demo customer accounts.")
 @with_appcontext
 def seed_demo(customers: int) -> None:
     """Load demo data (idempotent): a city, theaters, screens, movies, showtimes, customers."""

@@ -175,9 +175,21 @@ class Balancer:
     def by_name(self, name: str) -> Backend | None:
         return next((b for b in self.backends if b.name == name), None)
 
+    @property
+    def panicking(self) -> bool:
+        """Panic (as Envoy does): when too few backends pass their checks, the checks are
+        more likely failing from overload (a slow /health) than the backends being dead,
+        and sending everything to the few left would finish them off, so all are used;
+        connect errors still move a request on, and when every one refuses: 503."""
+        in_service = [b for b in self.backends if not b.draining and not b.removed]
+        healthy = sum(1 for b in in_service if b.state == UP)
+        return bool(in_service) and healthy < self.config.panic_threshold * len(in_service)
+
     def choose(self, exclude: Iterable[Backend] = ()) -> Backend | None:
         now = time.monotonic()
         candidates = [b for b in self.backends if b.available and b not in exclude]
+        if self.panicking:
+            candidates = [b for b in self.backends if not b.draining and not b.removed and b not in exclude]
         if not candidates:
             return None
         if len(candidates) == 1:

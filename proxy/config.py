@@ -67,6 +67,8 @@ class ProxyConfig:
     health_fall: int = 3  # consecutive failures to leave it
     passive_failures: int = 1  # connect errors/timeouts in a row that eject a backend at once
     slow_start: float = 10.0  # seconds over which a returning backend ramps to its full weight
+    # below this share of backends passing their checks, use them all (0: never)
+    panic_threshold: float = 0.5
 
     # Retries (on another backend, only where safe)
     max_tries: int = 3
@@ -112,6 +114,8 @@ class ProxyConfig:
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"{f.name} must not be negative")
+        if self.panic_threshold > 1:
+            raise ConfigError("panic_threshold is a share: between 0 and 1")
         if not self.health_path.startswith("/"):
             raise ConfigError("health_path must start with /")
 

@@ -53,7 +53,7 @@ class Cycle:
         # the response
         "status", "response_started", "response_chunked", "response_done",
         "upstream_keep_alive", "bytes_out", "write_paused_since", "error", "finished", "out",
-        "eof_body", "hold_small",
+        "eof_body", "hold_small", "refusals",
     )
 
     def __init__(self, client: "ClientProtocol", method: str, target: bytes, version: str,
@@ -96,6 +96,7 @@ class Cycle:
         self.out: list[bytes] = []  # response bytes not yet written to the client
         self.eof_body = False
         self.hold_small = False
+        self.refusals = 0  # attempts that could not even connect
 
     # -- request body from the client (parser callbacks) ------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -149,6 +150,8 @@ class Cycle:
                 if outcome == _FAIL:
                     break
                 self.server.metrics.retry(backend.name)
+            if self.refusals and self.refusals == self.tries and self.server.balancer.panicking:
+                status, detail = 503, "no backend is available"  # every one refused: all down
             if not self.finished:
                 self.error = detail
                 self._answer(status, detail)
@@ -172,6 +175,7 @@ class Cycle:
                     upstream = await self._connect(backend)
                 except (OSError, asyncio.TimeoutError) as exc:
                     timed_out = isinstance(exc, asyncio.TimeoutError)
+                    self.refusals += 1
                     if backend.request_failed():
                         self.server.ejected(backend, "connect timeout" if timed_out else "connect error")
                     # nothing reached the backend: any request may go elsewhere

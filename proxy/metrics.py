@@ -41,6 +41,10 @@ class _StateCollector:
             in_flight.add_metric(labels, backend.in_flight)
             weight.add_metric(labels, backend.effective_weight(now))
             idle.add_metric(labels, len(backend.idle))
+        panic = GaugeMetricFamily("marquee_proxy_panic",
+                                  "1 while too few backends pass their checks and all are used")
+        panic.add_metric([], 1 if self.server.balancer.panicking else 0)
+        yield panic
         clients = GaugeMetricFamily("marquee_proxy_client_connections", "Open client connections")
         clients.add_metric([], len(self.server.connections))
         yield from (up, draining, in_flight, weight, idle, clients)

@@ -236,6 +236,7 @@ class ProxyServer:
     def status(self) -> dict:
         return {
             "strategy": self.balancer.strategy,
+            "panic": self.balancer.panicking,
             "uptime_s": round(time.time() - self.started, 1),
             "stopping": self.stopping,
             "client_connections": len(self.connections),

@@ -70,7 +70,7 @@ def small_layout() -> dict:
                      for i in range(8)]}
 
 
-def seed(customers: int = 300) -> str:
+def seed(customers: int = 1000) -> str:
     created = _seed_catalog()
     added_shows = _top_up_showtimes()
     added_users = _seed_customers(customers)

@@ -94,22 +94,48 @@ def test_a_connect_failure_is_retried_even_for_a_post(live_backends, start_proxy
     assert status["state"] == "down" and status["ejections"] == 1
 
 
-def test_all_backends_down_gives_503_problem_json(live_backends, start_proxy):
-    proxy = start_proxy(live_backends.spec())
+def test_all_backends_down_gives_503_problem_json(start_proxy):
+    dead = ",".join(f"127.0.0.1:{free_port()}" for _ in range(3))
+    proxy = start_proxy(dead)
+    wait_until(lambda: all(b["state"] == "down" for b in proxy.status()["backends"]), 10,
+               what="every backend down")
+    for method in ("GET", "POST"):
+        response = requests.request(method, proxy.url + "/whoami", data=b"x", timeout=10)
+        assert response.status_code == 503
+        assert response.headers["Content-Type"] == "application/problem+json"
+        body = response.json()
+        assert body["status"] == 503 and body["title"] == "Service Unavailable"
+        assert body["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_without_panic_failing_checks_everywhere_give_503(live_backends, start_proxy):
+    proxy = start_proxy(live_backends.spec(), panic_threshold=0)
     for backend in live_backends:
         backend.set_health(False)
     wait_until(lambda: all(b["state"] == "down" for b in proxy.status()["backends"]), 10,
                what="every backend down")
-    response = requests.get(proxy.url + "/whoami", timeout=10)
-    assert response.status_code == 503
-    assert response.headers["Content-Type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == 503 and body["title"] == "Service Unavailable"
-    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert requests.get(proxy.url + "/whoami", timeout=10).status_code == 503
     for backend in live_backends:
         backend.set_health(True)
     wait_until(lambda: requests.get(proxy.url + "/whoami", timeout=10).status_code == 200, 10,
                what="service back")
+
+
+def test_when_checks_fail_almost_everywhere_the_proxy_panics_and_keeps_serving(live_backends, start_proxy):
+    """Under overload /health answers late everywhere: ejecting every backend would turn a
+    slow service into no service. Below half healthy the proxy uses them all."""
+    proxy = start_proxy(live_backends.spec(), strategy="round_robin")
+    for backend in live_backends[:2]:
+        backend.set_health(False)
+    wait_until(lambda: proxy.status()["panic"], 10, what="panic")
+    with requests.Session() as session:
+        seen = Counter(session.get(proxy.url + "/whoami", timeout=10).json()["backend"] for _ in range(30))
+    assert seen == {"b1": 10, "b2": 10, "b3": 10}
+    metrics = requests.get(proxy.admin + "/metrics", timeout=5).text
+    assert "marquee_proxy_panic 1.0" in metrics
+    for backend in live_backends:
+        backend.set_health(True)
+    wait_until(lambda: not proxy.status()["panic"], 10, what="the end of the panic")
 
 
 def test_a_returning_backend_ramps_up_instead_of_taking_a_full_share(live_backends, start_proxy):

@@ -64,8 +64,12 @@ def test_excluded_unavailable_and_ramping_backends():
     first.draining = True
     second.state = DOWN
     assert {balancer.choose().name for _ in range(5)} == {third.name}
-    third.state = DOWN
-    assert balancer.choose() is None
+    third.state = DOWN  # none passes its checks: panic, the ones in service are all used
+    assert balancer.panicking and {balancer.choose().name for _ in range(4)} == {second.name, third.name}
+    strict = Balancer(config(panic_threshold=0))
+    for backend in strict.backends:
+        backend.state = DOWN
+    assert not strict.panicking and strict.choose() is None
     first.draining, second.state, third.state = False, UP, UP
     second.up_since = __import__("time").monotonic()  # just came back: a tenth of its weight
     picks = Counter(balancer.choose().name for _ in range(210))

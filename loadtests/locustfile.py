@@ -1,0 +1,235 @@
+"""Locust scenarios against the running stack. Start them with ``loadtests/run.py``, which
+picks the showtime, signs the customers in beforehand, runs Locust headless with its HTML
+and CSV reports, and ends with the invariant audit:
+
+    .venv/bin/python -m loadtests.run browse --users 200 --run-time 60s
+    .venv/bin/python -m loadtests.run rush   --users 1000 --run-time 120s
+    .venv/bin/python -m loadtests.run mixed  --users 600 --run-time 120s
+
+User classes (``run.py`` chooses them by scenario):
+  Browser        anonymous and signed-in customers reading movies, showtimes, seat maps
+  RushCustomer   one showtime: hold (hot seats near the middle, some groups), reserve, pay
+                 with a mix of test tokens, some cancel, some abandon their holds
+  CatalogAdmin   edits the catalog meanwhile (mixed only)
+
+Answers that are correct refusals (409 for a seat someone else has, a hold that expired,
+an overlapping showtime) are counted under their own request name, ``... [409 taken]``,
+as successes; a 5xx, a timeout or an unexpected status is a failure.
+
+Environment (set by run.py): MARQUEE_SHOWTIME (rush), MARQUEE_TOKENS (a JSON file of
+access tokens of signed-in customers), MARQUEE_ADMIN_TOKEN (mixed).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import time
+
+from locust import HttpUser, between, events, task
+from locust.exception import StopUser
+
+SHOWTIME = int(os.environ.get("MARQUEE_SHOWTIME", "0") or 0)
+_tokens: list[str] = []
+_next_token = itertools.count()
+_catalog: dict = {}
+
+
+@events.init.add_listener
+def _load(environment, **_kw) -> None:
+    path = os.environ.get("MARQUEE_TOKENS")
+    if path and os.path.exists(path):
+        _tokens.extend(json.load(open(path)))
+
+
+def _token() -> str | None:
+    if not _tokens:
+        return None
+    return _tokens[next(_next_token) % len(_tokens)]
+
+
+def _expect(response, ok: tuple, correct_refusals: dict[int, str] | None = None) -> bool:
+    """Mark the response: ``ok`` statuses succeed; a correct refusal succeeds under its own
+    name; anything else (5xx, timeouts, surprises) fails. True when it was an ``ok``."""
+    status = response.status_code
+    if status in ok:
+        response.success()
+        return True
+    if correct_refusals and status in correct_refusals:
+        response.request_meta["name"] = f"{response.request_meta['name']} [{status} {correct_refusals[status]}]"
+        response.success()
+        return False
+    response.failure(f"unexpected {status}: {response.text[:200]}")
+    return False
+
+
+class Browser(HttpUser):
+    """Half anonymous, half signed in: the catalog, showtimes and seat maps."""
+
+    weight = 3
+    wait_time = between(0.5, 2.0)
+
+    def on_start(self) -> None:
+        token = _token() if random.random() < 0.5 else None
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if not _catalog:
+            movies = self.client.get("/api/v1/movies?page_size=100", name="/movies").json()
+            shows = self.client.get("/api/v1/showtimes?page_size=100", name="/showtimes").json()
+            _catalog["movies"] = [m["id"] for m in movies] or [0]
+            _catalog["showtimes"] = [s["id"] for s in shows] or [0]
+
+    @task(4)
+    def movies(self) -> None:
+        self.client.get("/api/v1/movies", name="/movies", headers=self.headers)
+
+    @task(2)
+    def movie(self) -> None:
+        movie = random.choice(_catalog["movies"])
+        self.client.get(f"/api/v1/movies/{movie}", name="/movies/[id]", headers=self.headers)
+
+    @task(3)
+    def showtimes(self) -> None:
+        movie = random.choice(_catalog["movies"])
+        self.client.get(f"/api/v1/showtimes?movie_id={movie}", name="/showtimes?movie_id", headers=self.headers)
+
+    @task(4)
+    def seat_map(self) -> None:
+        showtime = SHOWTIME or random.choice(_catalog["showtimes"])
+        self.client.get(f"/api/v1/showtimes/{showtime}/seats", name="/showtimes/[id]/seats",
+                        headers=self.headers)
+
+    @task(1)
+    def my_reservations(self) -> None:
+        if self.headers:
+            self.client.get("/api/v1/reservations", name="/reservations", headers=self.headers)
+
+
+class RushCustomer(HttpUser):
+    """One customer in the rush for SHOWTIME: a few tries at seats, then done."""
+
+    weight = 2
+    wait_time = between(0.2, 1.0)
+
+    def on_start(self) -> None:
+        token = _token()
+        if token is None or not SHOWTIME:
+            raise StopUser()
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.tries = 0
+        self.party = random.choices([1, 2, 3, 4], weights=[45, 35, 12, 8])[0]
+
+    @task
+    def try_to_buy(self) -> None:
+        self.tries += 1
+        if self.tries > 6:
+            raise StopUser()  # gave up
+        seat_map = self.client.get(f"/api/v1/showtimes/{SHOWTIME}/seats", name="/showtimes/[id]/seats",
+                                   headers=self.headers)
+        if seat_map.status_code != 200:
+            return
+        seats = seat_map.json()["seats"]
+        free = [s for s in seats if s["status"] == "available"]
+        if not free:
+            raise StopUser()  # sold out
+        chosen = self._choose(seats, free)
+        with self.client.post(f"/api/v1/showtimes/{SHOWTIME}/holds", json={"seat_ids": chosen},
+                              name="/showtimes/[id]/holds", headers=self.headers,
+                              catch_response=True) as response:
+            if not _expect(response, (201,), {409: "taken"}):
+                return
+            hold = response.json()
+        roll = random.random()
+        if roll < 0.10:
+            raise StopUser()  # abandons the hold: it expires on its own
+        payment = random.choices(["tok_visa", "tok_declined", "tok_error"], weights=[85, 8, 7])[0]
+        with self.client.post("/api/v1/reservations", json={"hold_id": hold["id"], "payment_token": payment},
+                              name="/reservations (reserve)", headers=self.headers,
+                              catch_response=True) as response:
+            if not _expect(response, (202,), {409: "hold expired"}):
+                return
+            reservation = response.json()
+        status = self._wait_for_payment(reservation["id"])
+        if status == "confirmed":
+            self.client.get(f"/api/v1/reservations/{reservation['id']}/tickets",
+                            name="/reservations/[id]/tickets", headers=self.headers)
+            if random.random() < 0.10:
+                with self.client.post(f"/api/v1/reservations/{reservation['id']}/cancel",
+                                      name="/reservations/[id]/cancel", headers=self.headers,
+                                      catch_response=True) as response:
+                    _expect(response, (202,))
+        if status != "payment_failed":
+            raise StopUser()  # bought (or cancelled): done
+        # a declined card: try again with other seats
+
+    def _choose(self, seats: list[dict], free: list[dict]) -> list[int]:
+        rows = sorted({s["row"] for s in seats})
+        middle_row = rows[len(rows) // 2] if rows else ""
+        numbers = [s["number"] for s in seats]
+        middle_number = (min(numbers) + max(numbers)) / 2 if numbers else 0
+
+        def distance(seat):
+            return abs(rows.index(seat["row"]) - rows.index(middle_row)) * 2 + abs(seat["number"] - middle_number)
+
+        if random.random() < 0.7:  # the hot seats: everyone wants the middle
+            pool = sorted(free, key=distance)[: max(12, self.party * 3)]
+        else:
+            pool = free
+        start = random.choice(pool)
+        same_row = sorted((s for s in free if s["row"] == start["row"]),
+                          key=lambda s: abs(s["number"] - start["number"]))
+        return [s["id"] for s in same_row[: self.party]]
+
+    def _wait_for_payment(self, reservation_id: int) -> str:
+        deadline = time.monotonic() + 30
+        status = "pending_payment"
+        while status == "pending_payment" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            response = self.client.get(f"/api/v1/reservations/{reservation_id}", name="/reservations/[id]",
+                                       headers=self.headers)
+            if response.status_code == 200:
+                status = response.json()["status"]
+        return status
+
+
+class CatalogAdmin(HttpUser):
+    """An admin at work during the on-sale: edits movies, adds and removes late showtimes."""
+
+    fixed_count = 1
+    wait_time = between(1.0, 3.0)
+
+    def on_start(self) -> None:
+        token = os.environ.get("MARQUEE_ADMIN_TOKEN")
+        if not token:
+            raise StopUser()
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.screens = []
+        for theater in self.client.get("/api/v1/theaters?page_size=100", name="/theaters").json():
+            screens = self.client.get(f"/api/v1/theaters/{theater['id']}/screens", name="/theaters/[id]/screens")
+            if screens.status_code == 200:
+                self.screens += [s["id"] for s in screens.json()]
+        self.movies = [m["id"] for m in self.client.get("/api/v1/movies?page_size=100", name="/movies").json()]
+
+    @task(3)
+    def edit_movie(self) -> None:
+        movie = random.choice(self.movies)
+        with self.client.patch(f"/api/v1/movies/{movie}", json={"description": f"Edited at {time.time():.0f}"},
+                               name="/movies/[id] (admin edit)", headers=self.headers,
+                               catch_response=True) as response:
+            _expect(response, (200,))
+
+    @task(1)
+    def add_and_remove_a_showtime(self) -> None:
+        days = random.randint(20, 60)
+        starts = time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(time.time() + days * 86400))
+        body = {"movie_id": random.choice(self.movies), "screen_id": random.choice(self.screens),
+                "starts_at": starts, "prices": {"standard": 1200, "premium": 1500, "recliner": 1900,
+                                                "wheelchair": 1200}, "currency": "EUR"}
+        with self.client.post("/api/v1/showtimes", json=body, name="/showtimes (admin create)",
+                              headers=self.headers, catch_response=True) as response:
+            if not _expect(response, (201,), {409: "overlap"}):
+                return
+            created = response.json()["id"]
+        with self.client.delete(f"/api/v1/showtimes/{created}", name="/showtimes/[id] (admin delete)",
+                                headers=self.headers, catch_response=True) as response:
+            _expect(response, (204,))

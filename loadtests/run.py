@@ -1,0 +1,186 @@
+"""Run a Locust scenario headless against the running stack, then the invariant audit.
+
+    .venv/bin/python -m loadtests.run {browse,rush,mixed} [--users N] [--spawn-rate R]
+        [--run-time 90s] [--host http://127.0.0.1:8000] [--compare-direct http://127.0.0.1:8001]
+
+- picks, for rush and mixed, the soonest showtime on a 300+ seat screen with every seat
+  free (the demo data has one a screen a day), and names it;
+- signs in as many demo customers as there are users beforehand (customers who open the
+  page before the sale starts), so the run measures the on-sale and not argon2;
+- runs Locust with its HTML report and CSVs in ``var/loadtests/<scenario>*``;
+- prints requests/s and p50/p95/p99 per route, correct refusals, errors (5xx, timeouts,
+  surprises) and, for the rush, seats sold against seats available;
+- runs the audit (``loadtests.audit``) and exits non-zero if it fails or if any request
+  failed.
+
+``--compare-direct URL`` (browse) runs the same load a second time against one app
+instance, directly, and prints both.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import requests
+from dotenv import dotenv_values
+
+from loadtests.bench_catalog import require_loopback
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "var" / "loadtests"
+DEMO_EMAIL = "customer{n}@demo.marquee.test"
+DEMO_PASSWORD = "marquee-demo"
+CLASSES = {"browse": ["Browser"], "rush": ["RushCustomer"], "mixed": ["Browser", "RushCustomer", "CatalogAdmin"]}
+
+
+def pick_showtime(host: str) -> tuple[int, int]:
+    """The soonest showtime, at least two hours away, on a 300+ seat screen, all seats free."""
+    soon = datetime.now(timezone.utc) + timedelta(hours=2)
+    for day in range(0, 8):
+        date = (datetime.now(timezone.utc) + timedelta(days=day)).date().isoformat()
+        shows = requests.get(f"{host}/api/v1/showtimes", params={"date": date, "page_size": 100}, timeout=10).json()
+        for show in sorted(shows, key=lambda s: s["starts_at"]):
+            if datetime.fromisoformat(show["starts_at"].replace("Z", "+00:00")) < soon:
+                continue
+            seats = requests.get(f"{host}/api/v1/showtimes/{show['id']}/seats", timeout=10).json()["seats"]
+            if len(seats) >= 300 and all(s["status"] == "available" for s in seats):
+                return show["id"], len(seats)
+    raise SystemExit("no untouched 300-seat showtime in the coming week: run `make up` to top them up")
+
+
+def sign_in(host: str, count: int) -> list[str]:
+    """Access tokens of demo customers 1..count (parallel logins, before the load starts)."""
+    def login(n: int) -> str:
+        for _ in range(3):
+            response = requests.post(f"{host}/api/v1/auth/login", timeout=60,
+                                     json={"email": DEMO_EMAIL.format(n=n), "password": DEMO_PASSWORD})
+            if response.status_code == 200:
+                return response.json()["access_token"]
+            time.sleep(1)
+        raise SystemExit(f"cannot sign in customer{n}: {response.status_code} {response.text[:200]}")
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        tokens = list(pool.map(login, range(1, count + 1)))
+    print(f"signed in {count} demo customers in {time.monotonic() - started:.0f} s")
+    return tokens
+
+
+def cached_tokens(path: Path, count: int) -> list[str] | None:
+    """The previous run's tokens when they are fresh (access tokens live 15 minutes)."""
+    try:
+        if time.time() - path.stat().st_mtime < 600:
+            tokens = json.loads(path.read_text())
+            if len(tokens) >= count:
+                print(f"reusing {count} sign-ins from {path.relative_to(ROOT)} (under 10 minutes old)")
+                return tokens[:count]
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def admin_token(host: str) -> str:
+    env = {**dotenv_values(ROOT / ".env"), **os.environ}
+    response = requests.post(f"{host}/api/v1/auth/login", timeout=30,
+                             json={"email": env.get("ADMIN_EMAIL"), "password": env.get("ADMIN_PASSWORD")})
+    response.raise_for_status()
+    return response.json()["access_token"]
+
+
+def run_locust(scenario: str, host: str, users: int, spawn_rate: float, run_time: str, env: dict,
+               label: str) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    prefix = OUT / label
+    command = [str(ROOT / ".venv" / "bin" / "locust"), "-f", str(ROOT / "loadtests" / "locustfile.py"),
+               "--headless", "-u", str(users), "-r", str(spawn_rate), "-t", run_time, "--host", host,
+               "--html", f"{prefix}.html", "--csv", str(prefix), "--only-summary", "--stop-timeout", "30",
+               "--exit-code-on-error", "0", *CLASSES[scenario]]
+    print("$ " + " ".join(command[1:]))
+    with open(f"{prefix}.log", "wb") as log:
+        subprocess.run(command, cwd=ROOT, env={**os.environ, **env}, check=False, stdout=log,
+                       stderr=subprocess.STDOUT)
+    if "Traceback" in Path(f"{prefix}.log").read_text(errors="replace"):
+        print(f"  Locust reported exceptions: see {prefix}.log")
+    return prefix
+
+
+def summarize(prefix: Path) -> dict:
+    """Per-route figures from Locust's stats CSV; refusals and errors apart."""
+    rows = list(csv.DictReader(open(f"{prefix}_stats.csv")))
+    failures = list(csv.DictReader(open(f"{prefix}_failures.csv"))) if Path(f"{prefix}_failures.csv").exists() else []
+    print(f"  {'request':48s} {'count':>7s} {'fail':>5s} {'req/s':>7s} {'p50':>6s} {'p95':>6s} {'p99':>6s}  ms")
+    total = None
+    for row in rows:
+        if row["Name"] == "Aggregated":
+            total = row
+            continue
+        print(f"  {row['Type'] + ' ' + row['Name']:48s} {row['Request Count']:>7s} {row['Failure Count']:>5s} "
+              f"{float(row['Requests/s']):7.1f} {row['50%']:>6s} {row['95%']:>6s} {row['99%']:>6s}")
+    if total:
+        print(f"  {'all':48s} {total['Request Count']:>7s} {total['Failure Count']:>5s} "
+              f"{float(total['Requests/s']):7.1f} {total['50%']:>6s} {total['95%']:>6s} {total['99%']:>6s}")
+    refusals = sum(int(r["Request Count"]) for r in rows if " [409 " in r["Name"])
+    errors = sum(int(r["Occurrences"]) for r in failures)
+    server_errors = sum(int(r["Occurrences"]) for r in failures
+                        if "unexpected 5" in r["Error"] or "HTTPError('5" in r["Error"])
+    for failure in failures[:10]:
+        print(f"  failure: {failure['Method']} {failure['Name']}: {failure['Error'][:150]} x{failure['Occurrences']}")
+    print(f"  correct refusals (409): {refusals}; errors: {errors} (of which 5xx: {server_errors})")
+    return {"rps": float(total["Requests/s"]) if total else 0.0, "errors": errors, "refusals": refusals,
+            "server_errors": server_errors}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenario", choices=sorted(CLASSES))
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--spawn-rate", type=float, default=50)
+    parser.add_argument("--run-time", default="90s")
+    parser.add_argument("--host", default="http://127.0.0.1:8000")
+    parser.add_argument("--compare-direct", help="browse only: run again against this instance")
+    parser.add_argument("--settle", type=float, default=90, help="seconds the audit waits for work in flight")
+    args = parser.parse_args()
+    require_loopback(args.host)
+    env = {}
+    showtime = None
+    if args.scenario in ("rush", "mixed"):
+        showtime, seats = pick_showtime(args.host)
+        env["MARQUEE_SHOWTIME"] = str(showtime)
+        print(f"rush showtime: {showtime} ({seats} seats, all free)")
+    OUT.mkdir(parents=True, exist_ok=True)
+    token_file = OUT / "tokens.json"
+    tokens = cached_tokens(token_file, min(args.users, 1000)) or sign_in(args.host, min(args.users, 1000))
+    token_file.write_text(json.dumps(tokens))
+    env["MARQUEE_TOKENS"] = str(token_file)
+    if args.scenario == "mixed":
+        env["MARQUEE_ADMIN_TOKEN"] = admin_token(args.host)
+
+    print(f"\n{args.scenario}: {args.users} users, spawn {args.spawn_rate}/s, {args.run_time}, {args.host}")
+    result = summarize(run_locust(args.scenario, args.host, args.users, args.spawn_rate, args.run_time, env,
+                                  args.scenario))
+    print(f"  report: var/loadtests/{args.scenario}.html, CSV: var/loadtests/{args.scenario}_*.csv")
+    if args.compare_direct and args.scenario == "browse":
+        require_loopback(args.compare_direct)
+        print(f"\nbrowse direct to one instance ({args.compare_direct}):")
+        direct = summarize(run_locust("browse", args.compare_direct, args.users, args.spawn_rate, args.run_time,
+                                      env, "browse-direct"))
+        print(f"\nbrowse through the proxy {result['rps']:.1f} req/s, direct to one instance "
+              f"{direct['rps']:.1f} req/s ({result['rps'] / max(direct['rps'], 0.001):.2f}x)")
+
+    print()
+    from loadtests.audit import audit
+
+    ok = audit(showtime, args.settle)
+    sys.exit(0 if ok and result["errors"] == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
