@@ -53,8 +53,8 @@ def check_double_sold(session, showtime: int | None) -> Check:
         SELECT count(*) FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
         WHERE r.status IN ('pending_payment', 'confirmed') AND rs.released_at IS NULL
           AND (CAST(:st AS bigint) IS NULL OR rs.showtime_id = :st)""", st=showtime)[0][0]
-    return Check("no seat sold twice", not rows,
-                 f"{live} live reservation seats" if not rows else f"{len(rows)} seats in two live reservations: {rows[:5]}")
+    detail = f"{live} live reservation seats" if not rows else f"{len(rows)} seats in two live reservations: {rows[:5]}"
+    return Check("no seat sold twice", not rows, detail)
 
 
 def check_stuck_holds(session, marquee, showtime: int | None) -> Check:
@@ -68,7 +68,7 @@ def check_stuck_holds(session, marquee, showtime: int | None) -> Check:
     for start in range(0, len(pairs), 500):
         batch = pairs[start:start + 500]
         owners = client.mget([seats.seat_key(s, seat) for s, seat in batch])
-        for (s, seat), owner in zip(batch, owners):
+        for (s, seat), owner in zip(batch, owners, strict=True):
             if owner is None:
                 continue  # expired between the scan and the read
             checked += 1
@@ -173,7 +173,7 @@ def check_emails(session) -> Check:
                  f"{len(rows)} due, all sent" if not missing else f"{len(missing)} not sent: {missing[:5]}")
 
 
-def seats_summary(session, showtime: int) -> str:
+def seats_summary(session, marquee, showtime: int) -> str:
     total = _rows(session, """SELECT count(*) FROM seats s JOIN showtimes st ON st.screen_id = s.screen_id
                               WHERE st.id = :st""", st=showtime)[0][0]
     sold = _rows(session, """
@@ -183,7 +183,10 @@ def seats_summary(session, showtime: int) -> str:
         SELECT count(*) FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
         WHERE rs.showtime_id = :st AND r.status = 'pending_payment' AND rs.released_at IS NULL""",
                     st=showtime)[0][0]
-    return f"showtime {showtime}: {total} seats, {sold} sold, {pending} awaiting payment, {total - sold - pending} free"
+    held = sum(1 for s, _ in marquee.seats.scan_seat_keys() if s == showtime) - sold - pending
+    held = max(held, 0)  # seats taken in Redis beyond live reservations: holds (they expire)
+    return (f"showtime {showtime}: {total} seats, {sold} sold, {pending} awaiting payment, "
+            f"{held} in holds (free again when they expire), {total - sold - pending - held} free")
 
 
 def audit(showtime: int | None = None, settle: float = 60.0, out=print) -> bool:
@@ -208,7 +211,7 @@ def audit(showtime: int | None = None, settle: float = 60.0, out=print) -> bool:
         for check in checks:
             out(f"  {'PASS' if check.ok else 'FAIL'}  {check.name:42s} {check.detail}")
         if showtime:
-            out("  " + seats_summary(db.session, showtime))
+            out("  " + seats_summary(db.session, marquee(), showtime))
         ok = all(c.ok for c in checks)
         out("verdict: " + ("all invariants hold" if ok else "VIOLATIONS FOUND"))
         return ok
