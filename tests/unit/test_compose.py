@@ -11,6 +11,17 @@ def _compose():
     return yaml.safe_load((ROOT / "compose" / "docker-compose.yml").read_text())
 
 
+def test_data_lives_in_volumes_and_start_order_waits_for_health():
+    services = _compose()["services"]
+    for name, path in (("postgres", "/var/lib/postgresql/data"), ("redis", "/data"), ("rabbitmq", "/var/lib/rabbitmq")):
+        assert any(v.endswith(":" + path) for v in services[name]["volumes"]), name
+        assert "healthcheck" in services[name]
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["app1"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    dockerfile = (ROOT / "compose" / "Dockerfile").read_text()
+    assert dockerfile.count("FROM ") >= 2 and "COPY proxy/" in dockerfile and "USER " in dockerfile
+
+
 def test_compose_has_the_services_of_the_stack():
     assert {"postgres", "redis", "rabbitmq", "migrate", "app1", "app2", "app3", "proxy"} <= set(
         _compose()["services"])
@@ -28,9 +39,17 @@ def test_the_proxy_listens_on_the_same_public_port_as_make_up():
     import tomllib
 
     port = tomllib.loads((ROOT / "scripts" / "proxy.toml").read_text())["port"]
+    settings = tomllib.loads((ROOT / "scripts" / "proxy.toml").read_text())
     proxy = _compose()["services"]["proxy"]
     assert f"127.0.0.1:{port}:8000" in proxy["ports"]
-    assert proxy["environment"]["PROXY_BACKENDS"].count(":8000") == 3
+    assert f"127.0.0.1:{settings['admin_port']}:8090" in proxy["ports"]
+    # as many app instances behind it as make up runs, each waited for until healthy
+    supervisord = (ROOT / "scripts" / "supervisord.conf").read_text()
+    instances = int(re.search(r"^numprocs=(\d+)", supervisord, re.M).group(1))
+    backends = proxy["environment"]["PROXY_BACKENDS"].split(",")
+    assert len(backends) == instances == len(settings["backends"])
+    assert {b.split(":")[0] for b in backends} == {f"app{i}" for i in range(1, instances + 1)}
+    assert all(proxy["depends_on"][f"app{i}"]["condition"] == "service_healthy" for i in range(1, instances + 1))
 
 
 def test_no_secret_is_written_in_the_compose_file():
