@@ -37,6 +37,7 @@ from dotenv import dotenv_values
 
 from loadtests.audit import audit
 from loadtests.bench_catalog import require_loopback
+from loadtests.bench_proxy import stop_process
 from loadtests.run import pick_showtime, sign_in
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -216,11 +217,7 @@ def drill_scheduler(load: Load) -> tuple[str, float | None]:
         return (f"second scheduler started (pid {second.pid}); SIGKILL to the supervised one (pid {pid})",
                 None if acted is None or drained is None else time.monotonic() - killed)
     finally:
-        second.terminate()
-        try:
-            second.wait(30)
-        except subprocess.TimeoutExpired:
-            second.kill()
+        stop_process(second, timeout=30)
         log.close()
 
 

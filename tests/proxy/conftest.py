@@ -34,6 +34,28 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: s
         time.sleep(interval)
 
 
+def exchange(port: int, raw: bytes, timeout: float = 5, half_close: bool = False) -> bytes:
+    """Send raw bytes (then, with ``half_close``, shut our side), read until the proxy
+    closes or ``timeout`` passes without a byte."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            sock.sendall(raw)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return b""
+        chunks = []
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return b"".join(chunks)
+
+
 class Backend:
     """One gunicorn serving ``backend_app``, in a process group of its own so that a
     kill takes the master and its worker together."""

@@ -10,29 +10,13 @@ import uuid
 import pytest
 import requests
 
-from tests.proxy.conftest import wait_until
+from tests.proxy.conftest import exchange, wait_until
 
 
 @pytest.fixture
 def proxy(live_backends, start_proxy):
     return start_proxy(live_backends.spec(), max_body_bytes=1024 * 1024,
                        client_header_timeout=1, client_body_timeout=1)
-
-
-def exchange(port: int, raw: bytes, timeout: float = 5) -> bytes:
-    """Send raw bytes, read until the proxy closes (or the timeout)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(raw)
-        chunks = []
-        try:
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                chunks.append(data)
-        except (TimeoutError, ConnectionResetError):
-            pass
-    return b"".join(chunks)
 
 
 def status_of(response: bytes) -> int:
