@@ -67,6 +67,11 @@ def wait_for(predicate, timeout: float, step: float = 0.25) -> float | None:
     return None
 
 
+def _answered(outcome) -> bool:
+    """A status that is an answer, not an error: success, or a 409 (the seat was taken)."""
+    return isinstance(outcome, int) and (outcome < 400 or outcome == 409)
+
+
 @dataclass
 class Load:
     """A rush on one showtime plus browsing, from threads; what clients saw, by kind."""
@@ -83,7 +88,7 @@ class Load:
     def note(self, kind: str, outcome) -> None:
         with self.lock:
             self.seen[(kind, outcome)] += 1
-            if not (isinstance(outcome, int) and (outcome < 400 or outcome == 409)):
+            if not _answered(outcome):
                 self.errors.append((round(time.monotonic() - self.started, 1), kind, outcome))
 
     def call(self, session, kind: str, method: str, path: str, **kw):
@@ -136,18 +141,16 @@ class Load:
         return threads
 
     def summary(self) -> str:
-        def count(kind, good):
-            return sum(n for (k, outcome), n in self.seen.items() if k == kind and good(outcome))
-
-        def ok(outcome):
-            return isinstance(outcome, int) and (outcome < 400 or outcome == 409)
-
         parts = []
         for kind in ("read", "write"):
-            total = count(kind, lambda o: True)
-            bad = Counter(o for (k, o), n in self.seen.items() for _ in range(n) if k == kind and not ok(o))
+            total, bad = 0, Counter()
+            for (k, outcome), n in self.seen.items():
+                if k == kind:
+                    total += n
+                    if not _answered(outcome):
+                        bad[outcome] += n
             parts.append(f"{kind}s {total}, errors {sum(bad.values())}" + (f" {dict(bad)}" if bad else ""))
-        conflicts = sum(n for (k, o), n in self.seen.items() if o == 409)
+        conflicts = sum(n for (_, outcome), n in self.seen.items() if outcome == 409)
         return "; ".join(parts) + f"; correct 409s {conflicts}"
 
 

@@ -32,12 +32,11 @@ from pathlib import Path
 import requests
 from dotenv import dotenv_values
 
+from app.services.demo import DEMO_EMAIL, DEMO_PASSWORD
 from loadtests.bench_catalog import require_loopback
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "var" / "loadtests"
-DEMO_EMAIL = "customer{n}@demo.marquee.test"
-DEMO_PASSWORD = "marquee-demo"
 CLASSES = {"browse": ["Browser"], "rush": ["RushCustomer"], "mixed": ["Browser", "RushCustomer", "CatalogAdmin"]}
 
 

@@ -245,18 +245,14 @@ class ClientProtocol(asyncio.Protocol):
             elif not self.in_head and self.parsing is None:
                 self._set_timer(self.config.keepalive_timeout, self._idle_timed_out)
 
-    def reject_in_flight(self, cycle: Cycle, status: int, detail: str) -> None:
-        """A request refused part-way through its body (too large, too slow, malformed)."""
-        self.refused = True
+    def reject_in_flight(self, status: int, detail: str) -> None:
+        """The request whose body is being read is refused part-way (too large, too slow):
+        nothing more is read, requests pipelined behind it are dropped."""
         self.pause_reading("refused")
         for waiting in self.waiting:
             waiting.client_gone()
         self.waiting.clear()
-        if cycle is self.active:
-            cycle.fail_before_response(status, detail)
-        else:
-            self._refuse(status, detail)
-        self.server.metrics.refused(status)
+        self._refuse(status, detail)
 
     def _refuse(self, status: int, detail: str) -> None:
         self.refused = True

@@ -104,7 +104,7 @@ class Cycle:
         self.last_client_activity = self.loop.time()
         limit = self.config.max_body_bytes
         if limit and self.body_received > limit:
-            self.client.reject_in_flight(self, 413, f"request body over {limit} bytes")
+            self.client.reject_in_flight(413, f"request body over {limit} bytes")
             return
         upstream = self.upstream
         if upstream is not None and self.sent:
@@ -158,11 +158,10 @@ class Cycle:
         except Exception as exc:  # a bug of ours: answer 502 and keep serving others
             self.server.log.exception("proxy error", extra={"request_id": self.request_id.decode()})
             if not self.finished:
-                self.error = f"proxy error: {exc!r}"
                 if self.response_started:
-                    self.client.abort()
-                    self.finish()
+                    self._cut(f"proxy error: {exc!r}")
                 else:
+                    self.error = f"proxy error: {exc!r}"
                     self._answer(502, "the proxy failed while handling this request")
 
     async def _attempt(self, backend: Backend) -> tuple[str, int, str]:
@@ -182,7 +181,7 @@ class Cycle:
                     return _RETRY, 504 if timed_out else 502, (
                         f"backend {backend.name} {'timed out' if timed_out else 'refused'} the connection")
             if self.finished:  # the client left while we connected
-                backend.put_idle(upstream, time.monotonic())
+                upstream.close()
                 return _DONE, 0, ""
             self.upstream = upstream
             self.waiter = self.loop.create_future()
@@ -323,7 +322,6 @@ class Cycle:
         if self.response_started and self.eof_body and exc is None and not self.finished:
             self.upstream_keep_alive = False
             self.response_complete()  # the backend's close was the end of the body
-            self.flush()
             return
         self._upstream_broke(f"backend closed the connection{': ' + str(exc) if exc else ''}")
 
@@ -340,15 +338,11 @@ class Cycle:
             self.response_started = self.hold_small = False
             self.status = self.bytes_out = 0
         if self.response_started:
-            # the client already has part of a response: cut it so it sees the truncation
-            self.error = detail
-            self.client.abort()
-            self._settle(_FAIL, 0, detail)
-            self.finish()
+            self._cut(detail)
             return
         if timed_out and backend is not None and backend.request_failed():
             self.server.ejected(backend, "read timeout")
-        if self.replayable and self.method in IDEMPOTENT:
+        if self.replayable:  # idempotent, with its body (if any) still here
             self._settle(_RETRY, 504 if timed_out else 502, detail)
         else:
             # a request whose bytes reached a backend is never sent again (POST, PATCH, ...)
@@ -405,12 +399,9 @@ class Cycle:
         now = self.loop.time()
         config = self.config
         if self.write_paused_since and now - self.write_paused_since >= config.send_timeout:
-            self.error = "client did not read its response in time"
-            self.client.abort()
-            self._settle(_FAIL, 0, self.error)
-            self.finish()
+            self._cut("client did not read its response in time")
         elif not self.body_done and now - self.last_client_activity >= config.client_body_timeout:
-            self.client.reject_in_flight(self, 408, "request body not received in time")
+            self.client.reject_in_flight(408, "request body not received in time")
         elif (self.body_sent and not self.write_paused_since
               and now - self.last_upstream_activity >= config.read_timeout):
             self._upstream_broke(f"backend {self.backend.name} sent nothing for "
@@ -423,6 +414,14 @@ class Cycle:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result((outcome, status, detail))
+
+    def _cut(self, detail: str) -> None:
+        """End an exchange whose response has started: the client, which already has part
+        of it, sees the connection cut rather than a truncated body taken for whole."""
+        self.error = detail
+        self.client.abort()
+        self._settle(_FAIL, 0, detail)
+        self.finish()
 
     def _drop_upstream(self) -> None:
         upstream, self.upstream = self.upstream, None
@@ -450,8 +449,7 @@ class Cycle:
         self._settle(_FAIL, status, detail)
         self.keep_alive = False
         if self.response_started:
-            self.client.abort()
-            self.finish()
+            self._cut(detail)
         else:
             self._answer(status, detail)
 

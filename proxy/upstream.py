@@ -16,7 +16,6 @@ class UpstreamProtocol(asyncio.Protocol):
     def __init__(self, backend: "Backend") -> None:
         self.backend = backend
         self.transport: asyncio.Transport | None = None
-        self.connected = asyncio.get_running_loop().create_future()
         self.cycle: "Cycle | None" = None
         self.closed = False
         self.reusable = False  # true only between a complete exchange and the next one
@@ -31,14 +30,10 @@ class UpstreamProtocol(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
-        if not self.connected.done():
-            self.connected.set_result(True)
 
     def connection_lost(self, exc) -> None:
         self.closed = True
         self.reusable = False
-        if not self.connected.done():
-            self.connected.set_exception(exc or ConnectionError("closed"))
         cycle, self.cycle = self.cycle, None
         if cycle is not None:
             cycle.upstream_lost(exc)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -43,7 +42,7 @@ os.environ.update(TEST_ENV)
 
 from app import create_app  # noqa: E402
 from app.extensions import db  # noqa: E402
-from tests.helpers import ApiClient, stop_process  # noqa: E402
+from tests.helpers import ApiClient, free_port, stop_process  # noqa: E402
 
 TABLES = ["showtimes", "seats", "screens", "theaters", "cities", "movies", "users"]
 
@@ -126,12 +125,6 @@ def user(api):
     return api.make_user("user@test.example")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def live_server_log(tmp_path_factory) -> Path:
     """Where the live server's JSON logs go."""
@@ -165,7 +158,7 @@ def start_app_instance(port: int, log_path: Path, metrics_dir: Path) -> subproce
 @pytest.fixture(scope="session")
 def live_server(app, live_server_log, tmp_path_factory):
     """A real gunicorn (2 worker processes x 8 threads) serving the test database."""
-    port = _free_port()
+    port = free_port()
     proc = start_app_instance(port, live_server_log, tmp_path_factory.mktemp("prometheus"))
     try:
         yield f"http://127.0.0.1:{port}"

@@ -1,10 +1,18 @@
 """Small helpers shared by the tests: JSON calls with tokens, catalog builders."""
 from __future__ import annotations
 
+import socket
 import subprocess
 from datetime import datetime, timedelta, timezone
 
 PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:

@@ -11,15 +11,15 @@ import threading
 import pytest
 import requests
 
-from tests.conftest import _free_port, start_app_instance
-from tests.helpers import PASSWORD, stop_process
+from tests.conftest import start_app_instance
+from tests.helpers import PASSWORD, free_port, stop_process
 from tests.proxy.conftest import Proxy, wait_until
 
 
 @pytest.fixture(scope="module")
 def second_instance(live_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("app2")
-    port = _free_port()
+    port = free_port()
     proc = start_app_instance(port, tmp / "gunicorn.log", tmp / "prometheus")
     try:
         yield f"127.0.0.1:{port}", tmp / "gunicorn.log", proc

@@ -14,13 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.helpers import free_port, stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
@@ -208,8 +204,6 @@ class Proxy:
         raise AssertionError("no VmHWM")
 
     def stop(self) -> None:
-        from tests.helpers import stop_process
-
         if self.proc.poll() is None:
             stop_process(self.proc, timeout=15)
 

@@ -10,7 +10,8 @@ from collections import Counter
 
 import requests
 
-from tests.proxy.conftest import free_port, wait_until
+from tests.helpers import free_port
+from tests.proxy.conftest import wait_until
 
 
 def test_a_backend_killed_under_a_stream_of_gets_costs_clients_nothing(live_backends, start_proxy):
