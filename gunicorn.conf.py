@@ -14,6 +14,25 @@ errorlog = "-"
 loglevel = "info"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
+# Request limits, agreed with the proxy in front (proxy/config.py, "Limits"): whatever the
+# proxy forwards, gunicorn accepts, so the proxy is the layer that refuses, with a problem
+# document; gunicorn's own refusals are HTML pages. These stay a backstop for anything
+# that reaches gunicorn without the proxy. Raise one of the proxy's, raise its partner here.
+#   limit_request_line: the whole line, "<method> <target> HTTP/1.1", CRLF excluded. The
+#     proxy takes targets up to max_request_line = 8000 bytes: with the longest method it
+#     parses (UNSUBSCRIBE) that is 8021 bytes. 8190 is the most gunicorn allows (more is
+#     cut to 8190; 0 would mean no limit).
+#   limit_request_fields: the proxy takes max_headers = 100 fields and adds up to 4
+#     (X-Forwarded-For, X-Forwarded-Proto, X-Request-ID, Via): 104, rounded up to 110.
+#   limit_request_field_size: one "name: value" line with its CRLF. The proxy takes
+#     max_header_bytes = 32 KiB of fields in all (each counted as name + value + 4, the same
+#     bytes), and X-Forwarded-For and Via grow by the hop it appends (", <client address>",
+#     ", 1.1 marquee"): 32 KiB + 1 KiB. (0 here would not mean unlimited: gunicorn takes
+#     it as its default, 8190.)
+limit_request_line = int(os.environ.get("LIMIT_REQUEST_LINE", "8190"))
+limit_request_fields = int(os.environ.get("LIMIT_REQUEST_FIELDS", "110"))
+limit_request_field_size = int(os.environ.get("LIMIT_REQUEST_FIELD_SIZE", str(33 * 1024)))
+
 
 def on_starting(server):
     """Prometheus multiprocess mode: start every run with an empty metrics folder."""

@@ -7,6 +7,8 @@ connection; bind it to loopback (the default) or set ``admin_token``.
     POST /reload                      re-read the backend list (as SIGHUP does)
     POST /backends/{host:port}/drain  no new requests; in-flight ones finish
     POST /backends/{host:port}/undrain
+
+Refusals are problem documents with a ``code``, as on the client port (``proxy.http.CODES``).
 """
 from __future__ import annotations
 
@@ -18,12 +20,16 @@ from typing import TYPE_CHECKING
 import httptools
 
 from proxy.config import ConfigError
-from proxy.http import reason_phrase
+from proxy.http import parser_error_code, problem_document, reason_phrase
 
 if TYPE_CHECKING:  # pragma: no cover
     from proxy.server import ProxyServer
 
 _MAX_REQUEST = 16 * 1024
+
+
+class _TooLarge(Exception):
+    """An admin request over ``_MAX_REQUEST`` bytes."""
 
 
 class _Request:
@@ -55,12 +61,22 @@ class AdminServer:
                 while not request.complete:
                     data = await reader.read(4096)
                     size += len(data)
-                    if not data or size > _MAX_REQUEST:
+                    if not data:
+                        writer.close()  # the client left: nobody to answer
                         return
+                    if size > _MAX_REQUEST:
+                        raise _TooLarge
                     parser.feed_data(data)
             status, body, kind = self.route(parser.get_method().decode(), request)
-        except (httptools.HttpParserError, TimeoutError, ConnectionError):
-            status, body, kind = 400, {"detail": "bad request"}, "json"
+        except httptools.HttpParserError as exc:
+            status, body, kind = self._problem(400, f"malformed request: {exc}", parser_error_code(str(exc)))
+        except _TooLarge:
+            status, body, kind = self._problem(431, f"admin requests are limited to {_MAX_REQUEST} bytes")
+        except TimeoutError:
+            status, body, kind = self._problem(408, "request not received in time")
+        except ConnectionError:
+            writer.close()
+            return
         try:
             payload = body if kind == "text" else json.dumps(body, indent=2).encode()
             content_type = (b"text/plain; version=0.0.4; charset=utf-8" if kind == "text"
@@ -107,6 +123,5 @@ class AdminServer:
         return self._problem(404, f"no such action: {path}")
 
     @staticmethod
-    def _problem(status: int, detail: str) -> tuple[int, object, str]:
-        return status, {"type": "about:blank", "title": reason_phrase(status).decode(),
-                        "status": status, "detail": detail}, "json"
+    def _problem(status: int, detail: str, code: str | None = None) -> tuple[int, object, str]:
+        return status, problem_document(status, detail, code), "json"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from proxy.cycle import Cycle
-from proxy.http import Reject, new_request_id, problem_response, valid_request_id
+from proxy.http import Reject, new_request_id, parser_error_code, problem_response, valid_request_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from proxy.server import ProxyServer
@@ -55,9 +55,9 @@ class ClientProtocol(asyncio.Protocol):
         self.peer_ip = (peer[0] if peer else "-").encode()
         if not self.server.admit(self):
             self.refused = True
-            transport.write(problem_response(
-                503, "the proxy is at its connection limit", new_request_id(), close=True,
-                extra_headers=(b"Retry-After: 1",)))
+            detail = "the proxy is stopping" if self.server.stopping else "the proxy is at its connection limit"
+            transport.write(problem_response(503, detail, new_request_id(), close=True,
+                                             extra_headers=(b"Retry-After: 1",)))
             transport.close()
             return
         # a new connection must send its first request head in time (slow-loris guard)
@@ -75,9 +75,8 @@ class ClientProtocol(asyncio.Protocol):
     def eof_received(self):
         """A client that half-closes after its request still gets its answer."""
         self.eof = True
-        if self.active is not None and not self.in_head:
-            return True  # keep our side open until the response is written
-        return False
+        # True keeps our side open until the response in progress is written.
+        return self.active is not None and not self.in_head
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
@@ -92,9 +91,9 @@ class ClientProtocol(asyncio.Protocol):
             reject = self.reject or Reject(400, f"bad request: {exc.__context__!r}")
             if self.reject is None:
                 self.server.log.exception("request callback failed", exc_info=exc.__context__)
-            self._refuse(reject.status, reject.detail)
+            self._refuse(reject.status, reject.detail, reject.code)
         except httptools.HttpParserError as exc:
-            self._refuse(400, f"malformed request: {exc}")
+            self._refuse(400, f"malformed request: {exc}", parser_error_code(str(exc)))
         else:
             if self.in_head and self.head_size + len(self.url) > 2 * (
                     self.config.max_header_bytes + self.config.max_request_line):
@@ -254,16 +253,16 @@ class ClientProtocol(asyncio.Protocol):
         self.waiting.clear()
         self._refuse(status, detail)
 
-    def _refuse(self, status: int, detail: str) -> None:
+    def _refuse(self, status: int, detail: str, code: str | None = None) -> None:
         self.refused = True
         self.server.metrics.refused(status)
         self.server.log_refusal(self, status, detail)
         if self.parsing is not None and self.parsing is self.active:
             # its head was forwarded: stop that exchange; the client gets the error if it
             # has seen nothing yet, else the connection is cut
-            self.parsing.fail_before_response(status, detail)
+            self.parsing.fail_before_response(status, detail, code)
             return
-        error = problem_response(status, detail, new_request_id(), close=True)
+        error = problem_response(status, detail, new_request_id(), close=True, code=code)
         if self.active is not None:  # answer the request ahead first, then this
             self.pending_error = error
             self.pause_reading("refused")

@@ -74,8 +74,18 @@ class ProxyConfig:
     max_tries: int = 3
     retry_body_limit: int = 64 * 1024  # an idempotent request's body kept for a retry up to this
 
-    # Limits
-    max_request_line: int = 8 * 1024  # 414 past it
+    # Limits. The proxy is the layer that refuses, with its problem document: the app's
+    # gunicorn (gunicorn.conf.py, LIMIT_REQUEST_*) takes whatever passes these, so no client
+    # meets gunicorn's HTML error pages. Raise one here, raise its partner there:
+    #   max_request_line (the target as sent): forwarded as "<method> <target> HTTP/1.1",
+    #     at most 11 + 1 + 8000 + 9 = 8021 bytes (UNSUBSCRIBE is the longest method the
+    #     parser takes) <= limit_request_line, 8190, the most gunicorn allows.
+    #   max_header_bytes (each field counted as name + value + 4, as "name: value" CRLF):
+    #     one field can fill it, and X-Forwarded-For and Via grow by the hop appended, so
+    #     limit_request_field_size is this + 1 KiB.
+    #   max_headers: the proxy adds up to 4 (X-Forwarded-For, X-Forwarded-Proto,
+    #     X-Request-ID, Via), so limit_request_fields is this + 10.
+    max_request_line: int = 8000  # 414 past it
     max_header_bytes: int = 32 * 1024  # 431 past it (request line excluded)
     max_headers: int = 100  # 431 past it
     max_body_bytes: int = 10 * 1024 * 1024  # 413 past it (0: no limit)

@@ -20,6 +20,7 @@ from proxy.http import (
     CHUNK_END,
     HOP_BY_HOP,
     IDEMPOTENT,
+    NO_BACKEND,
     VIA,
     chunk,
     named_in_connection,
@@ -154,7 +155,8 @@ class Cycle:
                 status, detail = 503, "no backend is available"  # every one refused: all down
             if not self.finished:
                 self.error = detail
-                self._answer(status, detail)
+                # a 503 here always means that no backend could take it
+                self._answer(status, detail, NO_BACKEND if status == 503 else None)
         except Exception as exc:  # a bug of ours: answer 502 and keep serving others
             self.server.log.exception("proxy error", extra={"request_id": self.request_id.decode()})
             if not self.finished:
@@ -172,7 +174,7 @@ class Cycle:
             if upstream is None:
                 try:
                     upstream = await self._connect(backend)
-                except (OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, OSError) as exc:
                     timed_out = isinstance(exc, asyncio.TimeoutError)
                     self.refusals += 1
                     if backend.request_failed():
@@ -431,18 +433,18 @@ class Cycle:
             upstream.cycle = None
             upstream.abort()
 
-    def _answer(self, status: int, detail: str) -> None:
+    def _answer(self, status: int, detail: str, code: str | None = None) -> None:
         """The proxy's own response (nothing of a backend's has been sent)."""
         if self.finished:
             return
         close = not (self.keep_alive and self.body_done) or self.server.stopping
         self.keep_alive = not close
         self.status = status
-        self.client.write(problem_response(status, detail, self.request_id, close=close))
+        self.client.write(problem_response(status, detail, self.request_id, close=close, code=code))
         self.response_done = True
         self.finish()
 
-    def fail_before_response(self, status: int, detail: str) -> None:
+    def fail_before_response(self, status: int, detail: str, code: str | None = None) -> None:
         """Stop here with the proxy's own answer: the rest of the request is refused."""
         self.error = detail
         self._drop_upstream()
@@ -451,7 +453,7 @@ class Cycle:
         if self.response_started:
             self._cut(detail)
         else:
-            self._answer(status, detail)
+            self._answer(status, detail, code)
 
     def finish(self) -> None:
         if self.finished:

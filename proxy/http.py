@@ -18,13 +18,60 @@ _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 CHUNK_END = b"0\r\n\r\n"
 
 
+# The stable machine ``code`` of every status the proxy answers itself, on the client port
+# and the admin port: the app's names (app/api/problems.py, HTTP_CODES) where it has one.
+# A 400 says why where the proxy knows it (``PARSER_CODES``); a 503 is ``no_backend`` when
+# no backend could take the request (all down, draining or refusing connections) and
+# ``service_unavailable`` when the proxy itself turns connections away (at
+# ``max_connections``, or stopping).
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",  # admin port
+    404: "not_found",  # admin port
+    405: "method_not_allowed",  # admin port
+    408: "request_timeout",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    417: "expectation_failed",
+    422: "validation_error",  # admin port
+    431: "headers_too_large",
+    501: "not_implemented",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "gateway_timeout",
+    505: "http_version_not_supported",
+}
+NO_BACKEND = "no_backend"  # 503: no backend could take the request
+
+# What a 400 for a request the parser (llhttp) could not read is about, found in the
+# parser's message; the first match wins. RFC 9112 6.3: framing that could be read two
+# ways is refused, never guessed at.
+PARSER_CODES = (
+    ("can't be present with", "ambiguous_framing"),  # Content-Length and Transfer-Encoding
+    ("duplicate content-length", "ambiguous_framing"),
+    ("transfer-encoding", "ambiguous_framing"),  # chunked twice, or not last
+    ("content-length", "invalid_content_length"),  # signed, not digits, empty, overflowing
+    ("chunk", "invalid_chunked_body"),  # a chunk size or chunk end that is not one
+)
+
+
+def parser_error_code(message: str) -> str:
+    """The ``code`` of a 400 for a request the parser refused with ``message``."""
+    lowered = message.lower()
+    for needle, code in PARSER_CODES:
+        if needle in lowered:
+            return code
+    return CODES[400]
+
+
 class Reject(Exception):
     """A request the proxy answers itself and never forwards."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, code: str | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.code = code
 
 
 _ID_PREFIX = os.urandom(8).hex().encode()  # this process's; a counter makes each id unique
@@ -72,14 +119,19 @@ def reason_phrase(status: int) -> bytes:
         return b""
 
 
+def problem_document(status: int, detail: str, code: str | None = None) -> dict:
+    """An RFC 9457 problem document in the app's shape, with a ``code`` (``CODES[status]``
+    unless a more precise one is given)."""
+    return {"type": "about:blank", "title": reason_phrase(status).decode() or "Error",
+            "status": status, "detail": detail, "code": code or CODES.get(status, "error")}
+
+
 def problem_response(status: int, detail: str, request_id: bytes, *, close: bool,
-                     extra_headers: tuple = ()) -> bytes:
+                     code: str | None = None, extra_headers: tuple = ()) -> bytes:
     """A whole response with an RFC 9457 problem document, as the app writes them."""
-    title = reason_phrase(status).decode() or "Error"
-    body = json.dumps({
-        "type": "about:blank", "title": title, "status": status, "detail": detail,
-        "request_id": request_id.decode("ascii", "replace"),
-    }).encode()
+    document = problem_document(status, detail, code)
+    document["request_id"] = request_id.decode("ascii", "replace")
+    body = json.dumps(document).encode()
     head = [
         b"HTTP/1.1 %d %s" % (status, reason_phrase(status)),
         b"Content-Type: application/problem+json",

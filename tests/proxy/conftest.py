@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import requests
 
+from proxy.config import ProxyConfig
 from tests.helpers import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
+LIMITS = {f.name: f.default for f in fields(ProxyConfig)}  # the proxy's default settings
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
@@ -52,9 +56,34 @@ def exchange(port: int, raw: bytes, timeout: float = 5, half_close: bool = False
     return b"".join(chunks)
 
 
+def gunicorn_limits() -> list[str]:
+    """gunicorn.conf.py's request limits, as flags: a test backend takes what the app's
+    gunicorn takes, so a test can tell the proxy's limits agree with it."""
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    return ["--limit-request-line", str(settings["limit_request_line"]),
+            "--limit-request-fields", str(settings["limit_request_fields"]),
+            "--limit-request-field_size", str(settings["limit_request_field_size"])]
+
+
+def request_at_limit(what: str, path: bytes, over: int = 0, headers: tuple = ()) -> bytes:
+    """A raw GET exactly at one of the proxy's default limits, or ``over`` bytes (fields)
+    past it: ``what`` is "target" (max_request_line), "header" (one field filling
+    max_header_bytes, each field counted as name + value + 4) or "fields" (max_headers)."""
+    head = [(b"Host", b"t"), (b"Connection", b"close"), *headers]
+    target = path
+    if what == "target":
+        target = path + b"?q=" + b"x" * (LIMITS["max_request_line"] - len(path) - 3 + over)
+    elif what == "header":
+        used = sum(len(name) + len(value) + 4 for name, value in head)
+        head.append((b"X-Pad", b"x" * (LIMITS["max_header_bytes"] - used - len(b"X-Pad") - 4 + over)))
+    else:
+        head += [(b"X-H%d" % i, b"1") for i in range(LIMITS["max_headers"] - len(head) + over)]
+    return b"GET %s HTTP/1.1\r\n%s\r\n" % (target, b"".join(n + b": " + v + b"\r\n" for n, v in head))
+
+
 class Backend:
-    """One gunicorn serving ``backend_app``, in a process group of its own so that a
-    kill takes the master and its worker together."""
+    """One gunicorn serving ``backend_app`` (with the app's request limits), in a process
+    group of its own so that a kill takes the master and its worker together."""
 
     def __init__(self, name: str, port: int, receipts: Path, log_dir: Path) -> None:
         self.name, self.port, self.receipts, self.log_dir = name, port, receipts, log_dir
@@ -67,7 +96,7 @@ class Backend:
         self.proc = subprocess.Popen(
             [str(ROOT / ".venv" / "bin" / "gunicorn"), "-b", self.address, "-w", "1",
              "-k", "gthread", "--threads", "32", "--keep-alive", "5", "--graceful-timeout", "2",
-             "tests.proxy.backend_app:app"],
+             *gunicorn_limits(), "tests.proxy.backend_app:app"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 

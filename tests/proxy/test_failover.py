@@ -68,6 +68,7 @@ def test_a_post_that_reached_a_backend_which_died_is_not_sent_again(live_backend
     assert response.status_code == 502
     assert response.headers["Content-Type"] == "application/problem+json"
     assert response.json()["request_id"] == request_id
+    assert response.json()["code"] == "bad_gateway"
     receipts = [r for r in live_backends.received() if r["request_id"] == request_id]
     assert len(receipts) == 1, receipts  # it reached one backend, once
 
@@ -106,6 +107,7 @@ def test_all_backends_down_gives_503_problem_json(start_proxy):
         assert response.headers["Content-Type"] == "application/problem+json"
         body = response.json()
         assert body["status"] == 503 and body["title"] == "Service Unavailable"
+        assert body["code"] == "no_backend"
         assert body["request_id"] == response.headers["X-Request-ID"]
 
 
@@ -115,7 +117,9 @@ def test_without_panic_failing_checks_everywhere_give_503(live_backends, start_p
         backend.set_health(False)
     wait_until(lambda: all(b["state"] == "down" for b in proxy.status()["backends"]), 10,
                what="every backend down")
-    assert requests.get(proxy.url + "/whoami", timeout=10).status_code == 503
+    refused = requests.get(proxy.url + "/whoami", timeout=10)
+    assert refused.status_code == 503 and refused.json()["code"] == "no_backend"
+    assert refused.headers["Content-Type"] == "application/problem+json"
     for backend in live_backends:
         backend.set_health(True)
     wait_until(lambda: requests.get(proxy.url + "/whoami", timeout=10).status_code == 200, 10,
@@ -159,5 +163,6 @@ def test_an_upstream_that_never_answers_gives_504(live_backends, start_proxy):
     started = time.monotonic()
     response = requests.post(proxy.url + "/slow?ms=3000", timeout=10)
     assert response.status_code == 504
-    assert response.json()["status"] == 504
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json()["status"] == 504 and response.json()["code"] == "gateway_timeout"
     assert time.monotonic() - started < 2.5

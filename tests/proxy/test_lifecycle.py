@@ -4,6 +4,7 @@ Prometheus metrics."""
 from __future__ import annotations
 
 import http.client
+import json
 import signal
 import socket
 import threading
@@ -11,7 +12,7 @@ import time
 
 import requests
 
-from tests.proxy.conftest import Proxy, wait_until
+from tests.proxy.conftest import Proxy, exchange, wait_until
 
 
 def _slow_in_thread(url: str, results: list) -> threading.Thread:
@@ -91,6 +92,26 @@ def test_draining_a_backend_finishes_its_requests_and_sends_it_no_more(live_back
     assert missing.status_code == 404
 
 
+def test_the_admin_port_refuses_with_problem_documents(live_backends, start_proxy):
+    proxy = start_proxy(live_backends.spec(), admin_token="s3cret")
+    for method, path, status, code in (("GET", "/nowhere", 404, "not_found"),
+                                       ("POST", "/backends/127.0.0.1:1/drain", 401, "unauthorized"),
+                                       ("DELETE", "/status", 405, "method_not_allowed")):
+        response = requests.request(method, proxy.admin + path, timeout=5)
+        assert response.status_code == status
+        assert response.headers["Content-Type"] == "application/problem+json"
+        body = response.json()
+        assert (body["status"], body["code"]) == (status, code) and body["title"] and body["detail"]
+    missing = requests.post(f"{proxy.admin}/backends/127.0.0.1:1/drain", timeout=5,
+                            headers={"Authorization": "Bearer s3cret"})
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    assert missing.headers["Content-Type"] == "application/problem+json"
+    malformed = exchange(proxy.admin_port, b"GET /status HTTP/1.1\r\nContent-Length: x\r\n\r\n")
+    head, _, body = malformed.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"Content-Type: application/problem+json" in head
+    assert json.loads(body)["code"] == "invalid_content_length"
+
+
 def test_sighup_reloads_backends_without_dropping_connections(live_backends, tmp_path):
     b1, b2, b3 = live_backends
     config = tmp_path / "proxy.toml"
@@ -115,6 +136,8 @@ def test_sighup_reloads_backends_without_dropping_connections(live_backends, tmp
         config.write_text("backends = [\"nonsense\"]\n")
         refused = requests.post(proxy.admin + "/reload", timeout=5)
         assert refused.status_code == 422 and "nonsense" in refused.json()["detail"]
+        assert refused.json()["code"] == "validation_error"
+        assert refused.headers["Content-Type"] == "application/problem+json"
         config.write_text(f'backends = ["{b1.address}=2", "{b3.address}"]\n')
         reloaded = requests.post(proxy.admin + "/reload", timeout=5).json()
         assert reloaded["added"] == [b1.address] and reloaded["removed"] == [b2.address]

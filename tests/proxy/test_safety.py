@@ -1,6 +1,8 @@
 """What the proxy refuses, and that it keeps serving others meanwhile: smuggling attempts,
-oversized heads and bodies, slow clients, too many connections, unknown protocols; and
-the headers it writes (X-Forwarded-*, X-Request-ID, Via, hop-by-hop removed)."""
+oversized heads and bodies, slow clients, too many connections, unknown protocols; every
+refusal a problem document with a ``code``; requests right at its limits reach a backend
+(gunicorn with the app's limits), so the proxy is the layer that refuses; and the headers
+it writes (X-Forwarded-*, X-Request-ID, Via, hop-by-hop removed)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +12,7 @@ import uuid
 import pytest
 import requests
 
-from tests.proxy.conftest import exchange, wait_until
+from tests.proxy.conftest import exchange, request_at_limit, wait_until
 
 
 @pytest.fixture
@@ -27,6 +29,13 @@ def problem_of(response: bytes) -> dict:
     head, _, body = response.partition(b"\r\n\r\n")
     assert b"Content-Type: application/problem+json" in head
     return json.loads(body)
+
+
+def refusal(response: bytes) -> tuple[int, str]:
+    """The status and ``code`` of the proxy's own problem document."""
+    problem = problem_of(response)
+    assert problem["status"] == status_of(response) and problem["request_id"]
+    return problem["status"], problem["code"]
 
 
 SMUGGLING = {
@@ -59,28 +68,52 @@ SMUGGLING = {
         b"POST /echo HTTP/1.1\nHost: t\nX-Request-ID: %s\nContent-Length: 5\n\nhello"),
     "two hosts": b"GET /whoami HTTP/1.1\r\nHost: a\r\nHost: b\r\nX-Request-ID: %s\r\n\r\n",
 }
+SMUGGLING_CODES = {
+    "content-length and transfer-encoding": "ambiguous_framing",
+    "transfer-encoding then content-length": "ambiguous_framing",
+    "two content-lengths": "ambiguous_framing",
+    "obfuscated transfer-encoding": "ambiguous_framing",
+    "invalid content-length": "invalid_content_length",
+    "signed content-length": "invalid_content_length",
+    "bad chunk size": "invalid_chunked_body",
+    "chunk size overflow": "invalid_chunked_body",
+    "space before colon": "bad_request",
+    "bare LF line endings": "bad_request",
+    "two hosts": "bad_request",
+}
 
 
 @pytest.mark.parametrize("name", sorted(SMUGGLING))
 def test_ambiguous_framing_is_refused_and_never_forwarded(name, proxy, live_backends):
     request_id = uuid.uuid4().hex.encode()
     response = exchange(proxy.port, SMUGGLING[name].replace(b"%s", request_id))
-    assert status_of(response) in (400, 501), response[:300]
+    assert refusal(response) == (400, SMUGGLING_CODES[name]), response[:300]
     assert b"Connection: close" in response
     assert response.count(b"HTTP/1.1 ") == 1  # the smuggled second request got no answer
-    assert problem_of(response)["status"] in (400, 501)
     assert not [r for r in live_backends.received() if r["request_id"] == request_id.decode()]
     assert requests.get(proxy.url + "/whoami", timeout=5).status_code == 200
 
 
 def test_oversized_headers_get_431_and_a_long_target_414(proxy):
     big = b"GET /whoami HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n"
-    assert status_of(exchange(proxy.port, big)) == 431
+    assert refusal(exchange(proxy.port, big)) == (431, "headers_too_large")
     many = b"GET /whoami HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(150)) + b"\r\n"
-    assert status_of(exchange(proxy.port, many)) == 431
+    assert refusal(exchange(proxy.port, many)) == (431, "headers_too_large")
     long_target = b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n"
-    assert status_of(exchange(proxy.port, long_target)) == 414
+    assert refusal(exchange(proxy.port, long_target)) == (414, "uri_too_long")
     assert requests.get(proxy.url + "/whoami", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("what, code", [("target", "uri_too_long"), ("header", "headers_too_large"),
+                                        ("fields", "headers_too_large")])
+def test_at_its_limits_a_request_reaches_a_backend_and_one_past_is_the_proxys_refusal(
+        what, code, proxy, live_backends):
+    """The backends run gunicorn with the app's limits (gunicorn.conf.py): what the proxy
+    lets through, gunicorn takes; its HTML refusals never reach a client."""
+    at = exchange(proxy.port, request_at_limit(what, b"/whoami"))
+    assert status_of(at) == 200 and b"X-Backend: " in at, at[:300]
+    past = exchange(proxy.port, request_at_limit(what, b"/whoami", over=1))
+    assert refusal(past) == (414 if what == "target" else 431, code)
 
 
 def test_bodies_over_the_limit_get_413(proxy, live_backends):
@@ -88,6 +121,8 @@ def test_bodies_over_the_limit_get_413(proxy, live_backends):
     sized = requests.post(proxy.url + "/echo", data=b"x" * (1024 * 1024 + 1),
                           headers={"X-Request-ID": request_id}, timeout=10)
     assert sized.status_code == 413 and sized.json()["status"] == 413
+    assert sized.json()["code"] == "payload_too_large"
+    assert sized.headers["Content-Type"] == "application/problem+json"
 
     def chunks():
         for _ in range(40):
@@ -95,7 +130,7 @@ def test_bodies_over_the_limit_get_413(proxy, live_backends):
 
     try:
         chunked = requests.post(proxy.url + "/echo", data=chunks(), timeout=10)
-        assert chunked.status_code == 413
+        assert chunked.status_code == 413 and chunked.json()["code"] == "payload_too_large"
     except requests.ConnectionError:
         pass  # the proxy may cut the upload before the client reads the 413
     assert not [r for r in live_backends.received() if r["request_id"] == request_id]
@@ -116,12 +151,12 @@ def test_slow_clients_are_timed_out_while_others_are_served(proxy):
         for sock in sockets[:20]:
             sock.settimeout(5)
             response = sock.recv(65536)
-            assert status_of(response) == 408
+            assert refusal(response) == (408, "request_timeout")
         silent.settimeout(5)
         assert silent.recv(100) == b""  # closed without a word
         # a body that stalls half way: 408 as well
         stalled = exchange(proxy.port, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc")
-        assert status_of(stalled) == 408
+        assert refusal(stalled) == (408, "request_timeout")
     finally:
         for sock in sockets:
             sock.close()
@@ -133,7 +168,8 @@ def test_connections_past_the_limit_get_503(live_backends, start_proxy):
     try:
         wait_until(lambda: proxy.status()["client_connections"] == 5, 5, what="5 connections")
         response = exchange(proxy.port, b"GET /whoami HTTP/1.1\r\nHost: t\r\n\r\n")
-        assert status_of(response) == 503 and problem_of(response)["status"] == 503
+        assert refusal(response) == (503, "service_unavailable")
+        assert b"Retry-After: 1" in response
     finally:
         for sock in held:
             sock.close()
@@ -142,18 +178,23 @@ def test_connections_past_the_limit_get_503(live_backends, start_proxy):
 
 
 def test_unsupported_versions_upgrades_and_codings(proxy):
-    assert status_of(exchange(proxy.port, b"GET /whoami HTTP/2.0\r\nHost: t\r\n\r\n")) == 505
+    assert refusal(exchange(proxy.port, b"GET /whoami HTTP/2.0\r\nHost: t\r\n\r\n")) == (
+        505, "http_version_not_supported")
     # an Upgrade is ignored: plain HTTP/1.1 answer, then the connection closes
     upgrade = b"GET /whoami HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
     answer = exchange(proxy.port, upgrade + b"GET /whoami HTTP/1.1\r\nHost: t\r\n\r\n")
     assert status_of(answer) == 200 and answer.count(b"HTTP/1.1 ") == 1
     assert b"Connection: close" in answer and b"websocket" not in answer.lower()
     with_body = b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 3\r\n\r\nabc"
-    assert status_of(exchange(proxy.port, with_body)) == 501
-    assert status_of(exchange(proxy.port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: t\r\n\r\n")) == 501
+    assert refusal(exchange(proxy.port, with_body)) == (501, "not_implemented")
+    connect = b"CONNECT example.com:443 HTTP/1.1\r\nHost: t\r\n\r\n"
+    assert refusal(exchange(proxy.port, connect)) == (501, "not_implemented")
     gzip = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
-    assert status_of(exchange(proxy.port, gzip)) == 501
-    assert status_of(exchange(proxy.port, b"GET /whoami HTTP/1.1\r\n\r\n")) == 400  # no Host
+    assert refusal(exchange(proxy.port, gzip)) == (501, "not_implemented")
+    no_host = b"GET /whoami HTTP/1.1\r\n\r\n"
+    assert refusal(exchange(proxy.port, no_host)) == (400, "bad_request")
+    expect = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nExpect: magic\r\n\r\nx"
+    assert refusal(exchange(proxy.port, expect)) == (417, "expectation_failed")
 
 
 def test_forwarding_headers_and_request_ids(proxy):
