@@ -11,11 +11,11 @@ CTL := $(VENV)/supervisorctl -c $(SUPERVISOR_CONF)
 PORT := 8000
 ADMIN_PORT := 8090
 
-.PHONY: help up down test status logs
+.PHONY: help up down test lint status logs
 
 help:
 	@echo "make up      start the stack (proxy on http://127.0.0.1:$(PORT)) with demo data"
-	@echo "make test    run the whole test suite"
+	@echo "make test    run the whole test suite (with make lint: ruff and the layer contracts)"
 	@echo "make down    stop the stack"
 	@echo "make status  show the stack's processes"
 	@echo "make logs    follow the stack's logs"
@@ -57,6 +57,12 @@ status:
 logs:
 	@tail -n 50 -F var/log/*.log
 
-test:
+test: lint
 	@scripts/setup.sh marquee_test
 	@$(VENV)/python -m pytest $(PYTEST_ARGS)
+
+# The layers (import-linter contracts in pyproject.toml) and ruff; part of `make test`.
+lint:
+	@scripts/setup.sh
+	@$(VENV)/ruff check .
+	@$(VENV)/lint-imports --no-cache

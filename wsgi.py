@@ -7,6 +7,6 @@ from dotenv import load_dotenv
 
 load_dotenv(override=False)
 
-from app import create_app  # noqa: E402
+from app.web import create_app  # noqa: E402
 
 app = create_app()

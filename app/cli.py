@@ -1,17 +1,21 @@
-"""Flask CLI commands: ``create-admin`` and ``seed-demo``."""
+"""Flask CLI commands (``flask --app wsgi ...``): ``create-admin``,
+``bootstrap-admin``, ``seed-demo`` and ``dead-letters list|replay``."""
 from __future__ import annotations
 
+import json
+
 import click
-from flask import Flask, current_app
-from flask.cli import with_appcontext
+from flask import Flask
+from flask.cli import AppGroup, with_appcontext
+
+from app.adapters.broker import TOPICS, peek_dead, replay_dead
+from app.bootstrap import marquee
 
 
 def register_cli(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(seed_demo)
     app.cli.add_command(bootstrap_admin)
-    from worker.dead_letters import cli as dead_letters
-
     app.cli.add_command(dead_letters)
 
 
@@ -37,7 +41,7 @@ def bootstrap_admin() -> None:
     """Ensure the admin named by ADMIN_EMAIL/ADMIN_PASSWORD exists (start-up hook)."""
     from app.services.auth import ensure_admin
 
-    settings = current_app.extensions["marquee"].settings
+    settings = marquee().settings
     if not settings.admin_email:
         click.echo("ADMIN_EMAIL not set: no admin to bootstrap")
         return
@@ -53,3 +57,27 @@ def seed_demo(customers: int) -> None:
     from app.services.demo import seed
 
     click.echo(seed(customers=customers))
+
+
+dead_letters = AppGroup("dead-letters", help="Inspect and replay messages the worker parked.")
+
+
+@dead_letters.command("list")
+@click.option("--topic", type=click.Choice(TOPICS), default=None, help="One topic (default: all).")
+@click.option("--limit", default=20, show_default=True)
+def list_dead_letters(topic, limit):
+    """Show parked messages and why they were parked."""
+    deps = marquee()
+    for name in [topic] if topic else TOPICS:
+        for body, headers in peek_dead(deps.settings.amqp_url, deps.topology, name, limit):
+            click.echo(json.dumps({"topic": name, "reason": headers.get("x-death-reason"), "message": body}))
+
+
+@dead_letters.command("replay")
+@click.option("--topic", type=click.Choice(TOPICS), default=None, help="One topic (default: all).")
+@click.option("--limit", default=100, show_default=True)
+def replay_dead_letters(topic, limit):
+    """Send parked messages back to their queue for another try."""
+    deps = marquee()
+    for name in [topic] if topic else TOPICS:
+        click.echo(f"{name}: {replay_dead(deps.settings.amqp_url, deps.topology, name, limit)} replayed")

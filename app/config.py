@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+JWT_ALGORITHM = "HS256"  # pinned for signing and verifying: no "none", no RS/HS confusion
+
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
@@ -139,20 +141,21 @@ class Settings:
             webhook_tolerance_seconds=_int("WEBHOOK_TOLERANCE_SECONDS", 300),
         )
 
+    def engine_options(self) -> dict:
+        """SQLAlchemy engine options: a checked pool of a bounded size."""
+        return {
+            "pool_pre_ping": True,
+            "pool_size": _int("DB_POOL_SIZE", 5),
+            "max_overflow": _int("DB_MAX_OVERFLOW", 10),
+            "connect_args": {"connect_timeout": 5, "application_name": "marquee"},
+        }
+
     def flask_config(self) -> dict:
         """The Flask / extension keys derived from these settings."""
         return {
-            "SQLALCHEMY_DATABASE_URI": self.database_url,
-            "SQLALCHEMY_ENGINE_OPTIONS": {
-                "pool_pre_ping": True,
-                "pool_size": _int("DB_POOL_SIZE", 5),
-                "max_overflow": _int("DB_MAX_OVERFLOW", 10),
-                "connect_args": {"connect_timeout": 5, "application_name": "marquee"},
-            },
             "JWT_SECRET_KEY": self.jwt_secret_key,
-            # Pin the algorithm for signing and verifying: no "none", no RS/HS confusion.
-            "JWT_ALGORITHM": "HS256",
-            "JWT_DECODE_ALGORITHMS": ["HS256"],
+            "JWT_ALGORITHM": JWT_ALGORITHM,
+            "JWT_DECODE_ALGORITHMS": [JWT_ALGORITHM],
             "JWT_TOKEN_LOCATION": ["headers"],
             "JWT_ACCESS_TOKEN_EXPIRES": timedelta(
                 seconds=self.access_token_seconds

@@ -20,6 +20,10 @@ import time
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import text
 
+from app import db
+from app.adapters.broker import TOPICS, connect
+from app.bootstrap import using
+
 log = logging.getLogger(__name__)
 CACHE_SECONDS = 5.0
 _SCHEDULER_KEY = "ops:scheduler"
@@ -52,8 +56,8 @@ def record_message(store, topic: str, outcome: str, waited_seconds: float | None
 
 # -- read at scrape time ------------------------------------------------------------------------
 class OpsCollector:
-    def __init__(self, app) -> None:
-        self.app = app
+    def __init__(self, deps) -> None:
+        self.deps = deps
         self._lock = threading.Lock()
         self._cached: list = []
         self._at = 0.0
@@ -66,21 +70,17 @@ class OpsCollector:
             return list(self._cached)
 
     def _gather(self):
-        from app.extensions import db
-
-        marquee = self.app.extensions["marquee"]
-        with self.app.app_context():
-            try:
-                yield from self._postgresql(db.session)
-            except Exception:  # noqa: BLE001 - a scrape must not fail because one source did
-                log.warning("ops metrics: PostgreSQL unavailable", exc_info=True)
-            finally:
-                db.session.remove()
         try:
-            yield from self._redis(marquee.redis)
+            with using(self.deps), db.unit_of_work() as session:
+                found = list(self._postgresql(session))
+            yield from found
+        except Exception:  # noqa: BLE001 - a scrape must not fail because one source did
+            log.warning("ops metrics: PostgreSQL unavailable", exc_info=True)
+        try:
+            yield from self._redis(self.deps.redis)
         except Exception:  # noqa: BLE001
             log.warning("ops metrics: Redis unavailable", exc_info=True)
-        yield from self._rabbitmq(marquee.settings)
+        yield from self._rabbitmq(self.deps)
 
     def _postgresql(self, session):
         states = GaugeMetricFamily("marquee_reservations", "Reservations by status", labels=["status"])
@@ -123,14 +123,12 @@ class OpsCollector:
             waited.add_metric([topic], float(fields.get("last_wait_seconds", 0)))
         yield from (runs, last, duration, handled, waited)
 
-    def _rabbitmq(self, settings):
-        from app.adapters.broker import TOPICS, Topology, connect
-
+    def _rabbitmq(self, deps):
         depth = GaugeMetricFamily("marquee_queue_messages", "Messages ready in a queue", labels=["queue"])
         up = GaugeMetricFamily("marquee_broker_up", "1 when RabbitMQ answered this scrape")
-        topology = Topology(settings.amqp_prefix, settings.retry_delays_ms)
+        topology = deps.topology
         try:
-            connection = connect(settings.amqp_url)
+            connection = connect(deps.settings.amqp_url)
         except Exception:  # noqa: BLE001
             up.add_metric([], 0)
             yield up

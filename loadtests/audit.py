@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from dotenv import load_dotenv
 from sqlalchemy import text
 
+from app.adapters.seat_store import SeatOwner
+from app.models import LIVE_STATUSES, EmailStatus, PaymentKind, PaymentStatus, ReservationStatus
+
 
 @dataclass
 class Check:
@@ -38,20 +41,27 @@ class Check:
     detail: str
 
 
+# The state names the SQL below compares with, from the models (bound, never spelled out).
+NAMES = {"live": [str(s) for s in LIVE_STATUSES], "pending": ReservationStatus.PENDING_PAYMENT.value,
+         "confirmed": ReservationStatus.CONFIRMED.value, "cancelled": ReservationStatus.CANCELLED.value,
+         "payment_failed": ReservationStatus.PAYMENT_FAILED.value, "charge": PaymentKind.CHARGE.value,
+         "refund": PaymentKind.REFUND.value, "succeeded": PaymentStatus.SUCCEEDED.value}
+
+
 def _rows(session, sql: str, **params):
-    return session.execute(text(sql), params).all()
+    return session.execute(text(sql), {**NAMES, **params}).all()
 
 
 def check_double_sold(session, showtime: int | None) -> Check:
     rows = _rows(session, """
         SELECT rs.showtime_id, rs.seat_id, count(*) FROM reservation_seats rs
         JOIN reservations r ON r.id = rs.reservation_id
-        WHERE r.status IN ('pending_payment', 'confirmed') AND rs.released_at IS NULL
+        WHERE r.status = ANY(:live) AND rs.released_at IS NULL
           AND (CAST(:st AS bigint) IS NULL OR rs.showtime_id = :st)
         GROUP BY rs.showtime_id, rs.seat_id HAVING count(*) > 1""", st=showtime)
     live = _rows(session, """
         SELECT count(*) FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
-        WHERE r.status IN ('pending_payment', 'confirmed') AND rs.released_at IS NULL
+        WHERE r.status = ANY(:live) AND rs.released_at IS NULL
           AND (CAST(:st AS bigint) IS NULL OR rs.showtime_id = :st)""", st=showtime)[0][0]
     detail = f"{live} live reservation seats" if not rows else f"{len(rows)} seats in two live reservations: {rows[:5]}"
     return Check("no seat sold twice", not rows, detail)
@@ -63,8 +73,7 @@ def check_stuck_holds(session, marquee, showtime: int | None) -> Check:
     client = marquee.redis.client
     stuck, checked = [], 0
     pairs = [(s, seat) for s, seat in seats.scan_seat_keys() if showtime is None or s == showtime]
-    live_reservations = {row[0] for row in _rows(
-        session, "SELECT id FROM reservations WHERE status IN ('pending_payment', 'confirmed')")}
+    live_reservations = {row[0] for row in _rows(session, "SELECT id FROM reservations WHERE status = ANY(:live)")}
     for start in range(0, len(pairs), 500):
         batch = pairs[start:start + 500]
         owners = client.mget([seats.seat_key(s, seat) for s, seat in batch])
@@ -72,15 +81,11 @@ def check_stuck_holds(session, marquee, showtime: int | None) -> Check:
             if owner is None:
                 continue  # expired between the scan and the read
             checked += 1
-            owner = owner.decode()
-            if owner.startswith("h:"):
-                if not client.exists(seats.hold_key(s, owner[2:])):
-                    stuck.append((s, seat, owner))
-            elif owner.startswith("r:"):
-                if int(owner[2:]) not in live_reservations:
-                    stuck.append((s, seat, owner))
-            else:
-                stuck.append((s, seat, owner))
+            token = owner.decode()
+            owner = SeatOwner.parse(token)
+            if owner is None or (owner.hold_id is not None and not seats.hold_exists(s, owner.hold_id)) or (
+                    owner.reservation_id is not None and owner.reservation_id not in live_reservations):
+                stuck.append((s, seat, token))
     return Check("no seat stuck in Redis", not stuck,
                  f"{checked} taken seats, each with a live hold or reservation" if not stuck
                  else f"{len(stuck)} seats held by nothing live: {stuck[:5]}")
@@ -90,10 +95,10 @@ def check_confirmed(session) -> Check:
     rows = _rows(session, """
         SELECT r.id,
                (SELECT count(*) FROM payments p WHERE p.reservation_id = r.id
-                  AND p.kind = 'charge' AND p.status = 'succeeded') AS charges,
+                  AND p.kind = :charge AND p.status = :succeeded) AS charges,
                (SELECT count(*) FROM tickets t WHERE t.reservation_id = r.id) AS tickets,
                (SELECT count(*) FROM reservation_seats s WHERE s.reservation_id = r.id) AS seats
-        FROM reservations r WHERE r.status = 'confirmed'""")
+        FROM reservations r WHERE r.status = :confirmed""")
     bad = [row for row in rows if row.charges != 1 or row.tickets != row.seats]
     return Check("confirmed: one charge, one ticket a seat", not bad,
                  f"{len(rows)} confirmed reservations" if not bad
@@ -103,8 +108,8 @@ def check_confirmed(session) -> Check:
 def check_refunds(session) -> Check:
     rows = _rows(session, """
         SELECT r.id, (SELECT count(*) FROM payments p WHERE p.reservation_id = r.id
-                        AND p.kind = 'refund' AND p.status = 'succeeded') AS refunds
-        FROM reservations r WHERE r.status = 'cancelled' AND r.confirmed_at IS NOT NULL""")
+                        AND p.kind = :refund AND p.status = :succeeded) AS refunds
+        FROM reservations r WHERE r.status = :cancelled AND r.confirmed_at IS NOT NULL""")
     bad = [tuple(row) for row in rows if row.refunds != 1]
     return Check("cancelled after payment: one refund", not bad,
                  f"{len(rows)} refunded cancellations" if not bad else f"{len(bad)} wrong (id, refunds): {bad[:5]}")
@@ -165,10 +170,10 @@ def check_emails(session) -> Check:
     rows = _rows(session, """
         WITH due AS (
           SELECT 'confirmation-' || id AS key FROM reservations WHERE confirmed_at IS NOT NULL
-          UNION ALL SELECT 'payment_failed-' || id FROM reservations WHERE status = 'payment_failed'
-          UNION ALL SELECT 'cancellation-' || id FROM reservations WHERE status = 'cancelled')
+          UNION ALL SELECT 'payment_failed-' || id FROM reservations WHERE status = :payment_failed
+          UNION ALL SELECT 'cancellation-' || id FROM reservations WHERE status = :cancelled)
         SELECT due.key, e.status FROM due LEFT JOIN emails e ON e.idempotency_key = due.key""")
-    missing = [key for key, status in rows if status != "sent"]
+    missing = [key for key, status in rows if status != EmailStatus.SENT]
     return Check("every due email sent", not missing,
                  f"{len(rows)} due, all sent" if not missing else f"{len(missing)} not sent: {missing[:5]}")
 
@@ -178,10 +183,10 @@ def seats_summary(session, marquee, showtime: int) -> str:
                               WHERE st.id = :st""", st=showtime)[0][0]
     sold = _rows(session, """
         SELECT count(*) FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
-        WHERE rs.showtime_id = :st AND r.status = 'confirmed' AND rs.released_at IS NULL""", st=showtime)[0][0]
+        WHERE rs.showtime_id = :st AND r.status = :confirmed AND rs.released_at IS NULL""", st=showtime)[0][0]
     pending = _rows(session, """
         SELECT count(*) FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
-        WHERE rs.showtime_id = :st AND r.status = 'pending_payment' AND rs.released_at IS NULL""",
+        WHERE rs.showtime_id = :st AND r.status = :pending AND rs.released_at IS NULL""",
                     st=showtime)[0][0]
     held = sum(1 for s, _ in marquee.seats.scan_seat_keys() if s == showtime) - sold - pending
     held = max(held, 0)  # seats taken in Redis beyond live reservations: holds (they expire)
@@ -191,11 +196,11 @@ def seats_summary(session, marquee, showtime: int) -> str:
 
 def audit(showtime: int | None = None, settle: float = 60.0, out=print) -> bool:
     load_dotenv(".env", override=False)
-    from app import create_app
-    from app.extensions import db, marquee
+    from app import db
+    from app.bootstrap import bootstrap, marquee
 
-    app = create_app()
-    with app.app_context():
+    bootstrap()
+    with db.scoped():
         settings = marquee().settings
         deadline = time.monotonic() + settle
         while True:  # work in flight gets time to land before it is judged

@@ -22,7 +22,6 @@ from urllib.parse import urlparse
 
 import requests
 
-
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 

@@ -33,15 +33,15 @@ def main(name: str) -> None:
             print(f"[setup] created database {name}")
     conn.close()
 
-    os.environ["DATABASE_URL"] = url.set(database=name).render_as_string(hide_password=False)
     sys.path.insert(0, str(ROOT))
-    from flask_migrate import upgrade
+    from alembic import command
+    from alembic.config import Config
 
-    from app import create_app
-
-    app = create_app()
-    with app.app_context():
-        upgrade(directory=str(ROOT / "migrations"))
+    config = Config(str(ROOT / "migrations" / "alembic.ini"))
+    # %% escapes for configparser (a password may hold a %)
+    config.set_main_option("sqlalchemy.url",
+                           url.set(database=name).render_as_string(hide_password=False).replace("%", "%%"))
+    command.upgrade(config, "head")
     print(f"[setup] database {name} is at the latest migration")
 
 

@@ -40,8 +40,8 @@ TEST_ENV = {
 }
 os.environ.update(TEST_ENV)
 
-from app import create_app  # noqa: E402
-from app.extensions import db  # noqa: E402
+from app import db  # noqa: E402
+from app.web import create_app  # noqa: E402
 from tests.helpers import ApiClient, free_port, stop_process  # noqa: E402
 
 TABLES = ["showtimes", "seats", "screens", "theaters", "cities", "movies", "users"]

@@ -1,4 +1,9 @@
-"""Background processes. ``python -m worker.scheduler`` expires unpaid
-reservations and sweeps stray seat keys (APScheduler). The pika consumers for
-payments, refunds, reviews and notifications join with the payments issue; all
-of them call the same services in ``app.services`` as the API."""
+"""Background processes over the same services as the API, booted by
+``app.bootstrap`` (never the web app):
+
+- ``python -m worker.consumer``: RabbitMQ consumers (pika) for payments,
+  refunds, reviews and email;
+- ``python -m worker.scheduler``: APScheduler jobs (expiry, Redis
+  reconciliation, waitlist offers) and the outbox relay;
+- ``python -m worker.smtp_sink``: a real SMTP server on loopback for development.
+"""

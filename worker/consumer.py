@@ -10,6 +10,8 @@ Redis hiccup) goes to a delay queue and comes back, with growing delays
 never succeed, it is parked in ``<queue>.dead`` (see ``flask --app wsgi
 dead-letters``). SIGTERM finishes the message in hand, then stops. A lost
 connection is re-established with backoff.
+
+It boots no web app: ``app.bootstrap`` builds what the services need.
 """
 from __future__ import annotations
 
@@ -23,10 +25,13 @@ import time
 import redis
 from sqlalchemy.exc import OperationalError
 
-from app.adapters.broker import TOPICS, BrokerError, Publisher, Topology, connect
+from app import db
+from app.adapters.broker import TOPICS, BrokerError, connect
 from app.adapters.payments import TransientPaymentError
+from app.bootstrap import Marquee, bootstrap, using
 from app.logging_setup import request_id_var
 from app.ops_metrics import record_message
+from app.services import notifications, payments, reviews
 
 log = logging.getLogger("marquee.worker")
 
@@ -35,8 +40,7 @@ TRANSIENT = (TransientPaymentError, OperationalError, redis.RedisError, OSError)
 
 
 def handle(topic: str, payload: dict) -> str:
-    from app.services import notifications, payments, reviews
-
+    """Decode a message into a service call: the same services as the API's."""
     if topic == "payments.charge":
         return payments.process_charge(payload)
     if topic == "payments.refund":
@@ -49,13 +53,12 @@ def handle(topic: str, payload: dict) -> str:
 
 
 class Consumer:
-    def __init__(self, app) -> None:
-        self.app = app
-        settings = app.extensions["marquee"].settings
-        self.url = settings.amqp_url
-        self.topology = Topology(settings.amqp_prefix, settings.retry_delays_ms)
-        self.max_attempts = settings.max_delivery_attempts
-        self.publisher = Publisher(self.url, self.topology)
+    def __init__(self, deps: Marquee) -> None:
+        self.deps = deps
+        self.url = deps.settings.amqp_url
+        self.topology = deps.topology
+        self.max_attempts = deps.settings.max_delivery_attempts
+        self.publisher = deps.publisher()
         self.stop = threading.Event()
         self.handled = 0
 
@@ -73,7 +76,7 @@ class Consumer:
         token = request_id_var.set(message.get("request_id") or f"outbox-{message.get('event_id')}")
         result = "handled"
         try:
-            with self.app.app_context():
+            with db.scoped():
                 outcome = handle(topic, message)
             log.info("handled", extra={"topic": topic, "outcome": outcome, "attempt": attempt,
                                        "event_id": message.get("event_id")})
@@ -104,7 +107,7 @@ class Consumer:
         """For the operators' view: outcome and time waited in the queue (ops_metrics)."""
         try:
             waited = time.time() - float(published_at) if published_at else None
-            record_message(self.app.extensions["marquee"].redis, topic, result, waited)
+            record_message(self.deps.redis, topic, result, waited)
         except Exception:  # noqa: BLE001 - a metric is not worth a lost message
             log.warning("could not record the message outcome", extra={"topic": topic}, exc_info=True)
 
@@ -120,6 +123,10 @@ class Consumer:
 
     # --- the loop -------------------------------------------------------------
     def run(self) -> None:
+        with using(self.deps):
+            self._run()
+
+    def _run(self) -> None:
         backoff = 1.0
         while not self.stop.is_set():
             try:
@@ -145,9 +152,7 @@ def main() -> int:
     from dotenv import load_dotenv
 
     load_dotenv(override=False)
-    from app import create_app
-
-    consumer = Consumer(create_app())
+    consumer = Consumer(bootstrap())
 
     def stop(signum, _frame):
         log.info("stopping after the message in hand", extra={"signal": signum})

@@ -16,7 +16,8 @@ Jobs (intervals from the environment):
 
 Several schedulers may run (for availability); each job takes a PostgreSQL
 advisory lock for its transaction, so only one acts at a time, and a crashed
-one lets go with its connection.
+one lets go with its connection. It boots no web app: ``app.bootstrap`` builds
+what the services need.
 """
 from __future__ import annotations
 
@@ -30,14 +31,20 @@ import time
 from apscheduler.schedulers.blocking import BlockingScheduler
 from dotenv import load_dotenv
 
+from app import db
+from app.bootstrap import Marquee, bootstrap, using
+from app.ops_metrics import record_job_run
+from app.services.booking import expire_unpaid_reservations
+from app.services.outbox import relay_forever, relay_outbox
+from app.services.seats import sweep_stray_seat_keys
+from app.services.waitlist import offer_everywhere
+
 log = logging.getLogger("marquee.scheduler")
 
 
-def _job(app, name: str, fn):
-    from app.ops_metrics import record_job_run
-
+def _job(deps: Marquee, name: str, fn):
     def run():
-        with app.app_context():
+        with using(deps), db.scoped():
             started = time.monotonic()
             try:
                 result = fn()
@@ -47,27 +54,23 @@ def _job(app, name: str, fn):
             if result is None:
                 log.debug("job skipped: another scheduler holds the lock", extra={"job": name})
             try:
-                record_job_run(app.extensions["marquee"].redis, name, result is not None,
-                               time.monotonic() - started)
+                record_job_run(deps.redis, name, result is not None, time.monotonic() - started)
             except Exception:  # noqa: BLE001 - the operators' record is not worth a failed job
                 log.warning("could not record the job run", extra={"job": name})
     run.__name__ = name
     return run
 
 
-def build(app) -> BlockingScheduler:
-    from app.services.booking import expire_unpaid_reservations, sweep_stray_seat_keys
-    from app.services.waitlist import offer_everywhere
-
-    settings = app.extensions["marquee"].settings
+def build(deps: Marquee) -> BlockingScheduler:
+    settings = deps.settings
     scheduler = BlockingScheduler(timezone="UTC")
     # coalesce + max_instances=1: a slow run is never stacked on itself.
     common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
-    scheduler.add_job(_job(app, "expire_unpaid_reservations", expire_unpaid_reservations),
+    scheduler.add_job(_job(deps, "expire_unpaid_reservations", expire_unpaid_reservations),
                       "interval", seconds=settings.expiry_interval_seconds, id="expire", **common)
-    scheduler.add_job(_job(app, "sweep_stray_seat_keys", sweep_stray_seat_keys),
+    scheduler.add_job(_job(deps, "sweep_stray_seat_keys", sweep_stray_seat_keys),
                       "interval", seconds=settings.sweep_interval_seconds, id="sweep", **common)
-    scheduler.add_job(_job(app, "waitlist_offers", offer_everywhere),
+    scheduler.add_job(_job(deps, "waitlist_offers", offer_everywhere),
                       "interval", seconds=5, id="waitlist", **common)
     return scheduler
 
@@ -77,27 +80,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="run every job once and exit")
     args = parser.parse_args(argv)
     load_dotenv(override=False)
-    from app import create_app
-
-    app = create_app()
+    deps = bootstrap()
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per run
-    scheduler = build(app)
-    from app.adapters.broker import Publisher, Topology
-    from app.services.outbox import relay_forever, relay_outbox
-
-    settings = app.extensions["marquee"].settings
-    publisher = Publisher(settings.amqp_url, Topology(settings.amqp_prefix, settings.retry_delays_ms))
+    scheduler = build(deps)
+    publisher = deps.publisher()
     if args.once:
         for job in scheduler.get_jobs():
             job.func()
-        with app.app_context():
+        with db.scoped():
             relay_outbox(publisher)
         publisher.close()
         return 0
 
     stopping = threading.Event()
-    relay = threading.Thread(target=relay_forever, name="outbox-relay", args=(app, publisher, stopping),
-                             kwargs={"poll_seconds": settings.relay_interval_seconds})
+    relay = threading.Thread(target=relay_forever, name="outbox-relay", args=(deps, publisher, stopping),
+                             kwargs={"poll_seconds": deps.settings.relay_interval_seconds})
 
     def stop(signum, _frame):
         log.info("stopping", extra={"signal": signum})

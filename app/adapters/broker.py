@@ -120,3 +120,43 @@ class Publisher:
         except AMQPError:
             pass
         self._connection = self._channel = None
+
+
+# --- parked messages ------------------------------------------------------------
+
+def peek_dead(url: str, topology: Topology, topic: str, limit: int) -> list[tuple[dict, dict]]:
+    """Up to ``limit`` parked messages of a topic (body, headers), left in place."""
+    connection = connect(url)
+    try:
+        channel = connection.channel()
+        found = []
+        for _ in range(limit):
+            method, properties, body = channel.basic_get(topology.dead_queue(topic), auto_ack=False)
+            if method is None:
+                break
+            found.append((json.loads(body), dict(properties.headers or {})))
+        return found  # closing the channel unacknowledged puts them all back
+    finally:
+        connection.close()
+
+
+def replay_dead(url: str, topology: Topology, topic: str, limit: int) -> int:
+    """Move up to ``limit`` parked messages back to their main queue with a fresh
+    attempt count, each confirmed there before it leaves the dead queue."""
+    publisher = Publisher(url, topology)
+    connection = connect(url)
+    moved = 0
+    try:
+        channel = connection.channel()
+        for _ in range(limit):
+            method, properties, body = channel.basic_get(topology.dead_queue(topic), auto_ack=False)
+            if method is None:
+                break
+            headers = {k: v for k, v in (properties.headers or {}).items() if k not in ("x-attempt", "x-death-reason")}
+            publisher.publish(topology.queue(topic), json.loads(body), exchange="", headers=headers)
+            channel.basic_ack(method.delivery_tag)  # only after the main queue confirmed it
+            moved += 1
+    finally:
+        connection.close()
+        publisher.close()
+    return moved

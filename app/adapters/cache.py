@@ -21,7 +21,8 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import redis
 
@@ -83,7 +84,7 @@ class Cache:
         gens = self.store.client.mget(keys)
         if any(g is None for g in gens):
             pipe = self.store.client.pipeline(transaction=False)
-            for key, gen in zip(keys, gens):
+            for key, gen in zip(keys, gens, strict=True):
                 if gen is None:
                     pipe.set(key, uuid.uuid4().hex, nx=True)
             pipe.mget(keys)

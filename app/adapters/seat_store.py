@@ -2,13 +2,18 @@
 
 Keys of one showtime share the hash tag ``{st:<id>}`` (Redis Cluster-ready):
 
-- ``{st:S}:seat:<seat id>``  owner of a taken seat: ``h:<hold id>`` or ``r:<reservation id>``, with a TTL
-- ``{st:S}:hold:<hold id>``  the hold: user, seats (JSON), expires_at, state (held | claimed)
+- ``{st:S}:seat:<seat id>``  owner of a taken seat (a ``SeatOwner`` token: ``h:<hold id>`` or
+                              ``r:<reservation id>``), with a TTL
+- ``{st:S}:hold:<hold id>``  the hold: user, seats (JSON), expires_at, state (``HoldState``)
 - ``{st:S}:user:<user id>``  the user's live hold on this showtime
 - ``{st:S}:synced``          Redis knows every live reservation seat of S (see ``sync``)
 
 Every key has a TTL, so nothing here can stay stuck; and nothing here is the
 final word: PostgreSQL's unique index on live reservation seats is.
+
+Owner tokens are made and read only here (``SeatOwner``); the Lua scripts take
+them as arguments. What a script answers is named here too (``HoldOutcome``,
+``ClaimOutcome``), beside the script's adapter.
 """
 from __future__ import annotations
 
@@ -17,10 +22,74 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from enum import IntEnum, StrEnum
 
 from app.adapters.redis_store import RedisStore
 
 HOLD_ID = re.compile(r"^(\d{1,18})\.([0-9a-f]{32})$")
+
+
+class HoldState(StrEnum):
+    HELD = "held"  # the customer's, for HOLD_TTL_SECONDS
+    CLAIMED = "claimed"  # being turned into a reservation
+
+
+class HoldOutcome(IntEnum):
+    """First element of ``hold_seats.lua``'s answer."""
+
+    HELD = 1
+    TAKEN = 0  # the positions of the taken seats follow
+    ALREADY_HOLDING = -1  # the user's live hold id follows
+    NEEDS_SYNC = -2  # Redis lost this showtime's booked seats: rebuild, then retry
+
+
+class ClaimOutcome(IntEnum):
+    """What ``claim_hold.lua`` answers."""
+
+    CLAIMED = 1
+    LOST = 0  # expired, or a seat no longer belongs to it
+    NOT_OWNER = -1  # another user's hold
+    ALREADY_CLAIMED = -2
+
+
+@dataclass(frozen=True)
+class SeatOwner:
+    """Who holds a seat key: a hold (``h:<hold id>``) or a reservation (``r:<id>``)."""
+
+    kind: str  # "hold" | "reservation"
+    ref: str
+
+    HOLD_PREFIX = "h:"
+    RESERVATION_PREFIX = "r:"
+
+    @classmethod
+    def hold(cls, hold_id: str) -> "SeatOwner":
+        return cls("hold", hold_id)
+
+    @classmethod
+    def reservation(cls, reservation_id: int) -> "SeatOwner":
+        return cls("reservation", str(reservation_id))
+
+    @classmethod
+    def parse(cls, token: str) -> "SeatOwner | None":
+        """The owner named by a seat key's value; None for a value no one writes."""
+        if token.startswith(cls.HOLD_PREFIX):
+            return cls("hold", token[len(cls.HOLD_PREFIX):])
+        if token.startswith(cls.RESERVATION_PREFIX) and token[len(cls.RESERVATION_PREFIX):].isdigit():
+            return cls("reservation", token[len(cls.RESERVATION_PREFIX):])
+        return None
+
+    @property
+    def token(self) -> str:
+        return (self.HOLD_PREFIX if self.kind == "hold" else self.RESERVATION_PREFIX) + self.ref
+
+    @property
+    def reservation_id(self) -> int | None:
+        return int(self.ref) if self.kind == "reservation" else None
+
+    @property
+    def hold_id(self) -> str | None:
+        return self.ref if self.kind == "hold" else None
 
 
 @dataclass(frozen=True)
@@ -52,7 +121,7 @@ def showtime_of(hold_id: str) -> int | None:
 
 
 def reservation_owner(reservation_id: int) -> str:
-    return f"r:{reservation_id}"
+    return SeatOwner.reservation(reservation_id).token
 
 
 class SeatStore:
@@ -92,13 +161,14 @@ class SeatStore:
         keys = [self.user_key(showtime_id, user_id), self.hold_key(showtime_id, hold_id),
                 self.synced_key(showtime_id), *self._seat_keys(showtime_id, seat_ids)]
         result = self._hold(keys=keys, args=[hold_id, ttl_ms, user_id, json.dumps(seat_ids),
-                                             expires_at.isoformat(), "1" if unsynced_ok else "0"])
-        code = int(result[0])
-        if code == 1:
+                                             expires_at.isoformat(), "1" if unsynced_ok else "0",
+                                             SeatOwner.hold(hold_id).token])
+        outcome = HoldOutcome(int(result[0]))
+        if outcome is HoldOutcome.HELD:
             return hold_id, HoldResult(True, [])
-        if code == -2:
+        if outcome is HoldOutcome.NEEDS_SYNC:
             return hold_id, HoldResult(False, [], needs_sync=True)
-        if code == -1:
+        if outcome is HoldOutcome.ALREADY_HOLDING:
             existing = result[1].decode() if isinstance(result[1], bytes) else str(result[1])
             return hold_id, HoldResult(False, [], live_hold_id=existing)
         return hold_id, HoldResult(False, [seat_ids[int(i) - 1] for i in result[1:]])
@@ -117,17 +187,18 @@ class SeatStore:
     def release(self, hold: Hold) -> bool:
         keys = [self.hold_key(hold.showtime_id, hold.id), self.user_key(hold.showtime_id, hold.user_id),
                 *self._seat_keys(hold.showtime_id, hold.seat_ids)]
-        return bool(self._release(keys=keys, args=[hold.id, hold.user_id]))
+        return bool(self._release(keys=keys, args=[hold.id, hold.user_id, SeatOwner.hold(hold.id).token]))
 
-    def claim(self, hold: Hold, user_id: int, ttl_ms: int) -> int:
-        """1 claimed; 0 expired or lost; -1 another user's; -2 already claimed."""
+    def claim(self, hold: Hold, user_id: int, ttl_ms: int) -> ClaimOutcome:
         keys = [self.hold_key(hold.showtime_id, hold.id), *self._seat_keys(hold.showtime_id, hold.seat_ids)]
-        return int(self._claim(keys=keys, args=[hold.id, user_id, ttl_ms]))
+        return ClaimOutcome(int(self._claim(keys=keys, args=[hold.id, user_id, ttl_ms,
+                                                             SeatOwner.hold(hold.id).token])))
 
     def bind_reservation(self, hold: Hold, reservation_id: int, ttl_ms: int) -> int:
         keys = [self.hold_key(hold.showtime_id, hold.id), self.user_key(hold.showtime_id, hold.user_id),
                 *self._seat_keys(hold.showtime_id, hold.seat_ids)]
-        return int(self._bind(keys=keys, args=[hold.id, reservation_owner(reservation_id), ttl_ms]))
+        return int(self._bind(keys=keys, args=[hold.id, reservation_owner(reservation_id), ttl_ms,
+                                               SeatOwner.hold(hold.id).token]))
 
     # --- reservations ---------------------------------------------------------
     def keep_for_reservation(self, showtime_id: int, seat_ids, reservation_id: int, ttl_ms: int) -> int:
@@ -152,11 +223,15 @@ class SeatStore:
 
     # --- reads ------------------------------------------------------------------
     def owners(self, showtime_id: int, seat_ids: list[int]) -> dict[int, str]:
-        """Current owner token of each taken seat among ``seat_ids`` (one MGET)."""
+        """Current owner token of each taken seat among ``seat_ids`` (one MGET);
+        ``SeatOwner.parse`` reads one."""
         if not seat_ids:
             return {}
         values = self.store.client.mget(self._seat_keys(showtime_id, seat_ids))
-        return {sid: v.decode() for sid, v in zip(seat_ids, values) if v is not None}
+        return {sid: v.decode() for sid, v in zip(seat_ids, values, strict=True) if v is not None}
+
+    def hold_exists(self, showtime_id: int, hold_id: str) -> bool:
+        return bool(self.store.client.exists(self.hold_key(showtime_id, hold_id)))
 
     def scan_seat_keys(self, count: int = 1000):
         """Every seat key of every showtime as (showtime id, seat id). For the sweep."""

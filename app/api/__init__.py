@@ -5,7 +5,8 @@ import flask_smorest
 from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException
 
-from app.errors import PROBLEM_MIMETYPE, flatten_validation_messages, problem
+from app.api.problems import PROBLEM_MIMETYPE, flatten_validation_messages, problem, validation_detail
+from app.services import errors
 
 
 class Api(flask_smorest.Api):
@@ -40,6 +41,7 @@ class Api(flask_smorest.Api):
         data = getattr(error, "data", None) or {}
         status = error.code or 500
         extra = {}
+        title = None
         detail = data.get("message") or error.description
         messages = data.get("messages")
         if messages is not None:
@@ -51,13 +53,14 @@ class Api(flask_smorest.Api):
                     detail="The request body is not valid JSON",
                 )
             extra["errors"] = flat
-            detail = "The request did not pass validation; see errors"
+            detail = validation_detail(flat)
+            title = errors.Invalid.title  # the same title as a service's 422
         if status == 500:
             detail = "An unexpected error occurred; it has been logged"
         headers = dict(data.get("headers") or {})
         if status == 405 and hasattr(error, "valid_methods") and error.valid_methods:
             headers["Allow"] = ", ".join(error.valid_methods)
-        return problem(status, detail=detail, headers=headers, **extra)
+        return problem(status, title=title, detail=detail, headers=headers, **extra)
 
 
 def register_blueprints(api: Api) -> None:

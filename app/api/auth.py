@@ -7,8 +7,6 @@ from flask_smorest import Blueprint
 
 from app.api.schemas import LoginSchema, RegisterSchema, TokenPairSchema, UserSchema
 from app.api.security import BEARER, client_address, current_user_id, login_required
-from app.extensions import db
-from app.models import User
 from app.services import auth as auth_service
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign-up, sign-in and sessions")
@@ -63,9 +61,4 @@ class Me(MethodView):
     @users_blp.response(200, UserSchema)
     def get(self):
         """The caller's own profile"""
-        user = db.session.get(User, current_user_id())
-        if user is None:
-            from app.errors import TokenRevoked
-
-            raise TokenRevoked("This account no longer exists")
-        return user
+        return auth_service.get_profile(current_user_id())

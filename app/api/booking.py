@@ -4,11 +4,10 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app import errors
 from app.api import schemas as s
 from app.api.idempotency import idempotent
 from app.api.security import current_user_id, is_admin, login_required
-from app.services import booking
+from app.services import booking, errors
 
 holds = Blueprint("holds", __name__, url_prefix="/api/v1", description="Seat holds")
 reservations = Blueprint("reservations", __name__, url_prefix="/api/v1/reservations",

@@ -8,11 +8,10 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from app.extensions import marquee
 from app.api import schemas as s
 from app.api.idempotency import idempotent
 from app.api.security import admin_required
-from app.services import booking, catalog
+from app.services import catalog, seats
 
 cities = Blueprint("cities", __name__, url_prefix="/api/v1/cities", description="Cities")
 theaters = Blueprint("theaters", __name__, url_prefix="/api/v1/theaters", description="Theaters")
@@ -22,13 +21,9 @@ showtimes = Blueprint("showtimes", __name__, url_prefix="/api/v1/showtimes", des
 blueprints = [cities, theaters, screens, movies, showtimes]
 
 
-def _cached(namespaces, name, params, compute):
-    return marquee().cache.get_or_compute(namespaces, name, params, compute)
-
-
-def _cached_body(blp, namespaces, name, params, compute) -> Response:
+def _cached_body(blp, name, params, compute) -> Response:
     """A cached body sent as stored (no re-dump), with its ETag (304 when unchanged)."""
-    body = marquee().cache.get_or_compute_json(namespaces, name, params, compute)
+    body = catalog.cached_json(name, params, compute)
     blp.set_etag(hashlib.sha1(body).hexdigest())
     return Response(body, mimetype="application/json")
 
@@ -160,7 +155,7 @@ def _screen_detail(screen_id: int) -> Response:
         out["seats"] = s.SeatSchema(many=True).dump(catalog.screen_seats(screen_id))
         return out
 
-    return _cached_body(screens, ["screens"], "screen", screen_id, compute)
+    return _cached_body(screens, "screen", screen_id, compute)
 
 
 @screens.route("/theaters/<int:theater_id>/screens")
@@ -230,7 +225,7 @@ class Movies(MethodView):
             items, total = catalog.list_movies(**filters)
             return [s.MovieSchema(many=True).dump(items), total]
 
-        return _paged(pagination_parameters, _cached(["movies"], "movies", filters, compute))
+        return _paged(pagination_parameters, catalog.cached("movies", filters, compute))
 
     @admin_required
     @idempotent
@@ -248,7 +243,7 @@ class MovieById(MethodView):
     @movies.alt_response(404, response="NOT_FOUND")
     def get(self, movie_id):
         """Get a movie"""
-        return _cached(["movies"], "movie", movie_id, lambda: s.MovieSchema().dump(catalog.get_movie(movie_id)))
+        return catalog.cached("movie", movie_id, lambda: s.MovieSchema().dump(catalog.get_movie(movie_id)))
 
     @admin_required
     @movies.arguments(s.MoviePatchSchema)
@@ -285,7 +280,7 @@ class Showtimes(MethodView):
             items, total = catalog.list_showtimes(**filters)
             return [s.ShowtimeSchema(many=True).dump(items), total]
 
-        return _paged(pagination_parameters, _cached(["showtimes"], "showtimes", filters, compute))
+        return _paged(pagination_parameters, catalog.cached("showtimes", filters, compute))
 
     @admin_required
     @idempotent
@@ -304,10 +299,8 @@ class ShowtimeById(MethodView):
     @showtimes.alt_response(404, response="NOT_FOUND")
     def get(self, showtime_id):
         """Get a showtime"""
-        return _cached(
-            ["showtimes"], "showtime", showtime_id,
-            lambda: s.ShowtimeSchema().dump(catalog.get_showtime(showtime_id)),
-        )
+        return catalog.cached("showtime", showtime_id,
+                              lambda: s.ShowtimeSchema().dump(catalog.get_showtime(showtime_id)))
 
     @admin_required
     @showtimes.arguments(s.ShowtimePatchSchema)
@@ -335,10 +328,10 @@ class ShowtimeSeats(MethodView):
     def get(self, showtime_id):
         """The seat map: every seat with its price and live status (cheap to poll; use ETags)"""
         head, seat_ids, fragments = _seat_map_template(showtime_id)
-        statuses = booking.seat_statuses(showtime_id, seat_ids)
+        statuses = seats.seat_statuses(showtime_id, seat_ids)
         body = "".join((head, ",".join(
             f'{fragment}"{statuses.get(seat_id, "available")}"}}'
-            for seat_id, fragment in zip(seat_ids, fragments)), "]}")).encode()
+            for seat_id, fragment in zip(seat_ids, fragments, strict=True)), "]}")).encode()
         showtimes.set_etag(hashlib.sha1(body).hexdigest())
         return Response(body, mimetype="application/json")
 
@@ -356,5 +349,4 @@ def _seat_map_template(showtime_id: int) -> tuple[str, list[int], list[str]]:
             fragments.append(json.dumps(fields, separators=(",", ":"))[:-1] + ',"status":')
         return [head, [seat["id"] for seat in seat_map["seats"]], fragments]
 
-    cache = marquee().cache
-    return cache.get_or_compute(["showtimes", "screens"], "seatmap-template", showtime_id, compute, local=True)
+    return catalog.cached("seatmap-template", showtime_id, compute, local=True)

@@ -5,11 +5,12 @@ import os
 
 from flask import Blueprint, Response, current_app, jsonify, send_from_directory
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from sqlalchemy import text
 from swagger_ui_bundle import swagger_ui_path
 
-from app.errors import problem
-from app.extensions import db, marquee
+from app.api.problems import problem
+from app.bootstrap import marquee
+from app.ops_metrics import OpsCollector
+from app.services.health import unavailable_dependencies
 
 bp = Blueprint("ops", __name__)
 
@@ -23,19 +24,7 @@ def health():
 @bp.get("/ready")
 def ready():
     """200 only while PostgreSQL and Redis answer; 503 naming what failed."""
-    failed = []
-    try:
-        db.session.execute(text("SELECT 1"))
-    except Exception:  # noqa: BLE001 - any failure means not ready
-        current_app.logger.warning("readiness: postgresql failed", exc_info=True)
-        failed.append("postgresql")
-    finally:
-        db.session.rollback()
-    try:
-        marquee().redis.client.ping()
-    except Exception:  # noqa: BLE001
-        current_app.logger.warning("readiness: redis failed", exc_info=True)
-        failed.append("redis")
+    failed = unavailable_dependencies()
     if failed:
         return problem(
             503, code="not_ready", detail=f"Not ready: {', '.join(failed)} did not answer", failed=failed
@@ -53,13 +42,13 @@ def metrics():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
-        from prometheus_client import REGISTRY as registry
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY
     ops = current_app.extensions.get("ops_registry")
     if ops is None:
-        from app.ops_metrics import OpsCollector
-
         ops = CollectorRegistry()
-        ops.register(OpsCollector(current_app._get_current_object()))
+        ops.register(OpsCollector(marquee()))
         current_app.extensions["ops_registry"] = ops
     return Response(generate_latest(registry) + generate_latest(ops), mimetype=CONTENT_TYPE_LATEST)
 

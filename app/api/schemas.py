@@ -4,10 +4,19 @@ from __future__ import annotations
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from app.api import fields as mfields
+from app.bootstrap import marquee
 
 CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="Must be an ISO 4217 code such as EUR or USD")
 CATEGORY = validate.Regexp(r"^[a-z][a-z0-9_]{0,31}$", error="Invalid seat category")
 MAX_PRICE_CENTS = 10_000_000
+
+
+def within_seats_per_hold(value) -> None:
+    """The one limit of seats a hold may take (``MAX_SEATS_PER_HOLD``), the
+    services' own (``seats.check_seat_count``), checked here to answer early."""
+    limit = marquee().settings.max_seats_per_hold
+    if (value if isinstance(value, int) else len(value)) > limit:
+        raise ValidationError(f"At most {limit} seats")
 
 
 def _unstorable_text(value, path: str, found: dict) -> None:
@@ -323,7 +332,7 @@ class HoldRequestSchema(StrictSchema):
     seat_ids = fields.List(
         fields.Integer(strict=True, validate=validate.Range(min=1)),
         required=True,
-        validate=validate.Length(min=1, max=100),
+        validate=[validate.Length(min=1), within_seats_per_hold],
         metadata={"description": "Seats to hold: all or none (at most MAX_SEATS_PER_HOLD, default 10)"},
     )
 
@@ -437,7 +446,8 @@ class ReviewListSchema(Schema):
 # --- waitlist ---------------------------------------------------------------
 
 class WaitlistRequestSchema(StrictSchema):
-    seats = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=50))
+    seats = fields.Integer(required=True, strict=True, validate=[validate.Range(min=1), within_seats_per_hold],
+                           metadata={"description": "How many seats (at most MAX_SEATS_PER_HOLD, default 10)"})
 
 
 class WaitlistEntrySchema(Schema):

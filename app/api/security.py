@@ -7,8 +7,8 @@ from functools import wraps
 from flask import request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 
-from app.extensions import marquee
-from app import errors
+from app.bootstrap import marquee
+from app.services import errors
 
 BEARER = [{"bearerAuth": []}]
 

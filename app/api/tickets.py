@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 
 from app.api import schemas as s
 from app.api.security import admin_required, current_user_id, is_admin, login_required
-from app.services import tickets
+from app.services import booking, tickets
 
 blp = Blueprint("tickets", __name__, url_prefix="/api/v1", description="Tickets and check-in")
 blueprints = [blp]
@@ -32,7 +32,7 @@ class ReservationTickets(MethodView):
     @blp.alt_response(409, response="CONFLICT", description="not_confirmed")
     def get(self, reservation_id):
         """One ticket a seat, once the reservation is confirmed"""
-        return [_out(t) for t in tickets.for_reservation(current_user_id(), reservation_id, is_admin=is_admin())]
+        return [_out(t) for t in booking.reservation_tickets(current_user_id(), reservation_id, is_admin=is_admin())]
 
 
 @blp.route(f"/tickets/{QR_CODE}/qr.png", endpoint="qr_png")

@@ -1,6 +1,29 @@
-"""SQLAlchemy models: the shape of the truth kept in PostgreSQL."""
-from app.models.booking import Email, OutboxEvent, Payment, Reservation, ReservationSeat, Review, Ticket, WaitlistEntry, WebhookEvent
+"""SQLAlchemy models: the shape of the truth kept in PostgreSQL, and the names of its states."""
+from app.models.booking import (
+    LIVE_STATUSES,
+    LIVE_WAITLIST_STATUSES,
+    Email,
+    EmailStatus,
+    OutboxEvent,
+    Payment,
+    PaymentKind,
+    PaymentStatus,
+    Reservation,
+    ReservationSeat,
+    ReservationStatus,
+    Review,
+    Ticket,
+    TicketStatus,
+    WaitlistEntry,
+    WaitlistStatus,
+    WebhookEvent,
+)
 from app.models.catalog import City, Movie, Screen, Seat, Showtime, Theater
-from app.models.user import User
+from app.models.user import ROLES, User
 
-__all__ = ["Email", "OutboxEvent", "Payment", "Review", "Ticket", "WaitlistEntry", "WebhookEvent", "Reservation", "ReservationSeat", "City", "Movie", "Screen", "Seat", "Showtime", "Theater", "User"]
+__all__ = [
+    "LIVE_STATUSES", "LIVE_WAITLIST_STATUSES", "ROLES",
+    "City", "Email", "EmailStatus", "Movie", "OutboxEvent", "Payment", "PaymentKind", "PaymentStatus",
+    "Reservation", "ReservationSeat", "ReservationStatus", "Review", "Screen", "Seat", "Showtime", "Theater",
+    "Ticket", "TicketStatus", "User", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
+]

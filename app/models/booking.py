@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -11,26 +12,70 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    event,
     func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.extensions import db
+from app.db import Base
 from app.logging_setup import request_id_var
 
-STATUSES = ("pending_payment", "confirmed", "payment_failed", "expired", "cancelled")
-LIVE_STATUSES = ("pending_payment", "confirmed")
+
+class ReservationStatus(StrEnum):
+    PENDING_PAYMENT = "pending_payment"
+    CONFIRMED = "confirmed"
+    PAYMENT_FAILED = "payment_failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
-class Reservation(db.Model):
+# A reservation in one of these holds its seats (``uq_reservation_seats_live``).
+LIVE_STATUSES = (ReservationStatus.PENDING_PAYMENT, ReservationStatus.CONFIRMED)
+
+
+class TicketStatus(StrEnum):
+    VALID = "valid"
+    CANCELLED = "cancelled"
+
+
+class WaitlistStatus(StrEnum):
+    WAITING = "waiting"
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    LAPSED = "lapsed"
+    LEFT = "left"
+
+
+# A waitlist entry in one of these is live (one per user and showtime).
+LIVE_WAITLIST_STATUSES = (WaitlistStatus.WAITING, WaitlistStatus.OFFERED)
+
+
+class PaymentKind(StrEnum):
+    CHARGE = "charge"
+    REFUND = "refund"
+
+
+class PaymentStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+
+
+class EmailStatus(StrEnum):
+    SENDING = "sending"
+    SENT = "sent"
+
+
+def one_of(column: str, values) -> str:
+    """A CHECK constraint's text: ``column`` takes one of ``values``."""
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+class Reservation(Base):
     __tablename__ = "reservations"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('pending_payment', 'confirmed', 'payment_failed', 'expired', 'cancelled')",
-            name="status_known",
-        ),
+        CheckConstraint(one_of("status", ReservationStatus), name="status_known"),
         CheckConstraint("total_cents >= 0", name="total_not_negative"),
         # The expiry job's scan: only pending rows, by deadline.
         Index("ix_reservations_pending_expires_at", "expires_at",
@@ -58,7 +103,7 @@ class Reservation(db.Model):
     )
 
 
-class ReservationSeat(db.Model):
+class ReservationSeat(Base):
     """A seat of a reservation. While ``released_at`` is null the seat is live, and
     the partial unique index ``uq_reservation_seats_live`` lets a seat of a
     showtime be live in one reservation only: the final guard against selling it
@@ -83,7 +128,7 @@ class ReservationSeat(db.Model):
     reservation: Mapped[Reservation] = relationship(back_populates="seats")
 
 
-class OutboxEvent(db.Model):
+class OutboxEvent(Base):
     """Work for another process, written in the same transaction as the change
     that causes it; a relay publishes it to RabbitMQ and marks it sent."""
 
@@ -111,15 +156,26 @@ class OutboxEvent(db.Model):
         super().__init__(**kw)
 
 
-class Payment(db.Model):
+# The channel on which the outbox relay listens (``app.services.outbox``).
+OUTBOX_NOTIFY_CHANNEL = "marquee_outbox"
+
+
+@event.listens_for(OutboxEvent, "after_insert")
+def _wake_the_relay(_mapper, connection, _target) -> None:
+    """Every transaction that writes an outbox row also notifies the relay;
+    PostgreSQL delivers the notice only if (and when) that transaction commits."""
+    connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_NOTIFY_CHANNEL})
+
+
+class Payment(Base):
     """A charge or refund as the gateway answered it. The unique idempotency key
     makes "exactly one charge and at most one refund per reservation" a fact of
     the database, however often a message is delivered."""
 
     __tablename__ = "payments"
     __table_args__ = (
-        CheckConstraint("kind IN ('charge', 'refund')", name="kind_known"),
-        CheckConstraint("status IN ('succeeded', 'declined')", name="status_known"),
+        CheckConstraint(one_of("kind", PaymentKind), name="kind_known"),
+        CheckConstraint(one_of("status", PaymentStatus), name="status_known"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -133,13 +189,13 @@ class Payment(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class Ticket(db.Model):
+class Ticket(Base):
     """One ticket a seat of a confirmed reservation. ``code`` is signed (see
     ``app.services.tickets``) so that a scanner can check it offline."""
 
     __tablename__ = "tickets"
     __table_args__ = (
-        CheckConstraint("status IN ('valid', 'cancelled')", name="status_known"),
+        CheckConstraint(one_of("status", TicketStatus), name="status_known"),
         Index("uq_tickets_reservation_seat", "reservation_id", "seat_id", unique=True),
     )
 
@@ -149,12 +205,12 @@ class Ticket(db.Model):
     seat_id: Mapped[int] = mapped_column(ForeignKey("seats.id", ondelete="RESTRICT"))
     seat_label: Mapped[str] = mapped_column(String(16))
     code: Mapped[str] = mapped_column(String(128), unique=True)
-    status: Mapped[str] = mapped_column(String(10), server_default="valid")
+    status: Mapped[str] = mapped_column(String(10), server_default=TicketStatus.VALID.value)
     checked_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class Review(db.Model):
+class Review(Base):
     """One review per user and movie; a second one replaces the first."""
 
     __tablename__ = "reviews"
@@ -173,13 +229,13 @@ class Review(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class WaitlistEntry(db.Model):
+class WaitlistEntry(Base):
     """A customer waiting for ``seats`` seats of a sold-out showtime. Offers go
     to the first waiting entry that fits, as an exclusive hold."""
 
     __tablename__ = "waitlist_entries"
     __table_args__ = (
-        CheckConstraint("status IN ('waiting', 'offered', 'accepted', 'lapsed', 'left')", name="status_known"),
+        CheckConstraint(one_of("status", WaitlistStatus), name="status_known"),
         CheckConstraint("seats BETWEEN 1 AND 50", name="seats_range"),
         # One live entry per user and showtime.
         Index("uq_waitlist_live", "user_id", "showtime_id", unique=True,
@@ -191,18 +247,18 @@ class WaitlistEntry(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     showtime_id: Mapped[int] = mapped_column(ForeignKey("showtimes.id", ondelete="RESTRICT"))
     seats: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(10), server_default="waiting")
+    status: Mapped[str] = mapped_column(String(10), server_default=WaitlistStatus.WAITING.value)
     offer_hold_id: Mapped[str | None] = mapped_column(String(64))
     offer_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class Email(db.Model):
+class Email(Base):
     """An email due to a customer, once: the idempotency key makes a redelivered
     notice send nothing twice."""
 
     __tablename__ = "emails"
-    __table_args__ = (CheckConstraint("status IN ('sending', 'sent')", name="status_known"),)
+    __table_args__ = (CheckConstraint(one_of("status", EmailStatus), name="status_known"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
@@ -214,7 +270,7 @@ class Email(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class WebhookEvent(db.Model):
+class WebhookEvent(Base):
     """Gateway events already handled: a replay of one is ignored."""
 
     __tablename__ = "webhook_events"

@@ -22,10 +22,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.extensions import db
+from app.db import Base
 
 
-class City(db.Model):
+class City(Base):
     __tablename__ = "cities"
     __table_args__ = (UniqueConstraint("name", "country", postgresql_nulls_not_distinct=True),)
 
@@ -36,7 +36,7 @@ class City(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class Theater(db.Model):
+class Theater(Base):
     __tablename__ = "theaters"
     __table_args__ = (
         CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude_range"),
@@ -56,7 +56,7 @@ class Theater(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class Screen(db.Model):
+class Screen(Base):
     __tablename__ = "screens"
     __table_args__ = (UniqueConstraint("theater_id", "name"),)
 
@@ -74,7 +74,7 @@ class Screen(db.Model):
     )
 
 
-class Seat(db.Model):
+class Seat(Base):
     """One seat of a screen. Ids are stable across layout edits that keep its label."""
 
     __tablename__ = "seats"
@@ -96,7 +96,7 @@ class Seat(db.Model):
     col_index: Mapped[int] = mapped_column(Integer)
 
 
-class Movie(db.Model):
+class Movie(Base):
     __tablename__ = "movies"
     __table_args__ = (
         CheckConstraint("duration_minutes BETWEEN 1 AND 1440", name="duration_range"),
@@ -125,7 +125,7 @@ class Movie(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class Showtime(db.Model):
+class Showtime(Base):
     """A movie on a screen at a time. Overlaps on one screen are refused by the
     exclusion constraint ``ex_showtimes_no_overlap`` (see the migration)."""
 

@@ -5,12 +5,12 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
+from app.db import Base
 
 ROLES = ("user", "admin")
 
 
-class User(db.Model):
+class User(Base):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint("role IN ('user', 'admin')", name="role_known"),

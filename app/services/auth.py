@@ -13,13 +13,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app import errors
-from app.extensions import db, marquee
+from app import db
+from app.adapters.tokens import RotateOutcome
+from app.bootstrap import marquee
 from app.models import User
+from app.services import errors
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class TokenPair:
     access_token: str
     refresh_token: str
     expires_in: int
+    refresh_jti: str
 
     def as_dict(self) -> dict:
         return {
@@ -44,18 +46,21 @@ def normalize_email(email: str) -> str:
 
 def register(email: str, password: str, name: str, role: str = "user") -> User:
     """Create an account; ``EmailTaken`` if the address is already registered."""
-    user = User(
-        email=normalize_email(email),
-        name=name.strip(),
-        password_hash=marquee().passwords.hash(password),
-        role=role,
-    )
-    db.session.add(user)
+    password_hash = marquee().passwords.hash(password)
     try:
-        db.session.commit()
+        with db.unit_of_work():
+            user = User(email=normalize_email(email), name=name.strip(), password_hash=password_hash, role=role)
+            db.session.add(user)
     except IntegrityError as exc:
-        db.session.rollback()
         raise errors.EmailTaken("An account with this email already exists") from exc
+    return user
+
+
+def get_profile(user_id: int) -> User:
+    """The signed-in user's own account (``TokenRevoked`` once it no longer exists)."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise errors.TokenRevoked("This account no longer exists")
     return user
 
 
@@ -65,16 +70,16 @@ def ensure_admin(email: str, password: str | None, name: str = "Administrator") 
     Returns the user and whether it was created.
     """
     email = normalize_email(email)
-    user = db.session.scalar(select(User).where(User.email == email).with_for_update())
-    if user is None:
-        if not password:
-            raise errors.Invalid("A password is needed to create an admin")
-        return register(email, password, name, role="admin"), True
-    user.role = "admin"
-    if password:
-        user.password_hash = marquee().passwords.hash(password)
-    db.session.commit()
-    return user, False
+    with db.unit_of_work():
+        user = db.session.scalar(select(User).where(User.email == email).with_for_update())
+        if user is not None:
+            user.role = "admin"
+            if password:
+                user.password_hash = marquee().passwords.hash(password)
+            return user, False
+    if not password:
+        raise errors.Invalid("A password is needed to create an admin")
+    return register(email, password, name, role="admin"), True
 
 
 # --- login throttling -------------------------------------------------------
@@ -127,8 +132,8 @@ def authenticate(email: str, password: str, client_address: str) -> User:
     store.client.delete(acct_key)
     uncount(addr_key)
     if hasher.needs_rehash(user.password_hash):
-        user.password_hash = hasher.hash(password)
-        db.session.commit()
+        with db.unit_of_work():
+            user.password_hash = hasher.hash(password)
     return user
 
 
@@ -148,19 +153,14 @@ def _revoked_jti_key(jti: str) -> str:
 
 def issue_tokens(user: User, family: str | None = None) -> TokenPair:
     """A new access/refresh pair; a new family unless rotating an existing one."""
-    settings = marquee().settings
+    deps = marquee()
     new_family = family is None
     family = family or uuid.uuid4().hex
-    access = create_access_token(
-        identity=str(user.id), additional_claims={"role": user.role, "fam": family}
-    )
-    refresh = create_refresh_token(identity=str(user.id), additional_claims={"fam": family})
+    access = deps.tokens.mint("access", str(user.id), {"role": user.role, "fam": family})
+    refresh = deps.tokens.mint("refresh", str(user.id), {"fam": family})
     if new_family:
-        refresh_jti = decode_token(refresh)["jti"]
-        marquee().redis.client.set(
-            _family_key(family), refresh_jti, ex=settings.refresh_token_seconds
-        )
-    return TokenPair(access, refresh, settings.access_token_seconds)
+        deps.redis.client.set(_family_key(family), refresh.jti, ex=deps.settings.refresh_token_seconds)
+    return TokenPair(access.token, refresh.token, deps.settings.access_token_seconds, refresh.jti)
 
 
 def rotate_refresh_token(claims: dict) -> TokenPair:
@@ -171,16 +171,15 @@ def rotate_refresh_token(claims: dict) -> TokenPair:
     if user is None:
         raise errors.TokenRevoked("This session has ended; sign in again")
     pair = issue_tokens(user, family=family)
-    new_jti = decode_token(pair.refresh_token)["jti"]
-    outcome = marquee().rotate_refresh(
+    outcome = RotateOutcome(int(marquee().rotate_refresh(
         keys=[_family_key(family), _family_revoked_key(family)],
-        args=[claims["jti"], new_jti, settings.refresh_token_seconds, settings.access_token_seconds],
-    )
-    if outcome == -1:
+        args=[claims["jti"], pair.refresh_jti, settings.refresh_token_seconds, settings.access_token_seconds],
+    )))
+    if outcome is RotateOutcome.REUSED:
         raise errors.RefreshTokenReused(
             "This refresh token was already used; the session has been revoked"
         )
-    if outcome != 1:
+    if outcome is not RotateOutcome.ROTATED:
         raise errors.TokenRevoked("This session has ended; sign in again")
     return pair
 

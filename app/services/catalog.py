@@ -1,24 +1,28 @@
 """The catalog: cities, theaters, screens and their seats, movies, showtimes.
 
-Every write commits once and then invalidates the cached reads it changes
-(``INVALIDATES``). Rules that two admins could race on are enforced by
-PostgreSQL itself (the showtime exclusion constraint, unique keys, foreign keys
-with RESTRICT), and the resulting integrity errors become clean 409s here.
+Every write is one unit of work that then invalidates the cached reads it
+changes (``INVALIDATES``); every cached read names what it depends on
+(``CACHED_READS``), so both halves of the cache's contract live here. Rules that
+two admins could race on are enforced by PostgreSQL itself (the showtime
+exclusion constraint, unique keys, foreign keys with RESTRICT), and the
+resulting integrity errors become clean conflicts here.
 """
 from __future__ import annotations
 
 import math
 import zoneinfo
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any
 
-from sqlalchemy import Date, cast, delete, exists, func, insert, select, update
+from sqlalchemy import Date, cast, delete, exists, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app import errors
-from app.extensions import db, marquee
-from app.models import City, Movie, Screen, Seat, Showtime, Theater
+from app import db
+from app.bootstrap import marquee
+from app.models import City, Movie, Reservation, Screen, Seat, Showtime, Theater
+from app.services import errors
 from app.services.layout import LayoutError, build_seats
 from app.services.pagination import page_of
 
@@ -29,6 +33,17 @@ INVALIDATES: dict[str, tuple[str, ...]] = {
     "screen": ("screens", "showtimes"),
     "movie": ("movies", "showtimes"),
     "showtime": ("movies", "showtimes"),
+}
+
+# What each cached read depends on: a write above that names one of these
+# namespaces makes it stale.
+CACHED_READS: dict[str, tuple[str, ...]] = {
+    "movies": ("movies",),
+    "movie": ("movies",),
+    "showtimes": ("showtimes",),
+    "showtime": ("showtimes",),
+    "screen": ("screens",),
+    "seatmap-template": ("showtimes", "screens"),
 }
 
 EARLIEST_SHOWTIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -54,18 +69,24 @@ def _lock(model, object_id: int, what: str):
 
 @contextmanager
 def _unit_of_work(kind: str, *, deleting: str | None = None):
-    """One write: any integrity error becomes a domain error and nothing is kept;
-    on success, one commit and then the caches that the write made stale."""
+    """One write (``db.unit_of_work``): any integrity error becomes a domain
+    error and nothing is kept; after the commit, the caches it made stale."""
     try:
-        yield
-        db.session.commit()
+        with db.unit_of_work():
+            yield
     except IntegrityError as exc:
-        db.session.rollback()
         raise _integrity_error(exc, deleting) from exc
-    except BaseException:
-        db.session.rollback()
-        raise
     marquee().cache.invalidate(*INVALIDATES[kind])
+
+
+def cached(name: str, params: Any, compute: Callable[[], Any], *, local: bool = False) -> Any:
+    """A catalog read through the cache (``CACHED_READS`` names what makes it stale)."""
+    return marquee().cache.get_or_compute(CACHED_READS[name], name, params, compute, local=local)
+
+
+def cached_json(name: str, params: Any, compute: Callable[[], Any]) -> bytes:
+    """The same, as the stored JSON itself: big bodies go out without a re-dump."""
+    return marquee().cache.get_or_compute_json(CACHED_READS[name], name, params, compute)
 
 
 def _integrity_error(exc: IntegrityError, deleting: str | None) -> errors.DomainError:
@@ -196,7 +217,7 @@ def list_theaters(
     """Theaters, optionally of one city and/or within ``radius_km`` of ``near``
     (then nearest first, each with its distance)."""
     if near is None:
-        query = select(Theater, db.literal(None).label("distance_km"))
+        query = select(Theater, literal(None).label("distance_km"))
         order = [Theater.name, Theater.id]
     else:
         lat, lng = near
@@ -210,7 +231,7 @@ def list_theaters(
         cos_lat = math.cos(math.radians(lat))
         if cos_lat > 0.01:
             dlng = radius_km / (111.0 * cos_lat)
-            if -180 <= lng - dlng and lng + dlng <= 180:
+            if lng - dlng >= -180 and lng + dlng <= 180:
                 query = query.where(Theater.longitude.between(lng - dlng, lng + dlng))
         query = query.where(distance <= radius_km)
         order = [distance, Theater.id]
@@ -491,8 +512,6 @@ def update_showtime(showtime_id: int, data: dict) -> Showtime:
 
 
 def _has_reservations(showtime_id: int) -> bool:
-    from app.models import Reservation
-
     return db.session.scalar(select(exists().where(Reservation.showtime_id == showtime_id)))
 
 

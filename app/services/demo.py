@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from app.extensions import db, marquee
+from app import db
+from app.bootstrap import marquee
 from app.models import City, Movie, Screen, Showtime, Theater, User
 from app.services import catalog
 
@@ -138,9 +139,8 @@ def _seed_customers(count: int) -> int:
              "password_hash": hashed, "role": "user"} for n in range(1, count + 1)]
     if not rows:
         return 0
-    result = db.session.execute(
-        pg_insert(User).values(rows).on_conflict_do_nothing(index_elements=["email"]).returning(User.id)
-    )
-    added = len(result.all())
-    db.session.commit()
-    return added
+    with db.unit_of_work():
+        result = db.session.execute(
+            pg_insert(User).values(rows).on_conflict_do_nothing(index_elements=["email"]).returning(User.id)
+        )
+        return len(result.all())

@@ -12,14 +12,26 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from flask import render_template
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from app import errors
-from app.extensions import db, marquee
-from app.models import (City, Email, Movie, OutboxEvent, Reservation, Screen, Showtime, Theater, Ticket, User,
-                        WaitlistEntry)
+from app import db
+from app.bootstrap import marquee
+from app.models import (
+    City,
+    Email,
+    EmailStatus,
+    Movie,
+    OutboxEvent,
+    Reservation,
+    Screen,
+    Showtime,
+    Theater,
+    Ticket,
+    User,
+    WaitlistEntry,
+)
+from app.services import errors
 
 SUBJECTS = {
     "confirmation": "Your tickets for {movie}",
@@ -68,21 +80,21 @@ def _context(payload: dict) -> dict:
 
 def send_email(payload: dict) -> str:
     kind, key = payload["kind"], payload["idempotency_key"]
-    existing = db.session.scalar(select(Email).where(Email.idempotency_key == key))
-    if existing is not None and existing.status == "sent":
-        db.session.rollback()
-        return "already_sent"
-    context = _context(payload)
-    subject = SUBJECTS[kind].format(movie=context["movie"].title)
-    text = render_template(f"email/{kind}.txt", **context)
-    html = render_template(f"email/{kind}.html", **context)
-    to = context["user"].email
-    db.session.execute(pg_insert(Email).values(idempotency_key=key, kind=kind, to_address=to, subject=subject,
-                                               status="sending").on_conflict_do_nothing(
-        index_elements=["idempotency_key"]))
-    db.session.commit()  # recorded before the side effect; nothing open during it
+    templates = marquee().templates
+    with db.unit_of_work():  # recorded before the side effect; nothing open during it
+        existing = db.session.scalar(select(Email.status).where(Email.idempotency_key == key))
+        if existing == EmailStatus.SENT:
+            return "already_sent"
+        context = _context(payload)
+        subject = SUBJECTS[kind].format(movie=context["movie"].title)
+        text = templates.render(f"email/{kind}.txt", **context)
+        html = templates.render(f"email/{kind}.html", **context)
+        to = context["user"].email
+        db.session.execute(pg_insert(Email).values(idempotency_key=key, kind=kind, to_address=to, subject=subject,
+                                                   status=EmailStatus.SENDING).on_conflict_do_nothing(
+            index_elements=["idempotency_key"]))
     marquee().mailer.send(to, subject, text, html)
-    db.session.execute(Email.__table__.update().where(Email.idempotency_key == key)
-                       .values(status="sent", sent_at=datetime.now(timezone.utc)))
-    db.session.commit()
+    with db.unit_of_work():
+        db.session.execute(Email.__table__.update().where(Email.idempotency_key == key)
+                           .values(status=EmailStatus.SENT, sent_at=datetime.now(timezone.utc)))
     return "sent"

@@ -12,62 +12,60 @@ from __future__ import annotations
 import logging
 import time
 
-from sqlalchemy import event, select, text, update
+from sqlalchemy import func, select, update
 
+from app import db
 from app.adapters.broker import BrokerError, Publisher
-from app.extensions import db
+from app.bootstrap import Marquee, marquee, using
 from app.models import OutboxEvent
+from app.models.booking import OUTBOX_NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 
 RELAY_LOCK = 0x6D71_0002  # one relay at a time, across processes
-NOTIFY_CHANNEL = "marquee_outbox"
-
-
-@event.listens_for(OutboxEvent, "after_insert")
-def _wake_the_relay(_mapper, connection, _target) -> None:
-    """Every transaction that writes an outbox row also notifies the relay;
-    PostgreSQL delivers the notice only if (and when) that transaction commits."""
-    connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
 
 def relay_outbox(publisher: Publisher, *, batch: int = 200) -> int | None:
     """Publish up to ``batch`` unpublished rows. Returns how many, or None when
     another relay holds the lock."""
-    if not db.session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": RELAY_LOCK}).scalar():
-        db.session.rollback()
-        return None
-    rows = db.session.scalars(
-        select(OutboxEvent).where(OutboxEvent.published_at.is_(None)).order_by(OutboxEvent.id).limit(batch)
-    ).all()
-    published = 0
-    for row in rows:
-        try:
-            publisher.publish(row.topic, {"event_id": row.id, "topic": row.topic,
-                                          "published_at": time.time(), **row.payload},
-                              message_id=f"outbox-{row.id}")
-        except BrokerError:
-            log.warning("outbox relay: broker unavailable, will retry", exc_info=True,
-                        extra={"event_id": row.id})
-            db.session.execute(update(OutboxEvent).where(OutboxEvent.id == row.id)
-                               .values(attempts=OutboxEvent.attempts + 1))
-            break
-        row.published_at = db.func.now()
-        published += 1
-    db.session.commit()
+    with db.unit_of_work():
+        if not db.try_xact_lock(RELAY_LOCK):
+            return None
+        rows = db.session.scalars(
+            select(OutboxEvent).where(OutboxEvent.published_at.is_(None)).order_by(OutboxEvent.id).limit(batch)
+        ).all()
+        published = 0
+        for row in rows:
+            try:
+                publisher.publish(row.topic, {"event_id": row.id, "topic": row.topic,
+                                              "published_at": time.time(), **row.payload},
+                                  message_id=f"outbox-{row.id}")
+            except BrokerError:
+                log.warning("outbox relay: broker unavailable, will retry", exc_info=True,
+                            extra={"event_id": row.id})
+                db.session.execute(update(OutboxEvent).where(OutboxEvent.id == row.id)
+                                   .values(attempts=OutboxEvent.attempts + 1))
+                break
+            row.published_at = func.now()
+            published += 1
     return published
 
 
-def relay_forever(app, publisher: Publisher, stop, *, poll_seconds: float) -> None:
+def relay_forever(deps: Marquee, publisher: Publisher, stop, *, poll_seconds: float) -> None:
     """Relay as soon as a transaction with outbox rows commits (LISTEN/NOTIFY), and
     every ``poll_seconds`` anyway (rows left by a broker outage, missed notices).
     One thread owns the relay and its broker connection."""
+    with using(deps):
+        _relay_until(publisher, stop, poll_seconds)
+
+
+def _relay_until(publisher: Publisher, stop, poll_seconds: float) -> None:
     import select as _select
 
     import psycopg2
     from sqlalchemy.engine import make_url
 
-    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    url = make_url(marquee().settings.database_url)
     listener = None
     while not stop.is_set():
         try:
@@ -75,8 +73,8 @@ def relay_forever(app, publisher: Publisher, stop, *, poll_seconds: float) -> No
                 listener = psycopg2.connect(host=url.host, port=url.port or 5432, user=url.username,
                                             password=url.password, dbname=url.database)
                 listener.autocommit = True
-                listener.cursor().execute(f"LISTEN {NOTIFY_CHANNEL}")
-            with app.app_context():
+                listener.cursor().execute(f"LISTEN {OUTBOX_NOTIFY_CHANNEL}")
+            with db.scoped():
                 while relay_outbox(publisher) == 200:  # a full batch: more are waiting
                     pass
             if publisher.failures:  # the broker is away: back off, 0.5 s doubling to 30 s

@@ -1,11 +1,11 @@
 """Pages of query results, shared by the services that list things."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from sqlalchemy import func, select
 
-from app.extensions import db
+from app import db
 
 
 def page_of(query, order_by: Iterable, page: int, page_size: int, *, rows: bool = False) -> tuple[list, int]:

@@ -14,10 +14,10 @@ import time
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from app import errors
-from app.extensions import db, marquee
-from app.models import Payment, Reservation, WebhookEvent
-from app.services import booking
+from app import db
+from app.bootstrap import marquee
+from app.models import Payment, PaymentKind, PaymentStatus, Reservation, ReservationStatus, WebhookEvent
+from app.services import booking, errors
 
 
 def _gateway():
@@ -30,17 +30,13 @@ def process_charge(payload: dict) -> str:
     Raises ``TransientPaymentError`` when the gateway cannot answer now (retry).
     """
     reservation_id = int(payload["reservation_id"])
-    reservation = db.session.get(Reservation, reservation_id)
-    if reservation is None:
-        db.session.rollback()
-        raise errors.NotFound(f"Reservation {reservation_id} does not exist")
-    if reservation.status in ("confirmed", "payment_failed"):
-        db.session.rollback()
-        return "already_" + reservation.status  # a redelivery: settled already
-    db.session.rollback()  # no transaction stays open across the gateway call
+    with db.unit_of_work():  # read, and ended: no transaction stays open across the gateway call
+        status = _reservation_status(reservation_id)
+    if status in (ReservationStatus.CONFIRMED, ReservationStatus.PAYMENT_FAILED):
+        return "already_" + status  # a redelivery: settled already
     result = _gateway().charge(amount_cents=int(payload["amount_cents"]), currency=payload["currency"],
                                token=payload["payment_token"], idempotency_key=payload["idempotency_key"])
-    payment = {"kind": "charge", "status": "succeeded" if result.succeeded else "declined",
+    payment = {"kind": PaymentKind.CHARGE, "status": _status(result.succeeded),
                "amount_cents": int(payload["amount_cents"]), "currency": payload["currency"],
                "gateway_ref": result.reference, "idempotency_key": payload["idempotency_key"]}
     if result.succeeded:
@@ -48,27 +44,37 @@ def process_charge(payload: dict) -> str:
     return booking.fail_payment(reservation_id, payment=payment)
 
 
+def _status(succeeded: bool) -> PaymentStatus:
+    return PaymentStatus.SUCCEEDED if succeeded else PaymentStatus.DECLINED
+
+
+def _reservation_status(reservation_id: int) -> str:
+    status = db.session.scalar(select(Reservation.status).where(Reservation.id == reservation_id))
+    if status is None:
+        raise errors.NotFound(f"Reservation {reservation_id} does not exist")
+    return status
+
+
 def process_refund(payload: dict) -> str:
     """Refund a reservation's charge, exactly once (the refund's idempotency key)."""
     reservation_id = int(payload["reservation_id"])
     key = payload["idempotency_key"]
-    if db.session.scalar(select(Payment.id).where(Payment.idempotency_key == key)) is not None:
-        db.session.rollback()
-        return "already_refunded"
-    charge = db.session.scalar(select(Payment).where(
-        Payment.reservation_id == reservation_id, Payment.kind == "charge", Payment.status == "succeeded"))
-    db.session.rollback()
+    with db.unit_of_work():  # read, and ended before the gateway call
+        if db.session.scalar(select(Payment.id).where(Payment.idempotency_key == key)) is not None:
+            return "already_refunded"
+        charge_reference = db.session.scalar(select(Payment.gateway_ref).where(
+            Payment.reservation_id == reservation_id, Payment.kind == PaymentKind.CHARGE,
+            Payment.status == PaymentStatus.SUCCEEDED))
     result = _gateway().refund(amount_cents=int(payload["amount_cents"]), currency=payload["currency"],
-                               charge_reference=charge.gateway_ref if charge else None, idempotency_key=key)
-    reservation = db.session.get(Reservation, reservation_id)
-    if reservation is None:
-        db.session.rollback()
-        raise errors.NotFound(f"Reservation {reservation_id} does not exist")
-    booking.record_payment(reservation, {
-        "kind": "refund", "status": "succeeded" if result.succeeded else "declined",
-        "amount_cents": int(payload["amount_cents"]), "currency": payload["currency"],
-        "gateway_ref": result.reference, "idempotency_key": key})
-    db.session.commit()
+                               charge_reference=charge_reference, idempotency_key=key)
+    with db.unit_of_work():
+        reservation = db.session.get(Reservation, reservation_id)
+        if reservation is None:
+            raise errors.NotFound(f"Reservation {reservation_id} does not exist")
+        booking.record_payment(reservation, {
+            "kind": PaymentKind.REFUND, "status": _status(result.succeeded),
+            "amount_cents": int(payload["amount_cents"]), "currency": payload["currency"],
+            "gateway_ref": result.reference, "idempotency_key": key})
     return "refunded"
 
 
@@ -110,23 +116,24 @@ def handle_webhook(event: dict) -> str:
     crash in between only means the replay applies it again, harmlessly.
     """
     event_id, kind = str(event["id"]), event["type"]
-    if db.session.get(WebhookEvent, event_id) is not None:
-        db.session.rollback()
-        return "ignored_replay"
-    db.session.rollback()
+    with db.unit_of_work():
+        if db.session.get(WebhookEvent, event_id) is not None:
+            return "ignored_replay"
     data = event["data"]
     reservation_id = int(data["reservation_id"])
     payment = {"amount_cents": int(data["amount_cents"]), "currency": data["currency"],
                "gateway_ref": data.get("reference")}
     if kind == "charge.succeeded":
         outcome = booking.confirm_payment(reservation_id, payment={
-            **payment, "kind": "charge", "status": "succeeded", "idempotency_key": f"reservation-{reservation_id}"})
+            **payment, "kind": PaymentKind.CHARGE, "status": PaymentStatus.SUCCEEDED,
+            "idempotency_key": f"reservation-{reservation_id}"})
     elif kind == "charge.failed":
         outcome = booking.fail_payment(reservation_id, payment={
-            **payment, "kind": "charge", "status": "declined", "idempotency_key": f"reservation-{reservation_id}"})
+            **payment, "kind": PaymentKind.CHARGE, "status": PaymentStatus.DECLINED,
+            "idempotency_key": f"reservation-{reservation_id}"})
     else:
         outcome = "ignored_type"
-    db.session.execute(pg_insert(WebhookEvent).values(id=event_id, type=kind)
-                       .on_conflict_do_nothing(index_elements=["id"]))
-    db.session.commit()
+    with db.unit_of_work():
+        db.session.execute(pg_insert(WebhookEvent).values(id=event_id, type=kind)
+                           .on_conflict_do_nothing(index_elements=["id"]))
     return outcome

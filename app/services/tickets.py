@@ -21,9 +21,10 @@ import segno
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from app import errors
-from app.extensions import db, marquee
-from app.models import Reservation, Ticket
+from app import db
+from app.bootstrap import marquee
+from app.models import Reservation, ReservationStatus, Ticket, TicketStatus
+from app.services import errors
 
 
 def _b64(data: bytes) -> str:
@@ -74,17 +75,16 @@ def issue(reservation: Reservation) -> None:
 
 def cancel(reservation: Reservation) -> None:
     """In the cancelling transaction: the tickets stop admitting anyone."""
-    db.session.execute(update(Ticket).where(Ticket.reservation_id == reservation.id).values(status="cancelled"))
+    db.session.execute(update(Ticket).where(Ticket.reservation_id == reservation.id)
+                       .values(status=TicketStatus.CANCELLED))
 
 
-def for_reservation(user_id: int, reservation_id: int, *, is_admin: bool = False) -> list[Ticket]:
-    from app.services.booking import get_reservation
-
-    reservation = get_reservation(user_id, reservation_id, is_admin=is_admin)
-    if reservation.status != "confirmed":
+def for_reservation(reservation: Reservation) -> list[Ticket]:
+    """The tickets of a confirmed reservation (the caller has checked whose it is)."""
+    if reservation.status != ReservationStatus.CONFIRMED:
         raise errors.NotConfirmed(f"Tickets exist once the reservation is confirmed; it is {reservation.status}")
     return list(db.session.scalars(
-        select(Ticket).where(Ticket.reservation_id == reservation_id).order_by(Ticket.id)))
+        select(Ticket).where(Ticket.reservation_id == reservation.id).order_by(Ticket.id)))
 
 
 def qr_image(code: str, kind: str) -> bytes:
@@ -101,17 +101,14 @@ def check_in(code: str) -> Ticket:
     """Admit a ticket once: the first scan admits, any later one is refused."""
     if verify_code(code) is None:
         raise errors.InvalidTicket("This code is not a genuine Marquee ticket")
-    ticket = db.session.scalar(select(Ticket).where(Ticket.code == code).with_for_update())
-    if ticket is None:
-        db.session.rollback()
-        raise errors.InvalidTicket("No ticket has this code")
-    if ticket.status == "cancelled":
-        db.session.rollback()
-        raise errors.TicketCancelled("This ticket was cancelled")
-    if ticket.checked_in_at is not None:
-        when = ticket.checked_in_at.isoformat()
-        db.session.rollback()
-        raise errors.AlreadyCheckedIn(f"Already checked in at {when}", checked_in_at=when)
-    ticket.checked_in_at = datetime.now(timezone.utc)
-    db.session.commit()
+    with db.unit_of_work():
+        ticket = db.session.scalar(select(Ticket).where(Ticket.code == code).with_for_update())
+        if ticket is None:
+            raise errors.InvalidTicket("No ticket has this code")
+        if ticket.status == TicketStatus.CANCELLED:
+            raise errors.TicketCancelled("This ticket was cancelled")
+        if ticket.checked_in_at is not None:
+            when = ticket.checked_in_at.isoformat()
+            raise errors.AlreadyCheckedIn(f"Already checked in at {when}", checked_in_at=when)
+        ticket.checked_in_at = datetime.now(timezone.utc)
     return ticket

@@ -10,15 +10,16 @@ are made right after seats are freed, and by the scheduler for lapses.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 
-from app import errors
-from app.extensions import db, marquee
-from app.models import Reservation, Seat, Showtime, WaitlistEntry
-from app.services import notifications
+from app import db
+from app.adapters.seat_store import HoldState
+from app.bootstrap import marquee
+from app.models import LIVE_WAITLIST_STATUSES, Reservation, Seat, Showtime, WaitlistEntry, WaitlistStatus
+from app.services import errors, notifications, seats
 
 log = logging.getLogger(__name__)
 
@@ -31,39 +32,26 @@ class AlreadyWaiting(errors.Conflict):
     code, title = "already_waiting", "You are already on this showtime's waitlist"
 
 
-
-def free_seat_ids(showtime_id: int) -> list[int]:
-    """Seats neither held nor booked, in layout order."""
-    from app.services.booking import seat_statuses, showtime_seating
-
-    ids = [int(s) for s in showtime_seating(showtime_id)["seats"]]
-    taken = seat_statuses(showtime_id, ids)
-    return [s for s in ids if s not in taken]
-
-
 def position(entry: WaitlistEntry) -> int:
     return int(db.session.scalar(select(func.count()).select_from(WaitlistEntry).where(
-        WaitlistEntry.showtime_id == entry.showtime_id, WaitlistEntry.status == "waiting",
+        WaitlistEntry.showtime_id == entry.showtime_id, WaitlistEntry.status == WaitlistStatus.WAITING,
         WaitlistEntry.id <= entry.id)) or 0)
 
 
-def join(user_id: int, showtime_id: int, seats: int) -> WaitlistEntry:
-    from app.services.booking import _ensure_not_started, showtime_seating
-
-    settings = marquee().settings
-    if seats > settings.max_seats_per_hold:
-        raise errors.Invalid(f"At most {settings.max_seats_per_hold} seats",
-                             errors={"seats": [f"At most {settings.max_seats_per_hold}"]})
-    seating = showtime_seating(showtime_id)
-    _ensure_not_started(seating, datetime.now(timezone.utc))
-    if len(free_seat_ids(showtime_id)) >= seats:
-        raise SeatsAvailable(f"{seats} seat(s) are free now: hold them instead of waiting")
-    entry = WaitlistEntry(user_id=user_id, showtime_id=showtime_id, seats=seats, status="waiting")
-    db.session.add(entry)
+def join(user_id: int, showtime_id: int, count: int) -> WaitlistEntry:
+    """Wait for ``count`` seats of a showtime that has fewer free (at most what
+    one hold may take: an offer is a hold)."""
+    seats.check_seat_count("seats", count)
+    seating = seats.showtime_seating(showtime_id)
+    seats.ensure_not_started(seating, seats.now())
+    if len(seats.free_seat_ids(showtime_id)) >= count:
+        raise SeatsAvailable(f"{count} seat(s) are free now: hold them instead of waiting")
     try:
-        db.session.commit()
+        with db.unit_of_work():
+            entry = WaitlistEntry(user_id=user_id, showtime_id=showtime_id, seats=count,
+                                  status=WaitlistStatus.WAITING)
+            db.session.add(entry)
     except IntegrityError as exc:
-        db.session.rollback()
         raise AlreadyWaiting("You are already on this showtime's waitlist") from exc
     return entry
 
@@ -76,31 +64,30 @@ def get(user_id: int, entry_id: int) -> WaitlistEntry:
 
 
 def leave(user_id: int, entry_id: int) -> None:
-    entry = db.session.scalar(select(WaitlistEntry).where(WaitlistEntry.id == entry_id).with_for_update())
-    if entry is None or entry.user_id != user_id:
-        db.session.rollback()
-        raise errors.NotFound("No such waitlist entry")
-    offered_hold = entry.offer_hold_id if entry.status == "offered" else None
-    if entry.status in ("waiting", "offered"):
-        entry.status = "left"
-    db.session.commit()
+    with db.unit_of_work():
+        entry = db.session.scalar(select(WaitlistEntry).where(WaitlistEntry.id == entry_id).with_for_update())
+        if entry is None or entry.user_id != user_id:
+            raise errors.NotFound("No such waitlist entry")
+        offered_hold = entry.offer_hold_id if entry.status == WaitlistStatus.OFFERED else None
+        if entry.status in LIVE_WAITLIST_STATUSES:
+            entry.status = WaitlistStatus.LEFT
     if offered_hold:
-        hold = marquee().seats.get_hold(offered_hold)
-        if hold is not None and hold.state == "held":
-            marquee().seats.release(hold)
+        hold = seats.find_hold(offered_hold)
+        if hold is not None and hold.state == HoldState.HELD:
+            seats.release(hold)
             make_offers(entry.showtime_id)
 
 
-def _pick(showtime_id: int, free: list[int], n: int) -> list[int]:
+def _pick(free: list[int], n: int) -> list[int]:
     """``n`` free seats side by side in one row when there are, else the first ``n``."""
     rows: dict[int, list[tuple[int, int]]] = {}
     for seat_id, row, col in db.session.execute(
             select(Seat.id, Seat.row_index, Seat.col_index).where(Seat.id.in_(free))):
         rows.setdefault(row, []).append((col, seat_id))
     for row in sorted(rows):
-        seats = sorted(rows[row])
-        for i in range(len(seats) - n + 1):
-            window = seats[i:i + n]
+        in_row = sorted(rows[row])
+        for i in range(len(in_row) - n + 1):
+            window = in_row[i:i + n]
             if window[-1][0] - window[0][0] == n - 1:  # consecutive positions: no aisle between
                 return [seat_id for _, seat_id in window]
     return free[:n]
@@ -108,58 +95,62 @@ def _pick(showtime_id: int, free: list[int], n: int) -> list[int]:
 
 def make_offers(showtime_id: int) -> int:
     """Settle lapsed and accepted offers, then offer free seats to the first
-    waiting entries that fit. Returns how many offers were made."""
-    now = datetime.now(timezone.utc)
-    store = marquee().seats
-    for entry in db.session.scalars(select(WaitlistEntry).where(
-            WaitlistEntry.showtime_id == showtime_id, WaitlistEntry.status == "offered")
-            .with_for_update(skip_locked=True)):
-        if db.session.scalar(select(exists().where(Reservation.hold_id == entry.offer_hold_id))):
-            entry.status = "accepted"
-        elif entry.offer_expires_at <= now or store.get_hold(entry.offer_hold_id) is None:
-            entry.status = "lapsed"
-    db.session.commit()
-    starts_at = db.session.scalar(select(Showtime.starts_at).where(Showtime.id == showtime_id))
-    if starts_at is None or starts_at <= now:
-        db.session.rollback()
-        return 0
-    free = free_seat_ids(showtime_id)
-    offers = 0
+    waiting entries that fit: each offer is a hold taken like any customer's
+    (``seats.take_hold``). Returns how many offers were made."""
+    now = seats.now()
+    with db.unit_of_work():
+        _settle_offers(showtime_id, now)
     ttl = marquee().settings.waitlist_offer_seconds
-    for entry in db.session.scalars(select(WaitlistEntry).where(
-            WaitlistEntry.showtime_id == showtime_id, WaitlistEntry.status == "waiting")
-            .order_by(WaitlistEntry.id).with_for_update(skip_locked=True)):
-        if entry.seats > len(free):
-            continue  # the first entry that fits gets the seats
-        seats = _pick(showtime_id, free, entry.seats)
-        expires = (now + timedelta(seconds=ttl)).replace(microsecond=0)
-        hold_id, result = store.hold(showtime_id, entry.user_id, seats, ttl * 1000, expires, unsynced_ok=True)
-        if not result.held:
-            continue  # taken meanwhile, or the customer holds seats already: next time
-        entry.status, entry.offer_hold_id, entry.offer_expires_at = "offered", hold_id, expires
-        db.session.add(notifications.email_event("waitlist_offer", entry.user_id, entry_id=entry.id))
-        free = [s for s in free if s not in seats]
-        offers += 1
-    db.session.commit()
+    offers = 0
+    with db.unit_of_work():
+        starts_at = db.session.scalar(select(Showtime.starts_at).where(Showtime.id == showtime_id))
+        if starts_at is None or starts_at <= now:
+            return 0
+        free = seats.free_seat_ids(showtime_id)
+        for entry in db.session.scalars(select(WaitlistEntry).where(
+                WaitlistEntry.showtime_id == showtime_id, WaitlistEntry.status == WaitlistStatus.WAITING)
+                .order_by(WaitlistEntry.id).with_for_update(skip_locked=True)):
+            if entry.seats > len(free):
+                continue  # the first entry that fits gets the seats
+            picked = _pick(free, entry.seats)
+            try:
+                hold = seats.take_hold(entry.user_id, showtime_id, picked, ttl)
+            except (errors.SeatsUnavailable, errors.HoldExists):
+                continue  # taken meanwhile, or the customer holds seats already: next time
+            entry.status, entry.offer_hold_id = WaitlistStatus.OFFERED, hold.id
+            entry.offer_expires_at = datetime.fromisoformat(hold.expires_at)
+            db.session.add(notifications.email_event("waitlist_offer", entry.user_id, entry_id=entry.id))
+            free = [s for s in free if s not in picked]
+            offers += 1
     if offers:
         log.info("waitlist offers made", extra={"showtime_id": showtime_id, "count": offers})
     return offers
 
 
+def _settle_offers(showtime_id: int, now: datetime) -> None:
+    for entry in db.session.scalars(select(WaitlistEntry).where(
+            WaitlistEntry.showtime_id == showtime_id, WaitlistEntry.status == WaitlistStatus.OFFERED)
+            .with_for_update(skip_locked=True)):
+        if db.session.scalar(select(exists().where(Reservation.hold_id == entry.offer_hold_id))):
+            entry.status = WaitlistStatus.ACCEPTED
+        elif entry.offer_expires_at <= now or seats.find_hold(entry.offer_hold_id) is None:
+            entry.status = WaitlistStatus.LAPSED
+
+
 def offer_everywhere() -> int:
     """The scheduler's job: every showtime to come with a live waitlist."""
-    showtimes = list(db.session.scalars(
-        select(WaitlistEntry.showtime_id).distinct()
-        .join(Showtime, Showtime.id == WaitlistEntry.showtime_id)
-        .where(WaitlistEntry.status.in_(("waiting", "offered")), Showtime.starts_at > func.now())))
-    db.session.rollback()
+    with db.unit_of_work():
+        showtimes = list(db.session.scalars(
+            select(WaitlistEntry.showtime_id).distinct()
+            .join(Showtime, Showtime.id == WaitlistEntry.showtime_id)
+            .where(WaitlistEntry.status.in_(LIVE_WAITLIST_STATUSES), Showtime.starts_at > func.now())))
     return sum(make_offers(showtime_id) for showtime_id in showtimes)
 
 
 def after_seats_freed(showtime_id: int) -> None:
     """Called after a commit that freed seats: the waitlist gets them first."""
-    if db.session.scalar(select(exists().where(WaitlistEntry.showtime_id == showtime_id,
-                                               WaitlistEntry.status == "waiting"))):
+    with db.unit_of_work():
+        waiting = db.session.scalar(select(exists().where(WaitlistEntry.showtime_id == showtime_id,
+                                                          WaitlistEntry.status == WaitlistStatus.WAITING)))
+    if waiting:
         make_offers(showtime_id)
-    else:
-        db.session.rollback()

@@ -16,12 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_browse_and_rush_users_run_clean(app, live_server, tmp_path):
-    from app.extensions import db, marquee
+    from sqlalchemy import text
+
+    from app import db
+    from app.bootstrap import marquee
     from app.services.demo import seed
 
     with app.app_context():
         seed(customers=8)
-        showtime = db.session.execute(db.text(
+        showtime = db.session.execute(text(
             "SELECT st.id FROM showtimes st JOIN seats s ON s.screen_id = st.screen_id "
             "WHERE st.starts_at > now() + interval '2 hours' GROUP BY st.id HAVING count(*) >= 300 "
             "ORDER BY min(st.starts_at) LIMIT 1")).scalar_one()

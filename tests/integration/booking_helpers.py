@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app.extensions import db
+from app import db
 from app.models import Reservation, ReservationSeat
 
 

@@ -6,8 +6,8 @@ import time
 
 from sqlalchemy import select
 
+from app import db
 from app.adapters.broker import Publisher
-from app.extensions import db
 from app.models import Payment, Reservation
 from app.services.outbox import relay_outbox
 from worker.consumer import Consumer
@@ -24,7 +24,7 @@ def relay(app, topology, url=None) -> int:
 
 def work_until(app, condition, timeout=15.0):
     """Run a real consumer in a thread until ``condition(consumer)`` holds (or time runs out)."""
-    consumer = Consumer(app)
+    consumer = Consumer(app.extensions["marquee"])
     thread = threading.Thread(target=consumer.run)
     thread.start()
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from app.extensions import db
+from app import db
 from app.models import Reservation
 from loadtests.audit import audit
 from tests.integration.booking_helpers import hold, reserve, seat_ids

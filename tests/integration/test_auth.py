@@ -8,7 +8,7 @@ import jwt as pyjwt
 import pytest
 from sqlalchemy import select
 
-from app.extensions import db
+from app import db
 from app.models import User
 from tests.helpers import PASSWORD
 

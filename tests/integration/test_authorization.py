@@ -1,7 +1,7 @@
 """Every catalog write needs admin: 401 anonymously, 403 for a customer, and nothing changes."""
 import pytest
 
-from app.extensions import db
+from app import db
 
 WRITES = [
     ("POST", "/api/v1/cities"),

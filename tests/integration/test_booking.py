@@ -7,11 +7,18 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select, update
 
-from app.extensions import db
+from app import db
 from app.models import OutboxEvent, Reservation, Showtime
 from app.services import booking
+from app.services import seats as seats_service
 from tests.integration.booking_helpers import (
-    forget_showtime_in_redis, hold, live_seats, reservation_status, reserve, seat_ids, statuses,
+    forget_showtime_in_redis,
+    hold,
+    live_seats,
+    reservation_status,
+    reserve,
+    seat_ids,
+    statuses,
 )
 
 
@@ -258,7 +265,7 @@ def test_postgresql_is_the_final_guard_when_the_redis_check_is_bypassed(api, app
     reserve(api, user, hold(api, user, show["showtime"], [s1]).json["id"])
     forget_showtime_in_redis(app, show["showtime"])
     store = app.extensions["marquee"].seats
-    monkeypatch.setattr(booking, "sync_showtime", lambda sid: store.sync(sid, [], 60))  # restores nothing
+    monkeypatch.setattr(seats_service, "sync_showtime", lambda sid: store.sync(sid, [], 60))  # restores nothing
     h = hold(api, other, show["showtime"], [s1])
     assert h.status_code == 201
     monkeypatch.undo()

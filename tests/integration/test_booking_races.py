@@ -10,9 +10,10 @@ import pytest
 import requests
 from sqlalchemy import func, select, update
 
-from app.extensions import db
+from app import db
 from app.models import OutboxEvent, Reservation, ReservationSeat
 from app.services import booking
+from app.services import seats as seats_service
 from tests.helpers import PASSWORD, stop_process
 from tests.integration.booking_helpers import forget_showtime_in_redis, live_seats, seat_ids
 
@@ -143,12 +144,12 @@ def test_confirmation_racing_expiry_never_sells_twice_nor_loses_the_payment(api,
     for rid in reservation_ids:
         barrier = threading.Barrier(2)
 
-        def pay():
+        def pay(rid=rid, barrier=barrier):
             with app.app_context():
                 barrier.wait()
                 outcomes[rid] = booking.confirm_payment(rid, now=in_time)
 
-        def expire():
+        def expire(barrier=barrier):
             with app.app_context():
                 barrier.wait()
                 booking.expire_unpaid_reservations(now=too_late)
@@ -180,7 +181,7 @@ def test_only_one_scheduler_acts_at_a_time(app):
 
     def first():
         with app.app_context():
-            assert booking._scheduler_lock()
+            assert db.try_xact_lock(seats_service.SCHEDULER_LOCK)
             held.set()
             release.wait(10)
             db.session.rollback()
@@ -191,7 +192,7 @@ def test_only_one_scheduler_acts_at_a_time(app):
         assert held.wait(10)
         with app.app_context():
             assert booking.expire_unpaid_reservations() is None
-            assert booking.sweep_stray_seat_keys() is None
+            assert seats_service.sweep_stray_seat_keys() is None
     finally:
         release.set()
         t.join()
@@ -214,7 +215,7 @@ def test_the_sweep_frees_seat_keys_nobody_owns(api, app, user, rush_show):
     store.store.client.set(store.seat_key(rush_show["showtime"], seats[1]), "h:999.deadbeef", px=60000)
     live_hold = hold(api, api.make_user("live@example.com"), rush_show["showtime"], seats[2:3]).json
     with app.app_context():
-        assert booking.sweep_stray_seat_keys() == 2
+        assert seats_service.sweep_stray_seat_keys() == 2
     owners = store.owners(rush_show["showtime"], seats)
     assert owners == {seats[2]: f"h:{live_hold['id']}"}
 

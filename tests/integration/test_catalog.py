@@ -205,7 +205,7 @@ def test_a_layout_whose_seats_are_referenced_cannot_drop_them(api, admin, app):
     Until then the reference is a real foreign key from a scratch table."""
     from sqlalchemy import text
 
-    from app.extensions import db
+    from app import db
 
     ids = api.catalog(admin)
     seat_b3 = [s for s in api.get(f"/api/v1/screens/{ids['screen']}").json["seats"] if s["label"] == "B3"][0]

@@ -1,7 +1,7 @@
 """Demo seeding: idempotent, fresh showtimes, and it leaves admins' own screens alone."""
 from sqlalchemy import func, select
 
-from app.extensions import db
+from app import db
 from app.models import Showtime, User
 from app.services.demo import DEMO_PASSWORD
 

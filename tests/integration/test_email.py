@@ -3,7 +3,7 @@ only for a charge that succeeded."""
 import pytest
 from sqlalchemy import update
 
-from app.extensions import db
+from app import db
 from app.models import OutboxEvent
 from tests.integration.booking_helpers import hold, reserve, seat_ids
 from tests.integration.broker_helpers import relay, status_of, work_until

@@ -5,8 +5,8 @@ from dataclasses import replace
 
 import requests
 
-from app import create_app
 from app.config import Settings
+from app.web import create_app
 
 
 def test_health_is_200(client):

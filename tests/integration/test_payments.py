@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select, update
 
+from app import db
 from app.adapters.broker import Publisher, connect
-from app.extensions import db
 from app.models import OutboxEvent, Reservation
 from app.services import booking
 from tests.helpers import stop_process
@@ -183,7 +183,10 @@ def test_the_relay_and_the_worker_as_processes(api, app, user, show, broker, tmp
 
 def test_an_admin_lists_and_replays_parked_messages(app, broker):
     """After the cause is fixed, a parked message goes back to its queue and succeeds."""
-    from worker.dead_letters import peek
+    from app.adapters.broker import peek_dead
+
+    def peek(topic, limit):
+        return peek_dead(app.extensions["marquee"].settings.amqp_url, broker, topic, limit)
 
     publisher = Publisher(app.extensions["marquee"].settings.amqp_url, broker)
     publisher.publish(broker.dead_queue("payments.refund"), {"topic": "payments.refund", "reservation_id": 1},
@@ -259,16 +262,16 @@ def test_a_worker_killed_mid_payment_finishes_it_exactly_once_after_restart(api,
 
 
 def test_a_committed_outbox_row_wakes_the_relay_and_a_rolled_back_one_does_not(api, app, user, show):
-    """LISTEN/NOTIFY: the API's own transactions notify (the listener is registered
-    by create_app), and only when they commit."""
+    """LISTEN/NOTIFY: the API's own transactions notify (the listener comes with the
+    OutboxEvent model), and only when they commit."""
     import select as _select
 
     import psycopg2
     from sqlalchemy.engine import make_url
 
-    from app.services.outbox import NOTIFY_CHANNEL
+    from app.models.booking import OUTBOX_NOTIFY_CHANNEL as NOTIFY_CHANNEL
 
-    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    url = make_url(app.extensions["marquee"].settings.database_url)
     listener = psycopg2.connect(host=url.host, port=url.port, user=url.username, dbname=url.database)
     listener.autocommit = True
     listener.cursor().execute(f"LISTEN {NOTIFY_CHANNEL}")
@@ -294,7 +297,7 @@ def test_the_relay_backs_off_while_the_broker_is_away(api, app, user, show, brok
     _book(api, user, show, "tok_visa")  # one row waiting
     publisher = Publisher("amqp://guest:guest@127.0.0.1:1/%2F", broker)  # nothing listens on port 1
     stop = threading.Event()
-    thread = threading.Thread(target=relay_forever, args=(app, publisher, stop), kwargs={"poll_seconds": 0.05})
+    thread = threading.Thread(target=relay_forever, args=(app.extensions["marquee"], publisher, stop), kwargs={"poll_seconds": 0.05})
     thread.start()
     time.sleep(2.2)
     stop.set()
@@ -349,7 +352,7 @@ def test_the_operators_view_on_metrics(api, app, client, user, show, broker, mon
     work_until(app, lambda c: status_of(app, res["id"]) == "confirmed")
     relay(app, broker)  # the confirmation email the worker wrote
     with app.app_context():
-        _job(app, "expire_unpaid_reservations", booking.expire_unpaid_reservations)()
+        _job(app.extensions["marquee"], "expire_unpaid_reservations", booking.expire_unpaid_reservations)()
     after = scrape()
     assert after['marquee_reservations{status="confirmed"}'] == 1
     assert after["marquee_outbox_unpublished"] == 0

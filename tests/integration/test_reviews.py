@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from app.extensions import db
+from app import db
 from app.models import Movie, OutboxEvent
 from app.services import booking, reviews
 from tests.integration.booking_helpers import hold, reserve, seat_ids

@@ -9,13 +9,11 @@ import os
 
 import pytest
 import schemathesis
-
-from app import create_app
 from hypothesis import HealthCheck, settings
-from schemathesis.core.parameters import ParameterLocation
 from schemathesis.checks import (
     not_a_server_error,
 )
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -23,6 +21,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from app.web import create_app
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "30"))
 CHECKS = [

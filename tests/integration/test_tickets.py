@@ -2,7 +2,7 @@
 import pytest
 from sqlalchemy import func, select
 
-from app.extensions import db
+from app import db
 from app.models import Ticket
 from app.services import booking, tickets
 from tests.integration.booking_helpers import hold, reserve, seat_ids

@@ -2,7 +2,7 @@
 import pytest
 from sqlalchemy import text
 
-from app.extensions import db
+from app import db
 
 
 def _rows(app) -> dict:
@@ -71,7 +71,9 @@ def test_invalid_bodies_are_422_with_field_errors_and_write_nothing(api, app, ad
     before = _rows(app)
     r = api.post(path.format(**ids), body, admin)
     _assert_problem(r, 422, "validation_error")
-    assert field in r.json["errors"], r.json
+    # One shape (API.md): a field path to a list of messages, nested fields dotted.
+    paths = [p for p in r.json["errors"] if p == field or p.startswith(field + ".")]
+    assert paths and all(isinstance(r.json["errors"][p], list) for p in paths), r.json
     assert _rows(app) == before
 
 

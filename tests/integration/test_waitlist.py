@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import update
 
-from app.extensions import db
+from app import db
 from app.models import WaitlistEntry
 from app.services import booking, waitlist
 from tests.integration.booking_helpers import hold, reserve, seat_ids, statuses

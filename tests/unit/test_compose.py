@@ -75,3 +75,11 @@ def test_the_tests_pin_every_setting_the_generated_env_file_carries():
     body = generated[generated.index("cat > .env <<ENV"):generated.index("\nENV\n")]
     names = set(_re.findall(r"^([A-Z_]+)=", body, _re.M))
     assert names and names <= set(TEST_ENV), names - set(TEST_ENV)
+
+
+def test_the_migrate_service_runs_the_same_alembic_setup_as_make():
+    """Migrations run through plain Alembic (no Flask) in Compose as in scripts/ensure_database.py."""
+    command = " ".join(_compose()["services"]["migrate"]["command"])
+    assert "alembic -c migrations/alembic.ini upgrade head" in command
+    assert "migrations/alembic.ini" in (ROOT / "scripts" / "ensure_database.py").read_text()
+    assert (ROOT / "migrations" / "alembic.ini").exists()

@@ -1,5 +1,5 @@
 """Problem documents and request ids."""
-from app.errors import flatten_validation_messages
+from app.api.problems import flatten_validation_messages
 from app.logging_setup import accept_or_create_request_id
 
 
@@ -14,3 +14,14 @@ def test_a_sane_request_id_is_kept_and_a_hostile_one_replaced():
     assert replaced != "bad id\nwith newline" and len(replaced) == 32
     assert len(accept_or_create_request_id("x" * 500)) == 32
     assert accept_or_create_request_id(None)
+
+
+def test_nested_validation_messages_become_field_paths():
+    flat = flatten_validation_messages({"json": {"seat_ids": {0: ["Not a valid integer."]},
+                                                 "layout": {"rows": {2: {"label": ["Missing"]}}}}})
+    assert flat == {"seat_ids.0": ["Not a valid integer."], "layout.rows.2.label": ["Missing"]}
+
+
+def test_every_validation_message_is_a_list_of_strings():
+    assert flatten_validation_messages(["Invalid input type."]) == {"_schema": ["Invalid input type."]}
+    assert flatten_validation_messages({"json": ["Not an object"]}) == {"json": ["Not an object"]}

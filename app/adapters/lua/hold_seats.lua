@@ -6,7 +6,8 @@
 -- ARGV[1] hold id   ARGV[2] TTL in ms   ARGV[3] user id
 -- ARGV[4] seat ids as JSON   ARGV[5] expiry as ISO 8601
 -- ARGV[6] '1' to decide without the sync marker (the caller checks PostgreSQL itself)
--- Returns {1} when held; {0, i, ...} with the 1-based positions of the seats
+-- ARGV[7] the hold's owner token for the seat keys (SeatOwner in seat_store.py)
+-- Returns (HoldOutcome in seat_store.py) {1} when held; {0, i, ...} with the 1-based positions of the seats
 -- already taken (nothing was taken); {-1, hold id} when the user already has a
 -- live hold on this showtime (nothing was taken); {-2} when Redis does not know
 -- this showtime's booked seats (after a restart or flush): rebuild, then retry.
@@ -27,7 +28,7 @@ if #taken > 0 then
   table.insert(taken, 1, 0)
   return taken
 end
-local owner = 'h:' .. ARGV[1]
+local owner = ARGV[7]
 for i = 4, #KEYS do
   redis.call('SET', KEYS[i], owner, 'PX', ARGV[2])
 end

@@ -1,0 +1,99 @@
+"""The database session and the unit of work, without Flask.
+
+``session`` is a thread-scoped SQLAlchemy session: each thread (a request, the
+worker's message loop, a scheduler job) has its own, on the engine of the
+dependencies current there (``app.bootstrap.marquee()``). Whoever owns the thread ends it with
+``session.remove()`` (the web app at the end of each app context, the worker
+after each message, the scheduler after each job).
+
+Every service that writes does so inside ``unit_of_work()``: one commit at the
+end, a rollback on any error, and nothing left half-done.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import MetaData, text
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
+
+# Deterministic constraint names, so migrations can refer to them.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+_engine_source: Callable[[], object] | None = None
+
+
+def set_engine_source(source: Callable[[], object]) -> None:
+    """Where sessions find their engine: the current process's dependencies
+    (``app.bootstrap`` registers it), so two apps in one process (the tests'
+    app and one pointed at a dead server, say) never share a database."""
+    global _engine_source
+    _engine_source = source
+
+
+class _Session(Session):
+    def get_bind(self, mapper=None, clause=None, **kw):
+        if _engine_source is None:
+            raise RuntimeError("no database engine: app.bootstrap has not run")
+        return _engine_source()
+
+
+session: scoped_session[Session] = scoped_session(sessionmaker(class_=_Session))
+
+
+_DEPTH = "marquee.uow_depth"
+
+
+@contextmanager
+def unit_of_work() -> Iterator[Session]:
+    """One transaction: commit once when the block ends, roll back (and re-raise)
+    if anything in it raises, a domain error included.
+
+    A block that only reads commits too: that ends the read transaction (and
+    releases its row locks) before whatever follows, such as a gateway call.
+    Inside another unit of work, a block is a savepoint: its failure undoes its
+    own writes only, and only the outermost block commits.
+    """
+    current = session()
+    depth = current.info.get(_DEPTH, 0)
+    current.info[_DEPTH] = depth + 1
+    try:
+        if depth:
+            with current.begin_nested():
+                yield current
+        else:
+            try:
+                yield current
+                current.commit()
+            except BaseException:
+                current.rollback()
+                raise
+    finally:
+        current.info[_DEPTH] = depth
+
+
+def try_xact_lock(key: int) -> bool:
+    """A transaction-scoped PostgreSQL advisory lock, if free: one process acts
+    at a time, and a crashed one lets go with its connection."""
+    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
+
+
+@contextmanager
+def scoped() -> Iterator[None]:
+    """For a thread that owns its work (a job, a message): the session it used is
+    closed and forgotten at the end, whatever happened."""
+    try:
+        yield
+    finally:
+        session.remove()

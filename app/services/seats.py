@@ -1,0 +1,290 @@
+"""The seats of a showtime: its seating, who holds what, and keeping Redis true.
+
+Redis holds make contention cheap and atomic (all seats of a request or none);
+PostgreSQL decides. A seat of a showtime is live in at most one reservation
+(``uq_reservation_seats_live``), so with Redis emptied or restarted no seat is
+sold twice. Redis also keeps every live reservation's seats (``r:<id>`` owners),
+so it refuses booked seats itself; after it loses them, the hold script asks for
+a rebuild from PostgreSQL (``sync_showtime``) before it decides anything.
+
+Every way seats are taken (a customer's hold, a waitlist offer) goes through
+``take_hold``; every reservation change that frees or keeps seats tells Redis
+through the functions below, after its commit.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, timezone
+
+import redis
+from sqlalchemy import select
+
+from app import db
+from app.adapters.seat_store import Hold, HoldState, SeatOwner, SeatStore, reservation_owner
+from app.bootstrap import marquee
+from app.metrics import HOLDS
+from app.models import LIVE_STATUSES, Reservation, ReservationSeat, ReservationStatus, Seat, Showtime
+from app.services import errors
+
+log = logging.getLogger(__name__)
+
+# Redis keeps a reservation's seats a little past its payment deadline, so the
+# expiry job (not the TTL) is what normally frees them.
+GRACE_SECONDS = 120
+# How long a showtime counts as rebuilt from PostgreSQL before the next rebuild.
+SYNC_MARKER_SECONDS = 3600
+# pg_advisory_xact_lock key: one scheduler acts at a time.
+SCHEDULER_LOCK = 0x6D71_0001  # "mq" 1
+
+
+def _store() -> SeatStore:
+    return marquee().seats
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def after_commit(what: str, fn: Callable, *args) -> None:
+    """Redis follows PostgreSQL after the commit; if Redis fails now, TTLs and the
+    sweep converge it, so the request does not fail for it."""
+    try:
+        fn(*args)
+    except redis.RedisError:
+        log.error("after-commit redis step failed: %s", what, exc_info=True)
+
+
+def seat_map_changed(showtime_id: int) -> None:
+    """After a commit that changed a reservation of the showtime: its cached live
+    seats are stale."""
+    after_commit("seat map invalidation", marquee().cache.invalidate, f"res:{showtime_id}")
+
+
+# --- the showtime's seating, cached -------------------------------------------
+
+def showtime_seating(showtime_id: int) -> dict:
+    """What holds and reservations need of a showtime: start, prices, its seats
+    (``{seat id: [label, category]}``). ``NotFound`` for an unknown showtime."""
+    def compute():
+        showtime = db.session.get(Showtime, showtime_id)
+        if showtime is None:
+            return None
+        seats = db.session.execute(
+            select(Seat.id, Seat.label, Seat.category).where(Seat.screen_id == showtime.screen_id)
+        ).all()
+        return {
+            "starts_at": showtime.starts_at.isoformat(),
+            "currency": showtime.currency,
+            "prices": showtime.prices,
+            "seats": {str(s.id): [s.label, s.category] for s in seats},
+        }
+
+    seating = marquee().cache.get_or_compute(["showtimes", "screens"], "seating", showtime_id, compute, local=True)
+    if seating is None:
+        raise errors.NotFound(f"Showtime {showtime_id} does not exist")
+    return seating
+
+
+def ensure_not_started(seating: dict, at: datetime) -> None:
+    if datetime.fromisoformat(seating["starts_at"]) <= at:
+        raise errors.ShowtimeStarted("Seats cannot be held or reserved once the showtime has started")
+
+
+def live_seats(showtime_id: int, seat_ids: Iterable[int]) -> list[int]:
+    """Seats among ``seat_ids`` that are in a live reservation (PostgreSQL's view)."""
+    return list(db.session.scalars(
+        select(ReservationSeat.seat_id).where(
+            ReservationSeat.showtime_id == showtime_id,
+            ReservationSeat.seat_id.in_(list(seat_ids)),
+            ReservationSeat.released_at.is_(None),
+        )
+    ))
+
+
+# --- holds ----------------------------------------------------------------------
+
+def check_seat_count(field: str, count: int) -> None:
+    """The one limit of seats a hold may take (``MAX_SEATS_PER_HOLD``), for holds
+    by seat, waitlist entries (an offer is a hold) and the request schema."""
+    limit = marquee().settings.max_seats_per_hold
+    if count > limit:
+        raise errors.Invalid(f"At most {limit} seats per hold", errors={field: [f"At most {limit} seats"]})
+
+
+def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: int) -> Hold:
+    """Take all of ``seat_ids`` for a new hold of ``user_id`` lasting
+    ``ttl_seconds``, or none: ``SeatsUnavailable`` (with the taken ``seat_ids``)
+    or ``HoldExists`` (with the user's live ``hold_id``).
+
+    Redis decides while it knows the showtime's booked seats; when it has lost
+    them it asks for a rebuild first, and if it keeps losing them (a flapping
+    server) PostgreSQL decides instead: slower, and right whatever Redis holds.
+    Reads only: it neither opens nor ends a unit of work of its caller.
+    """
+    at = now()
+    expires_at = (at + timedelta(seconds=ttl_seconds)).replace(microsecond=0)
+    store = _store()
+    checked_by_postgresql = False
+    for attempt in range(3):
+        checked_by_postgresql = attempt == 2
+        hold_id, result = store.hold(showtime_id, user_id, seat_ids, ttl_seconds * 1000, expires_at,
+                                     unsynced_ok=checked_by_postgresql)
+        if not result.needs_sync:
+            break
+        sync_showtime(showtime_id)
+    hold = Hold(hold_id, showtime_id, user_id, seat_ids, expires_at.isoformat(), HoldState.HELD)
+    if result.held and checked_by_postgresql:
+        booked = live_seats(showtime_id, seat_ids)
+        if booked:
+            store.release(hold)
+            HOLDS.labels("conflict").inc()
+            raise errors.SeatsUnavailable("Some of these seats are taken; none were held", seat_ids=booked)
+    if result.live_hold_id:
+        HOLDS.labels("already_holding").inc()
+        raise errors.HoldExists(
+            "You already hold seats for this showtime: reserve or release that hold first",
+            hold_id=result.live_hold_id,
+        )
+    if not result.held:
+        HOLDS.labels("conflict").inc()
+        raise errors.SeatsUnavailable("Some of these seats are taken; none were held", seat_ids=result.taken)
+    HOLDS.labels("held").inc()
+    # The seat map reads holds live from Redis: nothing to invalidate.
+    return hold
+
+
+def find_hold(hold_id: str) -> Hold | None:
+    """A live hold by id, whoever's it is (None when it has ended or never was)."""
+    return _store().get_hold(hold_id)
+
+
+def release(hold: Hold) -> bool:
+    """Free a hold's seats at once (only seats it still owns)."""
+    return _store().release(hold)
+
+
+# --- reservations' seats in Redis ------------------------------------------------
+
+def keep_for_reservation(showtime_id: int, seat_ids: list[int], reservation_id: int, until: datetime) -> None:
+    """After a confirmation: booked seats stay refused by Redis until the show
+    starts (PostgreSQL still decides)."""
+    ttl_ms = max(int((until - now()).total_seconds() * 1000), 1000) + GRACE_SECONDS * 1000
+    after_commit("keep confirmed seats", _store().keep_for_reservation, showtime_id, seat_ids, reservation_id, ttl_ms)
+
+
+def free_for_reservation(showtime_id: int, seat_ids: list[int], reservation_id: int) -> None:
+    """After a commit that ended a reservation: Redis lets its seats go."""
+    after_commit("free the seats of an ended reservation", _store().free_reservation, showtime_id, seat_ids,
+                 reservation_id)
+
+
+def sync_showtime(showtime_id: int) -> int:
+    """Rebuild Redis's knowledge of a showtime's live reservation seats from
+    PostgreSQL (after a restart or flush, and hourly), then mark it synced.
+
+    Seats are set only where no key exists. The reservations re-added are read
+    again afterwards: one that ended meanwhile (its own Redis step may have run
+    before ours) is freed now, so the rebuild never leaves a seat stuck.
+    Reads only, in the caller's transaction if there is one.
+    """
+    at = now()
+    rows = db.session.execute(
+        select(ReservationSeat.seat_id, Reservation.id, Reservation.status, Reservation.expires_at,
+               Showtime.starts_at)
+        .join(Reservation, Reservation.id == ReservationSeat.reservation_id)
+        .join(Showtime, Showtime.id == ReservationSeat.showtime_id)
+        .where(ReservationSeat.showtime_id == showtime_id, ReservationSeat.released_at.is_(None))
+    ).all()
+    owners = []
+    for seat_id, reservation_id, status, expires_at, starts_at in rows:
+        until = expires_at if status == ReservationStatus.PENDING_PAYMENT else max(starts_at, expires_at)
+        ttl_ms = ((until - at).total_seconds() + GRACE_SECONDS) * 1000
+        owners.append((seat_id, reservation_owner(reservation_id), ttl_ms))
+    store = _store()
+    added = store.sync(showtime_id, owners, SYNC_MARKER_SECONDS)
+    if rows:
+        still_live = set(db.session.scalars(select(Reservation.id).where(
+            Reservation.id.in_({r[1] for r in rows}), Reservation.status.in_(LIVE_STATUSES))))
+        for seat_id, reservation_id, *_ in rows:
+            if reservation_id not in still_live:
+                store.free_reservation(showtime_id, [seat_id], reservation_id)
+    if added:
+        log.warning("rebuilt seat keys from postgresql", extra={"showtime_id": showtime_id, "count": added})
+    return added
+
+
+def sweep_stray_seat_keys() -> int | None:
+    """Reconcile Redis with PostgreSQL: free seat keys that no live hold or
+    reservation owns (a crash between a commit and its Redis step; TTLs would
+    free them too, this is sooner), and restore missing keys of live reservations
+    of showtimes to come. Returns how many stray keys were freed, or None when
+    another scheduler holds the lock."""
+    store = _store()
+    with db.unit_of_work():
+        if not db.try_xact_lock(SCHEDULER_LOCK):
+            return None
+        by_showtime: dict[int, list[int]] = {}
+        for showtime_id, seat_id in store.scan_seat_keys():
+            by_showtime.setdefault(showtime_id, []).append(seat_id)
+        removed = sum(_free_stray_keys(store, showtime_id, seat_ids) for showtime_id, seat_ids in by_showtime.items())
+        upcoming = list(db.session.scalars(
+            select(Reservation.showtime_id).distinct()
+            .join(Showtime, Showtime.id == Reservation.showtime_id)
+            .where(Reservation.status.in_(LIVE_STATUSES), Showtime.starts_at > now())
+        ))
+    if removed:
+        log.warning("freed stray seat keys", extra={"count": removed})
+    # The other direction: live reservations whose seat keys went missing.
+    for showtime_id in upcoming:
+        with db.unit_of_work():
+            sync_showtime(showtime_id)
+    return removed
+
+
+def _free_stray_keys(store: SeatStore, showtime_id: int, seat_ids: list[int]) -> int:
+    owners = {seat_id: SeatOwner.parse(token) for seat_id, token in store.owners(showtime_id, seat_ids).items()}
+    reservation_ids = {o.reservation_id for o in owners.values() if o and o.reservation_id is not None}
+    live = set(db.session.scalars(
+        select(Reservation.id).where(Reservation.id.in_(reservation_ids), Reservation.status.in_(LIVE_STATUSES))
+    )) if reservation_ids else set()
+    removed = 0
+    for seat_id, owner in owners.items():
+        if owner is None:
+            continue
+        stray = (owner.reservation_id not in live) if owner.kind == "reservation" else (
+            not store.hold_exists(showtime_id, owner.hold_id))
+        if stray:
+            removed += store.free_owner(showtime_id, [seat_id], owner.token)
+    return removed
+
+
+# --- the live seat map --------------------------------------------------------
+
+def seat_statuses(showtime_id: int, seat_ids: list[int]) -> dict[int, str]:
+    """``held`` or ``booked`` for each seat that is not available.
+
+    PostgreSQL's live reservation seats (cached per showtime, invalidated on every
+    reservation change) say booked (confirmed) or held (awaiting payment); Redis
+    adds the seats under a hold.
+    """
+    def compute():
+        rows = db.session.execute(
+            select(ReservationSeat.seat_id, Reservation.status)
+            .join(Reservation, Reservation.id == ReservationSeat.reservation_id)
+            .where(ReservationSeat.showtime_id == showtime_id, ReservationSeat.released_at.is_(None))
+        ).all()
+        return [[r.seat_id, r.status] for r in rows]
+
+    live = marquee().cache.get_or_compute([f"res:{showtime_id}"], "live", showtime_id, compute, local=True)
+    statuses = {sid: "booked" if status == ReservationStatus.CONFIRMED else "held" for sid, status in live}
+    for seat_id in _store().owners(showtime_id, seat_ids):
+        statuses.setdefault(seat_id, "held")
+    return statuses
+
+
+def free_seat_ids(showtime_id: int) -> list[int]:
+    """Seats neither held nor booked, in layout order."""
+    ids = [int(s) for s in showtime_seating(showtime_id)["seats"]]
+    taken = seat_statuses(showtime_id, ids)
+    return [s for s in ids if s not in taken]

@@ -1,0 +1,161 @@
+"""The web application: ``create_app`` wires Flask onto the process's
+dependencies (``app.bootstrap``): settings, extensions, blueprints, error
+handlers and request hooks.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+from flask import Flask, g, request
+from flask.ctx import AppContext, _sentinel
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from app import bootstrap, db
+from app.api import Api, register_blueprints
+from app.api.ops import bp as ops_bp
+from app.api.problems import domain_error_response, problem
+from app.api.security import client_address
+from app.cli import register_cli
+from app.config import Settings
+from app.extensions import jwt
+from app.logging_setup import accept_or_create_request_id, request_id_var
+from app.metrics import LATENCY, REQUESTS
+from app.services import errors
+from app.services.auth import is_token_revoked
+
+log = logging.getLogger("marquee")
+access_log = logging.getLogger("marquee.access")
+
+
+class _AppContext(AppContext):
+    """Inside an app context, that app's dependencies are the current ones, and
+    the thread's session ends with the context."""
+
+    def push(self) -> None:
+        super().push()
+        bootstrap.enter(self.app.extensions["marquee"])
+
+    def pop(self, exc: BaseException | None = _sentinel) -> None:  # type: ignore[assignment]
+        last = len(self._cv_tokens) == 1  # a context pushed twice ends at its last pop
+        try:
+            if last:
+                db.session.remove()
+        finally:
+            try:
+                super().pop(exc)
+            finally:
+                bootstrap.leave()
+
+
+class MarqueeFlask(Flask):
+    def app_context(self) -> AppContext:
+        return _AppContext(self)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    deps = bootstrap.build(settings)
+    app = MarqueeFlask(__name__)
+    app.config.update(deps.settings.flask_config())
+    app.extensions["marquee"] = deps
+
+    jwt.init_app(app)
+    _register_jwt_callbacks()
+    api = Api(app)
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+    register_blueprints(api)
+    app.register_blueprint(ops_bp)
+    _register_error_handlers(app)
+    _register_request_hooks(app)
+    register_cli(app)
+    return app
+
+
+def _register_jwt_callbacks() -> None:
+    def unauthorized(code: str, detail: str):
+        return problem(401, code=code, title="Unauthorized", detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+    jwt.token_in_blocklist_loader(lambda _header, payload: is_token_revoked(payload))
+    jwt.unauthorized_loader(lambda reason: unauthorized("token_missing", "A Bearer token is required"))
+    jwt.invalid_token_loader(lambda reason: unauthorized("token_invalid", f"Invalid token: {reason}"))
+    jwt.expired_token_loader(lambda _h, _p: unauthorized("token_expired", "The token has expired"))
+    jwt.revoked_token_loader(lambda _h, _p: unauthorized("token_revoked", "The token has been revoked"))
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(errors.DomainError)
+    def on_domain_error(err: errors.DomainError):
+        return domain_error_response(err)
+
+    def dependency_unavailable(what: str, err: Exception):
+        log.error("%s unavailable", what, exc_info=err)
+        return problem(503, code="dependency_unavailable",
+                       detail="A backing service is unavailable; try again shortly", headers={"Retry-After": "5"})
+
+    @app.errorhandler(redis.RedisError)
+    def on_redis_down(err):
+        return dependency_unavailable("redis", err)
+
+    @app.errorhandler(OperationalError)
+    def on_database_down(err):
+        db.session.rollback()
+        return dependency_unavailable("database", err)
+
+    @app.errorhandler(IntegrityError)
+    def on_integrity_error(err):
+        # Services map the constraints they expect; this is the safety net for
+        # one they did not: a conflict with the current state, never a 500.
+        db.session.rollback()
+        log.warning("unmapped integrity error", exc_info=err)
+        return problem(409, code="conflict", detail="The change conflicts with the current state of the data")
+
+    @app.errorhandler(DBAPIError)
+    def on_database_error(err):
+        db.session.rollback()
+        log.exception("database error", exc_info=err)
+        return problem(500, detail="An unexpected error occurred; it has been logged")
+
+    @app.errorhandler(Exception)
+    def on_unexpected(err):
+        # HTTPExceptions never get here: flask-smorest's handler for them is more specific.
+        log.exception("unhandled error", exc_info=err)
+        return problem(500, detail="An unexpected error occurred; it has been logged")
+
+
+def _register_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def start():
+        g.request_id = accept_or_create_request_id(request.headers.get("X-Request-ID"))
+        g.request_token = request_id_var.set(g.request_id)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def finish(response):
+        elapsed = time.perf_counter() - getattr(g, "started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        LATENCY.labels(request.method, route).observe(elapsed)
+        response.headers["X-Request-ID"] = getattr(g, "request_id", "")
+        if route != "/health":
+            access_log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "route": route,
+                    "status": response.status_code,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "remote_addr": request.remote_addr,
+                    "client": client_address(),
+                },
+            )
+        return response
+
+    @app.teardown_request
+    def reset(_exc):
+        token = g.pop("request_token", None)
+        if token is not None:
+            request_id_var.reset(token)
