@@ -9,6 +9,11 @@ from app.api.problems import PROBLEM_MIMETYPE, flatten_validation_messages, prob
 from app.services import errors
 
 
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint, as every view module of Marquee uses it (one place
+    to adjust argument parsing and pagination for all of them)."""
+
+
 class Api(flask_smorest.Api):
     """flask-smorest's Api, speaking RFC 9457 problem documents for every error."""
 

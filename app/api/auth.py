@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask.views import MethodView
 from flask_jwt_extended import get_jwt, jwt_required
-from flask_smorest import Blueprint
 
+from app.api import Blueprint
 from app.api.schemas import LoginSchema, RegisterSchema, TokenPairSchema, UserSchema
 from app.api.security import BEARER, client_address, current_user_id, login_required
 from app.services import auth as auth_service

@@ -6,8 +6,8 @@ import json
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from app.api import Blueprint
 from app.api import schemas as s
 from app.api.idempotency import idempotent
 from app.api.security import admin_required

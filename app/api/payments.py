@@ -5,8 +5,8 @@ from functools import wraps
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from app.api import Blueprint
 from app.api import schemas as s
 from app.services import payments as payment_service
 

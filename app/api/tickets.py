@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import Response, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from app.api import Blueprint
 from app.api import schemas as s
 from app.api.security import admin_required, current_user_id, is_admin, login_required
 from app.services import booking, tickets

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from app.api import Blueprint
 from app.api import schemas as s
 from app.api.idempotency import idempotent
 from app.api.security import current_user_id, login_required
