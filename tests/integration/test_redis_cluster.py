@@ -1,0 +1,75 @@
+"""DESIGN.md promises cluster-ready Redis keys: every key of a showtime carries its hash
+tag ``{st:<id>}``, so each seat script touches one slot. This runs the seat store's
+scripts against a real three-master Redis Cluster (redis-py's cluster client), with
+showtimes spread over the three nodes."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, settings
+from redis.cluster import key_slot
+
+from app.adapters.redis_store import RedisStore
+from app.adapters.seat_store import ClaimOutcome, SeatStore
+from tests.integration.test_hold_model import HoldRules
+from tests.redis_cluster import redis_cluster
+
+TTL_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def cluster_store():
+    with redis_cluster() as url:
+        store = SeatStore(RedisStore(url, "mqcluster:", cluster=True))
+        try:
+            yield store
+        finally:
+            store.store.delete_prefixed()
+
+
+def _expires():
+    return datetime.now(timezone.utc) + timedelta(minutes=5)
+
+
+def test_showtimes_spread_over_the_nodes_and_each_keeps_to_one_slot(cluster_store):
+    client = cluster_store.store.client
+    nodes = set()
+    for showtime in range(1, 31):
+        keys = [cluster_store.seat_key(showtime, s) for s in (1, 2, 3)] + [
+            cluster_store.hold_key(showtime, f"{showtime}.{'0' * 32}"), cluster_store.user_key(showtime, 9),
+            cluster_store.synced_key(showtime)]
+        assert len({key_slot(k.encode()) for k in keys}) == 1
+        nodes.add(client.get_node_from_key(keys[0]).name)
+    assert len(nodes) == 3  # the scripts below are routed to every node, not one
+
+
+def test_a_hold_is_claimed_bound_and_freed_on_whichever_node_owns_its_showtime(cluster_store):
+    for showtime in range(101, 113):
+        cluster_store.sync(showtime, [], 3600)
+        hold_id, result = cluster_store.hold(showtime, 7, [1, 2], TTL_MS, _expires())
+        assert result.held
+        _, again = cluster_store.hold(showtime, 8, [2, 3], TTL_MS, _expires())
+        assert not again.held and again.taken == [2]  # all or nothing, on the cluster too
+        hold = cluster_store.get_hold(hold_id)
+        assert cluster_store.claim(hold, 7, TTL_MS) is ClaimOutcome.CLAIMED
+        assert cluster_store.bind_reservation(hold, 500 + showtime, TTL_MS) == 2
+        assert cluster_store.owners(showtime, [1, 2, 3]) == {1: f"r:{500 + showtime}", 2: f"r:{500 + showtime}"}
+        assert cluster_store.free_reservation(showtime, [1, 2], 500 + showtime) == 2
+        assert cluster_store.owners(showtime, [1, 2, 3]) == {}
+
+
+def test_a_rebuild_and_the_sweep_see_seat_keys_on_every_node(cluster_store):
+    showtimes = range(201, 216)
+    for showtime in showtimes:
+        assert cluster_store.sync(showtime, [(4, f"r:{showtime}", TTL_MS)], 3600) == 1
+    found = {pair for pair in cluster_store.scan_seat_keys() if pair[0] in showtimes}
+    assert found == {(showtime, 4) for showtime in showtimes}
+
+
+def test_the_hold_rules_match_the_model_on_a_cluster(cluster_store):
+    """The same state machine as against one Redis (tests/integration/test_hold_model.py)."""
+    HoldRules.store = cluster_store
+    HoldRules.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None,
+                                           suppress_health_check=list(HealthCheck))
+    HoldRules.TestCase().runTest()
