@@ -24,14 +24,16 @@ def redis_cluster():
     if not server or not cli:
         raise RuntimeError("redis-server and redis-cli are needed (Debian package redis-server)")
     folder = Path(tempfile.mkdtemp(prefix="marquee-cluster-"))
-    ports = [free_port() for _ in range(MASTERS)]
+    ports = _free_ports(2 * MASTERS)  # a client port and a cluster bus port for each node
+    bus_ports, ports = ports[MASTERS:], ports[:MASTERS]
     procs: list[subprocess.Popen] = []
     try:
-        for port in ports:
+        for port, bus_port in zip(ports, bus_ports, strict=True):
             node = folder / str(port)
             node.mkdir()
             procs.append(subprocess.Popen(
-                [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                [server, "--port", str(port), "--cluster-port", str(bus_port), "--bind", "127.0.0.1",
+                 "--cluster-enabled", "yes",
                  "--cluster-config-file", str(node / "nodes.conf"), "--cluster-node-timeout", "2000",
                  "--save", "", "--appendonly", "no", "--dir", str(node), "--logfile", str(node / "redis.log")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -46,6 +48,15 @@ def redis_cluster():
         for proc in procs:
             stop_process(proc, timeout=10)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (the bus port is given explicitly: port + 10000, the
+    default, may be past 65535 or taken)."""
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return sorted(ports)
 
 
 def _wait_for(check, timeout: float = 20.0) -> None:

@@ -19,12 +19,16 @@ finds a placement wins:
 
 1. ``n`` seats side by side in one row stranding no seat, nearest the focal point;
 2. the same, stranding one seat;
-3. split over neighbouring rows, each part at least two seats side by side, stranding as
-   few seats as possible, nearest the focal point.
+3. split over neighbouring rows (at most three), each part at least two seats side by
+   side: each part is the best window of its size in its row (fewest stranded seats, then
+   nearest the focal point, then the smaller x), and among the ways to split the party
+   over consecutive rows the one stranding fewest seats, then nearest, wins.
 
 Distance and tie-break (deterministic): a placement's centre is the mean ``x`` and mean
 ``y`` of its seats; its distance is the Euclidean distance from that centre to the focal
-point; ties go to the smaller ``y`` (nearer the screen), then the smaller first ``x``.
+point, taken to the nearest sixth of a seat (so that it is computed exactly, in integers,
+by this model and by the atomic step alike); ties go to the smaller ``y`` (nearer the
+screen), then the smaller first ``x``.
 """
 from __future__ import annotations
 
@@ -101,15 +105,30 @@ def orphans_refused(seats: Sequence[SeatPlace], available: set[int], taking: set
     return []
 
 
-def _distance(chosen: Sequence[SeatPlace], focal: tuple[float, float]) -> float:
-    cx = sum(s.x for s in chosen) / len(chosen)
-    cy = sum(s.y for s in chosen) / len(chosen)
-    return math.hypot(cx - focal[0], cy - focal[1])
+SIXTHS = 6  # the focal point's resolution: a sixth of a seat
 
 
-def _key(p: Placement, by_id: dict[int, SeatPlace]) -> tuple:
-    first = by_id[p.seat_ids[0]]
-    return (p.stranded, round(p.distance, 9), min(by_id[i].y for i in p.seat_ids), first.x, p.seat_ids)
+def sixths(focal: tuple[float, float]) -> tuple[int, int]:
+    """The focal point in sixths of a seat (what the atomic step is given)."""
+    return round(focal[0] * SIXTHS), round(focal[1] * SIXTHS)
+
+
+def _spread(chosen: Sequence[SeatPlace], focal6: tuple[int, int]) -> int:
+    """(36 n^2) times the squared distance from the centre to the focal point: an exact
+    integer, so that equal distances compare equal everywhere."""
+    n = len(chosen)
+    dx = SIXTHS * sum(s.x for s in chosen) - n * focal6[0]
+    dy = SIXTHS * sum(s.y for s in chosen) - n * focal6[1]
+    return dx * dx + dy * dy
+
+
+def _distance(chosen: Sequence[SeatPlace], focal6: tuple[int, int]) -> float:
+    return math.sqrt(_spread(chosen, focal6)) / (SIXTHS * len(chosen))
+
+
+def _key(p: Placement, by_id: dict[int, SeatPlace], focal6: tuple[int, int]) -> tuple:
+    chosen = [by_id[i] for i in p.seat_ids]
+    return (p.stranded, _spread(chosen, focal6), min(s.y for s in chosen), chosen[0].x, p.seat_ids)
 
 
 def _in_row_windows(run: list[SeatPlace], n: int, category: str | None) -> Iterable[list[SeatPlace]]:
@@ -127,7 +146,7 @@ def best_available(seats: Sequence[SeatPlace], available: set[int], n: int, *,
     ``max_rows`` bounds how many neighbouring rows a split may use (rule 3)."""
     if n < 1:
         return None
-    focal = focal or default_focal_point(seats)
+    focal6 = sixths(focal or default_focal_point(seats))
     by_id = {s.id: s for s in seats}
     all_runs = runs(seats, available)
     single: list[Placement] = []
@@ -136,36 +155,38 @@ def best_available(seats: Sequence[SeatPlace], available: set[int], n: int, *,
             taking = {s.id for s in window}
             stranded = len(stranded_by(seats, available, taking))
             if stranded <= 1:
-                single.append(Placement(tuple(s.id for s in window), stranded, _distance(window, focal),
+                single.append(Placement(tuple(s.id for s in window), stranded, _distance(window, focal6),
                                         1 if stranded == 0 else 2))
     if single:
-        return min(single, key=lambda p: _key(p, by_id))
-    return _split(seats, available, all_runs, n, category, focal, by_id, max_rows)
+        return min(single, key=lambda p: _key(p, by_id, focal6))
+    return _split(seats, available, all_runs, n, category, focal6, by_id, max_rows)
 
 
-def _split(seats, available, all_runs, n, category, focal, by_id, max_rows) -> Placement | None:
-    """Rule 3: parts of at least two side by side, in consecutive rows."""
-    windows_by_row: dict[int, dict[int, list[list[SeatPlace]]]] = {}
+def _split(seats, available, all_runs, n, category, focal6, by_id, max_rows) -> Placement | None:
+    """Rule 3: parts of at least two side by side, in consecutive rows; each part the
+    best window of its size in its row, so the search stays linear in the room's size."""
+    best_window: dict[tuple[int, int], tuple[tuple, list[SeatPlace]]] = {}  # (row, size) -> (key, window)
     for run in all_runs:
         for size in range(2, min(n, len(run)) + 1):
             for window in _in_row_windows(run, size, category):
-                windows_by_row.setdefault(run[0].y, {}).setdefault(size, []).append(window)
+                stranded = len(stranded_by(seats, available, {s.id for s in window}))
+                key = (stranded, _spread(window, focal6), window[0].x)
+                slot = (run[0].y, size)
+                if slot not in best_window or key < best_window[slot][0]:
+                    best_window[slot] = (key, window)
     best: Placement | None = None
-    rows = sorted(windows_by_row)
-    for first_row in rows:
+    for first_row in sorted({row for row, _ in best_window}):
         for parts in _compositions(n, max_rows):
             if len(parts) < 2:
                 continue
-            part_rows = [first_row + i for i in range(len(parts))]
-            if any(size not in windows_by_row.get(row, {}) for row, size in zip(part_rows, parts, strict=True)):
+            slots = [(first_row + i, size) for i, size in enumerate(parts)]
+            if any(slot not in best_window for slot in slots):
                 continue
-            for chosen in _combine([windows_by_row[row][size] for row, size in zip(part_rows, parts, strict=True)]):
-                flat = [s for window in chosen for s in window]
-                taking = {s.id for s in flat}
-                placement = Placement(tuple(s.id for s in flat), len(stranded_by(seats, available, taking)),
-                                      _distance(flat, focal), 3)
-                if best is None or _key(placement, by_id) < _key(best, by_id):
-                    best = placement
+            flat = [s for slot in slots for s in best_window[slot][1]]
+            placement = Placement(tuple(s.id for s in flat), len(stranded_by(seats, available, {s.id for s in flat})),
+                                  _distance(flat, focal6), 3)
+            if best is None or _key(placement, by_id, focal6) < _key(best, by_id, focal6):
+                best = placement
     return best
 
 
@@ -183,11 +204,3 @@ def _compositions(n: int, max_parts: int) -> Iterable[tuple[int, ...]]:
             yield from go(rest - size, parts + (size,))
     yield from go(n, ())
 
-
-def _combine(options: list[list[list[SeatPlace]]]) -> Iterable[list[list[SeatPlace]]]:
-    if not options:
-        yield []
-        return
-    for first in options[0]:
-        for rest in _combine(options[1:]):
-            yield [first, *rest]

@@ -81,5 +81,5 @@ def test_the_migrate_service_runs_the_same_alembic_setup_as_make():
     """Migrations run through plain Alembic (no Flask) in Compose as in scripts/ensure_database.py."""
     command = " ".join(_compose()["services"]["migrate"]["command"])
     assert "alembic -c migrations/alembic.ini upgrade head" in command
-    assert "migrations/alembic.ini" in (ROOT / "scripts" / "ensure_database.py").read_text()
+    assert '"migrations" / "alembic.ini"' in (ROOT / "scripts" / "ensure_database.py").read_text()
     assert (ROOT / "migrations" / "alembic.ini").exists()
