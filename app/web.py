@@ -19,7 +19,7 @@ from app.api.problems import domain_error_response, problem
 from app.api.security import client_address
 from app.cli import register_cli
 from app.config import Settings
-from app.extensions import jwt
+from app.extensions import cors, jwt
 from app.logging_setup import accept_or_create_request_id, request_id_var
 from app.metrics import LATENCY, REQUESTS
 from app.services import errors
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     jwt.init_app(app)
     _register_jwt_callbacks()
+    _enable_cors(app, deps.settings)
     api = Api(app)
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
@@ -80,9 +81,45 @@ def _register_jwt_callbacks() -> None:
 
     jwt.token_in_blocklist_loader(lambda _header, payload: is_token_revoked(payload))
     jwt.unauthorized_loader(lambda reason: unauthorized("token_missing", "A Bearer token is required"))
-    jwt.invalid_token_loader(lambda reason: unauthorized("token_invalid", f"Invalid token: {reason}"))
+    def invalid_token(reason: str):
+        # The decoder's reason ("Invalid header string: 'utf-8' codec can't decode...")
+        # is for the log, not for the client.
+        log.info("invalid token refused", extra={"reason": reason[:500]})
+        return unauthorized("token_invalid", "Invalid token")
+
+    jwt.invalid_token_loader(invalid_token)
     jwt.expired_token_loader(lambda _h, _p: unauthorized("token_expired", "The token has expired"))
     jwt.revoked_token_loader(lambda _h, _p: unauthorized("token_revoked", "The token has been revoked"))
+
+
+# CORS (CORS_ORIGINS): what a browser script on an allowed origin may send and read.
+CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match", "Admission-Token",
+                      "X-Request-ID"]
+CORS_EXPOSE_HEADERS = ["X-Pagination", "ETag", "Location", "X-Request-ID", "Idempotent-Replayed", "Retry-After"]
+
+
+def _enable_cors(app: Flask, settings: Settings) -> None:
+    """CORS for the origins in ``CORS_ORIGINS`` only (none by default), preflight
+    included; other origins get no CORS headers, so browsers keep them out."""
+    if not settings.cors_origins:
+        return
+    cors.init_app(
+        app,
+        resources={r"/api/*": {}, r"/openapi.json": {}},
+        origins=list(settings.cors_origins),
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=CORS_ALLOW_HEADERS,
+        expose_headers=CORS_EXPOSE_HEADERS,
+        supports_credentials=False,  # Bearer tokens, no cookies
+        max_age=600,
+    )
+
+    @app.after_request
+    def vary_by_origin(response):
+        # Answers differ by Origin (CORS headers or none) even with one allowed origin,
+        # where flask-cors leaves Vary out: shared caches must keep them apart.
+        response.vary.add("Origin")
+        return response
 
 
 def _register_error_handlers(app: Flask) -> None:
@@ -125,6 +162,32 @@ def _register_error_handlers(app: Flask) -> None:
         return problem(500, detail="An unexpected error occurred; it has been logged")
 
 
+# Past this, an unread request body is left unread (gunicorn then closes the connection).
+# Above the proxy's max_body_bytes (10 MiB), so whatever the proxy forwards is read.
+UNREAD_BODY_LIMIT = 16 * 1024 * 1024
+
+
+def _read_rest_of_body() -> None:
+    """Read (and drop) what is left of the request body before answering.
+
+    An answer given before the body was read (401 before parsing, 413 past
+    MAX_CONTENT_LENGTH, 404, 415...) otherwise leaves it on the connection: gunicorn
+    then closes that connection while the proxy is still sending the body, and the
+    client gets the proxy's 502 instead of this answer."""
+    stream = request.environ.get("wsgi.input")
+    if stream is None:
+        return
+    left = UNREAD_BODY_LIMIT
+    try:
+        while left > 0:
+            chunk = stream.read(min(64 * 1024, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except (OSError, ValueError) as exc:  # the client went away: nothing to answer anyway
+        log.info("request body unreadable", extra={"reason": str(exc)[:200]})
+
+
 def _register_request_hooks(app: Flask) -> None:
     @app.before_request
     def start():
@@ -134,11 +197,16 @@ def _register_request_hooks(app: Flask) -> None:
 
     @app.after_request
     def finish(response):
+        _read_rest_of_body()
         elapsed = time.perf_counter() - getattr(g, "started", time.perf_counter())
         route = request.url_rule.rule if request.url_rule else "unmatched"
         REQUESTS.labels(request.method, route, str(response.status_code)).inc()
         LATENCY.labels(request.method, route).observe(elapsed)
         response.headers["X-Request-ID"] = getattr(g, "request_id", "")
+        if response.status_code == 204:
+            # No content, so no content type either (Werkzeug drops the length).
+            response.headers.pop("Content-Type", None)
+            response.set_data(b"")
         if route != "/health":
             access_log.info(
                 "request",

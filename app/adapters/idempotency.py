@@ -23,6 +23,7 @@ class IdempotencyRecord:
     status: int | None = None
     body: str | None = None
     content_type: str | None = None
+    headers: dict[str, str] | None = None
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -53,11 +54,16 @@ class IdempotencyStore:
             return IdempotencyRecord(fingerprint=fp, done=False)
         data = json.loads(raw)
         return IdempotencyRecord(fingerprint=data["fp"], done=data["state"] == "done", status=data.get("status"),
-                                 body=data.get("body"), content_type=data.get("content_type"))
+                                 body=data.get("body"), content_type=data.get("content_type"),
+                                 headers=data.get("headers") or {})
 
-    def complete(self, record_key: str, fp: str, status: int, body: str, content_type: str) -> None:
+    def complete(self, record_key: str, fp: str, status: int, body: str, content_type: str,
+                 headers: dict[str, str] | None = None) -> None:
+        """Keep the first answer: status, body, content type and the headers a replay
+        must repeat (``Location``, ``ETag``)."""
         self.store.client.set(record_key, json.dumps({
             "state": "done", "fp": fp, "status": status, "body": body, "content_type": content_type,
+            "headers": headers or {},
         }), ex=self.ttl)
 
     def forget(self, record_key: str) -> None:

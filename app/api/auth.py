@@ -62,3 +62,11 @@ class Me(MethodView):
     def get(self):
         """The caller's own profile"""
         return auth_service.get_profile(current_user_id())
+
+
+@blp.after_request
+def _never_stored(response):
+    """Answers that carry tokens (or refuse them) are never cached (RFC 6749, 5.1)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response

@@ -22,6 +22,7 @@ from app.bootstrap import marquee
 from app.services import errors
 
 HEADER = "Idempotency-Key"
+REPLAYED_HEADERS = ("Location", "ETag")  # what a replay repeats of the first answer's headers
 _VALID = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII
 
 
@@ -64,7 +65,8 @@ def idempotent(func):
             records.forget(record_key)
             return response
         records.complete(record_key, fp, response.status_code, response.get_data(as_text=True),
-                         response.content_type)
+                         response.content_type,
+                         {name: response.headers[name] for name in REPLAYED_HEADERS if name in response.headers})
         return response
 
     doc = wrapper.__dict__.setdefault("_apidoc", {})
@@ -83,5 +85,7 @@ def _replay(record: IdempotencyRecord, fp: str) -> Response:
         raise IdempotencyInProgress("The first request with this key is still running; retry shortly",
                                     retry_after=1)
     response = Response(record.body, status=record.status, content_type=record.content_type)
+    for name, value in (record.headers or {}).items():
+        response.headers[name] = value
     response.headers["Idempotent-Replayed"] = "true"
     return response

@@ -9,20 +9,10 @@ import uuid
 
 import pytest
 
-from tests.proxy.conftest import Proxy, exchange, request_at_limit, wait_until
+from tests.proxy.conftest import exchange, request_at_limit, wait_until
 
 REFUSED = {"target": (414, "uri_too_long"), "header": (431, "headers_too_large"),
            "fields": (431, "headers_too_large")}
-
-
-@pytest.fixture(scope="module")
-def proxy(live_server, tmp_path_factory):
-    """The proxy with its default limits in front of the session's app instance."""
-    proxy = Proxy(live_server.removeprefix("http://"), tmp_path_factory.mktemp("limits"))
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 def _answer(raw: bytes) -> tuple[int, dict, object]:

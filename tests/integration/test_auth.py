@@ -216,3 +216,29 @@ def test_admin_from_the_environment_is_bootstrapped(app, api, monkeypatch):
     r = app.test_cli_runner().invoke(args=["bootstrap-admin"])
     assert r.exit_code == 0, r.output
     assert api.get(ME, api.login("env@example.com", "env-pass-123")["access_token"]).json["role"] == "admin"
+
+
+@pytest.mark.parametrize("token", [
+    "eyJhbGciOiJIUzI1NiJ9.t7e3.x",  # a header that decodes to bytes no UTF-8 reader takes
+    base64.urlsafe_b64encode(b"\xb7\xb7\xb7").decode() + ".e30.x",
+    "abc",
+    "a.b.c.d",
+])
+def test_a_bad_token_says_invalid_token_and_keeps_the_decoder_to_the_log(api, token, caplog):
+    with caplog.at_level("INFO", logger="marquee"):
+        r = api.get(ME, token)
+    assert r.status_code == 401 and r.json["code"] == "token_invalid"
+    assert r.json["detail"] == "Invalid token"
+    assert r.headers["WWW-Authenticate"] == "Bearer"
+    assert any(getattr(rec, "reason", None) for rec in caplog.records if rec.message == "invalid token refused")
+
+
+def test_answers_that_carry_tokens_are_never_stored(api):
+    r = api.post(REGISTER, {"email": "ann@example.com", "password": PASSWORD, "name": "Ann"})
+    assert r.headers["Cache-Control"] == "no-store"
+    login = api.post(LOGIN, {"email": "ann@example.com", "password": PASSWORD})
+    assert login.status_code == 200 and login.headers["Cache-Control"] == "no-store"
+    refreshed = api.post(REFRESH, token=login.json["refresh_token"])
+    assert refreshed.status_code == 200 and refreshed.headers["Cache-Control"] == "no-store"
+    failed = api.post(LOGIN, {"email": "ann@example.com", "password": "wrong password"})
+    assert failed.status_code == 401 and failed.headers["Cache-Control"] == "no-store"

@@ -62,3 +62,18 @@ def test_concurrent_duplicates_create_exactly_one(live_server, api, admin):
     assert codes.count(201) >= 1 and set(codes) <= {201, 409}, codes
     assert all(r.headers.get("Retry-After") for r in responses if r.status_code == 409)
     assert _count(api) == 1
+
+
+def test_a_replayed_checkout_points_at_the_same_reservation(api, admin):
+    """The replay repeats the first answer's Location, not only its body."""
+    from tests.integration.booking_helpers import hold, seat_ids
+
+    show = api.catalog(admin)
+    customer = api.make_user("replay@test.example")
+    h = hold(api, customer, show["showtime"], seat_ids(api, show["showtime"])[:1]).json
+    body = {"hold_id": h["id"], "payment_token": "tok_visa"}
+    first = api.post("/api/v1/reservations", body, customer, headers={"Idempotency-Key": "checkout-1"})
+    again = api.post("/api/v1/reservations", body, customer, headers={"Idempotency-Key": "checkout-1"})
+    assert first.status_code == again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
+    assert first.headers["Location"].endswith(f"/reservations/{first.json['id']}")
+    assert again.headers["Location"] == first.headers["Location"] and again.json["id"] == first.json["id"]

@@ -97,3 +97,43 @@ def test_every_operation_is_documented_with_a_summary_and_its_errors(client):
                 assert "401" in op["responses"], (method, path)
                 if not customer_path:  # catalog writes are admin-only
                     assert "403" in op["responses"], (method, path)
+
+
+def _cors_app(origins: str):
+    settings = replace(Settings.from_env(), cors_origins=tuple(origins.split(",")))
+    application = create_app(settings)
+    application.config["TESTING"] = True
+    return application.test_client()
+
+
+def test_cors_answers_a_preflight_from_an_allowed_origin_only():
+    client = _cors_app("https://app.example,https://admin.example")
+    preflight = client.options("/api/v1/showtimes/1/holds", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "Authorization, Content-Type, Idempotency-Key, Admission-Token"})
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    allowed = {h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"authorization", "content-type", "idempotency-key", "admission-token"} <= allowed
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    stranger = client.options("/api/v1/showtimes/1/holds", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in stranger.headers
+
+
+def test_cors_exposes_the_headers_a_client_reads_on_answers_and_errors():
+    client = _cors_app("https://app.example")
+    r = client.get("/api/v1/cities", headers={"Origin": "https://app.example"})
+    assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    exposed = {h.strip().lower() for h in r.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"x-pagination", "etag", "location", "x-request-id", "idempotent-replayed", "retry-after"} <= exposed
+    assert "Origin" in r.headers.get("Vary", "")
+    missing = client.get("/api/v1/cities/999", headers={"Origin": "https://app.example"})
+    assert missing.status_code == 404 and missing.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "Access-Control-Allow-Origin" not in client.get("/api/v1/cities",
+                                                           headers={"Origin": "https://evil.example"}).headers
+
+
+def test_without_cors_origins_no_cors_headers_at_all(client):
+    r = client.get("/api/v1/cities", headers={"Origin": "https://app.example"})
+    assert r.status_code == 200 and not any(name.startswith("Access-Control-") for name, _ in r.headers)

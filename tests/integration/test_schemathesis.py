@@ -1,11 +1,15 @@
 """Property-based API testing with Schemathesis against the app's own OpenAPI spec.
 
-Every documented operation gets generated requests (valid and invalid) as an
-admin, over a small catalog: no 5xx, and every response conforms to the spec
-(status code documented, content type, body schema, headers). Bounded by
+Every documented operation gets, as an admin over a small catalog, three phases of
+requests: the spec's own examples (``examples``: each operation's request example,
+with what it leaves out generated), the edges of every schema, valid and invalid
+(``coverage``), and generated requests (``fuzzing``). No 5xx, every response
+conforms to the spec (status code documented, content type, body schema, headers),
+and invalid requests are refused (``negative_data_rejection``). Bounded by
 SCHEMATHESIS_MAX_EXAMPLES (default 30 per operation) so CI stays quick.
 """
 import os
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -13,6 +17,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     not_a_server_error,
 )
+from schemathesis.config import SchemathesisConfig
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -38,7 +43,23 @@ CHECKS = [
 # Built at import (conftest has already pointed the settings at the test database
 # and key prefix). schemathesis.pytest.from_fixture would be the lazy way, but it
 # relies on a pytest internal that pytest 9 removed.
-schema = schemathesis.openapi.from_wsgi("/openapi.json", create_app())
+PHASES = ["examples", "coverage", "fuzzing"]
+
+
+def _config() -> SchemathesisConfig:
+    config = SchemathesisConfig.from_path(Path(__file__).resolve().parents[2] / "schemathesis.toml")
+    phases = config.projects.default.phases
+    phases.update(phases=PHASES)
+    phases.examples.fill_missing = True  # an example of the body only: path ids and the rest generated
+    return config
+
+
+schema = schemathesis.openapi.from_wsgi("/openapi.json", create_app(), config=_config())
+
+
+def test_the_run_includes_the_specs_examples():
+    phases = schema.config.phases_for(operation=None)
+    assert [name for name in PHASES if phases.get_by_name(name=name).enabled] == PHASES
 
 
 @pytest.fixture
