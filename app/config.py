@@ -59,6 +59,8 @@ class Settings:
     trusted_proxies: tuple = field(default_factory=tuple)
     cache_ttl_seconds: int = 300
     max_content_length: int = 1024 * 1024
+    max_json_depth: int = 32  # arrays and objects in a request body nest at most this deep
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (CORS)
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
@@ -87,6 +89,8 @@ class Settings:
     mail_from: str = "Marquee <tickets@marquee.test>"
     webhook_secret: bytes = b""
     webhook_tolerance_seconds: int = 300
+    # Where clients reach Marquee (the proxy): absolute links in emails start here.
+    public_base_url: str = "http://127.0.0.1:8000"
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -111,6 +115,9 @@ class Settings:
             trusted_proxies=_networks(os.environ.get("TRUSTED_PROXIES", "127.0.0.1/32,::1/128")),
             cache_ttl_seconds=_int("CACHE_TTL_SECONDS", 300),
             max_content_length=_int("MAX_CONTENT_LENGTH", 1024 * 1024),
+            max_json_depth=_int("MAX_JSON_DEPTH", 32),
+            cors_origins=tuple(o.strip().rstrip("/") for o in os.environ.get("CORS_ORIGINS", "").split(",")
+                               if o.strip()),
             argon2_time_cost=_int("ARGON2_TIME_COST", 3),
             argon2_memory_kib=_int("ARGON2_MEMORY_KIB", 65536),
             argon2_parallelism=_int("ARGON2_PARALLELISM", 4),
@@ -139,6 +146,7 @@ class Settings:
             mail_from=os.environ.get("MAIL_FROM", "Marquee <tickets@marquee.test>"),
             webhook_secret=_derived_key("PAYMENT_WEBHOOK_SECRET", secret, b"marquee payment webhook"),
             webhook_tolerance_seconds=_int("WEBHOOK_TOLERANCE_SECONDS", 300),
+            public_base_url=(os.environ.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
         )
 
     def engine_options(self) -> dict:

@@ -8,6 +8,12 @@ Keys of one showtime share the hash tag ``{st:<id>}`` (Redis Cluster-ready):
 - ``{st:S}:user:<user id>``  the user's live hold on this showtime
 - ``{st:S}:synced``          Redis knows every live reservation seat of S (see ``sync``)
 
+and, outside any showtime's hash tag (never touched by a script):
+
+- ``user:<user id>:holds``   the user's holds (sorted set: hold id by expiry, epoch ms), written
+                              after the hold script; an index only: a listing checks each hold
+                              still exists and is the user's (``holds_of``)
+
 Every key has a TTL, so nothing here can stay stuck; and nothing here is the
 final word: PostgreSQL's unique index on live reservation seats is.
 
@@ -124,6 +130,14 @@ def reservation_owner(reservation_id: int) -> str:
     return SeatOwner.reservation(reservation_id).token
 
 
+def _parse_hold(hold_id: str, showtime_id: int, raw: dict) -> Hold | None:
+    if not raw:
+        return None
+    data = {k.decode(): v.decode() for k, v in raw.items()}
+    return Hold(hold_id, showtime_id, int(data["user"]), json.loads(data["seats"]),
+                data["expires_at"], data["state"])
+
+
 class SeatStore:
     def __init__(self, store: RedisStore) -> None:
         self.store = store
@@ -177,12 +191,7 @@ class SeatStore:
         showtime_id = showtime_of(hold_id)
         if showtime_id is None:
             return None
-        raw = self.store.client.hgetall(self.hold_key(showtime_id, hold_id))
-        if not raw:
-            return None
-        data = {k.decode(): v.decode() for k, v in raw.items()}
-        return Hold(hold_id, showtime_id, int(data["user"]), json.loads(data["seats"]),
-                    data["expires_at"], data["state"])
+        return _parse_hold(hold_id, showtime_id, self.store.client.hgetall(self.hold_key(showtime_id, hold_id)))
 
     def release(self, hold: Hold) -> bool:
         keys = [self.hold_key(hold.showtime_id, hold.id), self.user_key(hold.showtime_id, hold.user_id),
@@ -229,6 +238,62 @@ class SeatStore:
             return {}
         values = self.store.client.mget(self._seat_keys(showtime_id, seat_ids))
         return {sid: v.decode() for sid, v in zip(seat_ids, values, strict=True) if v is not None}
+
+    def owners_of_showtimes(self, seat_ids_by_showtime: dict[int, list[int]]) -> dict[int, set[int]]:
+        """The taken seats of several showtimes: one MGET per showtime (each within
+        its hash tag), all in one pipelined round trip."""
+        wanted = [(sid, ids) for sid, ids in seat_ids_by_showtime.items() if ids]
+        if not wanted:
+            return {}
+        pipe = self.store.client.pipeline(transaction=False)
+        for showtime_id, ids in wanted:
+            pipe.mget(self._seat_keys(showtime_id, ids))
+        return {showtime_id: {seat for seat, v in zip(ids, values, strict=True) if v is not None}
+                for (showtime_id, ids), values in zip(wanted, pipe.execute(), strict=True)}
+
+    # --- the user's index of holds ---------------------------------------------
+    def user_holds_key(self, user_id: int) -> str:
+        return self.store.key("user", user_id, "holds")
+
+    def index_hold(self, user_id: int, hold_id: str, expires_at: datetime, memory_seconds: int) -> None:
+        """Note a new hold in its user's index (after the hold script: the index
+        lives outside the showtime's hash tag). Entries are kept ``memory_seconds``
+        past their expiry, so that "this hold existed and ended" can be told from
+        "no such hold"; older ones are trimmed here."""
+        key = self.user_holds_key(user_id)
+        expires_ms = int(expires_at.timestamp() * 1000)
+        now_ms = int(datetime.now(expires_at.tzinfo).timestamp() * 1000)
+        pipe = self.store.client.pipeline(transaction=False)
+        pipe.zadd(key, {hold_id: expires_ms})
+        pipe.zremrangebyscore(key, "-inf", now_ms - memory_seconds * 1000)
+        pipe.pexpire(key, max(expires_ms - now_ms, 0) + memory_seconds * 1000, gt=True)
+        pipe.pexpire(key, max(expires_ms - now_ms, 0) + memory_seconds * 1000, nx=True)
+        pipe.execute()
+
+    def holds_of(self, user_id: int, now: datetime, memory_seconds: int) -> list[Hold]:
+        """The user's live holds, latest expiry first. Index entries past their
+        expiry are left out (and trimmed once past ``memory_seconds``); every
+        other entry is checked against the hold itself, which must still exist
+        and be this user's."""
+        key = self.user_holds_key(user_id)
+        now_ms = int(now.timestamp() * 1000)
+        pipe = self.store.client.pipeline(transaction=False)
+        pipe.zremrangebyscore(key, "-inf", now_ms - memory_seconds * 1000)
+        pipe.zrevrangebyscore(key, "+inf", now_ms)
+        candidates = [(m.decode(), showtime_of(m.decode())) for m in pipe.execute()[1]]
+        candidates = [(hold_id, showtime_id) for hold_id, showtime_id in candidates if showtime_id is not None]
+        if not candidates:
+            return []
+        pipe = self.store.client.pipeline(transaction=False)
+        for hold_id, showtime_id in candidates:
+            pipe.hgetall(self.hold_key(showtime_id, hold_id))
+        holds = [_parse_hold(hold_id, showtime_id, raw)
+                 for (hold_id, showtime_id), raw in zip(candidates, pipe.execute(), strict=True)]
+        return [h for h in holds if h is not None and h.user_id == user_id]
+
+    def hold_was_made_by(self, user_id: int, hold_id: str) -> bool:
+        """Whether the user's index knows this hold (made within the memory window)."""
+        return self.store.client.zscore(self.user_holds_key(user_id), hold_id) is not None
 
     def hold_exists(self, showtime_id: int, hold_id: str) -> bool:
         return bool(self.store.client.exists(self.hold_key(showtime_id, hold_id)))

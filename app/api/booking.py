@@ -1,6 +1,7 @@
 """Holds and reservations: the caller's own (404 for anyone else's)."""
 from __future__ import annotations
 
+from flask import url_for
 from flask.views import MethodView
 
 from app.api import Blueprint
@@ -15,12 +16,24 @@ reservations = Blueprint("reservations", __name__, url_prefix="/api/v1/reservati
 blueprints = [holds, reservations]
 
 
+def _reservations_out(items) -> list[dict]:
+    """Reservations as clients read them, with links to themselves and their tickets."""
+    return [{**view,
+             "links": {"self": url_for("reservations.ReservationById", reservation_id=view["id"]),
+                       "tickets": url_for("tickets.ReservationTickets", reservation_id=view["id"])}}
+            for view in booking.reservation_views(list(items))]
+
+
+def _reservation_out(reservation) -> dict:
+    return _reservations_out([reservation])[0]
+
+
 @holds.route("/showtimes/<int:showtime_id>/holds")
 class ShowtimeHolds(MethodView):
     @login_required
     @idempotent
-    @holds.arguments(s.HoldRequestSchema)
-    @holds.response(201, s.HoldSchema)
+    @holds.arguments(s.HoldRequestSchema, example=s.HOLD_IN)
+    @holds.response(201, s.HoldSchema, example=s.HOLD)
     @holds.alt_response(404, response="NOT_FOUND")
     @holds.alt_response(409, response="CONFLICT",
                         description="seats_unavailable (with seat_ids), hold_exists (with hold_id: "
@@ -31,10 +44,25 @@ class ShowtimeHolds(MethodView):
         return booking.hold_seats(current_user_id(), showtime_id, data["seat_ids"])
 
 
+@holds.route("/holds")
+class Holds(MethodView):
+    @login_required
+    @holds.etag
+    @holds.response(200, s.HoldSchema(many=True), example=[s.HOLD])
+    @holds.paginate()
+    def get(self, pagination_parameters):
+        """The caller's live holds, newest first (ended ones drop out)"""
+        items, total = booking.list_holds(current_user_id(), pagination_parameters.page,
+                                          pagination_parameters.page_size)
+        pagination_parameters.item_count = total
+        return items
+
+
 @holds.route("/holds/<string:hold_id>")
 class HoldById(MethodView):
     @login_required
-    @holds.response(200, s.HoldSchema)
+    @holds.etag
+    @holds.response(200, s.HoldSchema, example=s.HOLD)
     @holds.alt_response(404, response="NOT_FOUND")
     def get(self, hold_id):
         """One of the caller's live holds"""
@@ -52,8 +80,9 @@ class HoldById(MethodView):
 @reservations.route("")
 class Reservations(MethodView):
     @login_required
+    @reservations.etag
     @reservations.arguments(s.ReservationQuerySchema, location="query")
-    @reservations.response(200, s.ReservationSchema(many=True))
+    @reservations.response(200, s.ReservationSchema(many=True), example=[s.RESERVATION])
     @reservations.paginate()
     def get(self, args, pagination_parameters):
         """The caller's reservations, newest first (admins: `all=true` or `user_id`)"""
@@ -64,38 +93,44 @@ class Reservations(MethodView):
             current_user_id(), pagination_parameters.page, pagination_parameters.page_size,
             status=args.get("status"), everyone=everyone, of_user=args.get("user_id"))
         pagination_parameters.item_count = total
-        return items
+        return _reservations_out(items)
 
     @login_required
     @idempotent
-    @reservations.arguments(s.ReservationRequestSchema)
-    @reservations.response(202, s.ReservationSchema)
-    @reservations.alt_response(404, response="NOT_FOUND")
+    @reservations.arguments(s.ReservationRequestSchema, example=s.RESERVATION_IN)
+    @reservations.response(202, s.ReservationSchema, example=s.RESERVATION, headers={
+        "Location": {"description": "The reservation", "schema": {"type": "string"}}})
+    @reservations.alt_response(404, response="NOT_FOUND", description="not_found: no such hold of the caller's")
     @reservations.alt_response(409, response="CONFLICT",
-                               description="hold_expired, hold_in_use, seats_unavailable, showtime_started")
+                               description="hold_expired, hold_reserved (with reservation_id: this hold is "
+                                           "already that reservation), hold_in_use, seats_unavailable, "
+                                           "showtime_started")
     def post(self, data):
         """Reserve the seats of a live hold; payment follows in the background"""
-        return booking.create_reservation(current_user_id(), data["hold_id"], data["payment_token"])
+        reservation = _reservation_out(
+            booking.create_reservation(current_user_id(), data["hold_id"], data["payment_token"]))
+        return reservation, 202, {"Location": reservation["links"]["self"]}
 
 
 @reservations.route("/<int:reservation_id>")
 class ReservationById(MethodView):
     @login_required
-    @reservations.response(200, s.ReservationSchema)
+    @reservations.etag
+    @reservations.response(200, s.ReservationSchema, example=s.RESERVATION)
     @reservations.alt_response(404, response="NOT_FOUND")
     def get(self, reservation_id):
         """One of the caller's reservations"""
-        return booking.get_reservation(current_user_id(), reservation_id, is_admin=is_admin())
+        return _reservation_out(booking.get_reservation(current_user_id(), reservation_id, is_admin=is_admin()))
 
 
 @reservations.route("/<int:reservation_id>/cancel")
 class ReservationCancel(MethodView):
     @login_required
-    @reservations.response(202, s.ReservationSchema)
+    @reservations.response(202, s.ReservationSchema, example=s.RESERVATION_CANCELLED)
     @reservations.alt_response(404, response="NOT_FOUND")
     @reservations.alt_response(409, response="CONFLICT",
                                description="cancellation_closed, not_cancellable, showtime_started")
     def post(self, reservation_id):
         """Cancel: seats free at once; a confirmed reservation is refunded"""
-        return booking.cancel_reservation(current_user_id(), reservation_id, is_admin=is_admin())
-
+        return _reservation_out(
+            booking.cancel_reservation(current_user_id(), reservation_id, is_admin=is_admin()))

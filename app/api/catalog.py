@@ -44,7 +44,7 @@ def _page_args(pp) -> dict:
 class Cities(MethodView):
     @cities.etag
     @cities.arguments(s.CityQuerySchema, location="query")
-    @cities.response(200, s.CitySchema(many=True))
+    @cities.response(200, s.CitySchema(many=True), example=[s.CITY])
     @cities.paginate()
     def get(self, args, pagination_parameters):
         """List cities"""
@@ -52,8 +52,8 @@ class Cities(MethodView):
 
     @admin_required
     @idempotent
-    @cities.arguments(s.CitySchema)
-    @cities.response(201, s.CitySchema)
+    @cities.arguments(s.CitySchema, example=s.CITY_IN)
+    @cities.response(201, s.CitySchema, example=s.CITY)
     @cities.alt_response(409, response="CONFLICT")
     def post(self, data):
         """Create a city"""
@@ -63,15 +63,15 @@ class Cities(MethodView):
 @cities.route("/<int:city_id>")
 class CityById(MethodView):
     @cities.etag
-    @cities.response(200, s.CitySchema)
+    @cities.response(200, s.CitySchema, example=s.CITY)
     @cities.alt_response(404, response="NOT_FOUND")
     def get(self, city_id):
         """Get a city"""
         return catalog.get_city(city_id)
 
     @admin_required
-    @cities.arguments(s.CityPatchSchema)
-    @cities.response(200, s.CitySchema)
+    @cities.arguments(s.CityPatchSchema, example={"name": "Paris"})
+    @cities.response(200, s.CitySchema, example=s.CITY)
     @cities.alt_response(404, response="NOT_FOUND")
     def patch(self, data, city_id):
         """Update a city"""
@@ -99,7 +99,7 @@ def _theater_out(theater, distance_km):
 class Theaters(MethodView):
     @theaters.etag
     @theaters.arguments(s.TheaterQuerySchema, location="query")
-    @theaters.response(200, s.TheaterSchema(many=True))
+    @theaters.response(200, s.TheaterSchema(many=True), example=[{**s.THEATER, "distance_km": 0.42}])
     @theaters.paginate()
     def get(self, args, pagination_parameters):
         """List theaters; `near=lat,lng` sorts by distance within `radius_km`"""
@@ -113,8 +113,8 @@ class Theaters(MethodView):
 
     @admin_required
     @idempotent
-    @theaters.arguments(s.TheaterSchema)
-    @theaters.response(201, s.TheaterSchema)
+    @theaters.arguments(s.TheaterSchema, example=s.THEATER_IN)
+    @theaters.response(201, s.TheaterSchema, example=s.THEATER)
     def post(self, data):
         """Create a theater in a city"""
         return catalog.create_theater(data)
@@ -123,15 +123,15 @@ class Theaters(MethodView):
 @theaters.route("/<int:theater_id>")
 class TheaterById(MethodView):
     @theaters.etag
-    @theaters.response(200, s.TheaterSchema)
+    @theaters.response(200, s.TheaterSchema, example=s.THEATER)
     @theaters.alt_response(404, response="NOT_FOUND")
     def get(self, theater_id):
         """Get a theater"""
         return catalog.get_theater(theater_id)
 
     @admin_required
-    @theaters.arguments(s.TheaterPatchSchema)
-    @theaters.response(200, s.TheaterSchema)
+    @theaters.arguments(s.TheaterPatchSchema, example={"address": "8 Rue Scribe, 75009 Paris"})
+    @theaters.response(200, s.TheaterSchema, example=s.THEATER)
     @theaters.alt_response(404, response="NOT_FOUND")
     def patch(self, data, theater_id):
         """Update a theater"""
@@ -161,7 +161,7 @@ def _screen_detail(screen_id: int) -> Response:
 @screens.route("/theaters/<int:theater_id>/screens")
 class TheaterScreens(MethodView):
     @screens.etag
-    @screens.response(200, s.ScreenSchema(many=True))
+    @screens.response(200, s.ScreenSchema(many=True), example=[s.SCREEN])
     @screens.alt_response(404, response="NOT_FOUND")
     @screens.paginate()
     def get(self, theater_id, pagination_parameters):
@@ -170,8 +170,8 @@ class TheaterScreens(MethodView):
 
     @admin_required
     @idempotent
-    @screens.arguments(s.ScreenSchema)
-    @screens.response(201, s.ScreenDetailSchema)
+    @screens.arguments(s.ScreenSchema, example=s.SCREEN_IN)
+    @screens.response(201, s.ScreenDetailSchema, example=s.SCREEN_DETAIL)
     @screens.alt_response(404, response="NOT_FOUND")
     @screens.alt_response(409, response="CONFLICT")
     def post(self, data, theater_id):
@@ -183,15 +183,15 @@ class TheaterScreens(MethodView):
 @screens.route("/screens/<int:screen_id>")
 class ScreenById(MethodView):
     @screens.etag
-    @screens.response(200, s.ScreenDetailSchema)
+    @screens.response(200, s.ScreenDetailSchema, example=s.SCREEN_DETAIL)
     @screens.alt_response(404, response="NOT_FOUND")
     def get(self, screen_id):
         """Get a screen with its seats and their ids"""
         return _screen_detail(screen_id)
 
     @admin_required
-    @screens.arguments(s.ScreenPatchSchema)
-    @screens.response(200, s.ScreenDetailSchema)
+    @screens.arguments(s.ScreenPatchSchema, example={"name": "Salle 1 (Dolby)"})
+    @screens.response(200, s.ScreenDetailSchema, example=s.SCREEN_DETAIL)
     @screens.alt_response(404, response="NOT_FOUND")
     @screens.alt_response(409, response="CONFLICT", description="layout_in_use")
     def patch(self, data, screen_id):
@@ -214,7 +214,7 @@ class ScreenById(MethodView):
 class Movies(MethodView):
     @movies.etag
     @movies.arguments(s.MovieQuerySchema, location="query")
-    @movies.response(200, s.MovieSchema(many=True))
+    @movies.response(200, s.MovieSchema(many=True), example=[s.MOVIE])
     @movies.paginate()
     def get(self, args, pagination_parameters):
         """Search movies by title, genre, language, city and date"""
@@ -229,8 +229,8 @@ class Movies(MethodView):
 
     @admin_required
     @idempotent
-    @movies.arguments(s.MovieSchema)
-    @movies.response(201, s.MovieSchema)
+    @movies.arguments(s.MovieSchema, example=s.MOVIE_IN)
+    @movies.response(201, s.MovieSchema, example=s.MOVIE)
     def post(self, data):
         """Add a movie"""
         return catalog.create_movie(data)
@@ -239,15 +239,15 @@ class Movies(MethodView):
 @movies.route("/<int:movie_id>")
 class MovieById(MethodView):
     @movies.etag
-    @movies.response(200, s.MovieSchema)
+    @movies.response(200, s.MovieSchema, example=s.MOVIE)
     @movies.alt_response(404, response="NOT_FOUND")
     def get(self, movie_id):
         """Get a movie"""
         return catalog.cached("movie", movie_id, lambda: s.MovieSchema().dump(catalog.get_movie(movie_id)))
 
     @admin_required
-    @movies.arguments(s.MoviePatchSchema)
-    @movies.response(200, s.MovieSchema)
+    @movies.arguments(s.MoviePatchSchema, example={"rating": "R", "duration_minutes": 171})
+    @movies.response(200, s.MovieSchema, example=s.MOVIE)
     @movies.alt_response(404, response="NOT_FOUND")
     @movies.alt_response(409, response="CONFLICT", description="showtime_overlap after a longer duration")
     def patch(self, data, movie_id):
@@ -265,11 +265,23 @@ class MovieById(MethodView):
 
 # --- showtimes --------------------------------------------------------------
 
+def _with_seats_available(items: list[dict]) -> list[dict]:
+    """The live part on top of cached showtimes: never stale by a cache."""
+    available = seats.seats_available([item["id"] for item in items])
+    return [{**item, "seats_available": available[item["id"]]} for item in items]
+
+
+def _showtime_out(showtime_id: int) -> dict:
+    item = catalog.cached("showtime", showtime_id, lambda: s.ShowtimeSchema().dump(
+        catalog.showtime_details([catalog.get_showtime(showtime_id)])[0]))
+    return _with_seats_available([item])[0]
+
+
 @showtimes.route("")
 class Showtimes(MethodView):
     @showtimes.etag
     @showtimes.arguments(s.ShowtimeQuerySchema, location="query")
-    @showtimes.response(200, s.ShowtimeSchema(many=True))
+    @showtimes.response(200, s.ShowtimeSchema(many=True), example=[s.SHOWTIME])
     @showtimes.paginate()
     def get(self, args, pagination_parameters):
         """List showtimes by movie, theater, city and local date, soonest first"""
@@ -278,38 +290,38 @@ class Showtimes(MethodView):
 
         def compute():
             items, total = catalog.list_showtimes(**filters)
-            return [s.ShowtimeSchema(many=True).dump(items), total]
+            return [s.ShowtimeSchema(many=True).dump(catalog.showtime_details(items)), total]
 
-        return _paged(pagination_parameters, catalog.cached("showtimes", filters, compute))
+        items, total = catalog.cached("showtimes", filters, compute)
+        return _paged(pagination_parameters, (_with_seats_available(items), total))
 
     @admin_required
     @idempotent
-    @showtimes.arguments(s.ShowtimeSchema)
-    @showtimes.response(201, s.ShowtimeSchema)
+    @showtimes.arguments(s.ShowtimeSchema, example=s.SHOWTIME_IN)
+    @showtimes.response(201, s.ShowtimeSchema, example=s.SHOWTIME)
     @showtimes.alt_response(409, response="CONFLICT", description="showtime_overlap")
     def post(self, data):
         """Schedule a movie on a screen (no overlap with another showtime there)"""
-        return catalog.create_showtime(data)
+        return _showtime_out(catalog.create_showtime(data).id)
 
 
 @showtimes.route("/<int:showtime_id>")
 class ShowtimeById(MethodView):
     @showtimes.etag
-    @showtimes.response(200, s.ShowtimeSchema)
+    @showtimes.response(200, s.ShowtimeSchema, example=s.SHOWTIME)
     @showtimes.alt_response(404, response="NOT_FOUND")
     def get(self, showtime_id):
-        """Get a showtime"""
-        return catalog.cached("showtime", showtime_id,
-                              lambda: s.ShowtimeSchema().dump(catalog.get_showtime(showtime_id)))
+        """Get a showtime with its movie, theater, city, local start and seats available"""
+        return _showtime_out(showtime_id)
 
     @admin_required
-    @showtimes.arguments(s.ShowtimePatchSchema)
-    @showtimes.response(200, s.ShowtimeSchema)
+    @showtimes.arguments(s.ShowtimePatchSchema, example={"prices": {**s.PRICES, "premium": 1500}})
+    @showtimes.response(200, s.ShowtimeSchema, example=s.SHOWTIME)
     @showtimes.alt_response(404, response="NOT_FOUND")
     @showtimes.alt_response(409, response="CONFLICT", description="showtime_overlap")
     def patch(self, data, showtime_id):
         """Move or re-price a showtime"""
-        return catalog.update_showtime(showtime_id, data)
+        return _showtime_out(catalog.update_showtime(showtime_id, data).id)
 
     @admin_required
     @showtimes.response(204)
@@ -323,7 +335,7 @@ class ShowtimeById(MethodView):
 @showtimes.route("/<int:showtime_id>/seats")
 class ShowtimeSeats(MethodView):
     @showtimes.etag
-    @showtimes.response(200, s.SeatMapSchema)
+    @showtimes.response(200, s.SeatMapSchema, example=s.SEAT_MAP)
     @showtimes.alt_response(404, response="NOT_FOUND")
     def get(self, showtime_id):
         """The seat map: every seat with its price and live status (cheap to poll; use ETags)"""

@@ -26,8 +26,8 @@ def signed(func):
 @payments_blp.route("/webhook")
 class PaymentWebhook(MethodView):
     @signed
-    @payments_blp.arguments(s.WebhookEventSchema)
-    @payments_blp.response(200, s.WebhookResultSchema)
+    @payments_blp.arguments(s.WebhookEventSchema, example=s.WEBHOOK_IN)
+    @payments_blp.response(200, s.WebhookResultSchema, example=s.WEBHOOK_RESULT)
     @payments_blp.alt_response(400, response="BAD_REQUEST", description="invalid_signature, stale_timestamp")
     @payments_blp.doc(parameters=[{"in": "header", "name": "Marquee-Signature", "required": True,
                                    "schema": {"type": "string"},

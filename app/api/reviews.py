@@ -15,8 +15,8 @@ blueprints = [reviews]
 @reviews.route("/<int:movie_id>/reviews")
 class MovieReviews(MethodView):
     @login_required
-    @reviews.arguments(s.ReviewRequestSchema)
-    @reviews.response(202, s.ReviewAcceptedSchema)
+    @reviews.arguments(s.ReviewRequestSchema, example=s.REVIEW_IN)
+    @reviews.response(202, s.ReviewAcceptedSchema, example=s.REVIEW_ACCEPTED)
     @reviews.alt_response(403, response="FORBIDDEN", description="not_eligible")
     @reviews.alt_response(404, response="NOT_FOUND")
     def post(self, data, movie_id):
@@ -25,7 +25,7 @@ class MovieReviews(MethodView):
         return {"status": "accepted"}
 
     @reviews.arguments(s.PageQuerySchema, location="query")
-    @reviews.response(200, s.ReviewListSchema)
+    @reviews.response(200, s.ReviewListSchema, example=s.REVIEW_LIST)
     @reviews.alt_response(404, response="NOT_FOUND")
     def get(self, args, movie_id):
         """A movie's reviews, newest first, with its average rating and review count"""

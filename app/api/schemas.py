@@ -19,6 +19,37 @@ def within_seats_per_hold(value) -> None:
         raise ValidationError(f"At most {limit} seats")
 
 
+class PropertyCount(validate.Validator):
+    """How many properties an object (a Dict field) has: the OpenAPI spec says
+    ``minProperties``/``maxProperties`` (``validate.Length`` would say
+    ``minLength``/``maxLength``, which are for strings)."""
+
+    # Not ``min``/``max``: apispec would read those as a numeric range.
+    def __init__(self, least: int, most: int) -> None:
+        self.least, self.most = least, most
+
+    def __call__(self, value):
+        if not self.least <= len(value) <= self.most:
+            raise ValidationError(f"Between {self.least} and {self.most} entries.")
+        return value
+
+    def metadata(self) -> dict:
+        return {"minProperties": self.least, "maxProperties": self.most}
+
+
+PRICE_COUNT = PropertyCount(1, 50)
+
+
+def _prices(required: bool) -> fields.Dict:
+    return fields.Dict(
+        keys=fields.String(validate=CATEGORY),
+        values=fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_PRICE_CENTS)),
+        required=required,
+        validate=PRICE_COUNT,
+        metadata={"description": "Price in cents per seat category of the screen", **PRICE_COUNT.metadata()},
+    )
+
+
 def _unstorable_text(value, path: str, found: dict) -> None:
     """Collect strings PostgreSQL cannot store: NUL characters or lone surrogates."""
     if isinstance(value, str):
@@ -278,26 +309,39 @@ class ShowtimeSchema(StrictSchema):
     screen_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     starts_at = mfields.DateTime(required=True, format="iso")
     ends_at = mfields.DateTime(dump_only=True)
-    prices = fields.Dict(
-        keys=fields.String(validate=CATEGORY),
-        values=fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_PRICE_CENTS)),
-        required=True,
-        validate=validate.Length(min=1, max=50),
-        metadata={"description": "Price in cents per seat category of the screen"},
-    )
+    prices = _prices(required=True)
     currency = fields.String(required=True, validate=CURRENCY)
     created_at = mfields.DateTime(dump_only=True)
+    movie = fields.Nested("ShowtimeMovieSchema", dump_only=True)
+    theater = fields.Nested("NamedRefSchema", dump_only=True)
+    city = fields.Nested("ShowtimeCitySchema", dump_only=True)
+    starts_at_local = fields.String(dump_only=True, metadata={
+        "format": "date-time", "description": "The start in the city's time zone, with its offset then"})
+    seats_available = fields.Integer(dump_only=True, metadata={
+        "description": "Seats a customer could hold now (live: neither held nor booked; 0 once started)"})
+
+
+class ShowtimeMovieSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    title = fields.String(dump_only=True)
+    duration_minutes = fields.Integer(dump_only=True)
+    rating = fields.String(dump_only=True, allow_none=True)
+
+
+class NamedRefSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(dump_only=True)
+
+
+class ShowtimeCitySchema(NamedRefSchema):
+    timezone = fields.String(dump_only=True, metadata={"description": "IANA time zone"})
 
 
 class ShowtimePatchSchema(ShowtimeSchema):
     movie_id = fields.Integer(strict=True, validate=validate.Range(min=1))
     screen_id = fields.Integer(strict=True, validate=validate.Range(min=1))
     starts_at = mfields.DateTime(format="iso")
-    prices = fields.Dict(
-        keys=fields.String(validate=CATEGORY),
-        values=fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_PRICE_CENTS)),
-        validate=validate.Length(min=1, max=50),
-    )
+    prices = _prices(required=False)
     currency = fields.String(validate=CURRENCY)
 
 
@@ -354,6 +398,9 @@ class ReservationRequestSchema(StrictSchema):
     )
 
 
+PAYMENT_STATUSES = ["pending", "succeeded", "declined", "refund_pending", "refunded", "not_charged"]
+
+
 class ReservationSeatSchema(Schema):
     id = fields.Integer(attribute="seat_id", dump_only=True)
     label = fields.String(dump_only=True)
@@ -370,10 +417,22 @@ class ReservationSchema(Schema):
     seats = fields.List(fields.Nested(ReservationSeatSchema), dump_only=True)
     total_cents = fields.Integer(dump_only=True)
     currency = fields.String(dump_only=True)
-    expires_at = mfields.DateTime(dump_only=True, metadata={"description": "Payment deadline"})
+    expires_at = mfields.DateTime(dump_only=True, allow_none=True, metadata={
+        "description": "Payment deadline, while the status is pending_payment (null otherwise)"})
+    payment_status = fields.String(dump_only=True, validate=validate.OneOf(PAYMENT_STATUSES), metadata={
+        "description": "pending (awaiting the charge), succeeded, declined (see failure_reason), "
+                       "refund_pending, refunded, not_charged (ended before any charge)"})
+    failure_reason = fields.String(dump_only=True, allow_none=True, metadata={
+        "description": "Why the charge was declined: declined, unknown_token, ... (null otherwise)"})
     created_at = mfields.DateTime(dump_only=True)
     confirmed_at = mfields.DateTime(dump_only=True, allow_none=True)
     cancelled_at = mfields.DateTime(dump_only=True, allow_none=True)
+    links = fields.Nested("ReservationLinksSchema", dump_only=True)
+
+
+class ReservationLinksSchema(Schema):
+    self = fields.String(dump_only=True, metadata={"description": "This reservation"})
+    tickets = fields.String(dump_only=True, metadata={"description": "Its tickets, once confirmed"})
 
 
 class ReservationQuerySchema(InputSchema):
@@ -385,7 +444,24 @@ class ReservationQuerySchema(InputSchema):
 
 # --- tickets ----------------------------------------------------------------
 
+class TicketShowtimeSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    starts_at = mfields.DateTime(dump_only=True)
+    starts_at_local = fields.String(dump_only=True, metadata={"format": "date-time"})
+    timezone = fields.String(dump_only=True, metadata={"description": "IANA time zone of the theater"})
+
+
+class TicketMovieSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    title = fields.String(dump_only=True)
+
+
 class TicketSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    reservation_id = fields.Integer(dump_only=True)
+    movie = fields.Nested(TicketMovieSchema, dump_only=True)
+    theater = fields.Nested("NamedRefSchema", dump_only=True)
+    showtime = fields.Nested(TicketShowtimeSchema, dump_only=True)
     code = fields.String(dump_only=True)
     seat_label = fields.String(dump_only=True)
     status = fields.String(dump_only=True, validate=validate.OneOf(["valid", "cancelled"]))
@@ -480,3 +556,84 @@ class WebhookEventSchema(InputSchema):
 
 class WebhookResultSchema(Schema):
     outcome = fields.String(dump_only=True)
+
+
+# --- examples (OpenAPI): realistic, and each valid against its schema -----------
+
+_AT = "2026-12-04T19:00:00+00:00"
+CITY_IN = {"name": "Paris", "country": "France", "timezone": "Europe/Paris"}
+CITY = {"id": 1, **CITY_IN, "created_at": "2026-11-02T09:00:00+00:00"}
+THEATER_IN = {"name": "Opéra", "city_id": 1, "address": "2 Boulevard des Capucines, 75009 Paris",
+              "latitude": 48.8708, "longitude": 2.3317}
+THEATER = {"id": 3, **THEATER_IN, "created_at": "2026-11-02T09:05:00+00:00"}
+LAYOUT = {"rows": [
+    {"label": "A", "seats": ["wheelchair", "companion", None, "standard", "standard", "standard", "standard"]},
+    {"label": "B", "seats": ["standard", "standard", None, "standard", "standard", "standard", "standard"]},
+    {"label": "C", "seats": ["premium", "premium", None, "premium", "premium", "premium", "premium"]},
+]}
+SCREEN_IN = {"name": "Salle 1", "layout": LAYOUT}
+SCREEN = {"id": 7, "theater_id": 3, **SCREEN_IN, "seat_count": 18, "created_at": "2026-11-02T09:10:00+00:00"}
+SCREEN_DETAIL = {**SCREEN, "seats": [
+    {"id": 101, "label": "A1", "row": "A", "number": 1, "category": "wheelchair", "row_index": 0, "col_index": 0},
+    {"id": 102, "label": "A2", "row": "A", "number": 2, "category": "companion", "row_index": 0, "col_index": 1},
+    {"id": 103, "label": "A3", "row": "A", "number": 3, "category": "standard", "row_index": 0, "col_index": 3},
+]}
+MOVIE_IN = {"title": "Heat", "duration_minutes": 170, "description": "A crew of thieves and the detective on "
+            "their trail.", "genres": ["crime", "thriller"], "language": "en", "rating": "R",
+            "release_date": "1995-12-15", "poster_url": "https://img.example.com/posters/heat.jpg"}
+MOVIE = {"id": 12, **MOVIE_IN, "average_rating": 4.5, "review_count": 38, "created_at": "2026-11-01T08:00:00+00:00"}
+PRICES = {"standard": 1250, "premium": 1650, "wheelchair": 1250, "companion": 1250}
+SHOWTIME_IN = {"movie_id": 12, "screen_id": 7, "starts_at": _AT, "prices": PRICES, "currency": "EUR"}
+SHOWTIME = {
+    "id": 42, **SHOWTIME_IN, "ends_at": "2026-12-04T21:50:00+00:00", "created_at": "2026-11-03T10:00:00+00:00",
+    "starts_at_local": "2026-12-04T20:00:00+01:00",
+    "movie": {"id": 12, "title": "Heat", "duration_minutes": 170, "rating": "R"},
+    "theater": {"id": 3, "name": "Opéra"},
+    "city": {"id": 1, "name": "Paris", "timezone": "Europe/Paris"},
+    "seats_available": 15,
+}
+SEAT_MAP = {"showtime_id": 42, "currency": "EUR", "seats": [
+    {"id": 101, "label": "A1", "row": "A", "number": 1, "category": "wheelchair", "price_cents": 1250,
+     "status": "available"},
+    {"id": 103, "label": "A3", "row": "A", "number": 3, "category": "standard", "price_cents": 1250,
+     "status": "held"},
+    {"id": 113, "label": "C1", "row": "C", "number": 1, "category": "premium", "price_cents": 1650,
+     "status": "booked"},
+]}
+HOLD_IN = {"seat_ids": [104, 105]}
+HOLD = {"id": "42.9f86d081884c7d659a2feaa0c55ad015", "showtime_id": 42, "seat_ids": [104, 105],
+        "expires_at": "2026-12-01T18:36:00+00:00"}
+RESERVATION_IN = {"hold_id": HOLD["id"], "payment_token": "tok_visa"}
+RESERVATION = {
+    "id": 314, "user_id": 5, "status": "pending_payment", "showtime_id": 42,
+    "seats": [{"id": 104, "label": "A4", "category": "standard", "price_cents": 1250},
+              {"id": 105, "label": "A5", "category": "standard", "price_cents": 1250}],
+    "total_cents": 2500, "currency": "EUR", "expires_at": "2026-12-01T18:40:00+00:00",
+    "payment_status": "pending", "failure_reason": None,
+    "created_at": "2026-12-01T18:30:00+00:00", "confirmed_at": None, "cancelled_at": None,
+    "links": {"self": "/api/v1/reservations/314", "tickets": "/api/v1/reservations/314/tickets"},
+}
+RESERVATION_CANCELLED = {**RESERVATION, "status": "cancelled", "expires_at": None, "payment_status": "refund_pending",
+                         "confirmed_at": "2026-12-01T18:30:04+00:00", "cancelled_at": "2026-12-02T09:00:00+00:00"}
+_CODE = "MzE0OjQyOjEwNDo5Zjg2ZDA4MTg4NGM3ZDY1OWEyZg.kGz3Yc0Q0b3Jv8h4mQ1cN2pR5sT"
+TICKET = {
+    "id": 901, "reservation_id": 314, "code": _CODE, "seat_label": "A4", "status": "valid", "checked_in_at": None,
+    "movie": {"id": 12, "title": "Heat"}, "theater": {"id": 3, "name": "Opéra"},
+    "showtime": {"id": 42, "starts_at": _AT, "starts_at_local": "2026-12-04T20:00:00+01:00",
+                 "timezone": "Europe/Paris"},
+    "qr_url": f"/api/v1/tickets/{_CODE}/qr.png", "qr_svg_url": f"/api/v1/tickets/{_CODE}/qr.svg",
+}
+CHECKIN_IN = {"code": _CODE}
+CHECKIN = {"status": "admitted", "code": _CODE, "seat_label": "A4", "showtime_id": 42, "reservation_id": 314,
+           "checked_in_at": "2026-12-04T18:52:10+00:00"}
+REVIEW_IN = {"rating": 5, "text": "The bank scene alone is worth the ticket."}
+REVIEW_ACCEPTED = {"status": "accepted"}
+REVIEW_LIST = {"movie_id": 12, "page": 1, "page_size": 10, "total": 1, "average_rating": 4.5, "review_count": 1,
+               "items": [{"id": 77, "user_id": 5, "movie_id": 12, **REVIEW_IN,
+                          "created_at": "2026-12-05T10:00:00+00:00", "updated_at": "2026-12-05T10:00:00+00:00"}]}
+WAITLIST_IN = {"seats": 2}
+WAITLIST_ENTRY = {"id": 8, "showtime_id": 42, "seats": 2, "status": "waiting", "position": 3,
+                  "offer_hold_id": None, "offer_expires_at": None, "created_at": "2026-12-01T18:31:00+00:00"}
+WEBHOOK_IN = {"id": "evt_1QdZ2y", "type": "charge.succeeded",
+              "data": {"reservation_id": 314, "amount_cents": 2500, "currency": "EUR", "reference": "ch_3f9a1c"}}
+WEBHOOK_RESULT = {"outcome": "confirmed"}

@@ -15,8 +15,9 @@ blueprints = [blp]
 QR_CODE = "<string(maxlength=160):code>"
 
 
-def _out(ticket) -> dict:
+def _out(ticket, show: dict) -> dict:
     return {
+        "id": ticket.id, "reservation_id": ticket.reservation_id, **show,
         "code": ticket.code, "seat_label": ticket.seat_label, "status": ticket.status,
         "checked_in_at": ticket.checked_in_at,
         "qr_url": url_for("tickets.qr_png", code=ticket.code),
@@ -27,12 +28,15 @@ def _out(ticket) -> dict:
 @blp.route("/reservations/<int:reservation_id>/tickets")
 class ReservationTickets(MethodView):
     @login_required
-    @blp.response(200, s.TicketSchema(many=True))
+    @blp.etag
+    @blp.response(200, s.TicketSchema(many=True), example=[s.TICKET])
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT", description="not_confirmed")
     def get(self, reservation_id):
         """One ticket a seat, once the reservation is confirmed"""
-        return [_out(t) for t in booking.reservation_tickets(current_user_id(), reservation_id, is_admin=is_admin())]
+        reservation = booking.get_reservation(current_user_id(), reservation_id, is_admin=is_admin())
+        show = tickets.showtime_of_reservation(reservation)
+        return [_out(t, show) for t in tickets.for_reservation(reservation)]
 
 
 @blp.route(f"/tickets/{QR_CODE}/qr.png", endpoint="qr_png")
@@ -56,8 +60,8 @@ def qr_svg(code):
 @blp.route("/checkin")
 class CheckIn(MethodView):
     @admin_required
-    @blp.arguments(s.CheckInRequestSchema)
-    @blp.response(200, s.CheckInSchema)
+    @blp.arguments(s.CheckInRequestSchema, example=s.CHECKIN_IN)
+    @blp.response(200, s.CheckInSchema, example=s.CHECKIN)
     @blp.alt_response(409, response="CONFLICT", description="already_checked_in (with checked_in_at), "
                                                             "ticket_cancelled")
     def post(self, data):

@@ -7,26 +7,33 @@ from app.api import Blueprint
 from app.api import schemas as s
 from app.api.idempotency import idempotent
 from app.api.security import current_user_id, login_required
+from app.models import WaitlistStatus
 from app.services import waitlist as waitlist_service
 
 waitlist = Blueprint("waitlist", __name__, url_prefix="/api/v1", description="Waitlist of sold-out showtimes")
 blueprints = [waitlist]
 
 
+def _entries_out(entries) -> list[dict]:
+    positions = waitlist_service.positions(entries)
+    return [{"id": entry.id, "showtime_id": entry.showtime_id, "seats": entry.seats, "status": entry.status,
+             "position": positions.get(entry.id) if entry.status == WaitlistStatus.WAITING else None,
+             "offer_hold_id": entry.offer_hold_id if entry.status == WaitlistStatus.OFFERED else None,
+             "offer_expires_at": entry.offer_expires_at if entry.status == WaitlistStatus.OFFERED else None,
+             "created_at": entry.created_at}
+            for entry in entries]
+
+
 def _entry_out(entry) -> dict:
-    return {"id": entry.id, "showtime_id": entry.showtime_id, "seats": entry.seats, "status": entry.status,
-            "position": waitlist_service.position(entry) if entry.status == "waiting" else None,
-            "offer_hold_id": entry.offer_hold_id if entry.status == "offered" else None,
-            "offer_expires_at": entry.offer_expires_at if entry.status == "offered" else None,
-            "created_at": entry.created_at}
+    return _entries_out([entry])[0]
 
 
 @waitlist.route("/showtimes/<int:showtime_id>/waitlist")
 class ShowtimeWaitlist(MethodView):
     @login_required
     @idempotent
-    @waitlist.arguments(s.WaitlistRequestSchema)
-    @waitlist.response(201, s.WaitlistEntrySchema)
+    @waitlist.arguments(s.WaitlistRequestSchema, example=s.WAITLIST_IN)
+    @waitlist.response(201, s.WaitlistEntrySchema, example=s.WAITLIST_ENTRY)
     @waitlist.alt_response(404, response="NOT_FOUND")
     @waitlist.alt_response(409, response="CONFLICT",
                            description="seats_available (hold them instead), already_waiting, showtime_started")
@@ -35,10 +42,25 @@ class ShowtimeWaitlist(MethodView):
         return _entry_out(waitlist_service.join(current_user_id(), showtime_id, data["seats"]))
 
 
+@waitlist.route("/waitlist")
+class Waitlist(MethodView):
+    @login_required
+    @waitlist.etag
+    @waitlist.response(200, s.WaitlistEntrySchema(many=True), example=[s.WAITLIST_ENTRY])
+    @waitlist.paginate()
+    def get(self, pagination_parameters):
+        """The caller's live waitlist entries (waiting or offered), newest first"""
+        items, total = waitlist_service.list_live(current_user_id(), pagination_parameters.page,
+                                                  pagination_parameters.page_size)
+        pagination_parameters.item_count = total
+        return _entries_out(items)
+
+
 @waitlist.route("/waitlist/<int:entry_id>")
 class WaitlistEntryById(MethodView):
     @login_required
-    @waitlist.response(200, s.WaitlistEntrySchema)
+    @waitlist.etag
+    @waitlist.response(200, s.WaitlistEntrySchema, example=s.WAITLIST_ENTRY)
     @waitlist.alt_response(404, response="NOT_FOUND")
     def get(self, entry_id):
         """Your place on the waitlist, or your offer"""

@@ -185,6 +185,8 @@ class Payment(Base):
     amount_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     gateway_ref: Mapped[str | None] = mapped_column(String(64))
+    # A declined charge's reason (``declined``, ``unknown_token``...); null otherwise.
+    failure_reason: Mapped[str | None] = mapped_column(String(40))
     idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

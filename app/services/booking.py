@@ -25,17 +25,31 @@ from app.models import (
     LIVE_STATUSES,
     OutboxEvent,
     Payment,
+    PaymentKind,
+    PaymentStatus,
     Reservation,
     ReservationSeat,
     ReservationStatus,
     Showtime,
-    Ticket,
 )
 from app.services import errors, notifications, seats, tickets, waitlist
 from app.services.pagination import page_of
 from app.services.seats import GRACE_SECONDS, SCHEDULER_LOCK
 
 log = logging.getLogger(__name__)
+
+
+class HoldReserved(errors.Conflict):
+    code, title = "hold_reserved", "This hold is already a reservation"
+
+
+# What the gateway said, as a reservation's ``failure_reason`` tells a client.
+FAILURE_REASONS = {"card_declined": "declined", "declined": "declined", "unknown_token": "unknown_token"}
+
+
+def failure_reason(gateway_reason: str | None) -> str:
+    """A declined charge's reason in the API's words (``declined`` when unsaid)."""
+    return FAILURE_REASONS.get(gateway_reason or "declined", gateway_reason)[:40]
 
 
 def _seats_freed(showtime_id: int) -> None:
@@ -61,7 +75,16 @@ def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int]) -> Hold:
         raise errors.Invalid("Some seats are not seats of this showtime's screen",
                              errors={"seat_ids": [f"Not a seat of this showtime: {unknown}"]}, seat_ids=unknown)
     seats.ensure_not_started(seating, seats.now())
-    return seats.take_hold(user_id, showtime_id, seat_ids, settings.hold_ttl_seconds)
+    hold = seats.take_hold(user_id, showtime_id, seat_ids, settings.hold_ttl_seconds)
+    seats.index_hold(hold)
+    return hold
+
+
+def list_holds(user_id: int, page: int, page_size: int) -> tuple[list[Hold], int]:
+    """The caller's live holds, latest expiry first (the newest, holds lasting alike)."""
+    holds = seats.holds_of(user_id)
+    start = (page - 1) * page_size
+    return holds[start:start + page_size], len(holds)
 
 
 def get_hold(user_id: int, hold_id: str) -> Hold:
@@ -90,10 +113,10 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str) -> Reserv
     settings = marquee().settings
     store = marquee().seats
     if showtime_of(hold_id) is None:
-        raise errors.HoldExpired("No live hold with this id")
+        raise errors.NotFound("No such hold")
     hold = store.get_hold(hold_id)
     if hold is None:
-        raise errors.HoldExpired("The hold has expired; hold the seats again")
+        raise _ended_hold(user_id, hold_id)
     if hold.user_id != user_id:
         raise errors.NotFound("No such hold")
     seating = seats.showtime_seating(hold.showtime_id)
@@ -141,6 +164,22 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str) -> Reserv
     return reservation
 
 
+def _ended_hold(user_id: int, hold_id: str) -> errors.DomainError:
+    """Why a hold id names no live hold: it became a reservation (409
+    ``hold_reserved`` with its id, for its owner only), it ended (409
+    ``hold_expired``), or it never was the caller's (404)."""
+    reservation = db.session.execute(
+        select(Reservation.id, Reservation.user_id).where(Reservation.hold_id == hold_id)
+    ).first()
+    if reservation is not None:
+        if reservation.user_id != user_id:
+            return errors.NotFound("No such hold")
+        return HoldReserved(f"This hold is already reservation {reservation.id}", reservation_id=reservation.id)
+    if seats.hold_was_made_by(user_id, hold_id):
+        return errors.HoldExpired("The hold has expired; hold the seats again")
+    return errors.NotFound("No such hold")
+
+
 def _outbox_event(reservation: Reservation, topic: str, idempotency_key: str, **extra) -> OutboxEvent:
     """Work about a reservation for another process; events of one reservation keep their order."""
     return OutboxEvent(
@@ -168,9 +207,47 @@ def get_reservation(user_id: int, reservation_id: int, *, is_admin: bool = False
     return reservation
 
 
-def reservation_tickets(user_id: int, reservation_id: int, *, is_admin: bool = False) -> list[Ticket]:
-    """The tickets of the caller's confirmed reservation (one a seat)."""
-    return tickets.for_reservation(get_reservation(user_id, reservation_id, is_admin=is_admin))
+def payment_states(reservations: list[Reservation]) -> dict[int, tuple[str, str | None]]:
+    """``(payment_status, failure_reason)`` of each reservation, in one query:
+    ``pending`` (awaiting the charge), ``succeeded``, ``declined`` (with a
+    reason), ``refund_pending`` (charged, then cancelled or too late),
+    ``refunded``, or ``not_charged`` (ended before any charge)."""
+    ids = [r.id for r in reservations]
+    found: dict[int, dict[str, tuple[str, str | None]]] = {}
+    if ids:
+        for reservation_id, kind, status, reason in db.session.execute(
+            select(Payment.reservation_id, Payment.kind, Payment.status, Payment.failure_reason)
+            .where(Payment.reservation_id.in_(ids)).order_by(Payment.id)
+        ):
+            found.setdefault(reservation_id, {})[kind] = (status, reason)
+    return {r.id: _payment_state(r, found.get(r.id, {})) for r in reservations}
+
+
+def _payment_state(reservation: Reservation, payments: dict) -> tuple[str, str | None]:
+    charge, refund = payments.get(PaymentKind.CHARGE), payments.get(PaymentKind.REFUND)
+    if refund is not None and refund[0] == PaymentStatus.SUCCEEDED:
+        return "refunded", None
+    if charge is None:
+        pending = reservation.status == ReservationStatus.PENDING_PAYMENT
+        return ("pending" if pending else "not_charged"), None
+    if charge[0] == PaymentStatus.DECLINED:
+        return "declined", failure_reason(charge[1])
+    if reservation.status in (ReservationStatus.CONFIRMED, ReservationStatus.PENDING_PAYMENT):
+        return "succeeded", None
+    return "refund_pending", None
+
+
+def reservation_views(reservations: list[Reservation]) -> list[dict]:
+    """Reservations as clients read them: the payment deadline only while the
+    payment is awaited, the payment's state and why it failed."""
+    states = payment_states(reservations)
+    return [{
+        "id": r.id, "user_id": r.user_id, "status": r.status, "showtime_id": r.showtime_id,
+        "seats": r.seats, "total_cents": r.total_cents, "currency": r.currency,
+        "expires_at": r.expires_at if r.status == ReservationStatus.PENDING_PAYMENT else None,
+        "payment_status": states[r.id][0], "failure_reason": states[r.id][1],
+        "created_at": r.created_at, "confirmed_at": r.confirmed_at, "cancelled_at": r.cancelled_at,
+    } for r in reservations]
 
 
 def list_reservations(user_id: int, page: int, page_size: int, *, status: str | None = None,
@@ -309,6 +386,8 @@ def fail_payment(reservation_id: int, *, payment: dict | None = None) -> str:
     now = seats.now()
     with db.unit_of_work():
         reservation = _lock_reservation(reservation_id)
+        if payment is not None:
+            payment = {**payment, "failure_reason": failure_reason(payment.get("failure_reason"))}
         record_payment(reservation, payment)
         if reservation.status != ReservationStatus.PENDING_PAYMENT:
             return reservation.status

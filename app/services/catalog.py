@@ -547,6 +547,42 @@ def list_showtimes(
     return page_of(query, [Showtime.starts_at, Showtime.id], page, page_size)
 
 
+def local_time(at: datetime, zone: str) -> str:
+    """``at`` in the IANA time zone ``zone``, as ISO 8601 with that zone's offset then."""
+    return at.astimezone(zoneinfo.ZoneInfo(zone)).isoformat()
+
+
+def showtime_details(showtimes: list[Showtime]) -> list[dict]:
+    """Showtimes with their movie, theater, city and local start time: the static
+    part of what a client shows, in one query whatever the number (cacheable;
+    ``seats.seats_available`` adds the live part)."""
+    if not showtimes:
+        return []
+    rows = db.session.execute(
+        select(Showtime.id, Movie, Theater.id, Theater.name, City)
+        .join(Movie, Movie.id == Showtime.movie_id)
+        .join(Screen, Screen.id == Showtime.screen_id)
+        .join(Theater, Theater.id == Screen.theater_id)
+        .join(City, City.id == Theater.city_id)
+        .where(Showtime.id.in_([s.id for s in showtimes]))
+    ).all()
+    by_id = {row[0]: row for row in rows}
+    out = []
+    for showtime in showtimes:
+        _, movie, theater_id, theater_name, city = by_id[showtime.id]
+        out.append({
+            "id": showtime.id, "movie_id": showtime.movie_id, "screen_id": showtime.screen_id,
+            "starts_at": showtime.starts_at, "ends_at": showtime.ends_at, "prices": showtime.prices,
+            "currency": showtime.currency, "created_at": showtime.created_at,
+            "starts_at_local": local_time(showtime.starts_at, city.timezone),
+            "movie": {"id": movie.id, "title": movie.title, "duration_minutes": movie.duration_minutes,
+                      "rating": movie.rating},
+            "theater": {"id": theater_id, "name": theater_name},
+            "city": {"id": city.id, "name": city.name, "timezone": city.timezone},
+        })
+    return out
+
+
 def seat_map(showtime_id: int) -> dict:
     """Every seat of the showtime's screen with its price; status ``available``
     until the booking engine overlays holds and bookings."""

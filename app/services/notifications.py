@@ -10,6 +10,7 @@ send and the mark may send once more: delivery is at least once).
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -50,6 +51,12 @@ def email_event(kind: str, user_id: int, *, reservation_id: int | None = None,
         "idempotency_key": f"{kind}-{subject_id}", **extra})
 
 
+def qr_url(code: str, kind: str) -> str:
+    """The absolute address of a ticket's QR image (``PUBLIC_BASE_URL``): a mail
+    reader has no base to resolve a relative one against."""
+    return f"{marquee().settings.public_base_url}/api/v1/tickets/{quote(code, safe='')}/qr.{kind}"
+
+
 def _context(payload: dict) -> dict:
     user = db.session.get(User, int(payload["user_id"]))
     if user is None:
@@ -67,12 +74,15 @@ def _context(payload: dict) -> dict:
     context = {
         "user": user, "reservation": reservation, "showtime": showtime, "screen": screen, "theater": theater,
         "movie": db.session.get(Movie, showtime.movie_id),
-        "starts_at": showtime.starts_at.astimezone(zone).strftime("%A %d %B %Y, %H:%M"),
+        # The zone is said: a customer may be elsewhere when reading it.
+        "starts_at": showtime.starts_at.astimezone(zone).strftime("%A %d %B %Y, %H:%M") + f" ({zone.key})",
         "refunded": bool(payload.get("refunded")),
     }
     if reservation is not None:
-        context["tickets"] = list(db.session.scalars(
-            select(Ticket).where(Ticket.reservation_id == reservation.id).order_by(Ticket.id)))
+        context["tickets"] = [
+            {"seat_label": t.seat_label, "code": t.code, "qr_url": qr_url(t.code, "png")}
+            for t in db.session.scalars(
+                select(Ticket).where(Ticket.reservation_id == reservation.id).order_by(Ticket.id))]
     if payload.get("entry_id") is not None:
         context["entry"] = db.session.get(WaitlistEntry, int(payload["entry_id"]))
     return context

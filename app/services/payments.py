@@ -41,7 +41,7 @@ def process_charge(payload: dict) -> str:
                "gateway_ref": result.reference, "idempotency_key": payload["idempotency_key"]}
     if result.succeeded:
         return booking.confirm_payment(reservation_id, payment=payment)
-    return booking.fail_payment(reservation_id, payment=payment)
+    return booking.fail_payment(reservation_id, payment={**payment, "failure_reason": result.reason})
 
 
 def _status(succeeded: bool) -> PaymentStatus:

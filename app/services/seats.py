@@ -288,3 +288,66 @@ def free_seat_ids(showtime_id: int) -> list[int]:
     ids = [int(s) for s in showtime_seating(showtime_id)["seats"]]
     taken = seat_statuses(showtime_id, ids)
     return [s for s in ids if s not in taken]
+
+
+def seats_available(showtime_ids: list[int]) -> dict[int, int]:
+    """Seats a customer could hold now, per showtime: the screen's seats minus
+    those held or booked (0 once the show has started). Never cached: a few
+    fixed costs whatever the number of showtimes (the seat ids per showtime
+    through the cache, one PostgreSQL query for the live reservation seats, one
+    pipelined Redis round trip for the seat keys)."""
+    if not showtime_ids:
+        return {}
+    ids = sorted(set(showtime_ids))
+
+    def compute():
+        rows = db.session.execute(
+            select(Showtime.id, Showtime.starts_at, Seat.id)
+            .join(Seat, Seat.screen_id == Showtime.screen_id, isouter=True)
+            .where(Showtime.id.in_(ids))
+        ).all()
+        out: dict[str, dict] = {}
+        for showtime_id, starts_at, seat_id in rows:
+            entry = out.setdefault(str(showtime_id), {"starts_at": starts_at.isoformat(), "seats": []})
+            if seat_id is not None:
+                entry["seats"].append(seat_id)
+        return out
+
+    seating = marquee().cache.get_or_compute(["showtimes", "screens"], "seat-ids", ids, compute, local=True)
+    booked: dict[int, set[int]] = {}
+    for showtime_id, seat_id in db.session.execute(
+        select(ReservationSeat.showtime_id, ReservationSeat.seat_id)
+        .where(ReservationSeat.showtime_id.in_(ids), ReservationSeat.released_at.is_(None))
+    ):
+        booked.setdefault(showtime_id, set()).add(seat_id)
+    at = now()
+    upcoming = {int(k): v["seats"] for k, v in seating.items() if datetime.fromisoformat(v["starts_at"]) > at}
+    held = _store().owners_of_showtimes(upcoming)
+    return {
+        showtime_id: (len(set(upcoming[showtime_id]) - booked.get(showtime_id, set()) - held.get(showtime_id, set()))
+                      if showtime_id in upcoming else 0)
+        for showtime_id in ids
+    }
+
+
+# --- the user's holds ---------------------------------------------------------
+
+# How long an ended hold is remembered in its user's index: reserving it then
+# says "expired" (409) rather than "no such hold" (404).
+HOLD_MEMORY_SECONDS = 86400
+
+
+def index_hold(hold: Hold) -> None:
+    """After ``take_hold``: the hold joins its user's index (``GET /holds``).
+    Best effort: a hold missing from the index still works; it is only unlisted."""
+    after_commit("index the user's hold", _store().index_hold, hold.user_id, hold.id,
+                 datetime.fromisoformat(hold.expires_at), HOLD_MEMORY_SECONDS)
+
+
+def holds_of(user_id: int) -> list[Hold]:
+    """The user's live holds, latest expiry first."""
+    return _store().holds_of(user_id, now(), HOLD_MEMORY_SECONDS)
+
+
+def hold_was_made_by(user_id: int, hold_id: str) -> bool:
+    return _store().hold_was_made_by(user_id, hold_id)

@@ -16,6 +16,7 @@ import io
 import re
 import secrets
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import segno
 from sqlalchemy import select, update
@@ -23,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app import db
 from app.bootstrap import marquee
-from app.models import Reservation, ReservationStatus, Ticket, TicketStatus
+from app.models import City, Movie, Reservation, ReservationStatus, Screen, Showtime, Theater, Ticket, TicketStatus
 from app.services import errors
 
 
@@ -85,6 +86,26 @@ def for_reservation(reservation: Reservation) -> list[Ticket]:
         raise errors.NotConfirmed(f"Tickets exist once the reservation is confirmed; it is {reservation.status}")
     return list(db.session.scalars(
         select(Ticket).where(Ticket.reservation_id == reservation.id).order_by(Ticket.id)))
+
+
+def showtime_of_reservation(reservation: Reservation) -> dict:
+    """What a ticket says of its show: the movie, the theater, the showtime with
+    its local start (one query)."""
+    showtime, movie_id, title, theater_id, theater_name, zone = db.session.execute(
+        select(Showtime, Movie.id, Movie.title, Theater.id, Theater.name, City.timezone)
+        .join(Movie, Movie.id == Showtime.movie_id)
+        .join(Screen, Screen.id == Showtime.screen_id)
+        .join(Theater, Theater.id == Screen.theater_id)
+        .join(City, City.id == Theater.city_id)
+        .where(Showtime.id == reservation.showtime_id)
+    ).one()
+    return {
+        "movie": {"id": movie_id, "title": title},
+        "theater": {"id": theater_id, "name": theater_name},
+        "showtime": {"id": showtime.id, "starts_at": showtime.starts_at,
+                     "starts_at_local": showtime.starts_at.astimezone(ZoneInfo(zone)).isoformat(),
+                     "timezone": zone},
+    }
 
 
 def qr_image(code: str, kind: str) -> bytes:

@@ -14,12 +14,14 @@ from datetime import datetime
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from app import db
 from app.adapters.seat_store import HoldState
 from app.bootstrap import marquee
 from app.models import LIVE_WAITLIST_STATUSES, Reservation, Seat, Showtime, WaitlistEntry, WaitlistStatus
 from app.services import errors, notifications, seats
+from app.services.pagination import page_of
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,28 @@ def position(entry: WaitlistEntry) -> int:
     return int(db.session.scalar(select(func.count()).select_from(WaitlistEntry).where(
         WaitlistEntry.showtime_id == entry.showtime_id, WaitlistEntry.status == WaitlistStatus.WAITING,
         WaitlistEntry.id <= entry.id)) or 0)
+
+
+def positions(entries: list[WaitlistEntry]) -> dict[int, int]:
+    """``position`` of each waiting entry among ``entries``, in one query."""
+    waiting = [e.id for e in entries if e.status == WaitlistStatus.WAITING]
+    if not waiting:
+        return {}
+    ahead = aliased(WaitlistEntry)
+    return dict(db.session.execute(
+        select(WaitlistEntry.id, func.count(ahead.id))
+        .join(ahead, (ahead.showtime_id == WaitlistEntry.showtime_id) & (ahead.id <= WaitlistEntry.id)
+              & (ahead.status == WaitlistStatus.WAITING))
+        .where(WaitlistEntry.id.in_(waiting))
+        .group_by(WaitlistEntry.id)
+    ).all())
+
+
+def list_live(user_id: int, page: int, page_size: int) -> tuple[list[WaitlistEntry], int]:
+    """The caller's live entries (waiting or offered), newest first."""
+    query = select(WaitlistEntry).where(WaitlistEntry.user_id == user_id,
+                                        WaitlistEntry.status.in_(LIVE_WAITLIST_STATUSES))
+    return page_of(query, [WaitlistEntry.created_at.desc(), WaitlistEntry.id.desc()], page, page_size)
 
 
 def join(user_id: int, showtime_id: int, count: int) -> WaitlistEntry:
@@ -117,6 +141,7 @@ def make_offers(showtime_id: int) -> int:
                 hold = seats.take_hold(entry.user_id, showtime_id, picked, ttl)
             except (errors.SeatsUnavailable, errors.HoldExists):
                 continue  # taken meanwhile, or the customer holds seats already: next time
+            seats.index_hold(hold)
             entry.status, entry.offer_hold_id = WaitlistStatus.OFFERED, hold.id
             entry.offer_expires_at = datetime.fromisoformat(hold.expires_at)
             db.session.add(notifications.email_event("waitlist_offer", entry.user_id, entry_id=entry.id))

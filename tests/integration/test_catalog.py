@@ -127,7 +127,7 @@ def test_lists_are_paginated_and_say_so(api, admin):
     r = api.get("/api/v1/movies?page=2&page_size=10")
     assert [m["title"] for m in r.json] == [f"Movie {i:02d}" for i in range(10, 20)]
     assert _page(r) == {"total": 25, "total_pages": 3, "first_page": 1, "last_page": 3, "page": 2,
-                        "previous_page": 1, "next_page": 3}
+                        "page_size": 10, "previous_page": 1, "next_page": 3}
     assert len(api.get("/api/v1/movies?page_size=100").json) == 25
 
 

@@ -1,17 +1,11 @@
 """Emails through the queue to a real SMTP server: each due once, and "confirmed"
 only for a charge that succeeded."""
-import pytest
 from sqlalchemy import update
 
 from app import db
 from app.models import OutboxEvent
 from tests.integration.booking_helpers import hold, reserve, seat_ids
 from tests.integration.broker_helpers import relay, status_of, work_until
-
-
-@pytest.fixture
-def show(api, admin):
-    return api.catalog(admin)
 
 
 def _pay(api, app, user, show, broker, token):

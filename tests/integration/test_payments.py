@@ -10,7 +10,6 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from sqlalchemy import func, select, update
 
 from app import db
@@ -20,11 +19,6 @@ from app.services import booking
 from tests.helpers import stop_process
 from tests.integration.booking_helpers import hold, reserve, seat_ids, statuses
 from tests.integration.broker_helpers import payments_of, relay, status_of, work_until
-
-
-@pytest.fixture
-def show(api, admin):
-    return api.catalog(admin)
 
 
 def _book(api, user, show, token="tok_visa", seat_index=0):
