@@ -5,6 +5,7 @@ from flask.views import MethodView
 from flask_jwt_extended import get_jwt, jwt_required
 
 from app.api import Blueprint
+from app.api import schemas as s
 from app.api.schemas import LoginSchema, RegisterSchema, TokenPairSchema, UserSchema
 from app.api.security import BEARER, client_address, current_user_id, login_required
 from app.services import auth as auth_service
@@ -15,8 +16,8 @@ users_blp = Blueprint("users", __name__, url_prefix="/api/v1/users", description
 
 @blp.route("/register")
 class Register(MethodView):
-    @blp.arguments(RegisterSchema)
-    @blp.response(201, UserSchema)
+    @blp.arguments(RegisterSchema, example=s.REGISTER_IN)
+    @blp.response(201, UserSchema, example=s.USER)
     @blp.alt_response(409, response="CONFLICT", description="email_taken")
     def post(self, data):
         """Create a customer account"""
@@ -25,8 +26,8 @@ class Register(MethodView):
 
 @blp.route("/login")
 class Login(MethodView):
-    @blp.arguments(LoginSchema)
-    @blp.response(200, TokenPairSchema)
+    @blp.arguments(LoginSchema, example=s.LOGIN_IN)
+    @blp.response(200, TokenPairSchema, example=s.TOKEN_PAIR)
     @blp.alt_response(401, response="UNAUTHORIZED")
     @blp.alt_response(429, response="TOO_MANY_REQUESTS")
     def post(self, data):
@@ -38,7 +39,7 @@ class Login(MethodView):
 @blp.route("/refresh")
 class Refresh(MethodView):
     @jwt_required(refresh=True)
-    @blp.response(200, TokenPairSchema)
+    @blp.response(200, TokenPairSchema, example=s.TOKEN_PAIR)
     @blp.alt_response(401, response="UNAUTHORIZED")
     @blp.doc(security=BEARER)
     def post(self):
@@ -58,7 +59,7 @@ class Logout(MethodView):
 @users_blp.route("/me")
 class Me(MethodView):
     @login_required
-    @users_blp.response(200, UserSchema)
+    @users_blp.response(200, UserSchema, example=s.USER)
     def get(self):
         """The caller's own profile"""
         return auth_service.get_profile(current_user_id())

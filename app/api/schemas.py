@@ -637,3 +637,10 @@ WAITLIST_ENTRY = {"id": 8, "showtime_id": 42, "seats": 2, "status": "waiting", "
 WEBHOOK_IN = {"id": "evt_1QdZ2y", "type": "charge.succeeded",
               "data": {"reservation_id": 314, "amount_cents": 2500, "currency": "EUR", "reference": "ch_3f9a1c"}}
 WEBHOOK_RESULT = {"outcome": "confirmed"}
+REGISTER_IN = {"email": "ada@example.com", "password": "correct horse battery staple", "name": "Ada Lovelace"}
+USER = {"id": 5, "email": "ada@example.com", "name": "Ada Lovelace", "role": "user",
+        "created_at": "2026-11-02T09:00:00+00:00"}
+LOGIN_IN = {"email": "ada@example.com", "password": "correct horse battery staple"}
+TOKEN_PAIR = {"access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1In0.c2lnbmF0dXJl",
+              "refresh_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1IiwidHlwZSI6InJlZnJlc2gifQ.c2ln",
+              "token_type": "Bearer", "expires_in": 900}

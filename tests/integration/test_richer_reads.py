@@ -365,9 +365,6 @@ def _examples(spec):
                     yield f"{method.upper()} {path} {status}", content
 
 
-MY_TAGS = {"Cities", "Theaters", "Screens and their seats", "Movies", "Showtimes", "Seat holds", "Reservations",
-           "Waitlist of sold-out showtimes", "Tickets and check-in", "Reviews", "Payment gateway callbacks"}
-
 
 def test_every_example_in_the_spec_is_valid_against_its_schema(client):
     import jsonschema_rs
@@ -384,12 +381,12 @@ def test_every_example_in_the_spec_is_valid_against_its_schema(client):
     assert checked >= 40
 
 
-def test_every_operation_of_the_booking_and_catalog_has_examples(client):
+def test_every_operation_has_examples(client):
     spec = client.get("/openapi.json").json
     missing = []
     for path, methods in spec["paths"].items():
         for method, op in methods.items():
-            if not isinstance(op, dict) or not MY_TAGS & set(op.get("tags", [])):
+            if not isinstance(op, dict):
                 continue
             body = op.get("requestBody", {}).get("content", {}).get("application/json")
             if body is not None and "example" not in body:
