@@ -5,6 +5,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_lo
 
 from app.api import fields as mfields
 from app.bootstrap import marquee
+from app.models import ReservationStatus, TicketStatus, WaitlistStatus
 
 CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="Must be an ISO 4217 code such as EUR or USD")
 CATEGORY = validate.Regexp(r"^[a-z][a-z0-9_]{0,31}$", error="Invalid seat category")
@@ -412,7 +413,7 @@ class ReservationSchema(Schema):
     id = fields.Integer(dump_only=True)
     user_id = fields.Integer(dump_only=True)
     status = fields.String(dump_only=True, validate=validate.OneOf(
-        ["pending_payment", "confirmed", "payment_failed", "expired", "cancelled"]))
+        [str(v) for v in ReservationStatus]))
     showtime_id = fields.Integer(dump_only=True)
     seats = fields.List(fields.Nested(ReservationSeatSchema), dump_only=True)
     total_cents = fields.Integer(dump_only=True)
@@ -437,7 +438,7 @@ class ReservationLinksSchema(Schema):
 
 class ReservationQuerySchema(InputSchema):
     status = fields.String(validate=validate.OneOf(
-        ["pending_payment", "confirmed", "payment_failed", "expired", "cancelled"]))
+        [str(v) for v in ReservationStatus]))
     all = fields.Boolean(load_default=False, metadata={"description": "Admins: everyone's reservations"})
     user_id = fields.Integer(validate=validate.Range(min=1), metadata={"description": "Admins: one user's"})
 
@@ -464,7 +465,7 @@ class TicketSchema(Schema):
     showtime = fields.Nested(TicketShowtimeSchema, dump_only=True)
     code = fields.String(dump_only=True)
     seat_label = fields.String(dump_only=True)
-    status = fields.String(dump_only=True, validate=validate.OneOf(["valid", "cancelled"]))
+    status = fields.String(dump_only=True, validate=validate.OneOf([str(v) for v in TicketStatus]))
     checked_in_at = mfields.DateTime(dump_only=True, allow_none=True)
     qr_url = fields.String(dump_only=True, metadata={"description": "PNG of the QR code"})
     qr_svg_url = fields.String(dump_only=True, metadata={"description": "SVG of the QR code"})
@@ -531,7 +532,7 @@ class WaitlistEntrySchema(Schema):
     showtime_id = fields.Integer(dump_only=True)
     seats = fields.Integer(dump_only=True)
     status = fields.String(dump_only=True, validate=validate.OneOf(
-        ["waiting", "offered", "accepted", "lapsed", "left"]))
+        [str(v) for v in WaitlistStatus]))
     position = fields.Integer(dump_only=True, allow_none=True,
                               metadata={"description": "Place in the queue while waiting"})
     offer_hold_id = fields.String(dump_only=True, allow_none=True,
