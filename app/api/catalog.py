@@ -151,8 +151,10 @@ class TheaterById(MethodView):
 def _screen_detail(screen_id: int) -> Response:
     def compute():
         screen = catalog.get_screen(screen_id)
+        seat_rows = catalog.screen_seats(screen_id)
         out = s.ScreenSchema().dump(screen)
-        out["seats"] = s.SeatSchema(many=True).dump(catalog.screen_seats(screen_id))
+        out["seats"] = s.SeatSchema(many=True).dump(seat_rows)
+        out["focal_point"] = s.FocalPointSchema().dump(catalog.screen_focal_point(screen, seat_rows))
         return out
 
     return _cached_body(screens, "screen", screen_id, compute)
@@ -353,8 +355,8 @@ def _seat_map_template(showtime_id: int) -> tuple[str, list[int], list[str]]:
     its status goes. Memoised in-process under the cache's generations (exact)."""
     def compute():
         seat_map = s.SeatMapSchema().dump(catalog.seat_map(showtime_id))
-        head = json.dumps({"showtime_id": seat_map["showtime_id"], "currency": seat_map["currency"]},
-                          separators=(",", ":"))[:-1] + ',"seats":['
+        head = json.dumps({"showtime_id": seat_map["showtime_id"], "currency": seat_map["currency"],
+                           "focal_point": seat_map["focal_point"]}, separators=(",", ":"))[:-1] + ',"seats":['
         fragments = []
         for seat in seat_map["seats"]:
             fields = {k: v for k, v in seat.items() if k != "status"}

@@ -227,10 +227,19 @@ class LayoutRowSchema(StrictSchema):
     )
 
 
+class FocalPointSchema(StrictSchema):
+    x = fields.Float(required=True, validate=validate.Range(min=1, max=500),
+                     metadata={"description": "Position in the row (1-based, gaps counted)"})
+    y = fields.Float(required=True, validate=validate.Range(min=1, max=200),
+                     metadata={"description": "Row (1-based, row 1 nearest the screen)"})
+
+
 class LayoutSchema(StrictSchema):
     rows = fields.List(
         fields.Nested(LayoutRowSchema), required=True, validate=validate.Length(min=1, max=200)
     )
+    focal_point = fields.Nested(FocalPointSchema, metadata={
+        "description": "The best place to sit; by default the middle of the widest row, two thirds of the way back"})
 
 
 class SeatSchema(Schema):
@@ -241,6 +250,10 @@ class SeatSchema(Schema):
     category = fields.String(dump_only=True)
     row_index = fields.Integer(dump_only=True)
     col_index = fields.Integer(dump_only=True)
+    x = fields.Function(lambda seat: seat.col_index + 1, dump_only=True,
+                        metadata={"description": "Position in the row, 1-based, gaps counted"})
+    y = fields.Function(lambda seat: seat.row_index + 1, dump_only=True,
+                        metadata={"description": "Row, 1-based, row 1 nearest the screen"})
 
 
 class ScreenSchema(StrictSchema):
@@ -259,6 +272,8 @@ class ScreenPatchSchema(ScreenSchema):
 
 class ScreenDetailSchema(ScreenSchema):
     seats = fields.List(fields.Nested(SeatSchema), dump_only=True)
+    focal_point = fields.Nested(FocalPointSchema, dump_only=True,
+                                metadata={"description": "The layout's focal point, or the default one"})
 
 
 # --- movies -----------------------------------------------------------------
@@ -361,6 +376,8 @@ class SeatMapSeatSchema(Schema):
     row = fields.String()
     number = fields.Integer()
     category = fields.String()
+    x = fields.Integer(metadata={"description": "Position in the row, 1-based, gaps counted"})
+    y = fields.Integer(metadata={"description": "Row, 1-based, row 1 nearest the screen"})
     price_cents = fields.Integer(allow_none=True)
     status = fields.String(validate=validate.OneOf(["available", "held", "booked"]))
 
@@ -368,6 +385,7 @@ class SeatMapSeatSchema(Schema):
 class SeatMapSchema(Schema):
     showtime_id = fields.Integer()
     currency = fields.String()
+    focal_point = fields.Nested(FocalPointSchema)
     seats = fields.List(fields.Nested(SeatMapSeatSchema))
 
 
@@ -571,14 +589,14 @@ LAYOUT = {"rows": [
     {"label": "A", "seats": ["wheelchair", "companion", None, "standard", "standard", "standard", "standard"]},
     {"label": "B", "seats": ["standard", "standard", None, "standard", "standard", "standard", "standard"]},
     {"label": "C", "seats": ["premium", "premium", None, "premium", "premium", "premium", "premium"]},
-]}
+], "focal_point": {"x": 5, "y": 2.5}}
 SCREEN_IN = {"name": "Salle 1", "layout": LAYOUT}
 SCREEN = {"id": 7, "theater_id": 3, **SCREEN_IN, "seat_count": 18, "created_at": "2026-11-02T09:10:00+00:00"}
 SCREEN_DETAIL = {**SCREEN, "seats": [
-    {"id": 101, "label": "A1", "row": "A", "number": 1, "category": "wheelchair", "row_index": 0, "col_index": 0},
-    {"id": 102, "label": "A2", "row": "A", "number": 2, "category": "companion", "row_index": 0, "col_index": 1},
-    {"id": 103, "label": "A3", "row": "A", "number": 3, "category": "standard", "row_index": 0, "col_index": 3},
-]}
+    {"id": 101, "label": "A1", "row": "A", "number": 1, "category": "wheelchair", "row_index": 0, "col_index": 0, "x": 1, "y": 1},
+    {"id": 102, "label": "A2", "row": "A", "number": 2, "category": "companion", "row_index": 0, "col_index": 1, "x": 2, "y": 1},
+    {"id": 103, "label": "A3", "row": "A", "number": 3, "category": "standard", "row_index": 0, "col_index": 3, "x": 4, "y": 1},
+], "focal_point": {"x": 5.0, "y": 2.5}}
 MOVIE_IN = {"title": "Heat", "duration_minutes": 170, "description": "A crew of thieves and the detective on "
             "their trail.", "genres": ["crime", "thriller"], "language": "en", "rating": "R",
             "release_date": "1995-12-15", "poster_url": "https://img.example.com/posters/heat.jpg"}
@@ -593,13 +611,13 @@ SHOWTIME = {
     "city": {"id": 1, "name": "Paris", "timezone": "Europe/Paris"},
     "seats_available": 15,
 }
-SEAT_MAP = {"showtime_id": 42, "currency": "EUR", "seats": [
-    {"id": 101, "label": "A1", "row": "A", "number": 1, "category": "wheelchair", "price_cents": 1250,
-     "status": "available"},
-    {"id": 103, "label": "A3", "row": "A", "number": 3, "category": "standard", "price_cents": 1250,
-     "status": "held"},
-    {"id": 113, "label": "C1", "row": "C", "number": 1, "category": "premium", "price_cents": 1650,
-     "status": "booked"},
+SEAT_MAP = {"showtime_id": 42, "currency": "EUR", "focal_point": {"x": 5.0, "y": 2.5}, "seats": [
+    {"id": 101, "label": "A1", "row": "A", "number": 1, "category": "wheelchair", "x": 1, "y": 1,
+     "price_cents": 1250, "status": "available"},
+    {"id": 103, "label": "A3", "row": "A", "number": 3, "category": "standard", "x": 4, "y": 1,
+     "price_cents": 1250, "status": "held"},
+    {"id": 113, "label": "C1", "row": "C", "number": 1, "category": "premium", "x": 1, "y": 3,
+     "price_cents": 1650, "status": "booked"},
 ]}
 HOLD_IN = {"seat_ids": [104, 105]}
 HOLD = {"id": "42.9f86d081884c7d659a2feaa0c55ad015", "showtime_id": 42, "seat_ids": [104, 105],

@@ -23,7 +23,7 @@ from app import db
 from app.bootstrap import marquee
 from app.models import City, Movie, Reservation, Screen, Seat, Showtime, Theater
 from app.services import errors
-from app.services.layout import LayoutError, build_seats
+from app.services.layout import LayoutError, SeatSpec, build_seats, focal_point
 from app.services.pagination import page_of
 
 # Which cached namespaces a write of each kind makes stale.
@@ -587,9 +587,11 @@ def seat_map(showtime_id: int) -> dict:
     """Every seat of the showtime's screen with its price; status ``available``
     until the booking engine overlays holds and bookings."""
     showtime = get_showtime(showtime_id)
+    seats = screen_seats(showtime.screen_id)
     return {
         "showtime_id": showtime.id,
         "currency": showtime.currency,
+        "focal_point": screen_focal_point(get_screen(showtime.screen_id), seats),
         "seats": [
             {
                 "id": seat.id,
@@ -597,9 +599,19 @@ def seat_map(showtime_id: int) -> dict:
                 "row": seat.row_label,
                 "number": seat.number,
                 "category": seat.category,
+                "x": seat.col_index + 1,
+                "y": seat.row_index + 1,
                 "price_cents": showtime.prices.get(seat.category),
                 "status": "available",
             }
-            for seat in screen_seats(showtime.screen_id)
+            for seat in seats
         ],
     }
+
+
+def screen_focal_point(screen: Screen, seats: list[Seat] | None = None) -> dict[str, float]:
+    """The screen's focal point: its layout's, or the default (middle of the widest
+    row, two thirds back), from its seats as stored."""
+    specs = [SeatSpec(s.row_label, s.number, s.label, s.category, s.row_index, s.col_index)
+             for s in (seats if seats is not None else screen_seats(screen.id))]
+    return focal_point(screen.layout, specs)

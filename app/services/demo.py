@@ -50,7 +50,7 @@ MOVIES = [
 
 DEMO_THEATERS = [t["name"] for c in CITIES for t in c["theaters"]]
 
-PRICES = {"standard": 1200, "premium": 1600, "recliner": 2200, "wheelchair": 1200}
+PRICES = {"standard": 1200, "premium": 1600, "recliner": 2200, "wheelchair": 1200, "companion": 1200}
 
 
 def grand_layout() -> dict:
@@ -60,10 +60,12 @@ def grand_layout() -> dict:
         label = chr(ord("A") + i)
         category = "recliner" if i >= 13 else "premium" if 6 <= i <= 9 else "standard"
         seats = [category] * 10 + [None] + [category] * 10
-        if i == 0:
+        if i == 0:  # wheelchair spaces at both ends of the front row, a companion seat beside each
             seats[0] = seats[-1] = "wheelchair"
+            seats[1] = seats[-2] = "companion"
         rows.append({"label": label, "seats": seats})
-    return {"rows": rows}
+    # the best place to sit: the middle of the room (the aisle), about two thirds back
+    return {"rows": rows, "focal_point": {"x": 11, "y": 11}}
 
 
 def small_layout() -> dict:

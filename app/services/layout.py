@@ -4,11 +4,18 @@ A layout looks like ``{"rows": [{"label": "A", "seats": ["standard", null, "prem
 ``null`` is a gap (an aisle), every other entry a seat of that category. Seats
 are numbered from 1 within their row, skipping gaps, so the example gives A1,
 (gap), A2. This module is pure: no database, easy to test.
+
+Geometry (API.md): a seat is at ``x`` (its 1-based position in the row, gaps
+counted) and ``y`` (its 1-based row, row 1 nearest the screen). A layout may set
+``focal_point {x, y}``, the best place to sit; by default the middle of the widest
+row, two thirds of the way back (``focal_point``).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from app.services.seat_choice import SeatPlace, default_focal_point
 
 MAX_ROWS = 200
 MAX_ROW_WIDTH = 500
@@ -85,9 +92,36 @@ def build_seats(layout: dict) -> list[SeatSpec]:
             problems.append(f"row {label}: has no seats")
     if len(seats) > MAX_SEATS:
         problems.append(f"at most {MAX_SEATS} seats per screen")
+    problems += _check_focal_point(layout, rows)
     if problems:
         raise LayoutError(problems[:50])
     return seats
+
+
+def focal_point(layout: dict, seats: list[SeatSpec] | None = None) -> dict[str, float]:
+    """The layout's focal point ``{x, y}``: its own, or the default (API.md)."""
+    given = layout.get("focal_point") if isinstance(layout, dict) else None
+    if given:
+        return {"x": float(given["x"]), "y": float(given["y"])}
+    places = [SeatPlace(0, s.col_index + 1, s.row_index + 1, s.category) for s in (seats or build_seats(layout))]
+    x, y = default_focal_point(places)
+    return {"x": x, "y": round(y, 4)}
+
+
+def _check_focal_point(layout: dict, rows: list) -> list[str]:
+    given = layout.get("focal_point")
+    if given is None:
+        return []
+    if not isinstance(given, dict) or set(given) != {"x", "y"}:
+        return ["focal_point must be an object with x and y"]
+    x, y = given["x"], given["y"]
+    width = max((len(r.get("seats") or []) for r in rows if isinstance(r, dict)), default=0)
+    problems = []
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not 1 <= x <= max(width, 1):
+        problems.append(f"focal_point.x must be a position from 1 to {max(width, 1)}")
+    if isinstance(y, bool) or not isinstance(y, (int, float)) or not 1 <= y <= len(rows):
+        problems.append(f"focal_point.y must be a row from 1 to {len(rows)}")
+    return problems
 
 
 def categories(seats: list[SeatSpec]) -> set[str]:

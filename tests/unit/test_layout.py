@@ -65,3 +65,23 @@ def test_every_seat_gets_a_unique_label_and_gaps_none(rows):
     seats = build_seats(layout)
     assert len(seats) == sum(c is not None for r in rows for c in r)
     assert len({s.label for s in seats}) == len(seats)
+
+
+def test_the_focal_point_is_the_layouts_own_or_the_middle_of_the_widest_row_two_thirds_back():
+    from app.services.layout import focal_point
+
+    layout = {"rows": [{"label": "A", "seats": ["standard"] * 3},
+                       {"label": "B", "seats": ["standard"] * 10 + [None] + ["standard"] * 10},
+                       {"label": "C", "seats": ["standard"] * 5}]}
+    assert focal_point(layout) == {"x": 11.0, "y": 2.3333}
+    assert focal_point({**layout, "focal_point": {"x": 4, "y": 2}}) == {"x": 4.0, "y": 2.0}
+
+
+@pytest.mark.parametrize("point", [{"x": 22, "y": 1}, {"x": 1, "y": 4}, {"x": 0, "y": 1}, {"x": "1", "y": 1},
+                                   {"x": 1}, {"x": True, "y": 1}])
+def test_a_focal_point_outside_the_room_is_refused(point):
+    layout = {"rows": [{"label": "A", "seats": ["standard"] * 21}] * 1 + [
+        {"label": "B", "seats": ["standard"] * 3}, {"label": "C", "seats": ["standard"] * 3}], "focal_point": point}
+    with pytest.raises(LayoutError) as refused:
+        build_seats(layout)
+    assert any("focal_point" in m for m in refused.value.messages)
