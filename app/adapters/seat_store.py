@@ -44,7 +44,7 @@ class HoldOutcome(IntEnum):
     """First element of ``hold_seats.lua``'s answer."""
 
     HELD = 1
-    TAKEN = 0  # the positions of the taken seats follow
+    TAKEN = 0  # hold_seats: the positions of the taken seats follow; hold_best: no placement exists
     ALREADY_HOLDING = -1  # the user's live hold id follows
     NEEDS_SYNC = -2  # Redis lost this showtime's booked seats: rebuild, then retry
 
@@ -147,6 +147,7 @@ class SeatStore:
         self._bind = store.script("bind_reservation")
         self._set_owner = store.script("set_owner")
         self._sync = store.script("sync_seats")
+        self._hold_best = store.script("hold_best")
 
     # --- keys -------------------------------------------------------------------
     def seat_key(self, showtime_id: int, seat_id: int) -> str:
@@ -186,6 +187,31 @@ class SeatStore:
             existing = result[1].decode() if isinstance(result[1], bytes) else str(result[1])
             return hold_id, HoldResult(False, [], live_hold_id=existing)
         return hold_id, HoldResult(False, [seat_ids[int(i) - 1] for i in result[1:]])
+
+    def hold_best(self, showtime_id: int, user_id: int, seats: list[tuple[int, int, int, bool]], n: int,
+                  focal6: tuple[int, int], ttl_ms: int, expires_at: datetime, *, max_rows: int = 3,
+                  unsynced_ok: bool = False) -> tuple[str, HoldResult, list[int]]:
+        """Choose ``n`` seats by the best-available rules and hold them, in one script.
+
+        ``seats``: every seat of the screen as (id, x, y, may the party sit there), in row
+        then position order; ``focal6``: the focal point in sixths of a seat. Returns the
+        hold id, the outcome, and the chosen seats (empty when none could be placed)."""
+        hold_id = new_hold_id(showtime_id)
+        keys = [self.user_key(showtime_id, user_id), self.hold_key(showtime_id, hold_id),
+                self.synced_key(showtime_id), *self._seat_keys(showtime_id, [s[0] for s in seats])]
+        packed = "".join(f"{sid},{x},{y},{1 if eligible else 0};" for sid, x, y, eligible in seats)
+        result = self._hold_best(keys=keys, args=[hold_id, ttl_ms, user_id, expires_at.isoformat(),
+                                                  "1" if unsynced_ok else "0", SeatOwner.hold(hold_id).token,
+                                                  n, focal6[0], focal6[1], max_rows, packed])
+        outcome = HoldOutcome(int(result[0]))
+        if outcome is HoldOutcome.HELD:
+            return hold_id, HoldResult(True, []), [int(s) for s in result[1:]]
+        if outcome is HoldOutcome.NEEDS_SYNC:
+            return hold_id, HoldResult(False, [], needs_sync=True), []
+        if outcome is HoldOutcome.ALREADY_HOLDING:
+            existing = result[1].decode() if isinstance(result[1], bytes) else str(result[1])
+            return hold_id, HoldResult(False, [], live_hold_id=existing), []
+        return hold_id, HoldResult(False, []), []  # no placement: nothing was taken
 
     def get_hold(self, hold_id: str) -> Hold | None:
         showtime_id = showtime_of(hold_id)

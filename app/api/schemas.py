@@ -1,7 +1,7 @@
 """Request, response and query schemas. Inputs refuse unknown fields; ids are dump-only."""
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 from app.api import fields as mfields
 from app.bootstrap import marquee
@@ -392,12 +392,27 @@ class SeatMapSchema(Schema):
 # --- booking ----------------------------------------------------------------
 
 class HoldRequestSchema(StrictSchema):
+    """Either ``seat_ids`` (these seats, all or none) or ``quantity`` (best available)."""
+
     seat_ids = fields.List(
         fields.Integer(strict=True, validate=validate.Range(min=1)),
-        required=True,
         validate=[validate.Length(min=1), within_seats_per_hold],
         metadata={"description": "Seats to hold: all or none (at most MAX_SEATS_PER_HOLD, default 10)"},
     )
+    quantity = fields.Integer(
+        strict=True, validate=[validate.Range(min=1), within_seats_per_hold],
+        metadata={"description": "Best available: Marquee picks this many seats and holds them atomically "
+                                 "(side by side in one row stranding no seat, nearest the focal point; then "
+                                 "stranding one; then split over neighbouring rows in parts of two or more)"},
+    )
+    category = fields.String(validate=CATEGORY, metadata={"description": "Best available within this category"})
+
+    @validates_schema
+    def one_way_to_choose(self, data, **kwargs):
+        if ("seat_ids" in data) == ("quantity" in data):
+            raise ValidationError("Give either seat_ids or quantity (best available)", "_schema")
+        if "category" in data and "quantity" not in data:
+            raise ValidationError("category goes with quantity (best available)", "category")
 
 
 class HoldSchema(Schema):

@@ -80,6 +80,21 @@ def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int]) -> Hold:
     return hold
 
 
+def hold_best_available(user_id: int, showtime_id: int, quantity: int, *, category: str | None = None) -> Hold:
+    """Marquee picks the best ``quantity`` seats (of ``category``) and holds them in one
+    atomic step: 409 ``not_enough_seats`` when no placement exists, never a partial hold."""
+    settings = marquee().settings
+    seats.check_seat_count("quantity", quantity)
+    seating = seats.showtime_seating(showtime_id)
+    if category is not None and not any(seat[1] == category for seat in seating["seats"].values()):
+        raise errors.Invalid(f"This showtime's screen has no {category} seats",
+                             errors={"category": [f"No seat of this screen is {category}"]})
+    seats.ensure_not_started(seating, seats.now())
+    hold = seats.take_best(user_id, showtime_id, quantity, settings.hold_ttl_seconds, category=category)
+    seats.index_hold(hold)
+    return hold
+
+
 def list_holds(user_id: int, page: int, page_size: int) -> tuple[list[Hold], int]:
     """The caller's live holds, latest expiry first (the newest, holds lasting alike)."""
     holds = seats.holds_of(user_id)

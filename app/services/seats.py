@@ -24,8 +24,10 @@ from app import db
 from app.adapters.seat_store import Hold, HoldState, SeatOwner, SeatStore, reservation_owner
 from app.bootstrap import marquee
 from app.metrics import HOLDS
-from app.models import LIVE_STATUSES, Reservation, ReservationSeat, ReservationStatus, Seat, Showtime
+from app.models import LIVE_STATUSES, Reservation, ReservationSeat, ReservationStatus, Screen, Seat, Showtime
 from app.services import errors
+from app.services.layout import SeatSpec, focal_point
+from app.services.seat_choice import sixths
 
 log = logging.getLogger(__name__)
 
@@ -64,23 +66,29 @@ def seat_map_changed(showtime_id: int) -> None:
 # --- the showtime's seating, cached -------------------------------------------
 
 def showtime_seating(showtime_id: int) -> dict:
-    """What holds and reservations need of a showtime: start, prices, its seats
-    (``{seat id: [label, category]}``). ``NotFound`` for an unknown showtime."""
+    """What holds and reservations need of a showtime: start, prices, its seats in
+    row then position order (``{seat id: [label, category, x, y]}``) and its focal
+    point in sixths of a seat (``focal6``). ``NotFound`` for an unknown showtime."""
     def compute():
         showtime = db.session.get(Showtime, showtime_id)
         if showtime is None:
             return None
-        seats = db.session.execute(
-            select(Seat.id, Seat.label, Seat.category).where(Seat.screen_id == showtime.screen_id)
+        rows = db.session.execute(
+            select(Seat.id, Seat.label, Seat.category, Seat.row_label, Seat.number, Seat.row_index, Seat.col_index)
+            .where(Seat.screen_id == showtime.screen_id).order_by(Seat.row_index, Seat.col_index)
         ).all()
+        specs = [SeatSpec(r.row_label, r.number, r.label, r.category, r.row_index, r.col_index) for r in rows]
+        focal = focal_point(db.session.get(Screen, showtime.screen_id).layout, specs)
         return {
             "starts_at": showtime.starts_at.isoformat(),
             "currency": showtime.currency,
             "prices": showtime.prices,
-            "seats": {str(s.id): [s.label, s.category] for s in seats},
+            "seats": {str(r.id): [r.label, r.category, r.col_index + 1, r.row_index + 1] for r in rows},
+            "focal6": list(sixths((focal["x"], focal["y"]))),
         }
 
-    seating = marquee().cache.get_or_compute(["showtimes", "screens"], "seating", showtime_id, compute, local=True)
+    seating = marquee().cache.get_or_compute(["showtimes", "screens"], "seating-v2", showtime_id, compute,
+                                             local=True)
     if seating is None:
         raise errors.NotFound(f"Showtime {showtime_id} does not exist")
     return seating
@@ -112,6 +120,10 @@ def check_seat_count(field: str, count: int) -> None:
         raise errors.Invalid(f"At most {limit} seats per hold", errors={field: [f"At most {limit} seats"]})
 
 
+class NotEnoughSeats(errors.Conflict):
+    code, title = "not_enough_seats", "Not enough seats together for this party"
+
+
 def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: int) -> Hold:
     """Take all of ``seat_ids`` for a new hold of ``user_id`` lasting
     ``ttl_seconds``, or none: ``SeatsUnavailable`` (with the taken ``seat_ids``)
@@ -122,14 +134,44 @@ def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: 
     server) PostgreSQL decides instead: slower, and right whatever Redis holds.
     Reads only: it neither opens nor ends a unit of work of its caller.
     """
+    store = _store()
+
+    def attempt(expires_at: datetime, unsynced_ok: bool):
+        hold_id, result = store.hold(showtime_id, user_id, seat_ids, ttl_seconds * 1000, expires_at,
+                                     unsynced_ok=unsynced_ok)
+        return hold_id, result, seat_ids
+
+    return _take(user_id, showtime_id, ttl_seconds, attempt)
+
+
+def take_best(user_id: int, showtime_id: int, quantity: int, ttl_seconds: int, *,
+              category: str | None = None) -> Hold:
+    """Choose ``quantity`` seats by the best-available rules (``seat_choice``) and
+    hold them, in one atomic step (``hold_best.lua``): ``NotEnoughSeats`` when no
+    placement exists, ``HoldExists`` as for ``take_hold``."""
+    seating = showtime_seating(showtime_id)
+    layout = [(int(seat_id), x, y, category is None or seat_category == category)
+              for seat_id, (_label, seat_category, x, y) in seating["seats"].items()]
+    focal6 = tuple(seating["focal6"])
+    store = _store()
+
+    def attempt(expires_at: datetime, unsynced_ok: bool):
+        return store.hold_best(showtime_id, user_id, layout, quantity, focal6, ttl_seconds * 1000, expires_at,
+                               unsynced_ok=unsynced_ok)
+
+    return _take(user_id, showtime_id, ttl_seconds, attempt)
+
+
+def _take(user_id: int, showtime_id: int, ttl_seconds: int, attempt: Callable) -> Hold:
+    """The one way seats are taken: ``attempt(expires_at, unsynced_ok)`` runs a hold
+    script and answers ``(hold id, HoldResult, seat ids)``; see ``take_hold``."""
     at = now()
     expires_at = (at + timedelta(seconds=ttl_seconds)).replace(microsecond=0)
     store = _store()
     checked_by_postgresql = False
-    for attempt in range(3):
-        checked_by_postgresql = attempt == 2
-        hold_id, result = store.hold(showtime_id, user_id, seat_ids, ttl_seconds * 1000, expires_at,
-                                     unsynced_ok=checked_by_postgresql)
+    for attempt_number in range(3):
+        checked_by_postgresql = attempt_number == 2
+        hold_id, result, seat_ids = attempt(expires_at, checked_by_postgresql)
         if not result.needs_sync:
             break
         sync_showtime(showtime_id)
@@ -146,6 +188,10 @@ def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: 
             "You already hold seats for this showtime: reserve or release that hold first",
             hold_id=result.live_hold_id,
         )
+    if not result.held and not seat_ids:
+        HOLDS.labels("not_enough_seats").inc()
+        raise NotEnoughSeats("No placement for this party now (side by side in a row, or in parts of two or more "
+                             "in neighbouring rows); nothing was held")
     if not result.held:
         HOLDS.labels("conflict").inc()
         raise errors.SeatsUnavailable("Some of these seats are taken; none were held", seat_ids=result.taken)
