@@ -47,6 +47,7 @@ class HoldOutcome(IntEnum):
     TAKEN = 0  # hold_seats: the positions of the taken seats follow; hold_best: no placement exists
     ALREADY_HOLDING = -1  # the user's live hold id follows
     NEEDS_SYNC = -2  # Redis lost this showtime's booked seats: rebuild, then retry
+    ORPHAN = -3  # hold_seats with the orphan rule: the positions of the seats it would strand follow
 
 
 class ClaimOutcome(IntEnum):
@@ -114,6 +115,7 @@ class HoldResult:
     taken: list[int]  # seats someone else has (when not held)
     live_hold_id: str | None = None  # the user's existing hold (when not held)
     needs_sync: bool = False  # Redis lost this showtime's booked seats: rebuild first
+    stranded: list[int] | None = None  # seats the hold would leave alone (orphan rule; when not held)
 
 
 def new_hold_id(showtime_id: int) -> str:
@@ -167,18 +169,27 @@ class SeatStore:
 
     # --- holds ------------------------------------------------------------------
     def hold(self, showtime_id: int, user_id: int, seat_ids: list[int], ttl_ms: int,
-             expires_at: datetime, *, unsynced_ok: bool = False) -> tuple[str, HoldResult]:
+             expires_at: datetime, *, unsynced_ok: bool = False,
+             rows: dict[int, tuple[int, int]] | None = None) -> tuple[str, HoldResult]:
         """Take all of ``seat_ids`` for a new hold of ``user_id``, or none.
 
         ``unsynced_ok``: decide even if Redis may have lost booked seats; the
-        caller must then check them against PostgreSQL itself."""
+        caller must then check them against PostgreSQL itself. ``rows``: with the
+        orphan rule, ``{seat id: (x, y)}`` of every seat of the rows the request is
+        in (requested ones included); a hold that would strand a seat is refused
+        (``HoldResult.stranded``)."""
         hold_id = new_hold_id(showtime_id)
+        context = [s for s in rows if s not in set(seat_ids)] if rows else []
+        geometry = "".join(f"{rows[s][0]},{rows[s][1]};" for s in [*seat_ids, *context]) if rows else ""
         keys = [self.user_key(showtime_id, user_id), self.hold_key(showtime_id, hold_id),
-                self.synced_key(showtime_id), *self._seat_keys(showtime_id, seat_ids)]
+                self.synced_key(showtime_id), *self._seat_keys(showtime_id, [*seat_ids, *context])]
         result = self._hold(keys=keys, args=[hold_id, ttl_ms, user_id, json.dumps(seat_ids),
                                              expires_at.isoformat(), "1" if unsynced_ok else "0",
-                                             SeatOwner.hold(hold_id).token])
+                                             SeatOwner.hold(hold_id).token, geometry, len(seat_ids)])
         outcome = HoldOutcome(int(result[0]))
+        if outcome is HoldOutcome.ORPHAN:
+            everything = [*seat_ids, *context]
+            return hold_id, HoldResult(False, [], stranded=[everything[int(i) - 1] for i in result[1:]])
         if outcome is HoldOutcome.HELD:
             return hold_id, HoldResult(True, [])
         if outcome is HoldOutcome.NEEDS_SYNC:

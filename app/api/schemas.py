@@ -327,6 +327,9 @@ class ShowtimeSchema(StrictSchema):
     ends_at = mfields.DateTime(dump_only=True)
     prices = _prices(required=True)
     currency = fields.String(required=True, validate=CURRENCY)
+    orphan_seats = fields.String(load_default="prevent", validate=validate.OneOf(["prevent", "allow"]), metadata={
+        "description": "prevent (default): a hold by seat that would leave a free seat alone in its run is "
+                       "refused, 409 orphan_seat; allow: no such check"})
     created_at = mfields.DateTime(dump_only=True)
     movie = fields.Nested("ShowtimeMovieSchema", dump_only=True)
     theater = fields.Nested("NamedRefSchema", dump_only=True)
@@ -359,6 +362,7 @@ class ShowtimePatchSchema(ShowtimeSchema):
     starts_at = mfields.DateTime(format="iso")
     prices = _prices(required=False)
     currency = fields.String(validate=CURRENCY)
+    orphan_seats = fields.String(validate=validate.OneOf(["prevent", "allow"]))
 
 
 class ShowtimeQuerySchema(InputSchema):

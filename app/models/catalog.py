@@ -133,6 +133,7 @@ class Showtime(Base):
     __table_args__ = (
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
+        CheckConstraint("orphan_seats IN ('prevent', 'allow')", name="orphan_seats_known"),
         Index("ix_showtimes_movie_id_starts_at", "movie_id", "starts_at"),
         Index("ix_showtimes_screen_id_starts_at", "screen_id", "starts_at"),
     )
@@ -144,4 +145,6 @@ class Showtime(Base):
     ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     prices: Mapped[dict] = mapped_column(JSONB)
     currency: Mapped[str] = mapped_column(String(3))
+    # "prevent": a hold by seat that would leave a free seat alone is refused (API.md)
+    orphan_seats: Mapped[str] = mapped_column(String(8), server_default="prevent")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

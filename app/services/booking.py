@@ -75,7 +75,8 @@ def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int]) -> Hold:
         raise errors.Invalid("Some seats are not seats of this showtime's screen",
                              errors={"seat_ids": [f"Not a seat of this showtime: {unknown}"]}, seat_ids=unknown)
     seats.ensure_not_started(seating, seats.now())
-    hold = seats.take_hold(user_id, showtime_id, seat_ids, settings.hold_ttl_seconds)
+    hold = seats.take_hold(user_id, showtime_id, seat_ids, settings.hold_ttl_seconds,
+                           prevent_orphans=seating["orphan_seats"] == "prevent")
     seats.index_hold(hold)
     return hold
 

@@ -486,6 +486,7 @@ def create_showtime(data: dict) -> Showtime:
             starts_at=data["starts_at"],
             prices=data["prices"],
             currency=data["currency"],
+            orphan_seats=data.get("orphan_seats", "prevent"),
         )
         _schedule(showtime)
         db.session.add(showtime)
@@ -505,7 +506,7 @@ def update_showtime(showtime_id: int, data: dict) -> Showtime:
         # No autoflush until the new end is computed: a half-applied row (new
         # start, old end) would break the ends-after-start check.
         with db.session.no_autoflush:
-            _apply(showtime, data, ("movie_id", "screen_id", "starts_at", "prices", "currency"))
+            _apply(showtime, data, ("movie_id", "screen_id", "starts_at", "prices", "currency", "orphan_seats"))
             _check_prices(showtime.screen_id, showtime.prices)
             _schedule(showtime)
     return showtime
@@ -574,6 +575,7 @@ def showtime_details(showtimes: list[Showtime]) -> list[dict]:
             "id": showtime.id, "movie_id": showtime.movie_id, "screen_id": showtime.screen_id,
             "starts_at": showtime.starts_at, "ends_at": showtime.ends_at, "prices": showtime.prices,
             "currency": showtime.currency, "created_at": showtime.created_at,
+            "orphan_seats": showtime.orphan_seats,
             "starts_at_local": local_time(showtime.starts_at, city.timezone),
             "movie": {"id": movie.id, "title": movie.title, "duration_minutes": movie.duration_minutes,
                       "rating": movie.rating},

@@ -85,6 +85,7 @@ def showtime_seating(showtime_id: int) -> dict:
             "prices": showtime.prices,
             "seats": {str(r.id): [r.label, r.category, r.col_index + 1, r.row_index + 1] for r in rows},
             "focal6": list(sixths((focal["x"], focal["y"]))),
+            "orphan_seats": showtime.orphan_seats,
         }
 
     seating = marquee().cache.get_or_compute(["showtimes", "screens"], "seating-v2", showtime_id, compute,
@@ -124,10 +125,18 @@ class NotEnoughSeats(errors.Conflict):
     code, title = "not_enough_seats", "Not enough seats together for this party"
 
 
-def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: int) -> Hold:
+class OrphanSeat(errors.Conflict):
+    code, title = "orphan_seat", "This hold would leave a seat alone"
+
+
+def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: int, *,
+              prevent_orphans: bool = False) -> Hold:
     """Take all of ``seat_ids`` for a new hold of ``user_id`` lasting
     ``ttl_seconds``, or none: ``SeatsUnavailable`` (with the taken ``seat_ids``)
-    or ``HoldExists`` (with the user's live ``hold_id``).
+    or ``HoldExists`` (with the user's live ``hold_id``). With ``prevent_orphans``
+    the same atomic step refuses a hold that would leave a free seat alone in its
+    run (``OrphanSeat`` with the ``seat_ids`` it would strand), unless every
+    placement in a run it takes from would (``seat_choice.orphans_refused``).
 
     Redis decides while it knows the showtime's booked seats; when it has lost
     them it asks for a rebuild first, and if it keeps losing them (a flapping
@@ -135,10 +144,15 @@ def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: 
     Reads only: it neither opens nor ends a unit of work of its caller.
     """
     store = _store()
+    rows = None
+    if prevent_orphans:  # the rows the request is in: where a seat could be stranded
+        placed = showtime_seating(showtime_id)["seats"]
+        in_rows = {placed[str(s)][3] for s in seat_ids}
+        rows = {int(sid): (seat[2], seat[3]) for sid, seat in placed.items() if seat[3] in in_rows}
 
     def attempt(expires_at: datetime, unsynced_ok: bool):
         hold_id, result = store.hold(showtime_id, user_id, seat_ids, ttl_seconds * 1000, expires_at,
-                                     unsynced_ok=unsynced_ok)
+                                     unsynced_ok=unsynced_ok, rows=rows)
         return hold_id, result, seat_ids
 
     return _take(user_id, showtime_id, ttl_seconds, attempt)
@@ -188,6 +202,10 @@ def _take(user_id: int, showtime_id: int, ttl_seconds: int, attempt: Callable) -
             "You already hold seats for this showtime: reserve or release that hold first",
             hold_id=result.live_hold_id,
         )
+    if result.stranded:
+        HOLDS.labels("orphan_seat").inc()
+        raise OrphanSeat("This hold would leave a seat alone between taken ones; take it too, or other seats "
+                         "(nothing was held)", seat_ids=result.stranded)
     if not result.held and not seat_ids:
         HOLDS.labels("not_enough_seats").inc()
         raise NotEnoughSeats("No placement for this party now (side by side in a row, or in parts of two or more "

@@ -77,3 +77,26 @@ def _hold_in_script_keep(store: SeatStore, seats, n, user):
     layout = [(s.id, s.x, s.y, True) for s in ordered]
     expires = datetime.now(timezone.utc) + timedelta(minutes=5)
     return store.hold_best(SHOWTIME, user, layout, n, sixths(default_focal_point(seats)), 60_000, expires)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(room=rooms(), data=st.data())
+def test_the_hold_script_refuses_exactly_the_holds_the_orphan_model_refuses(store, room, data):
+    from app.services.seat_choice import orphans_refused
+
+    seats, available = room
+    if not available:
+        return
+    wanted = data.draw(st.lists(st.sampled_from(sorted(available)), min_size=1, max_size=4, unique=True))
+    store.store.delete_prefixed("{st:%d}:*" % SHOWTIME)
+    store.sync(SHOWTIME, [(s.id, "r:1", 60_000) for s in seats if s.id not in available], 3600)
+    rows_of_request = {s.y for s in seats if s.id in wanted}
+    rows = {s.id: (s.x, s.y) for s in seats if s.y in rows_of_request}
+    expires = datetime.now(timezone.utc) + timedelta(minutes=5)
+    _, result, = store.hold(SHOWTIME, 1, wanted, 60_000, expires, rows=rows)
+    refused = orphans_refused(seats, available, set(wanted))
+    if refused:
+        assert not result.held and sorted(result.stranded) == refused
+        assert store.owners(SHOWTIME, wanted) == {}  # nothing taken
+    else:
+        assert result.held and not result.stranded

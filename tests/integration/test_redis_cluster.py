@@ -73,3 +73,17 @@ def test_the_hold_rules_match_the_model_on_a_cluster(cluster_store):
     HoldRules.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None,
                                            suppress_health_check=list(HealthCheck))
     HoldRules.TestCase().runTest()
+
+
+def test_best_available_chooses_and_holds_on_the_node_of_its_showtime(cluster_store):
+    """hold_best.lua reads and takes every seat of a showtime in one script: legal on a
+    cluster because every key carries the showtime's hash tag."""
+    seats = [(y * 10 + x, x, y, True) for y in range(1, 4) for x in range(1, 7)]  # 3 rows of 6
+    for showtime in range(301, 310):
+        cluster_store.sync(showtime, [], 3600)
+        _, first, chosen = cluster_store.hold_best(showtime, 1, seats, 4, (21, 14), TTL_MS, _expires())
+        assert first.held and len(chosen) == 4
+        _, second, more = cluster_store.hold_best(showtime, 2, seats, 6, (21, 14), TTL_MS, _expires())
+        assert second.held and not set(chosen) & set(more)
+        owners = cluster_store.owners(showtime, [s[0] for s in seats])
+        assert set(owners) == set(chosen) | set(more)
