@@ -45,10 +45,23 @@ def _showtime(base: str) -> dict:
     shows = requests.get(base + "/api/v1/showtimes", params={"starts_after": after, "page_size": 50}, timeout=5).json()
     for show in shows:
         seats = requests.get(f"{base}/api/v1/showtimes/{show['id']}/seats", timeout=5).json()["seats"]
-        free = [s["id"] for s in seats if s["status"] == "available"]
-        if len(free) >= 64:
+        free = _apart([s for s in seats if s["status"] == "available"])
+        if len(free) >= 16:
             return {"id": show["id"], "free": free}
     raise SystemExit("no future showtime with free seats: run `make up` first")
+
+
+def _apart(free: list[dict]) -> list[int]:
+    """Free seats that clients can hold and release in any order without ever leaving a
+    seat alone (the orphan rule would refuse those holds): three apart in each run, and
+    never one seat short of a run's end."""
+    from app.services.seat_choice import SeatPlace, runs
+
+    places = [SeatPlace(s["id"], s["x"], s["y"], s["category"]) for s in free]
+    chosen = []
+    for run in runs(places, {p.id for p in places}):
+        chosen += [seat.id for i, seat in enumerate(run) if i % 3 == 0 and len(run) - 1 - i != 1]
+    return chosen
 
 
 def hold_cycles(base: str, tokens: list[str], showtime: dict, seconds: float, *, best: bool = False) -> dict:
