@@ -81,6 +81,8 @@ class Settings:
     max_delivery_attempts: int = 5
     ticket_signing_key: bytes = b""
     waitlist_offer_seconds: int = 300
+    # wheelchair spaces and companion seats open to everyone this long before the show
+    accessible_release_minutes: int = 120
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     smtp_starttls: bool = False
@@ -138,6 +140,7 @@ class Settings:
             max_delivery_attempts=_int("MAX_DELIVERY_ATTEMPTS", 5),
             ticket_signing_key=_derived_key("TICKET_SIGNING_KEY", secret, b"marquee ticket signing"),
             waitlist_offer_seconds=_int("WAITLIST_OFFER_SECONDS", 300),
+            accessible_release_minutes=_int("ACCESSIBLE_RELEASE_MINUTES", 120),
             smtp_host=os.environ.get("SMTP_HOST", "127.0.0.1"),
             smtp_port=_int("SMTP_PORT", 8025),
             smtp_starttls=_bool("SMTP_STARTTLS", False),

@@ -36,7 +36,8 @@ class ShowtimeHolds(MethodView):
     @holds.response(201, s.HoldSchema, example=s.HOLD)
     @holds.alt_response(404, response="NOT_FOUND")
     @holds.alt_response(409, response="CONFLICT",
-                        description="seats_unavailable (with seat_ids), not_enough_seats (best available "
+                        description="seats_unavailable (with seat_ids), orphan_seat and accessible_seat (with seat_ids), "
+                                    "not_enough_seats (best available "
                                     "found no placement), hold_exists (with hold_id: one live hold per user and "
                                     "showtime; release it or reserve it first), showtime_started")
     def post(self, data, showtime_id):
@@ -44,7 +45,8 @@ class ShowtimeHolds(MethodView):
         if "quantity" in data:
             return booking.hold_best_available(current_user_id(), showtime_id, data["quantity"],
                                                category=data.get("category"))
-        return booking.hold_seats(current_user_id(), showtime_id, data["seat_ids"])
+        return booking.hold_seats(current_user_id(), showtime_id, data["seat_ids"],
+                                  accessible=data.get("accessible", False))
 
 
 @holds.route("/holds")

@@ -410,6 +410,9 @@ class HoldRequestSchema(StrictSchema):
                                  "stranding one; then split over neighbouring rows in parts of two or more)"},
     )
     category = fields.String(validate=CATEGORY, metadata={"description": "Best available within this category"})
+    accessible = fields.Boolean(metadata={
+        "description": "With seat_ids: true to hold wheelchair spaces (and the companion seats beside them), kept "
+                       "for accessible parties until ACCESSIBLE_RELEASE_MINUTES before the show"})
 
     @validates_schema
     def one_way_to_choose(self, data, **kwargs):
@@ -417,6 +420,9 @@ class HoldRequestSchema(StrictSchema):
             raise ValidationError("Give either seat_ids or quantity (best available)", "_schema")
         if "category" in data and "quantity" not in data:
             raise ValidationError("category goes with quantity (best available)", "category")
+        if data.get("accessible") and "quantity" in data:
+            raise ValidationError("Best available for accessible parties is not offered yet: name the seats",
+                                  "accessible")
 
 
 class HoldSchema(Schema):

@@ -63,7 +63,7 @@ def _seats_freed(showtime_id: int) -> None:
 
 # --- holds ----------------------------------------------------------------------
 
-def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int]) -> Hold:
+def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int], *, accessible: bool = False) -> Hold:
     """Hold all of ``seat_ids`` for ``HOLD_TTL_SECONDS``, or none (409 with the taken ones)."""
     settings = marquee().settings
     seats.check_seat_count("seat_ids", len(seat_ids))
@@ -74,7 +74,9 @@ def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int]) -> Hold:
     if unknown:
         raise errors.Invalid("Some seats are not seats of this showtime's screen",
                              errors={"seat_ids": [f"Not a seat of this showtime: {unknown}"]}, seat_ids=unknown)
-    seats.ensure_not_started(seating, seats.now())
+    at = seats.now()
+    seats.ensure_not_started(seating, at)
+    seats.check_accessible(seating, seat_ids, accessible, at)
     hold = seats.take_hold(user_id, showtime_id, seat_ids, settings.hold_ttl_seconds,
                            prevent_orphans=seating["orphan_seats"] == "prevent")
     seats.index_hold(hold)

@@ -129,6 +129,40 @@ class OrphanSeat(errors.Conflict):
     code, title = "orphan_seat", "This hold would leave a seat alone"
 
 
+class AccessibleSeat(errors.Conflict):
+    code, title = "accessible_seat", "Wheelchair spaces and companion seats are kept for those who need them"
+
+
+WHEELCHAIR, COMPANION = "wheelchair", "companion"
+
+
+def accessible_seats_reserved(seating: dict, at: datetime) -> bool:
+    """Whether wheelchair spaces and companion seats are still kept for accessible
+    parties (until ``ACCESSIBLE_RELEASE_MINUTES`` before the show)."""
+    release = datetime.fromisoformat(seating["starts_at"]) - timedelta(
+        minutes=marquee().settings.accessible_release_minutes)
+    return at < release
+
+
+def check_accessible(seating: dict, seat_ids: list[int], accessible: bool, at: datetime) -> None:
+    """API.md: a wheelchair space needs ``accessible``; a companion seat goes only in
+    the same hold as a wheelchair space beside it; both open to all near the show.
+    (A rule of the request alone: it needs no other hold's state.)"""
+    if not accessible_seats_reserved(seating, at):
+        return
+    placed = seating["seats"]
+    chosen = {s: placed[str(s)] for s in seat_ids}
+    wheelchairs = [s for s, seat in chosen.items() if seat[1] == WHEELCHAIR]
+    if wheelchairs and not accessible:
+        raise AccessibleSeat('Wheelchair spaces are held with "accessible": true', seat_ids=sorted(wheelchairs))
+    spaces = {(seat[2], seat[3]) for seat in chosen.values() if seat[1] == WHEELCHAIR}
+    lonely = sorted(s for s, seat in chosen.items() if seat[1] == COMPANION
+                    and (seat[2] - 1, seat[3]) not in spaces and (seat[2] + 1, seat[3]) not in spaces)
+    if lonely:
+        raise AccessibleSeat("A companion seat is held together with the wheelchair space beside it",
+                             seat_ids=lonely)
+
+
 def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: int, *,
               prevent_orphans: bool = False) -> Hold:
     """Take all of ``seat_ids`` for a new hold of ``user_id`` lasting
@@ -164,7 +198,8 @@ def take_best(user_id: int, showtime_id: int, quantity: int, ttl_seconds: int, *
     hold them, in one atomic step (``hold_best.lua``): ``NotEnoughSeats`` when no
     placement exists, ``HoldExists`` as for ``take_hold``."""
     seating = showtime_seating(showtime_id)
-    layout = [(int(seat_id), x, y, category is None or seat_category == category)
+    kept = (WHEELCHAIR, COMPANION) if accessible_seats_reserved(seating, now()) else ()
+    layout = [(int(seat_id), x, y, (category is None or seat_category == category) and seat_category not in kept)
               for seat_id, (_label, seat_category, x, y) in seating["seats"].items()]
     focal6 = tuple(seating["focal6"])
     store = _store()
