@@ -77,8 +77,7 @@ def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int], *, accessibl
     at = seats.now()
     seats.ensure_not_started(seating, at)
     seats.check_accessible(seating, seat_ids, accessible, at)
-    hold = seats.take_hold(user_id, showtime_id, seat_ids, settings.hold_ttl_seconds,
-                           prevent_orphans=seating["orphan_seats"] == "prevent")
+    hold = seats.take_hold(user_id, showtime_id, seat_ids, settings.hold_ttl_seconds, seating=seating)
     seats.index_hold(hold)
     return hold
 
@@ -93,7 +92,8 @@ def hold_best_available(user_id: int, showtime_id: int, quantity: int, *, catego
         raise errors.Invalid(f"This showtime's screen has no {category} seats",
                              errors={"category": [f"No seat of this screen is {category}"]})
     seats.ensure_not_started(seating, seats.now())
-    hold = seats.take_best(user_id, showtime_id, quantity, settings.hold_ttl_seconds, category=category)
+    hold = seats.take_best(user_id, showtime_id, quantity, settings.hold_ttl_seconds, category=category,
+                           seating=seating)
     seats.index_hold(hold)
     return hold
 

@@ -164,10 +164,11 @@ def check_accessible(seating: dict, seat_ids: list[int], accessible: bool, at: d
 
 
 def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: int, *,
-              prevent_orphans: bool = False) -> Hold:
+              seating: dict | None = None) -> Hold:
     """Take all of ``seat_ids`` for a new hold of ``user_id`` lasting
     ``ttl_seconds``, or none: ``SeatsUnavailable`` (with the taken ``seat_ids``)
-    or ``HoldExists`` (with the user's live ``hold_id``). With ``prevent_orphans``
+    or ``HoldExists`` (with the user's live ``hold_id``). Given the showtime's
+    ``seating`` (as its caller read it) whose ``orphan_seats`` is ``prevent``,
     the same atomic step refuses a hold that would leave a free seat alone in its
     run (``OrphanSeat`` with the ``seat_ids`` it would strand), unless every
     placement in a run it takes from would (``seat_choice.orphans_refused``).
@@ -179,8 +180,8 @@ def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: 
     """
     store = _store()
     rows = None
-    if prevent_orphans:  # the rows the request is in: where a seat could be stranded
-        placed = showtime_seating(showtime_id)["seats"]
+    if seating is not None and seating["orphan_seats"] == "prevent":  # the rows where a seat could be stranded
+        placed = seating["seats"]
         in_rows = {placed[str(s)][3] for s in seat_ids}
         rows = {int(sid): (seat[2], seat[3]) for sid, seat in placed.items() if seat[3] in in_rows}
 
@@ -193,11 +194,12 @@ def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: 
 
 
 def take_best(user_id: int, showtime_id: int, quantity: int, ttl_seconds: int, *,
-              category: str | None = None) -> Hold:
+              category: str | None = None, seating: dict | None = None) -> Hold:
     """Choose ``quantity`` seats by the best-available rules (``seat_choice``) and
     hold them, in one atomic step (``hold_best.lua``): ``NotEnoughSeats`` when no
-    placement exists, ``HoldExists`` as for ``take_hold``."""
-    seating = showtime_seating(showtime_id)
+    placement exists, ``HoldExists`` as for ``take_hold``. ``seating``: the
+    showtime's, if the caller has read it already."""
+    seating = seating or showtime_seating(showtime_id)
     kept = (WHEELCHAIR, COMPANION) if accessible_seats_reserved(seating, now()) else ()
     layout = [(int(seat_id), x, y, (category is None or seat_category == category) and seat_category not in kept)
               for seat_id, (_label, seat_category, x, y) in seating["seats"].items()]
