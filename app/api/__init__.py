@@ -296,6 +296,19 @@ class NotModifiedWithETag(NotModified):
         self.etag = etag
 
 
+def paged(pagination_parameters, items_and_total):
+    """A service's ``(items, total)`` as a paginated view returns it: the total goes to
+    ``X-Pagination``, the items to the body."""
+    items, total = items_and_total
+    pagination_parameters.item_count = total
+    return items
+
+
+def page_args(pagination_parameters) -> dict:
+    """``page`` and ``page_size`` as the services' list functions take them."""
+    return {"page": pagination_parameters.page, "page_size": pagination_parameters.page_size}
+
+
 # --- path ids -----------------------------------------------------------------
 
 class IdConverter(IntegerConverter):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import url_for
 from flask.views import MethodView
 
-from app.api import Blueprint
+from app.api import Blueprint, page_args, paged
 from app.api import schemas as s
 from app.api.idempotency import idempotent
 from app.api.security import current_user_id, is_admin, login_required
@@ -57,10 +57,7 @@ class Holds(MethodView):
     @holds.paginate()
     def get(self, pagination_parameters):
         """The caller's live holds, newest first (ended ones drop out)"""
-        items, total = booking.list_holds(current_user_id(), pagination_parameters.page,
-                                          pagination_parameters.page_size)
-        pagination_parameters.item_count = total
-        return items
+        return paged(pagination_parameters, booking.list_holds(current_user_id(), **page_args(pagination_parameters)))
 
 
 @holds.route("/holds/<string:hold_id>")
@@ -94,10 +91,9 @@ class Reservations(MethodView):
         everyone = args["all"] or args.get("user_id") is not None
         if everyone and not is_admin():
             raise errors.Forbidden("Only admins can list other users' reservations")
-        items, total = booking.list_reservations(
-            current_user_id(), pagination_parameters.page, pagination_parameters.page_size,
-            status=args.get("status"), everyone=everyone, of_user=args.get("user_id"))
-        pagination_parameters.item_count = total
+        items = paged(pagination_parameters, booking.list_reservations(
+            current_user_id(), **page_args(pagination_parameters),
+            status=args.get("status"), everyone=everyone, of_user=args.get("user_id")))
         return _reservations_out(items)
 
     @login_required

@@ -7,7 +7,7 @@ import json
 from flask import Response
 from flask.views import MethodView
 
-from app.api import Blueprint
+from app.api import Blueprint, page_args, paged
 from app.api import schemas as s
 from app.api.idempotency import idempotent
 from app.api.security import admin_required
@@ -28,16 +28,6 @@ def _cached_body(blp, name, params, compute) -> Response:
     return Response(body, mimetype="application/json")
 
 
-def _paged(pagination_parameters, items_and_total):
-    items, total = items_and_total
-    pagination_parameters.item_count = total
-    return items
-
-
-def _page_args(pp) -> dict:
-    return {"page": pp.page, "page_size": pp.page_size}
-
-
 # --- cities -----------------------------------------------------------------
 
 @cities.route("")
@@ -48,7 +38,7 @@ class Cities(MethodView):
     @cities.paginate()
     def get(self, args, pagination_parameters):
         """List cities"""
-        return _paged(pagination_parameters, catalog.list_cities(q=args.get("q"), **_page_args(pagination_parameters)))
+        return paged(pagination_parameters, catalog.list_cities(q=args.get("q"), **page_args(pagination_parameters)))
 
     @admin_required
     @idempotent
@@ -107,9 +97,9 @@ class Theaters(MethodView):
             city_id=args.get("city_id"),
             near=args.get("near"),
             radius_km=args["radius_km"],
-            **_page_args(pagination_parameters),
+            **page_args(pagination_parameters),
         )
-        return _paged(pagination_parameters, ([_theater_out(t, d) for t, d in rows], total))
+        return paged(pagination_parameters, ([_theater_out(t, d) for t, d in rows], total))
 
     @admin_required
     @idempotent
@@ -168,7 +158,7 @@ class TheaterScreens(MethodView):
     @screens.paginate()
     def get(self, theater_id, pagination_parameters):
         """List a theater's screens (without their seats)"""
-        return _paged(pagination_parameters, catalog.list_screens(theater_id, **_page_args(pagination_parameters)))
+        return paged(pagination_parameters, catalog.list_screens(theater_id, **page_args(pagination_parameters)))
 
     @admin_required
     @idempotent
@@ -220,14 +210,14 @@ class Movies(MethodView):
     @movies.paginate()
     def get(self, args, pagination_parameters):
         """Search movies by title, genre, language, city and date"""
-        filters = dict(args, **_page_args(pagination_parameters))
+        filters = dict(args, **page_args(pagination_parameters))
         filters["day"] = filters.pop("date", None)
 
         def compute():
             items, total = catalog.list_movies(**filters)
             return [s.MovieSchema(many=True).dump(items), total]
 
-        return _paged(pagination_parameters, catalog.cached("movies", filters, compute))
+        return paged(pagination_parameters, catalog.cached("movies", filters, compute))
 
     @admin_required
     @idempotent
@@ -287,7 +277,7 @@ class Showtimes(MethodView):
     @showtimes.paginate()
     def get(self, args, pagination_parameters):
         """List showtimes by movie, theater, city and local date, soonest first"""
-        filters = dict(args, **_page_args(pagination_parameters))
+        filters = dict(args, **page_args(pagination_parameters))
         filters["day"] = filters.pop("date", None)
 
         def compute():
@@ -295,7 +285,7 @@ class Showtimes(MethodView):
             return [s.ShowtimeSchema(many=True).dump(catalog.showtime_details(items)), total]
 
         items, total = catalog.cached("showtimes", filters, compute)
-        return _paged(pagination_parameters, (_with_seats_available(items), total))
+        return paged(pagination_parameters, (_with_seats_available(items), total))
 
     @admin_required
     @idempotent

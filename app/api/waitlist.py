@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from app.api import Blueprint
+from app.api import Blueprint, page_args, paged
 from app.api import schemas as s
 from app.api.idempotency import idempotent
 from app.api.security import current_user_id, login_required
@@ -50,10 +50,8 @@ class Waitlist(MethodView):
     @waitlist.paginate()
     def get(self, pagination_parameters):
         """The caller's live waitlist entries (waiting or offered), newest first"""
-        items, total = waitlist_service.list_live(current_user_id(), pagination_parameters.page,
-                                                  pagination_parameters.page_size)
-        pagination_parameters.item_count = total
-        return _entries_out(items)
+        return _entries_out(paged(pagination_parameters,
+                                  waitlist_service.list_live(current_user_id(), **page_args(pagination_parameters))))
 
 
 @waitlist.route("/waitlist/<int:entry_id>")
