@@ -16,7 +16,6 @@ import io
 import re
 import secrets
 from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
 
 import segno
 from sqlalchemy import select, update
@@ -26,6 +25,7 @@ from app import db
 from app.bootstrap import marquee
 from app.models import City, Movie, Reservation, ReservationStatus, Screen, Showtime, Theater, Ticket, TicketStatus
 from app.services import errors
+from app.services.catalog import local_time
 
 
 def _b64(data: bytes) -> str:
@@ -103,7 +103,7 @@ def showtime_of_reservation(reservation: Reservation) -> dict:
         "movie": {"id": movie_id, "title": title},
         "theater": {"id": theater_id, "name": theater_name},
         "showtime": {"id": showtime.id, "starts_at": showtime.starts_at,
-                     "starts_at_local": showtime.starts_at.astimezone(ZoneInfo(zone)).isoformat(),
+                     "starts_at_local": local_time(showtime.starts_at, zone),
                      "timezone": zone},
     }
 
