@@ -61,13 +61,15 @@ class ClaimOutcome(IntEnum):
 
 @dataclass(frozen=True)
 class SeatOwner:
-    """Who holds a seat key: a hold (``h:<hold id>``) or a reservation (``r:<id>``)."""
+    """Who holds a seat key: a hold (``h:<hold id>``), a reservation (``r:<id>``) or an
+    admin's block (``b:``)."""
 
-    kind: str  # "hold" | "reservation"
+    kind: str  # "hold" | "reservation" | "blocked"
     ref: str
 
     HOLD_PREFIX = "h:"
     RESERVATION_PREFIX = "r:"
+    BLOCKED = "b:"
 
     @classmethod
     def hold(cls, hold_id: str) -> "SeatOwner":
@@ -78,8 +80,14 @@ class SeatOwner:
         return cls("reservation", str(reservation_id))
 
     @classmethod
+    def blocked(cls) -> "SeatOwner":
+        return cls("blocked", "")
+
+    @classmethod
     def parse(cls, token: str) -> "SeatOwner | None":
         """The owner named by a seat key's value; None for a value no one writes."""
+        if token == cls.BLOCKED:
+            return cls.blocked()
         if token.startswith(cls.HOLD_PREFIX):
             return cls("hold", token[len(cls.HOLD_PREFIX):])
         if token.startswith(cls.RESERVATION_PREFIX) and token[len(cls.RESERVATION_PREFIX):].isdigit():
@@ -88,6 +96,8 @@ class SeatOwner:
 
     @property
     def token(self) -> str:
+        if self.kind == "blocked":
+            return self.BLOCKED
         return (self.HOLD_PREFIX if self.kind == "hold" else self.RESERVATION_PREFIX) + self.ref
 
     @property
@@ -150,6 +160,7 @@ class SeatStore:
         self._set_owner = store.script("set_owner")
         self._sync = store.script("sync_seats")
         self._hold_best = store.script("hold_best")
+        self._block = store.script("block_seats")
 
     # --- keys -------------------------------------------------------------------
     def seat_key(self, showtime_id: int, seat_id: int) -> str:
@@ -245,6 +256,19 @@ class SeatStore:
                 *self._seat_keys(hold.showtime_id, hold.seat_ids)]
         return int(self._bind(keys=keys, args=[hold.id, reservation_owner(reservation_id), ttl_ms,
                                                SeatOwner.hold(hold.id).token]))
+
+    # --- blocked seats -----------------------------------------------------------
+    def block(self, showtime_id: int, seat_ids: list[int], ttl_ms: int) -> HoldResult:
+        """Mark all of ``seat_ids`` blocked, or none (``HoldResult.taken``: those someone has)."""
+        result = self._block(keys=[self.synced_key(showtime_id), *self._seat_keys(showtime_id, seat_ids)],
+                             args=[SeatOwner.blocked().token, ttl_ms])
+        outcome = HoldOutcome(int(result[0]))
+        if outcome is HoldOutcome.NEEDS_SYNC:
+            return HoldResult(False, [], needs_sync=True)
+        return HoldResult(outcome is HoldOutcome.HELD, [seat_ids[int(i) - 1] for i in result[1:]])
+
+    def unblock(self, showtime_id: int, seat_ids: list[int]) -> int:
+        return self.free_owner(showtime_id, seat_ids, SeatOwner.blocked().token)
 
     # --- reservations ---------------------------------------------------------
     def keep_for_reservation(self, showtime_id: int, seat_ids, reservation_id: int, ttl_ms: int) -> int:

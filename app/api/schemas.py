@@ -383,7 +383,7 @@ class SeatMapSeatSchema(Schema):
     x = fields.Integer(metadata={"description": "Position in the row, 1-based, gaps counted"})
     y = fields.Integer(metadata={"description": "Row, 1-based, row 1 nearest the screen"})
     price_cents = fields.Integer(allow_none=True)
-    status = fields.String(validate=validate.OneOf(["available", "held", "booked"]))
+    status = fields.String(validate=validate.OneOf(["available", "held", "booked", "blocked"]))
 
 
 class SeatMapSchema(Schema):

@@ -2,6 +2,7 @@
 from app.models.booking import (
     LIVE_STATUSES,
     LIVE_WAITLIST_STATUSES,
+    BlockedSeat,
     Email,
     EmailStatus,
     OutboxEvent,
@@ -23,7 +24,7 @@ from app.models.user import ROLES, User
 
 __all__ = [
     "LIVE_STATUSES", "LIVE_WAITLIST_STATUSES", "ROLES",
-    "City", "Email", "EmailStatus", "Movie", "OutboxEvent", "Payment", "PaymentKind", "PaymentStatus",
+    "BlockedSeat", "City", "Email", "EmailStatus", "Movie", "OutboxEvent", "Payment", "PaymentKind", "PaymentStatus",
     "Reservation", "ReservationSeat", "ReservationStatus", "Review", "Screen", "Seat", "Showtime", "Theater",
     "Ticket", "TicketStatus", "User", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
 ]

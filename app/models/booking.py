@@ -128,6 +128,23 @@ class ReservationSeat(Base):
     reservation: Mapped[Reservation] = relationship(back_populates="seats")
 
 
+class BlockedSeat(Base):
+    """A seat an admin took out of sale for one showtime (``POST .../blocked-seats``).
+
+    Never held or booked while it is here: the block and a reservation of the same
+    seat are serialized by the showtime's advisory lock (``blocked_seats`` service),
+    and Redis refuses holds of it (it is rebuilt from this table with the live
+    reservation seats)."""
+
+    __tablename__ = "blocked_seats"
+
+    showtime_id: Mapped[int] = mapped_column(ForeignKey("showtimes.id", ondelete="CASCADE"), primary_key=True)
+    seat_id: Mapped[int] = mapped_column(ForeignKey("seats.id", ondelete="CASCADE"), primary_key=True, index=True)
+    reason: Mapped[str | None] = mapped_column(String(200))
+    blocked_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class OutboxEvent(Base):
     """Work for another process, written in the same transaction as the change
     that causes it; a relay publishes it to RabbitMQ and marks it sent."""

@@ -24,7 +24,7 @@ from app import db
 from app.adapters.seat_store import Hold, HoldState, SeatOwner, SeatStore, reservation_owner
 from app.bootstrap import marquee
 from app.metrics import HOLDS
-from app.models import LIVE_STATUSES, Reservation, ReservationSeat, ReservationStatus, Screen, Seat, Showtime
+from app.models import LIVE_STATUSES, BlockedSeat, Reservation, ReservationSeat, ReservationStatus, Screen, Seat, Showtime
 from app.services import errors
 from app.services.layout import SeatSpec, focal_point
 from app.services.seat_choice import sixths
@@ -101,14 +101,16 @@ def ensure_not_started(seating: dict, at: datetime) -> None:
 
 
 def live_seats(showtime_id: int, seat_ids: Iterable[int]) -> list[int]:
-    """Seats among ``seat_ids`` that are in a live reservation (PostgreSQL's view)."""
-    return list(db.session.scalars(
-        select(ReservationSeat.seat_id).where(
-            ReservationSeat.showtime_id == showtime_id,
-            ReservationSeat.seat_id.in_(list(seat_ids)),
-            ReservationSeat.released_at.is_(None),
-        )
-    ))
+    """Seats among ``seat_ids`` that are in a live reservation or blocked (PostgreSQL's view)."""
+    wanted = list(seat_ids)
+    booked = select(ReservationSeat.seat_id).where(
+        ReservationSeat.showtime_id == showtime_id,
+        ReservationSeat.seat_id.in_(wanted),
+        ReservationSeat.released_at.is_(None),
+    )
+    blocked = select(BlockedSeat.seat_id).where(BlockedSeat.showtime_id == showtime_id,
+                                                BlockedSeat.seat_id.in_(wanted))
+    return sorted(db.session.scalars(booked.union(blocked)))
 
 
 # --- holds ----------------------------------------------------------------------
@@ -265,6 +267,35 @@ def release(hold: Hold) -> bool:
     return _store().release(hold)
 
 
+# --- blocked seats in Redis -----------------------------------------------------
+
+def blocked_until(seating: dict) -> datetime:
+    """How long Redis keeps a block: PostgreSQL's row is the truth, and a showtime's
+    seats matter no more once it has started."""
+    return datetime.fromisoformat(seating["starts_at"]) + timedelta(seconds=GRACE_SECONDS)
+
+
+def block_in_store(showtime_id: int, seat_ids: list[int]) -> list[int]:
+    """Mark seats blocked in Redis, all or none: [] when done, else the seats someone
+    holds or has booked (nothing was blocked). The caller has checked PostgreSQL (no
+    live reservation of them) and commits its ``BlockedSeat`` rows after this."""
+    seating = showtime_seating(showtime_id)
+    ttl_ms = max(int((blocked_until(seating) - now()).total_seconds() * 1000), 1000)
+    store = _store()
+    for _ in range(2):
+        result = store.block(showtime_id, seat_ids, ttl_ms)
+        if not result.needs_sync:
+            return result.taken
+        sync_showtime(showtime_id)
+    raise errors.ServiceUnavailable("The seat store keeps losing this showtime's seats; try again")
+
+
+def unblock_in_store(showtime_id: int, seat_ids: list[int]) -> None:
+    """After the commit that deleted their ``BlockedSeat`` rows: the seats are free again."""
+    after_commit("unblock seats", _store().unblock, showtime_id, seat_ids)
+    seat_map_changed(showtime_id)
+
+
 # --- reservations' seats in Redis ------------------------------------------------
 
 def keep_for_reservation(showtime_id: int, seat_ids: list[int], reservation_id: int, until: datetime) -> None:
@@ -302,6 +333,12 @@ def sync_showtime(showtime_id: int) -> int:
         until = expires_at if status == ReservationStatus.PENDING_PAYMENT else max(starts_at, expires_at)
         ttl_ms = ((until - at).total_seconds() + GRACE_SECONDS) * 1000
         owners.append((seat_id, reservation_owner(reservation_id), ttl_ms))
+    blocked = list(db.session.execute(
+        select(BlockedSeat.seat_id, Showtime.starts_at).join(Showtime, Showtime.id == BlockedSeat.showtime_id)
+        .where(BlockedSeat.showtime_id == showtime_id)
+    ))
+    for seat_id, starts_at in blocked:
+        owners.append((seat_id, SeatOwner.blocked().token, ((starts_at - at).total_seconds() + GRACE_SECONDS) * 1000))
     store = _store()
     added = store.sync(showtime_id, owners, SYNC_MARKER_SECONDS)
     if rows:
@@ -349,12 +386,18 @@ def _free_stray_keys(store: SeatStore, showtime_id: int, seat_ids: list[int]) ->
     live = set(db.session.scalars(
         select(Reservation.id).where(Reservation.id.in_(reservation_ids), Reservation.status.in_(LIVE_STATUSES))
     )) if reservation_ids else set()
+    blocked = set(db.session.scalars(select(BlockedSeat.seat_id).where(BlockedSeat.showtime_id == showtime_id))) \
+        if any(o and o.kind == "blocked" for o in owners.values()) else set()
     removed = 0
     for seat_id, owner in owners.items():
         if owner is None:
             continue
-        stray = (owner.reservation_id not in live) if owner.kind == "reservation" else (
-            not store.hold_exists(showtime_id, owner.hold_id))
+        if owner.kind == "blocked":
+            stray = seat_id not in blocked
+        elif owner.kind == "reservation":
+            stray = owner.reservation_id not in live
+        else:
+            stray = not store.hold_exists(showtime_id, owner.hold_id)
         if stray:
             removed += store.free_owner(showtime_id, [seat_id], owner.token)
     return removed
@@ -362,8 +405,11 @@ def _free_stray_keys(store: SeatStore, showtime_id: int, seat_ids: list[int]) ->
 
 # --- the live seat map --------------------------------------------------------
 
+BLOCKED = "blocked"
+
+
 def seat_statuses(showtime_id: int, seat_ids: list[int]) -> dict[int, str]:
-    """``held`` or ``booked`` for each seat that is not available.
+    """``held``, ``booked`` or ``blocked`` for each seat that is not available.
 
     PostgreSQL's live reservation seats (cached per showtime, invalidated on every
     reservation change) say booked (confirmed) or held (awaiting payment); Redis
@@ -375,12 +421,14 @@ def seat_statuses(showtime_id: int, seat_ids: list[int]) -> dict[int, str]:
             .join(Reservation, Reservation.id == ReservationSeat.reservation_id)
             .where(ReservationSeat.showtime_id == showtime_id, ReservationSeat.released_at.is_(None))
         ).all()
-        return [[r.seat_id, r.status] for r in rows]
+        blocked = db.session.scalars(select(BlockedSeat.seat_id).where(BlockedSeat.showtime_id == showtime_id))
+        return [[r.seat_id, r.status] for r in rows] + [[seat_id, BLOCKED] for seat_id in blocked]
 
-    live = marquee().cache.get_or_compute([f"res:{showtime_id}"], "live", showtime_id, compute, local=True)
-    statuses = {sid: "booked" if status == ReservationStatus.CONFIRMED else "held" for sid, status in live}
-    for seat_id in _store().owners(showtime_id, seat_ids):
-        statuses.setdefault(seat_id, "held")
+    live = marquee().cache.get_or_compute([f"res:{showtime_id}"], "live-v2", showtime_id, compute, local=True)
+    statuses = {sid: BLOCKED if status == BLOCKED else "booked" if status == ReservationStatus.CONFIRMED else "held"
+                for sid, status in live}
+    for seat_id, token in _store().owners(showtime_id, seat_ids).items():
+        statuses.setdefault(seat_id, BLOCKED if token == SeatOwner.blocked().token else "held")
     return statuses
 
 
