@@ -24,11 +24,23 @@ finds a placement wins:
    nearest the focal point, then the smaller x), and among the ways to split the party
    over consecutive rows the one stranding fewest seats, then nearest, wins.
 
+Accessible parties (``accessible = k``, ``1 <= k <= n``): a *window* is ``n`` seats side
+by side in one run of one row, and it fits the party (``accessible_window_ok``) when
+exactly ``k`` of its seats are wheelchair spaces, every companion seat of it is beside
+(``x - 1`` or ``x + 1``) a wheelchair space of the same window, and every other seat is
+of ``category`` when one is given (companion seats beside a space always fit). Only
+rules 1 and 2 apply: the rest of the party sits beside the spaces, which a split over
+rows would not give, so an accessible party is never split (no window: no placement).
+Stranding, distance and tie-break are those of every other party. With ``accessible =
+0`` wheelchair and companion seats are seats like any other here: the caller keeps them
+out through ``category`` (or its own eligibility) while they are reserved.
+
 Distance and tie-break (deterministic): a placement's centre is the mean ``x`` and mean
 ``y`` of its seats; its distance is the Euclidean distance from that centre to the focal
 point, taken to the nearest sixth of a seat (so that it is computed exactly, in integers,
-by this model and by the atomic step alike); ties go to the smaller ``y`` (nearer the
-screen), then the smaller first ``x``.
+by this model and by the atomic step alike). Among the placements of the winning rule the
+least by this key wins: (seats stranded, distance, smaller ``y`` (nearer the screen),
+smaller first ``x``, then the seat ids in order, which only a split can need).
 """
 from __future__ import annotations
 
@@ -131,19 +143,47 @@ def _key(p: Placement, by_id: dict[int, SeatPlace], focal6: tuple[int, int]) -> 
     return (p.stranded, _spread(chosen, focal6), min(s.y for s in chosen), chosen[0].x, p.seat_ids)
 
 
-def _in_row_windows(run: list[SeatPlace], n: int, category: str | None) -> Iterable[list[SeatPlace]]:
+WHEELCHAIR, COMPANION = "wheelchair", "companion"
+
+
+def accessible_window_ok(window: Sequence[SeatPlace], k: int, category: str | None = None) -> bool:
+    """Whether ``window`` (seats side by side in one row) fits a party with ``k``
+    wheelchair spaces: exactly ``k`` spaces, each companion seat beside a space of the
+    window, each other seat of ``category`` if one is given. Written once, here: the
+    atomic step (``hold_best.lua``) mirrors it."""
+    spaces = {s.x for s in window if s.category == WHEELCHAIR}
+    if len(spaces) != k:
+        return False
+    for seat in window:
+        if seat.category == COMPANION:
+            if seat.x - 1 not in spaces and seat.x + 1 not in spaces:
+                return False
+        elif seat.category != WHEELCHAIR and category is not None and seat.category != category:
+            return False
+    return True
+
+
+def _fits(window: Sequence[SeatPlace], category: str | None, accessible: int) -> bool:
+    if accessible:
+        return accessible_window_ok(window, accessible, category)
+    return category is None or all(s.category == category for s in window)
+
+
+def _in_row_windows(run: list[SeatPlace], n: int, category: str | None, accessible: int = 0) -> Iterable[list[SeatPlace]]:
     for start in range(len(run) - n + 1):
         window = run[start:start + n]
-        if category is None or all(s.category == category for s in window):
+        if _fits(window, category, accessible):
             yield window
 
 
 def best_available(seats: Sequence[SeatPlace], available: set[int], n: int, *,
                    category: str | None = None, focal: tuple[float, float] | None = None,
-                   max_rows: int = 3) -> Placement | None:
+                   max_rows: int = 3, accessible: int = 0) -> Placement | None:
     """The placement the rules choose for a party of ``n``, or None (not enough seats).
 
-    ``max_rows`` bounds how many neighbouring rows a split may use (rule 3)."""
+    ``max_rows`` bounds how many neighbouring rows a split may use (rule 3).
+    ``accessible``: how many of the ``n`` need a wheelchair space; such a party gets
+    one window of rule 1 or 2 (``accessible_window_ok``) and is never split."""
     if n < 1:
         return None
     focal6 = sixths(focal or default_focal_point(seats))
@@ -151,7 +191,7 @@ def best_available(seats: Sequence[SeatPlace], available: set[int], n: int, *,
     all_runs = runs(seats, available)
     single: list[Placement] = []
     for run in all_runs:
-        for window in _in_row_windows(run, n, category):
+        for window in _in_row_windows(run, n, category, accessible):
             taking = {s.id for s in window}
             stranded = len(stranded_by(seats, available, taking))
             if stranded <= 1:
@@ -159,6 +199,8 @@ def best_available(seats: Sequence[SeatPlace], available: set[int], n: int, *,
                                         1 if stranded == 0 else 2))
     if single:
         return min(single, key=lambda p: _key(p, by_id, focal6))
+    if accessible:
+        return None
     return _split(seats, available, all_runs, n, category, focal6, by_id, max_rows)
 
 

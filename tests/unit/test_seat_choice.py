@@ -2,11 +2,14 @@
 layouts with gaps, random taken seats, random parties."""
 from __future__ import annotations
 
+from fractions import Fraction
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.services.seat_choice import (
     SeatPlace,
+    accessible_window_ok,
     best_available,
     default_focal_point,
     orphans_refused,
@@ -91,12 +94,16 @@ def test_best_available_follows_the_rules_in_order(room, n, category):
     assert abs(found.distance - best) < 1e-9
 
 
+CATEGORIES = {"S": "standard", "P": "premium", "W": "wheelchair", "C": "companion"}
+
+
 def _row(pattern: str, y: int = 1, start_id: int = 1):
-    """'S' a seat, '.' a gap: seats with ids from ``start_id``."""
+    """'S' a standard seat, 'P' premium, 'W' a wheelchair space, 'C' a companion seat,
+    '.' a gap: seats with ids from ``start_id``."""
     seats, next_id = [], start_id
     for x, ch in enumerate(pattern, start=1):
-        if ch == "S":
-            seats.append(SeatPlace(next_id, x, y, "standard"))
+        if ch != ".":
+            seats.append(SeatPlace(next_id, x, y, CATEGORIES[ch]))
             next_id += 1
     return seats
 
@@ -134,3 +141,137 @@ def test_a_category_window_that_would_strand_two_seats_is_not_taken_in_one_row()
     seats = [SeatPlace(1, 1, 1, "standard"), SeatPlace(2, 2, 1, "premium"), SeatPlace(3, 3, 1, "premium"),
              SeatPlace(4, 4, 1, "standard")]
     assert best_available(seats, {1, 2, 3, 4}, 2, category="premium") is None  # it would leave 1 and 4 alone
+
+
+# Accessible parties ------------------------------------------------------------------------------------------------
+
+PIECES = ["S", "S", "P", ".", "WC", "CW", "CWC", "CWWC", "WW", "W", "C"]  # spaces with companions, and lonely ones
+
+
+@st.composite
+def accessible_rooms(draw):
+    """1-4 rows built from pieces: wheelchair spaces with companion seats beside them,
+    lonely spaces and companion seats, standard and premium seats, gaps; a quarter of
+    the seats taken."""
+    seats: list[SeatPlace] = []
+    for y in range(1, draw(st.integers(1, 4)) + 1):
+        pattern = "".join(draw(st.lists(st.sampled_from(PIECES), min_size=1, max_size=6)))
+        seats += _row(pattern, y=y, start_id=len(seats) + 1)
+    available = {s.id for s in seats if draw(st.integers(0, 3))}
+    return seats, available
+
+
+@st.composite
+def accessible_parties(draw):
+    """(n, k): a party of 1-6 with 1-3 wheelchair spaces, k <= n."""
+    k = draw(st.integers(1, 3))
+    return draw(st.integers(k, k + 3)), k
+
+
+focal_points = st.none() | st.tuples(st.integers(0, 80), st.integers(0, 30)).map(lambda f6: (f6[0] / 6, f6[1] / 6))
+
+
+def fits_party(window, k, category) -> bool:
+    """Plain model of the accessible rule: k spaces, each companion seat beside a space of
+    the window, the other seats of the category."""
+    cats = [s.category for s in window]
+    beside = [cats[i - 1:i] + cats[i + 1:i + 2] for i in range(len(cats))]
+    return (cats.count("wheelchair") == k
+            and all("wheelchair" in beside[i] for i, c in enumerate(cats) if c == "companion")
+            and all(category in (None, c) for c in cats if c not in ("wheelchair", "companion")))
+
+
+def plain_windows(seats, available, n):
+    """Every n available seats side by side in one row, by looking up each position."""
+    at = {(s.y, s.x): s for s in seats if s.id in available}
+    for first in sorted(at.values(), key=lambda s: (s.y, s.x)):
+        window = [at.get((first.y, first.x + i)) for i in range(n)]
+        if all(window):
+            yield window
+
+
+def plain_choice(seats, available, n, k, category, focal):
+    """Plain model of best available for an accessible party: the fitting windows that
+    strand at most one seat, the least by (stranded, exact squared distance, y, first x)."""
+    fx, fy = (Fraction(round(c * 6), 6) for c in focal)
+    candidates = []
+    for w in plain_windows(seats, available, n):
+        stranded = len(alone(seats, available - {s.id for s in w}) - alone(seats, available))
+        if fits_party(w, k, category) and stranded <= 1:
+            d2 = (Fraction(sum(s.x for s in w), n) - fx) ** 2 + (Fraction(sum(s.y for s in w), n) - fy) ** 2
+            candidates.append(((stranded, d2, w[0].y, w[0].x), w))
+    return min(candidates, key=lambda c: c[0], default=None)
+
+
+@settings(max_examples=500, deadline=None)
+@given(accessible_rooms(), accessible_parties(), st.sampled_from([None, "standard", "premium"]), focal_points)
+def test_an_accessible_party_gets_a_window_that_fits_it_or_nothing_when_none_does(room, party, category, focal):
+    seats, available = room
+    (n, k), by_id = party, {s.id: s for s in seats}
+    found = best_available(seats, available, n, category=category, focal=focal, accessible=k)
+    fitting = [w for w in plain_windows(seats, available, n) if fits_party(w, k, category)]
+    strands = [len(alone(seats, available - {s.id for s in w}) - alone(seats, available)) for w in fitting]
+    if found is None:
+        assert min(strands, default=2) >= 2
+        return
+    chosen = [by_id[i] for i in found.seat_ids]
+    assert set(found.seat_ids) <= available and len(set(found.seat_ids)) == n
+    assert len({s.y for s in chosen}) == 1 and [s.x for s in chosen] == list(range(chosen[0].x, chosen[0].x + n))
+    assert fits_party(chosen, k, category)
+    assert found.stranded == len(alone(seats, available - set(found.seat_ids)) - alone(seats, available))
+    assert found.rule == (1 if 0 in strands else 2) and found.stranded == found.rule - 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(accessible_rooms(), accessible_parties(), st.sampled_from([None, "standard", "premium", "companion"]), focal_points)
+def test_an_accessible_party_gets_the_least_fitting_window_by_the_documented_key(room, party, category, focal):
+    seats, available = room
+    n, k = party
+    found = best_available(seats, available, n, category=category, focal=focal, accessible=k)
+    expected = plain_choice(seats, available, n, k, category, focal or default_focal_point(seats))
+    if expected is None:
+        assert found is None
+        return
+    (stranded, d2, _y, _x), window = expected
+    assert found.seat_ids == tuple(s.id for s in window)
+    assert found.stranded == stranded and abs(found.distance ** 2 - d2) < 1e-9
+
+
+def test_companion_space_space_companion_seats_a_party_of_four_with_two_spaces_not_one():
+    seats = _row("CWWC")
+    free = {1, 2, 3, 4}
+    found = best_available(seats, free, 4, accessible=2)
+    assert found.seat_ids == (1, 2, 3, 4) and found.rule == 1
+    assert best_available(seats, free, 4, accessible=1) is None  # two spaces in the only window
+    assert best_available(seats, free, 4, accessible=3) is None
+
+
+def test_a_party_of_two_with_one_space_takes_the_pair_nearest_the_focal_point():
+    seats = _row("CW.SSSS.WC")  # ids: C1 W2 . S3 S4 S5 S6 . W7 C8
+    free = {s.id for s in seats}
+    assert best_available(seats, free, 2, accessible=1, focal=(8, 1)).seat_ids == (7, 8)  # W C
+    assert best_available(seats, free, 2, accessible=1, focal=(3, 1)).seat_ids == (1, 2)  # C W
+    assert best_available(seats, free, 2, accessible=1, focal=(5.5, 1)).seat_ids == (1, 2)  # as near: smaller x
+
+
+def test_a_companion_seat_away_from_the_space_is_refused():
+    seats = _row("WCC")
+    assert not accessible_window_ok(seats, 1)
+    assert best_available(seats, {1, 2, 3}, 3, accessible=1) is None
+    assert best_available(seats, {1, 2, 3}, 2, accessible=1).seat_ids == (1, 2)
+    assert best_available(seats, {2, 3}, 2, accessible=1) is None  # the space beside them is taken
+
+
+def test_the_rest_of_an_accessible_party_keeps_to_its_category():
+    seats = _row("PWCS")
+    free = {1, 2, 3, 4}
+    assert best_available(seats, free, 3, accessible=1, category="premium").seat_ids == (1, 2, 3)
+    assert best_available(seats, free, 3, accessible=1, category="standard").seat_ids == (2, 3, 4)
+    assert accessible_window_ok(seats[:3], 1) and not accessible_window_ok(seats[:3], 1, "standard")
+
+
+def test_an_accessible_party_is_not_split_over_rows():
+    seats = _row("WC") + _row("SS", y=2, start_id=3)
+    free = {1, 2, 3, 4}
+    assert best_available(seats, free, 4, focal=(1.5, 1.5)).rule == 3  # any other party of four is split
+    assert best_available(seats, free, 4, accessible=1, focal=(1.5, 1.5)) is None
