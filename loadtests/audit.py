@@ -68,26 +68,29 @@ def check_double_sold(session, showtime: int | None) -> Check:
 
 
 def check_stuck_holds(session, marquee, showtime: int | None) -> Check:
-    """Every Redis seat owner is a live hold (its key exists) or a live reservation."""
+    """Every seat Redis gives an owner belongs to a live hold (its record exists), a live
+    reservation or a block PostgreSQL knows."""
+    from app.services.seats import showtime_room
+
     seats = marquee.seats
-    client = marquee.redis.client
     stuck, checked = [], 0
-    pairs = [(s, seat) for s, seat in seats.scan_seat_keys() if showtime is None or s == showtime]
     live_reservations = {row[0] for row in _rows(session, "SELECT id FROM reservations WHERE status = ANY(:live)")}
-    for start in range(0, len(pairs), 500):
-        batch = pairs[start:start + 500]
-        owners = client.mget([seats.seat_key(s, seat) for s, seat in batch])
-        for (s, seat), owner in zip(batch, owners, strict=True):
-            if owner is None:
-                continue  # expired between the scan and the read
+    blocked = {(row[0], row[1]) for row in _rows(session, "SELECT showtime_id, seat_id FROM blocked_seats")}
+    for s, version in seats.scan_rooms():
+        if showtime is not None and s != showtime:
+            continue
+        room = showtime_room(s)
+        if room.version != version:
+            continue  # keys of an earlier layout: read by no one, they end with their TTL
+        for seat, token in seats.owners(s, room).items():
             checked += 1
-            token = owner.decode()
             owner = SeatOwner.parse(token)
             if owner is None or (owner.hold_id is not None and not seats.hold_exists(s, owner.hold_id)) or (
-                    owner.reservation_id is not None and owner.reservation_id not in live_reservations):
+                    owner.reservation_id is not None and owner.reservation_id not in live_reservations) or (
+                    owner.kind == "blocked" and (s, seat) not in blocked):
                 stuck.append((s, seat, token))
     return Check("no seat stuck in Redis", not stuck,
-                 f"{checked} taken seats, each with a live hold or reservation" if not stuck
+                 f"{checked} taken seats, each with a live hold, reservation or block" if not stuck
                  else f"{len(stuck)} seats held by nothing live: {stuck[:5]}")
 
 
@@ -188,8 +191,10 @@ def seats_summary(session, marquee, showtime: int) -> str:
         SELECT count(*) FROM reservation_seats rs JOIN reservations r ON r.id = rs.reservation_id
         WHERE rs.showtime_id = :st AND r.status = :pending AND rs.released_at IS NULL""",
                     st=showtime)[0][0]
-    held = sum(1 for s, _ in marquee.seats.scan_seat_keys() if s == showtime) - sold - pending
-    held = max(held, 0)  # seats taken in Redis beyond live reservations: holds (they expire)
+    from app.services.seats import showtime_room
+
+    owners = marquee.seats.owners(showtime, showtime_room(showtime)).values()
+    held = sum(1 for token in owners if SeatOwner.parse(token) and SeatOwner.parse(token).kind == "hold")
     return (f"showtime {showtime}: {total} seats, {sold} sold, {pending} awaiting payment, "
             f"{held} in holds (free again when they expire), {total - sold - pending - held} free")
 

@@ -32,9 +32,11 @@ class RedisStore:
         """A key of one showtime, carrying its cluster hash tag."""
         return self.key("{st:%d}" % showtime_id, *parts)
 
-    def script(self, name: str):
-        """Load ``lua/<name>.lua`` once; redis-py runs it by SHA with EVAL fallback."""
-        source = resources.files("app.adapters.lua").joinpath(f"{name}.lua").read_text()
+    def script(self, name: str, *, prelude: str | None = None):
+        """Load ``lua/<name>.lua`` once (after ``lua/<prelude>.lua``, its shared
+        functions, when given); redis-py runs it by SHA with EVAL fallback."""
+        lua = resources.files("app.adapters.lua")
+        source = (lua.joinpath(f"{prelude}.lua").read_text() if prelude else "") + lua.joinpath(f"{name}.lua").read_text()
         return self.client.register_script(source)
 
     def delete_prefixed(self, pattern: str = "*") -> int:

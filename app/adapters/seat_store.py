@@ -1,14 +1,24 @@
 """Seat holds in Redis: cheap, atomic contention in front of PostgreSQL.
 
-Keys of one showtime share the hash tag ``{st:<id>}`` (Redis Cluster-ready):
+A showtime's seats are three keys read in one call each, whatever the size of the room
+(a 5,000-seat room is one 5 KB string, not 5,000 keys); seat *i* is the i-th seat of the
+screen in row then position order (a ``Room``). Keys of one showtime share the hash tag
+``{st:S}`` (Redis Cluster-ready), and carry the room's layout version ``V`` (a layout
+edit gives new keys; the old ones end with their TTL):
 
-- ``{st:S}:seat:<seat id>``  owner of a taken seat (a ``SeatOwner`` token: ``h:<hold id>`` or
-                              ``r:<reservation id>``), with a TTL
-- ``{st:S}:hold:<hold id>``  the hold: user, seats (JSON), expires_at, state (``HoldState``)
-- ``{st:S}:user:<user id>``  the user's live hold on this showtime
-- ``{st:S}:synced``          Redis knows every live reservation seat of S (see ``sync``)
+- ``{st:S}:v:V:state``   one byte per seat: ``h`` a hold's, ``r`` a reservation's,
+                          ``b`` blocked; anything else is free
+- ``{st:S}:v:V:owner``   hash: seat index -> owner token (``SeatOwner``)
+- ``{st:S}:v:V:expiry``  sorted set: seat index by the epoch ms its owner's time is up
+- ``{st:S}:v:V:synced``  Redis knows every live reservation and blocked seat of S (``sync``)
+- ``{st:S}:hold:<id>``    the hold: user, seats (JSON), their indices, the layout version,
+                          expires_at, state (``HoldState``)
+- ``{st:S}:user:<id>``    the user's live hold on this showtime
 
-and, outside any showtime's hash tag (never touched by a script):
+Expiry is lazy (Redis 7.0 has no per-field TTL): every script first frees the seats whose
+time is up (``seat_state.lua``), so a hold ends on its own at its expiry with no
+scheduler, and each key lives as long as its longest-lived seat. Outside any showtime's
+hash tag (never touched by a script):
 
 - ``user:<user id>:holds``   the user's holds (sorted set: hold id by expiry, epoch ms), written
                               after the hold script; an index only: a listing checks each hold
@@ -26,6 +36,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import zlib
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, StrEnum
@@ -109,6 +121,51 @@ class SeatOwner:
         return self.ref if self.kind == "hold" else None
 
 
+class Room:
+    """A screen's seats as the scripts see them: seat ``i`` (1-based) is the i-th in row
+    then position order. Built once per layout (``SeatStore.room`` keeps the latest ones)
+    with what every script call needs already packed."""
+
+    __slots__ = ("ids", "index", "places", "version", "segments", "_row_segments", "packed_ids", "width",
+                 "categories", "_classes")
+
+    def __init__(self, seats: Iterable[tuple[int, int, int, str]]) -> None:
+        """``seats``: (id, x, y, category) in row then position order."""
+        seats = list(seats)
+        self.ids = [s[0] for s in seats]
+        self.index = {seat_id: i for i, seat_id in enumerate(self.ids, 1)}
+        self.places = {seat_id: (x, y) for seat_id, x, y, _ in seats}
+        self.categories = [s[3] for s in seats]
+        self.version = f"{zlib.crc32(','.join(map(str, self.ids)).encode()):08x}"
+        self._row_segments: dict[int, list[str]] = {}
+        first = 1
+        for i in range(1, len(seats) + 1):  # a segment: consecutive positions of one row
+            if i == len(seats) or seats[i][2] != seats[i - 1][2] or seats[i][1] != seats[i - 1][1] + 1:
+                _, x0, y, _ = seats[first - 1]
+                self._row_segments.setdefault(y, []).append(f"{first},{i - first + 1},{x0},{y};")
+                first = i + 1
+        self.segments = "".join("".join(parts) for parts in self._row_segments.values())
+        self.width = max((len(str(i)) for i in self.ids), default=1)
+        self.packed_ids = "".join(str(i).rjust(self.width, "0") for i in self.ids)
+        self._classes: dict[tuple, str] = {}
+
+    def indices(self, seat_ids: Iterable[int]) -> list[int]:
+        return [self.index[s] for s in seat_ids]
+
+    def rows_of(self, seat_ids: Iterable[int]) -> str:
+        """The segments of the rows ``seat_ids`` are in (for the orphan rule)."""
+        return "".join("".join(self._row_segments[y]) for y in sorted({self.places[s][1] for s in seat_ids}))
+
+    def classes(self, key: Hashable, eligible: Callable[[str], str]) -> str:
+        """One byte per seat for ``hold_best.lua``: ``eligible(category)`` answers ``s``
+        (the party may sit there), ``w`` (a wheelchair space), ``c`` (a companion seat)
+        or ``x`` (not). Kept by ``key``, which names ``eligible``'s rule."""
+        if key not in self._classes:
+            by_category = {c: eligible(c) for c in set(self.categories)}
+            self._classes[key] = "".join(by_category[c] for c in self.categories)
+        return self._classes[key]
+
+
 @dataclass(frozen=True)
 class Hold:
     id: str
@@ -117,6 +174,8 @@ class Hold:
     seat_ids: list[int]
     expires_at: str
     state: str
+    indices: tuple[int, ...] = ()  # the seats' indices in the room of ``version``
+    version: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,25 +205,53 @@ def _parse_hold(hold_id: str, showtime_id: int, raw: dict) -> Hold | None:
     if not raw:
         return None
     data = {k.decode(): v.decode() for k, v in raw.items()}
-    return Hold(hold_id, showtime_id, int(data["user"]), json.loads(data["seats"]),
-                data["expires_at"], data["state"])
+    return Hold(hold_id, showtime_id, int(data["user"]), json.loads(data["seats"]), data["expires_at"],
+                data["state"], tuple(int(i) for i in data.get("idx", "").split(",") if i), data.get("ver", ""))
+
+
+def _csv(numbers: Iterable[int]) -> str:
+    return ",".join(map(str, numbers))
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+TAKEN_STATES = {ord("h"): "hold", ord("r"): "reservation", ord("b"): "blocked"}
 
 
 class SeatStore:
+    ROOMS_KEPT = 256  # rooms (layouts) kept built in this process
+
     def __init__(self, store: RedisStore) -> None:
         self.store = store
-        self._hold = store.script("hold_seats")
-        self._release = store.script("release_hold")
-        self._claim = store.script("claim_hold")
-        self._bind = store.script("bind_reservation")
-        self._set_owner = store.script("set_owner")
-        self._sync = store.script("sync_seats")
-        self._hold_best = store.script("hold_best")
-        self._block = store.script("block_seats")
+        prelude = "seat_state"
+        self._hold = store.script("hold_seats", prelude=prelude)
+        self._release = store.script("release_hold", prelude=prelude)
+        self._claim = store.script("claim_hold", prelude=prelude)
+        self._bind = store.script("bind_reservation", prelude=prelude)
+        self._set_owner = store.script("set_owner", prelude=prelude)
+        self._sync = store.script("sync_seats", prelude=prelude)
+        self._hold_best = store.script("hold_best", prelude=prelude)
+        self._block = store.script("block_seats", prelude=prelude)
+        self._read = store.script("read_seats", prelude=prelude)
+        self._rooms: dict[tuple, Room] = {}
+
+    def room(self, key: tuple, seats: Callable[[], Iterable[tuple[int, int, int, str]]]) -> Room:
+        """The ``Room`` known by ``key`` (anything that changes with the layout), built
+        from ``seats()`` the first time."""
+        room = self._rooms.get(key)
+        if room is None:
+            if len(self._rooms) >= self.ROOMS_KEPT:
+                self._rooms.pop(next(iter(self._rooms)))
+            room = self._rooms[key] = Room(seats())
+        return room
 
     # --- keys -------------------------------------------------------------------
-    def seat_key(self, showtime_id: int, seat_id: int) -> str:
-        return self.store.showtime_key(showtime_id, "seat", seat_id)
+    def seat_keys(self, showtime_id: int, version: str) -> list[str]:
+        """state, owner, expiry, synced: ``KEYS[1..4]`` of every seat script."""
+        return [self.store.showtime_key(showtime_id, "v", version, part)
+                for part in ("state", "owner", "expiry", "synced")]
 
     def hold_key(self, showtime_id: int, hold_id: str) -> str:
         return self.store.showtime_key(showtime_id, "hold", hold_id)
@@ -172,67 +259,55 @@ class SeatStore:
     def user_key(self, showtime_id: int, user_id: int) -> str:
         return self.store.showtime_key(showtime_id, "user", user_id)
 
-    def synced_key(self, showtime_id: int) -> str:
-        return self.store.showtime_key(showtime_id, "synced")
-
-    def _seat_keys(self, showtime_id: int, seat_ids) -> list[str]:
-        return [self.seat_key(showtime_id, s) for s in seat_ids]
-
     # --- holds ------------------------------------------------------------------
-    def hold(self, showtime_id: int, user_id: int, seat_ids: list[int], ttl_ms: int,
-             expires_at: datetime, *, unsynced_ok: bool = False,
-             rows: dict[int, tuple[int, int]] | None = None) -> tuple[str, HoldResult]:
+    def hold(self, showtime_id: int, room: Room, user_id: int, seat_ids: list[int], ttl_ms: int,
+             expires_at: datetime, *, unsynced_ok: bool = False, orphan_rule: bool = False) -> tuple[str, HoldResult]:
         """Take all of ``seat_ids`` for a new hold of ``user_id``, or none.
 
         ``unsynced_ok``: decide even if Redis may have lost booked seats; the
-        caller must then check them against PostgreSQL itself. ``rows``: with the
-        orphan rule, ``{seat id: (x, y)}`` of every seat of the rows the request is
-        in (requested ones included); a hold that would strand a seat is refused
-        (``HoldResult.stranded``)."""
+        caller must then check them against PostgreSQL itself. ``orphan_rule``: a
+        hold that would strand a seat is refused (``HoldResult.stranded``)."""
         hold_id = new_hold_id(showtime_id)
-        context = [s for s in rows if s not in set(seat_ids)] if rows else []
-        geometry = "".join(f"{rows[s][0]},{rows[s][1]};" for s in [*seat_ids, *context]) if rows else ""
-        keys = [self.user_key(showtime_id, user_id), self.hold_key(showtime_id, hold_id),
-                self.synced_key(showtime_id), *self._seat_keys(showtime_id, [*seat_ids, *context])]
-        result = self._hold(keys=keys, args=[hold_id, ttl_ms, user_id, json.dumps(seat_ids),
-                                             expires_at.isoformat(), "1" if unsynced_ok else "0",
-                                             SeatOwner.hold(hold_id).token, geometry, len(seat_ids)])
+        wanted = room.indices(seat_ids)
+        keys = [*self.seat_keys(showtime_id, room.version), self.user_key(showtime_id, user_id),
+                self.hold_key(showtime_id, hold_id)]
+        result = self._hold(keys=keys, args=[hold_id, ttl_ms, user_id, json.dumps(seat_ids), expires_at.isoformat(),
+                                             "1" if unsynced_ok else "0", SeatOwner.hold(hold_id).token,
+                                             _csv(wanted), room.rows_of(seat_ids) if orphan_rule else "",
+                                             room.version])
         outcome = HoldOutcome(int(result[0]))
         if outcome is HoldOutcome.ORPHAN:
-            everything = [*seat_ids, *context]
-            return hold_id, HoldResult(False, [], stranded=[everything[int(i) - 1] for i in result[1:]])
+            return hold_id, HoldResult(False, [], stranded=[room.ids[int(i) - 1] for i in result[1:]])
         if outcome is HoldOutcome.HELD:
             return hold_id, HoldResult(True, [])
         if outcome is HoldOutcome.NEEDS_SYNC:
             return hold_id, HoldResult(False, [], needs_sync=True)
         if outcome is HoldOutcome.ALREADY_HOLDING:
-            existing = result[1].decode() if isinstance(result[1], bytes) else str(result[1])
-            return hold_id, HoldResult(False, [], live_hold_id=existing)
+            return hold_id, HoldResult(False, [], live_hold_id=_text(result[1]))
         return hold_id, HoldResult(False, [seat_ids[int(i) - 1] for i in result[1:]])
 
-    def hold_best(self, showtime_id: int, user_id: int, seats: list[tuple[int, int, int, bool]], n: int,
-                  focal6: tuple[int, int], ttl_ms: int, expires_at: datetime, *, max_rows: int = 3,
+    def hold_best(self, showtime_id: int, room: Room, user_id: int, classes: str, n: int, focal6: tuple[int, int],
+                  ttl_ms: int, expires_at: datetime, *, accessible: int = 0, max_rows: int = 3,
                   unsynced_ok: bool = False) -> tuple[str, HoldResult, list[int]]:
         """Choose ``n`` seats by the best-available rules and hold them, in one script.
 
-        ``seats``: every seat of the screen as (id, x, y, may the party sit there), in row
-        then position order; ``focal6``: the focal point in sixths of a seat. Returns the
-        hold id, the outcome, and the chosen seats (empty when none could be placed)."""
+        ``classes``: ``room.classes(...)``, where the party may sit; ``focal6``: the focal
+        point in sixths of a seat; ``accessible``: the wheelchair spaces the party needs.
+        Returns the hold id, the outcome, and the chosen seats (empty when none could be placed)."""
         hold_id = new_hold_id(showtime_id)
-        keys = [self.user_key(showtime_id, user_id), self.hold_key(showtime_id, hold_id),
-                self.synced_key(showtime_id), *self._seat_keys(showtime_id, [s[0] for s in seats])]
-        packed = "".join(f"{sid},{x},{y},{1 if eligible else 0};" for sid, x, y, eligible in seats)
-        result = self._hold_best(keys=keys, args=[hold_id, ttl_ms, user_id, expires_at.isoformat(),
-                                                  "1" if unsynced_ok else "0", SeatOwner.hold(hold_id).token,
-                                                  n, focal6[0], focal6[1], max_rows, packed])
+        keys = [*self.seat_keys(showtime_id, room.version), self.user_key(showtime_id, user_id),
+                self.hold_key(showtime_id, hold_id)]
+        result = self._hold_best(keys=keys, args=[
+            hold_id, ttl_ms, user_id, expires_at.isoformat(), "1" if unsynced_ok else "0",
+            SeatOwner.hold(hold_id).token, n, focal6[0], focal6[1], max_rows, room.segments, classes, accessible,
+            room.packed_ids, room.width, room.version])
         outcome = HoldOutcome(int(result[0]))
         if outcome is HoldOutcome.HELD:
             return hold_id, HoldResult(True, []), [int(s) for s in result[1:]]
         if outcome is HoldOutcome.NEEDS_SYNC:
             return hold_id, HoldResult(False, [], needs_sync=True), []
         if outcome is HoldOutcome.ALREADY_HOLDING:
-            existing = result[1].decode() if isinstance(result[1], bytes) else str(result[1])
-            return hold_id, HoldResult(False, [], live_hold_id=existing), []
+            return hold_id, HoldResult(False, [], live_hold_id=_text(result[1])), []
         return hold_id, HoldResult(False, []), []  # no placement: nothing was taken
 
     def get_hold(self, hold_id: str) -> Hold | None:
@@ -242,75 +317,79 @@ class SeatStore:
         return _parse_hold(hold_id, showtime_id, self.store.client.hgetall(self.hold_key(showtime_id, hold_id)))
 
     def release(self, hold: Hold) -> bool:
-        keys = [self.hold_key(hold.showtime_id, hold.id), self.user_key(hold.showtime_id, hold.user_id),
-                *self._seat_keys(hold.showtime_id, hold.seat_ids)]
+        keys = [*self.seat_keys(hold.showtime_id, hold.version), self.hold_key(hold.showtime_id, hold.id),
+                self.user_key(hold.showtime_id, hold.user_id)]
         return bool(self._release(keys=keys, args=[hold.id, hold.user_id, SeatOwner.hold(hold.id).token]))
 
     def claim(self, hold: Hold, user_id: int, ttl_ms: int) -> ClaimOutcome:
-        keys = [self.hold_key(hold.showtime_id, hold.id), *self._seat_keys(hold.showtime_id, hold.seat_ids)]
+        keys = [*self.seat_keys(hold.showtime_id, hold.version), self.hold_key(hold.showtime_id, hold.id)]
         return ClaimOutcome(int(self._claim(keys=keys, args=[hold.id, user_id, ttl_ms,
                                                              SeatOwner.hold(hold.id).token])))
 
     def bind_reservation(self, hold: Hold, reservation_id: int, ttl_ms: int) -> int:
-        keys = [self.hold_key(hold.showtime_id, hold.id), self.user_key(hold.showtime_id, hold.user_id),
-                *self._seat_keys(hold.showtime_id, hold.seat_ids)]
+        keys = [*self.seat_keys(hold.showtime_id, hold.version), self.hold_key(hold.showtime_id, hold.id),
+                self.user_key(hold.showtime_id, hold.user_id)]
         return int(self._bind(keys=keys, args=[hold.id, reservation_owner(reservation_id), ttl_ms,
-                                               SeatOwner.hold(hold.id).token]))
+                                               SeatOwner.hold(hold.id).token, _csv(hold.indices)]))
 
     # --- blocked seats -----------------------------------------------------------
-    def block(self, showtime_id: int, seat_ids: list[int], ttl_ms: int) -> HoldResult:
+    def block(self, showtime_id: int, room: Room, seat_ids: list[int], ttl_ms: int) -> HoldResult:
         """Mark all of ``seat_ids`` blocked, or none (``HoldResult.taken``: those someone has)."""
-        result = self._block(keys=[self.synced_key(showtime_id), *self._seat_keys(showtime_id, seat_ids)],
-                             args=[SeatOwner.blocked().token, ttl_ms])
+        result = self._block(keys=self.seat_keys(showtime_id, room.version),
+                             args=[SeatOwner.blocked().token, ttl_ms, _csv(room.indices(seat_ids))])
         outcome = HoldOutcome(int(result[0]))
         if outcome is HoldOutcome.NEEDS_SYNC:
             return HoldResult(False, [], needs_sync=True)
         return HoldResult(outcome is HoldOutcome.HELD, [seat_ids[int(i) - 1] for i in result[1:]])
 
-    def unblock(self, showtime_id: int, seat_ids: list[int]) -> int:
-        return self.free_owner(showtime_id, seat_ids, SeatOwner.blocked().token)
+    def unblock(self, showtime_id: int, room: Room, seat_ids: list[int]) -> int:
+        return self.free_owner(showtime_id, room, seat_ids, SeatOwner.blocked().token)
 
     # --- reservations ---------------------------------------------------------
-    def keep_for_reservation(self, showtime_id: int, seat_ids, reservation_id: int, ttl_ms: int) -> int:
-        """Refresh the reservation's seats' TTL (they stay its own)."""
+    def keep_for_reservation(self, showtime_id: int, room: Room, seat_ids, reservation_id: int, ttl_ms: int) -> int:
+        """Refresh the reservation's seats' expiry (they stay its own)."""
         owner = reservation_owner(reservation_id)
-        return int(self._set_owner(keys=self._seat_keys(showtime_id, seat_ids), args=[owner, owner, ttl_ms]))
+        return int(self._set_owner(keys=self.seat_keys(showtime_id, room.version),
+                                   args=[owner, owner, ttl_ms, _csv(room.indices(seat_ids))]))
 
-    def free_reservation(self, showtime_id: int, seat_ids, reservation_id: int) -> int:
+    def free_reservation(self, showtime_id: int, room: Room, seat_ids, reservation_id: int) -> int:
         """Free the seats the reservation still owns (others' are left alone)."""
-        return self.free_owner(showtime_id, seat_ids, reservation_owner(reservation_id))
+        return self.free_owner(showtime_id, room, seat_ids, reservation_owner(reservation_id))
 
-    def free_owner(self, showtime_id: int, seat_ids, owner: str) -> int:
-        return int(self._set_owner(keys=self._seat_keys(showtime_id, seat_ids), args=[owner, "", 0]))
+    def free_owner(self, showtime_id: int, room: Room, seat_ids, owner: str) -> int:
+        return int(self._set_owner(keys=self.seat_keys(showtime_id, room.version),
+                                   args=[owner, "", 0, _csv(room.indices(seat_ids))]))
 
-    def sync(self, showtime_id: int, owners: list[tuple[int, str, int]], marker_ttl_seconds: int) -> int:
-        """Set (seat id, owner token, TTL ms) where the seat key is missing; mark synced."""
-        keys = [self.synced_key(showtime_id), *self._seat_keys(showtime_id, [o[0] for o in owners])]
-        args: list = [marker_ttl_seconds]
-        for _, owner, ttl_ms in owners:
-            args += [owner, max(int(ttl_ms), 1)]
-        return int(self._sync(keys=keys, args=args))
+    def sync(self, showtime_id: int, room: Room, owners: list[tuple[int, str, int]], marker_ttl_seconds: int) -> int:
+        """Give each (seat id, owner token, TTL ms) its owner where the seat is free; mark synced."""
+        packed = "".join(f"{room.index[seat_id]},{owner},{max(int(ttl_ms), 1)};" for seat_id, owner, ttl_ms in owners)
+        return int(self._sync(keys=self.seat_keys(showtime_id, room.version), args=[marker_ttl_seconds, packed]))
+
+    def is_synced(self, showtime_id: int, room: Room) -> bool:
+        return bool(self.store.client.exists(self.seat_keys(showtime_id, room.version)[3]))
 
     # --- reads ------------------------------------------------------------------
-    def owners(self, showtime_id: int, seat_ids: list[int]) -> dict[int, str]:
-        """Current owner token of each taken seat among ``seat_ids`` (one MGET);
-        ``SeatOwner.parse`` reads one."""
-        if not seat_ids:
-            return {}
-        values = self.store.client.mget(self._seat_keys(showtime_id, seat_ids))
-        return {sid: v.decode() for sid, v in zip(seat_ids, values, strict=True) if v is not None}
+    def owners(self, showtime_id: int, room: Room) -> dict[int, str]:
+        """The owner token of every taken seat (one call); ``SeatOwner.parse`` reads one."""
+        _, flat = self._read(keys=self.seat_keys(showtime_id, room.version), args=["1"])
+        return {room.ids[int(flat[k]) - 1]: _text(flat[k + 1]) for k in range(0, len(flat), 2)
+                if int(flat[k]) <= len(room.ids)}
 
-    def owners_of_showtimes(self, seat_ids_by_showtime: dict[int, list[int]]) -> dict[int, set[int]]:
-        """The taken seats of several showtimes: one MGET per showtime (each within
-        its hash tag), all in one pipelined round trip."""
-        wanted = [(sid, ids) for sid, ids in seat_ids_by_showtime.items() if ids]
-        if not wanted:
+    def states(self, showtime_id: int, room: Room) -> dict[int, str]:
+        """``hold``, ``reservation`` or ``blocked`` for every taken seat (one call)."""
+        state = self._read(keys=self.seat_keys(showtime_id, room.version), args=["0"])[0]
+        return {room.ids[i]: TAKEN_STATES[b] for i, b in enumerate(state[:len(room.ids)]) if b in TAKEN_STATES}
+
+    def states_of_showtimes(self, rooms: dict[int, Room]) -> dict[int, set[int]]:
+        """The taken seats of several showtimes: one script call each (each within its
+        hash tag), all in one pipelined round trip."""
+        if not rooms:
             return {}
         pipe = self.store.client.pipeline(transaction=False)
-        for showtime_id, ids in wanted:
-            pipe.mget(self._seat_keys(showtime_id, ids))
-        return {showtime_id: {seat for seat, v in zip(ids, values, strict=True) if v is not None}
-                for (showtime_id, ids), values in zip(wanted, pipe.execute(), strict=True)}
+        for showtime_id, room in rooms.items():
+            self._read(keys=self.seat_keys(showtime_id, room.version), args=["0"], client=pipe)
+        return {showtime_id: {room.ids[i] for i, b in enumerate(result[0][:len(room.ids)]) if b in TAKEN_STATES}
+                for (showtime_id, room), result in zip(rooms.items(), pipe.execute(), strict=True)}
 
     # --- the user's index of holds ---------------------------------------------
     def user_holds_key(self, user_id: int) -> str:
@@ -359,9 +438,9 @@ class SeatStore:
     def hold_exists(self, showtime_id: int, hold_id: str) -> bool:
         return bool(self.store.client.exists(self.hold_key(showtime_id, hold_id)))
 
-    def scan_seat_keys(self, count: int = 1000):
-        """Every seat key of every showtime as (showtime id, seat id). For the sweep."""
+    def scan_rooms(self, count: int = 1000):
+        """Every showtime whose seats Redis keeps, as (showtime id, layout version). For the sweep."""
         prefix_len = len(self.store.prefix)
-        for raw in self.store.client.scan_iter(match=self.store.key("{st:*}:seat:*"), count=count):
-            rest = raw.decode()[prefix_len:]  # "{st:42}:seat:17"
-            yield int(rest[4:rest.index("}")]), int(rest.rsplit(":", 1)[1])
+        for raw in self.store.client.scan_iter(match=self.store.key("{st:*}:v:*:owner"), count=count):
+            rest = raw.decode()[prefix_len:]  # "{st:42}:v:0a1b2c3d:owner"
+            yield int(rest[4:rest.index("}")]), rest.split(":")[-2]

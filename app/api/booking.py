@@ -44,7 +44,7 @@ class ShowtimeHolds(MethodView):
         """Hold seats for a few minutes: the ones named (all or none), or the best available for a party"""
         if "quantity" in data:
             return booking.hold_best_available(current_user_id(), showtime_id, data["quantity"],
-                                               category=data.get("category"))
+                                               category=data.get("category"), accessible=int(data.get("accessible", 0)))
         return booking.hold_seats(current_user_id(), showtime_id, data["seat_ids"],
                                   accessible=data.get("accessible", False))
 

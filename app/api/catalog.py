@@ -10,8 +10,8 @@ from flask.views import MethodView
 from app.api import Blueprint, page_args, paged
 from app.api import schemas as s
 from app.api.idempotency import idempotent
-from app.api.security import admin_required
-from app.services import catalog, seats
+from app.api.security import admin_required, current_user_id
+from app.services import blocked_seats, catalog, seats
 
 cities = Blueprint("cities", __name__, url_prefix="/api/v1/cities", description="Cities")
 theaters = Blueprint("theaters", __name__, url_prefix="/api/v1/theaters", description="Theaters")
@@ -338,6 +338,39 @@ class ShowtimeSeats(MethodView):
             for seat_id, fragment in zip(seat_ids, fragments, strict=True)), "]}")).encode()
         showtimes.set_etag(hashlib.sha1(body).hexdigest())
         return Response(body, mimetype="application/json")
+
+
+@showtimes.route("/<int:showtime_id>/blocked-seats")
+class ShowtimeBlockedSeats(MethodView):
+    @admin_required
+    @showtimes.response(200, s.BlockedSeatsSchema, example=s.BLOCKED_SEATS)
+    @showtimes.alt_response(404, response="NOT_FOUND")
+    def get(self, showtime_id):
+        """Seats taken out of sale for this showtime, in layout order (admin)"""
+        return blocked_seats.list_blocked(showtime_id)
+
+    @admin_required
+    @idempotent
+    @showtimes.arguments(s.BlockSeatsRequestSchema, example=s.BLOCK_SEATS_IN)
+    @showtimes.response(201, s.BlockedSeatsSchema, example=s.BLOCKED_SEATS)
+    @showtimes.alt_response(404, response="NOT_FOUND")
+    @showtimes.alt_response(409, response="CONFLICT",
+                            description="seats_unavailable (with seat_ids: held, booked or blocked already; "
+                                        "none were blocked), showtime_started")
+    def post(self, data, showtime_id):
+        """Take free seats out of sale for this showtime, all or none (admin): shown as blocked, never held"""
+        return blocked_seats.block(showtime_id, data["seat_ids"], data.get("reason"), current_user_id())
+
+
+@showtimes.route("/<int:showtime_id>/blocked-seats/<int:seat_id>")
+class ShowtimeBlockedSeat(MethodView):
+    @admin_required
+    @showtimes.response(204)
+    @showtimes.alt_response(404, response="NOT_FOUND", description="not_found: no such showtime, or the seat is "
+                                                                   "not blocked for it")
+    def delete(self, showtime_id, seat_id):
+        """Put a blocked seat back on sale (admin)"""
+        blocked_seats.unblock(showtime_id, seat_id)
 
 
 def _seat_map_template(showtime_id: int) -> tuple[str, list[int], list[str]]:

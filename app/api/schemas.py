@@ -393,7 +393,47 @@ class SeatMapSchema(Schema):
     seats = fields.List(fields.Nested(SeatMapSeatSchema))
 
 
+# The most seats a screen can have (LayoutSchema: up to 200 rows of up to 500 positions).
+MAX_SCREEN_SEATS = 200 * 500
+
+
+class BlockSeatsRequestSchema(StrictSchema):
+    seat_ids = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1)), required=True,
+        validate=validate.Length(min=1, max=MAX_SCREEN_SEATS),
+        metadata={"description": "Free seats of the showtime's screen to take out of sale: all or none"},
+    )
+    reason = _text(200, required=False, allow_none=True, metadata={"description": "Why, for other admins"})
+
+
+class BlockedSeatSchema(Schema):
+    seat_id = fields.Integer(dump_only=True)
+    label = fields.String(dump_only=True)
+    reason = fields.String(dump_only=True, allow_none=True)
+    blocked_by = fields.Integer(dump_only=True, allow_none=True, metadata={"description": "The admin's user id"})
+    blocked_at = mfields.DateTime(dump_only=True)
+
+
+class BlockedSeatsSchema(Schema):
+    showtime_id = fields.Integer(dump_only=True)
+    seats = fields.List(fields.Nested(BlockedSeatSchema), dump_only=True,
+                        metadata={"description": "In layout order (row, then position)"})
+
+
 # --- booking ----------------------------------------------------------------
+
+class AccessibleField(fields.Field):
+    """``true``/``false``, or a number of wheelchair spaces (best available)."""
+
+    default_error_messages = {"invalid": "true or false, or a number of wheelchair spaces (0 or more)"}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and 0 <= value <= MAX_SCREEN_SEATS:
+            return value
+        raise self.make_error("invalid")
+
 
 class HoldRequestSchema(StrictSchema):
     """Either ``seat_ids`` (these seats, all or none) or ``quantity`` (best available)."""
@@ -410,9 +450,12 @@ class HoldRequestSchema(StrictSchema):
                                  "stranding one; then split over neighbouring rows in parts of two or more)"},
     )
     category = fields.String(validate=CATEGORY, metadata={"description": "Best available within this category"})
-    accessible = fields.Boolean(metadata={
+    accessible = AccessibleField(metadata={
         "description": "With seat_ids: true to hold wheelchair spaces (and the companion seats beside them), kept "
-                       "for accessible parties until ACCESSIBLE_RELEASE_MINUTES before the show"})
+                       "for accessible parties until ACCESSIBLE_RELEASE_MINUTES before the show. With quantity: k, "
+                       "the wheelchair spaces the party needs (true is 1), the rest of the party beside them in one "
+                       "row (companion seats first to be next to a space)",
+        "oneOf": [{"type": "boolean"}, {"type": "integer", "minimum": 0}]})
 
     @validates_schema
     def one_way_to_choose(self, data, **kwargs):
@@ -420,9 +463,11 @@ class HoldRequestSchema(StrictSchema):
             raise ValidationError("Give either seat_ids or quantity (best available)", "_schema")
         if "category" in data and "quantity" not in data:
             raise ValidationError("category goes with quantity (best available)", "category")
-        if data.get("accessible") and "quantity" in data:
-            raise ValidationError("Best available for accessible parties is not offered yet: name the seats",
-                                  "accessible")
+        accessible = data.get("accessible")
+        if "seat_ids" in data and accessible is not None and not isinstance(accessible, bool):
+            raise ValidationError("With seat_ids, accessible is true or false", "accessible")
+        if "quantity" in data and int(accessible or 0) > data["quantity"]:
+            raise ValidationError("At most quantity wheelchair spaces", "accessible")
 
 
 class HoldSchema(Schema):
@@ -643,6 +688,11 @@ SEAT_MAP = {"showtime_id": 42, "currency": "EUR", "focal_point": {"x": 5.0, "y":
      "price_cents": 1250, "status": "held"},
     {"id": 113, "label": "C1", "row": "C", "number": 1, "category": "premium", "x": 1, "y": 3,
      "price_cents": 1650, "status": "booked"},
+]}
+BLOCK_SEATS_IN = {"seat_ids": [113, 114], "reason": "Broken armrests"}
+BLOCKED_SEATS = {"showtime_id": 42, "seats": [
+    {"seat_id": 113, "label": "C1", "reason": "Broken armrests", "blocked_by": 1, "blocked_at": "2026-12-01T17:02:00+00:00"},
+    {"seat_id": 114, "label": "C2", "reason": "Broken armrests", "blocked_by": 1, "blocked_at": "2026-12-01T17:02:00+00:00"},
 ]}
 HOLD_IN = {"seat_ids": [104, 105]}
 HOLD = {"id": "42.9f86d081884c7d659a2feaa0c55ad015", "showtime_id": 42, "seat_ids": [104, 105],

@@ -32,7 +32,7 @@ from app.models import (
     ReservationStatus,
     Showtime,
 )
-from app.services import errors, notifications, seats, tickets, waitlist
+from app.services import blocked_seats, errors, notifications, seats, tickets, waitlist
 from app.services.pagination import page_of
 from app.services.seats import GRACE_SECONDS, SCHEDULER_LOCK
 
@@ -52,28 +52,14 @@ def failure_reason(gateway_reason: str | None) -> str:
     return FAILURE_REASONS.get(gateway_reason or "declined", gateway_reason)[:40]
 
 
-def _seats_freed(showtime_id: int) -> None:
-    """After a commit that freed seats: the seat map changes and the waitlist goes first."""
-    seats.seat_map_changed(showtime_id)
-    try:
-        waitlist.after_seats_freed(showtime_id)
-    except Exception:  # noqa: BLE001 - the scheduler retries offers; the freeing stands
-        log.error("waitlist offer failed after seats were freed", exc_info=True)
-
-
 # --- holds ----------------------------------------------------------------------
 
 def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int], *, accessible: bool = False) -> Hold:
     """Hold all of ``seat_ids`` for ``HOLD_TTL_SECONDS``, or none (409 with the taken ones)."""
     settings = marquee().settings
     seats.check_seat_count("seat_ids", len(seat_ids))
-    if len(set(seat_ids)) != len(seat_ids):
-        raise errors.Invalid("A seat is listed twice", errors={"seat_ids": ["Each seat only once"]})
     seating = seats.showtime_seating(showtime_id)
-    unknown = [s for s in seat_ids if str(s) not in seating["seats"]]
-    if unknown:
-        raise errors.Invalid("Some seats are not seats of this showtime's screen",
-                             errors={"seat_ids": [f"Not a seat of this showtime: {unknown}"]}, seat_ids=unknown)
+    seats.check_seat_ids(seating, seat_ids)
     at = seats.now()
     seats.ensure_not_started(seating, at)
     seats.check_accessible(seating, seat_ids, accessible, at)
@@ -82,9 +68,11 @@ def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int], *, accessibl
     return hold
 
 
-def hold_best_available(user_id: int, showtime_id: int, quantity: int, *, category: str | None = None) -> Hold:
-    """Marquee picks the best ``quantity`` seats (of ``category``) and holds them in one
-    atomic step: 409 ``not_enough_seats`` when no placement exists, never a partial hold."""
+def hold_best_available(user_id: int, showtime_id: int, quantity: int, *, category: str | None = None,
+                        accessible: int = 0) -> Hold:
+    """Marquee picks the best ``quantity`` seats (of ``category``; with ``accessible``
+    wheelchair spaces among them, the rest beside them) and holds them in one atomic
+    step: 409 ``not_enough_seats`` when no placement exists, never a partial hold."""
     settings = marquee().settings
     seats.check_seat_count("quantity", quantity)
     seating = seats.showtime_seating(showtime_id)
@@ -93,7 +81,7 @@ def hold_best_available(user_id: int, showtime_id: int, quantity: int, *, catego
                              errors={"category": [f"No seat of this screen is {category}"]})
     seats.ensure_not_started(seating, seats.now())
     hold = seats.take_best(user_id, showtime_id, quantity, settings.hold_ttl_seconds, category=category,
-                           seating=seating)
+                           accessible=accessible, seating=seating)
     seats.index_hold(hold)
     return hold
 
@@ -150,6 +138,7 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str) -> Reserv
     prices, by_id = seating["prices"], seating["seats"]
     try:
         with db.unit_of_work():
+            blocked_seats.refuse_blocked(hold.showtime_id, hold.seat_ids)
             reservation = Reservation(
                 user_id=user_id,
                 showtime_id=hold.showtime_id,
@@ -336,7 +325,7 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
         db.session.add(notifications.email_event("cancellation", reservation.user_id,
                                                  reservation_id=reservation.id, refunded=was_confirmed))
     seats.free_for_reservation(reservation.showtime_id, freed, reservation.id)
-    _seats_freed(reservation.showtime_id)
+    waitlist.seats_freed(reservation.showtime_id)
     return reservation
 
 
@@ -388,7 +377,7 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
         seats.seat_map_changed(reservation.showtime_id)
     elif freed:
         seats.free_for_reservation(reservation.showtime_id, freed, reservation.id)
-        _seats_freed(reservation.showtime_id)
+        waitlist.seats_freed(reservation.showtime_id)
     return outcome
 
 
@@ -414,7 +403,7 @@ def fail_payment(reservation_id: int, *, payment: dict | None = None) -> str:
         db.session.add(notifications.email_event("payment_failed", reservation.user_id,
                                                  reservation_id=reservation.id))
     seats.free_for_reservation(reservation.showtime_id, freed, reservation.id)
-    _seats_freed(reservation.showtime_id)
+    waitlist.seats_freed(reservation.showtime_id)
     return ReservationStatus.PAYMENT_FAILED
 
 
@@ -446,7 +435,7 @@ def expire_unpaid_reservations(*, now: datetime | None = None, batch: int = 200)
             freed.append((reservation.showtime_id, reservation.id, _release_seats(reservation, now)))
     for showtime_id, reservation_id, seat_ids in freed:
         seats.free_for_reservation(showtime_id, seat_ids, reservation_id)
-        _seats_freed(showtime_id)
+        waitlist.seats_freed(showtime_id)
     if freed:
         log.info("expired unpaid reservations", extra={"count": len(freed)})
     return len(freed)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app import db
 from app.bootstrap import marquee
-from app.models import City, Movie, Reservation, Screen, Seat, Showtime, Theater
+from app.models import BlockedSeat, City, Movie, Reservation, Screen, Seat, Showtime, Theater
 from app.services import errors
 from app.services.layout import LayoutError, SeatSpec, build_seats, focal_point
 from app.services.pagination import page_of
@@ -503,6 +503,9 @@ def update_showtime(showtime_id: int, data: dict) -> Showtime:
             if data["screen_id"] != showtime.screen_id and _has_reservations(showtime_id):
                 raise errors.InUse("This showtime has reservations for seats of its screen; "
                                    "it cannot move to another screen")
+            if data["screen_id"] != showtime.screen_id and _has_blocked_seats(showtime_id):
+                raise errors.InUse("This showtime has blocked seats of its screen; unblock them before "
+                                   "moving it to another screen")
         # No autoflush until the new end is computed: a half-applied row (new
         # start, old end) would break the ends-after-start check.
         with db.session.no_autoflush:
@@ -514,6 +517,10 @@ def update_showtime(showtime_id: int, data: dict) -> Showtime:
 
 def _has_reservations(showtime_id: int) -> bool:
     return db.session.scalar(select(exists().where(Reservation.showtime_id == showtime_id)))
+
+
+def _has_blocked_seats(showtime_id: int) -> bool:
+    return db.session.scalar(select(exists().where(BlockedSeat.showtime_id == showtime_id)))
 
 
 def delete_showtime(showtime_id: int) -> None:

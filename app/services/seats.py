@@ -7,13 +7,16 @@ sold twice. Redis also keeps every live reservation's seats (``r:<id>`` owners),
 so it refuses booked seats itself; after it loses them, the hold script asks for
 a rebuild from PostgreSQL (``sync_showtime``) before it decides anything.
 
-Every way seats are taken (a customer's hold, a waitlist offer) goes through
-``take_hold``; every reservation change that frees or keeps seats tells Redis
-through the functions below, after its commit.
+A customer's hold by seat goes through ``take_hold``; best available and
+waitlist offers go through ``take_best`` (one seat-choosing rule, ``seat_choice``);
+both share ``_take``. Every reservation change that frees or keeps seats tells
+Redis through the functions below, after its commit.
 """
 from __future__ import annotations
 
+import json
 import logging
+import zlib
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 
@@ -21,13 +24,13 @@ import redis
 from sqlalchemy import select
 
 from app import db
-from app.adapters.seat_store import Hold, HoldState, SeatOwner, SeatStore, reservation_owner
+from app.adapters.seat_store import Hold, HoldState, Room, SeatOwner, SeatStore, reservation_owner
 from app.bootstrap import marquee
 from app.metrics import HOLDS
 from app.models import LIVE_STATUSES, BlockedSeat, Reservation, ReservationSeat, ReservationStatus, Screen, Seat, Showtime
 from app.services import errors
 from app.services.layout import SeatSpec, focal_point
-from app.services.seat_choice import sixths
+from app.services.seat_choice import COMPANION, WHEELCHAIR, sixths
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ def showtime_seating(showtime_id: int) -> dict:
         ).all()
         specs = [SeatSpec(r.row_label, r.number, r.label, r.category, r.row_index, r.col_index) for r in rows]
         focal = focal_point(db.session.get(Screen, showtime.screen_id).layout, specs)
+        places = [[r.id, r.col_index + 1, r.row_index + 1, r.category] for r in rows]
         return {
             "starts_at": showtime.starts_at.isoformat(),
             "currency": showtime.currency,
@@ -86,13 +90,41 @@ def showtime_seating(showtime_id: int) -> dict:
             "seats": {str(r.id): [r.label, r.category, r.col_index + 1, r.row_index + 1] for r in rows},
             "focal6": list(sixths((focal["x"], focal["y"]))),
             "orphan_seats": showtime.orphan_seats,
+            "layout": _fingerprint(places),
         }
 
-    seating = marquee().cache.get_or_compute(["showtimes", "screens"], "seating-v2", showtime_id, compute,
+    seating = marquee().cache.get_or_compute(["showtimes", "screens"], "seating-v3", showtime_id, compute,
                                              local=True)
     if seating is None:
         raise errors.NotFound(f"Showtime {showtime_id} does not exist")
     return seating
+
+
+def _fingerprint(places: list[list]) -> str:
+    """Names a layout: [id, x, y, category] of each seat in row then position order."""
+    return f"{zlib.crc32(json.dumps(places).encode()):08x}"
+
+
+def room_of(seating: dict) -> Room:
+    """The showtime's seats as the seat store's scripts see them (built once per layout)."""
+    return _store().room(("seating", seating["layout"]), lambda: [
+        (int(seat_id), x, y, category) for seat_id, (_label, category, x, y) in seating["seats"].items()])
+
+
+def showtime_room(showtime_id: int) -> Room:
+    """``room_of`` the showtime's seating (``NotFound`` for an unknown showtime)."""
+    return room_of(showtime_seating(showtime_id))
+
+
+def check_seat_ids(seating: dict, seat_ids: list[int]) -> None:
+    """``seat_ids`` are seats of the showtime's screen (its ``seating``), each named once:
+    422 otherwise (for holds and blocks alike)."""
+    if len(set(seat_ids)) != len(seat_ids):
+        raise errors.Invalid("A seat is listed twice", errors={"seat_ids": ["Each seat only once"]})
+    unknown = [s for s in seat_ids if str(s) not in seating["seats"]]
+    if unknown:
+        raise errors.Invalid("Some seats are not seats of this showtime's screen",
+                             errors={"seat_ids": [f"Not a seat of this showtime: {unknown}"]}, seat_ids=unknown)
 
 
 def ensure_not_started(seating: dict, at: datetime) -> None:
@@ -135,9 +167,6 @@ class AccessibleSeat(errors.Conflict):
     code, title = "accessible_seat", "Wheelchair spaces and companion seats are kept for those who need them"
 
 
-WHEELCHAIR, COMPANION = "wheelchair", "companion"
-
-
 def accessible_seats_reserved(seating: dict, at: datetime) -> bool:
     """Whether wheelchair spaces and companion seats are still kept for accessible
     parties (until ``ACCESSIBLE_RELEASE_MINUTES`` before the show)."""
@@ -169,9 +198,9 @@ def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: 
               seating: dict | None = None) -> Hold:
     """Take all of ``seat_ids`` for a new hold of ``user_id`` lasting
     ``ttl_seconds``, or none: ``SeatsUnavailable`` (with the taken ``seat_ids``)
-    or ``HoldExists`` (with the user's live ``hold_id``). Given the showtime's
-    ``seating`` (as its caller read it) whose ``orphan_seats`` is ``prevent``,
-    the same atomic step refuses a hold that would leave a free seat alone in its
+    or ``HoldExists`` (with the user's live ``hold_id``). When the showtime's
+    ``seating`` (given as its caller read it, or read here) has ``orphan_seats``
+    ``prevent``, the same atomic step refuses a hold that would leave a free seat alone in its
     run (``OrphanSeat`` with the ``seat_ids`` it would strand), unless every
     placement in a run it takes from would (``seat_choice.orphans_refused``).
 
@@ -180,42 +209,51 @@ def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: 
     server) PostgreSQL decides instead: slower, and right whatever Redis holds.
     Reads only: it neither opens nor ends a unit of work of its caller.
     """
+    seating = seating or showtime_seating(showtime_id)
+    room, orphan_rule = room_of(seating), seating["orphan_seats"] == "prevent"
     store = _store()
-    rows = None
-    if seating is not None and seating["orphan_seats"] == "prevent":  # the rows where a seat could be stranded
-        placed = seating["seats"]
-        in_rows = {placed[str(s)][3] for s in seat_ids}
-        rows = {int(sid): (seat[2], seat[3]) for sid, seat in placed.items() if seat[3] in in_rows}
 
     def attempt(expires_at: datetime, unsynced_ok: bool):
-        hold_id, result = store.hold(showtime_id, user_id, seat_ids, ttl_seconds * 1000, expires_at,
-                                     unsynced_ok=unsynced_ok, rows=rows)
+        hold_id, result = store.hold(showtime_id, room, user_id, seat_ids, ttl_seconds * 1000, expires_at,
+                                     unsynced_ok=unsynced_ok, orphan_rule=orphan_rule)
         return hold_id, result, seat_ids
 
-    return _take(user_id, showtime_id, ttl_seconds, attempt)
+    return _take(user_id, showtime_id, room, ttl_seconds, attempt)
+
+
+def seat_class(category: str, wanted: str | None, kept: bool, accessible: bool) -> str:
+    """Where a best-available party may sit (``Room.classes``): ``s`` a seat it may
+    take, ``w`` a wheelchair space and ``c`` a companion seat (for an accessible party,
+    placed by ``seat_choice``'s accessible rule), ``x`` not. While ``kept``, wheelchair
+    spaces and companion seats go to accessible parties only; ``wanted`` limits the
+    other seats to one category."""
+    if accessible and category in (WHEELCHAIR, COMPANION):
+        return "w" if category == WHEELCHAIR else "c"
+    if kept and category in (WHEELCHAIR, COMPANION):
+        return "x"
+    return "s" if wanted is None or category == wanted else "x"
 
 
 def take_best(user_id: int, showtime_id: int, quantity: int, ttl_seconds: int, *,
-              category: str | None = None, seating: dict | None = None) -> Hold:
+              category: str | None = None, accessible: int = 0, seating: dict | None = None) -> Hold:
     """Choose ``quantity`` seats by the best-available rules (``seat_choice``) and
     hold them, in one atomic step (``hold_best.lua``): ``NotEnoughSeats`` when no
-    placement exists, ``HoldExists`` as for ``take_hold``. ``seating``: the
+    placement exists, ``HoldExists`` as for ``take_hold``. ``accessible``: the
+    wheelchair spaces the party needs (the rest beside them). ``seating``: the
     showtime's, if the caller has read it already."""
     seating = seating or showtime_seating(showtime_id)
-    kept = (WHEELCHAIR, COMPANION) if accessible_seats_reserved(seating, now()) else ()
-    layout = [(int(seat_id), x, y, (category is None or seat_category == category) and seat_category not in kept)
-              for seat_id, (_label, seat_category, x, y) in seating["seats"].items()]
-    focal6 = tuple(seating["focal6"])
-    store = _store()
+    kept = accessible_seats_reserved(seating, now())
+    room, focal6, store = room_of(seating), tuple(seating["focal6"]), _store()
+    classes = room.classes((category, kept, accessible > 0), lambda c: seat_class(c, category, kept, accessible > 0))
 
     def attempt(expires_at: datetime, unsynced_ok: bool):
-        return store.hold_best(showtime_id, user_id, layout, quantity, focal6, ttl_seconds * 1000, expires_at,
-                               unsynced_ok=unsynced_ok)
+        return store.hold_best(showtime_id, room, user_id, classes, quantity, focal6, ttl_seconds * 1000, expires_at,
+                               accessible=accessible, unsynced_ok=unsynced_ok)
 
-    return _take(user_id, showtime_id, ttl_seconds, attempt)
+    return _take(user_id, showtime_id, room, ttl_seconds, attempt)
 
 
-def _take(user_id: int, showtime_id: int, ttl_seconds: int, attempt: Callable) -> Hold:
+def _take(user_id: int, showtime_id: int, room: Room, ttl_seconds: int, attempt: Callable) -> Hold:
     """The one way seats are taken: ``attempt(expires_at, unsynced_ok)`` runs a hold
     script and answers ``(hold id, HoldResult, seat ids)``; see ``take_hold``."""
     at = now()
@@ -228,7 +266,8 @@ def _take(user_id: int, showtime_id: int, ttl_seconds: int, attempt: Callable) -
         if not result.needs_sync:
             break
         sync_showtime(showtime_id)
-    hold = Hold(hold_id, showtime_id, user_id, seat_ids, expires_at.isoformat(), HoldState.HELD)
+    hold = Hold(hold_id, showtime_id, user_id, seat_ids, expires_at.isoformat(), HoldState.HELD,
+                tuple(room.indices(seat_ids)), room.version)
     if result.held and checked_by_postgresql:
         booked = live_seats(showtime_id, seat_ids)
         if booked:
@@ -281,9 +320,9 @@ def block_in_store(showtime_id: int, seat_ids: list[int]) -> list[int]:
     live reservation of them) and commits its ``BlockedSeat`` rows after this."""
     seating = showtime_seating(showtime_id)
     ttl_ms = max(int((blocked_until(seating) - now()).total_seconds() * 1000), 1000)
-    store = _store()
+    store, room = _store(), room_of(seating)
     for _ in range(2):
-        result = store.block(showtime_id, seat_ids, ttl_ms)
+        result = store.block(showtime_id, room, seat_ids, ttl_ms)
         if not result.needs_sync:
             return result.taken
         sync_showtime(showtime_id)
@@ -292,8 +331,7 @@ def block_in_store(showtime_id: int, seat_ids: list[int]) -> list[int]:
 
 def unblock_in_store(showtime_id: int, seat_ids: list[int]) -> None:
     """After the commit that deleted their ``BlockedSeat`` rows: the seats are free again."""
-    after_commit("unblock seats", _store().unblock, showtime_id, seat_ids)
-    seat_map_changed(showtime_id)
+    after_commit("unblock seats", _store().unblock, showtime_id, showtime_room(showtime_id), seat_ids)
 
 
 # --- reservations' seats in Redis ------------------------------------------------
@@ -302,22 +340,23 @@ def keep_for_reservation(showtime_id: int, seat_ids: list[int], reservation_id: 
     """After a confirmation: booked seats stay refused by Redis until the show
     starts (PostgreSQL still decides)."""
     ttl_ms = max(int((until - now()).total_seconds() * 1000), 1000) + GRACE_SECONDS * 1000
-    after_commit("keep confirmed seats", _store().keep_for_reservation, showtime_id, seat_ids, reservation_id, ttl_ms)
+    after_commit("keep confirmed seats", _store().keep_for_reservation, showtime_id, showtime_room(showtime_id), seat_ids,
+                 reservation_id, ttl_ms)
 
 
 def free_for_reservation(showtime_id: int, seat_ids: list[int], reservation_id: int) -> None:
     """After a commit that ended a reservation: Redis lets its seats go."""
-    after_commit("free the seats of an ended reservation", _store().free_reservation, showtime_id, seat_ids,
-                 reservation_id)
+    after_commit("free the seats of an ended reservation", _store().free_reservation, showtime_id,
+                 showtime_room(showtime_id), seat_ids, reservation_id)
 
 
 def sync_showtime(showtime_id: int) -> int:
     """Rebuild Redis's knowledge of a showtime's live reservation seats from
     PostgreSQL (after a restart or flush, and hourly), then mark it synced.
 
-    Seats are set only where no key exists. The reservations re-added are read
-    again afterwards: one that ended meanwhile (its own Redis step may have run
-    before ours) is freed now, so the rebuild never leaves a seat stuck.
+    Seats are set only where they are free. The reservations and blocks re-added
+    are read again afterwards: one that ended meanwhile (its own Redis step may
+    have run before ours) is freed now, so the rebuild never leaves a seat stuck.
     Reads only, in the caller's transaction if there is one.
     """
     at = now()
@@ -339,14 +378,19 @@ def sync_showtime(showtime_id: int) -> int:
     ))
     for seat_id, starts_at in blocked:
         owners.append((seat_id, SeatOwner.blocked().token, ((starts_at - at).total_seconds() + GRACE_SECONDS) * 1000))
-    store = _store()
-    added = store.sync(showtime_id, owners, SYNC_MARKER_SECONDS)
+    store, room = _store(), showtime_room(showtime_id)
+    added = store.sync(showtime_id, room, owners, SYNC_MARKER_SECONDS)
     if rows:
         still_live = set(db.session.scalars(select(Reservation.id).where(
             Reservation.id.in_({r[1] for r in rows}), Reservation.status.in_(LIVE_STATUSES))))
         for seat_id, reservation_id, *_ in rows:
             if reservation_id not in still_live:
-                store.free_reservation(showtime_id, [seat_id], reservation_id)
+                store.free_reservation(showtime_id, room, [seat_id], reservation_id)
+    if blocked:
+        unblocked = {seat_id for seat_id, _ in blocked} - set(db.session.scalars(
+            select(BlockedSeat.seat_id).where(BlockedSeat.showtime_id == showtime_id)))
+        if unblocked:
+            store.unblock(showtime_id, room, sorted(unblocked))
     if added:
         log.warning("rebuilt seat keys from postgresql", extra={"showtime_id": showtime_id, "count": added})
     return added
@@ -362,10 +406,7 @@ def sweep_stray_seat_keys() -> int | None:
     with db.unit_of_work():
         if not db.try_xact_lock(SCHEDULER_LOCK):
             return None
-        by_showtime: dict[int, list[int]] = {}
-        for showtime_id, seat_id in store.scan_seat_keys():
-            by_showtime.setdefault(showtime_id, []).append(seat_id)
-        removed = sum(_free_stray_keys(store, showtime_id, seat_ids) for showtime_id, seat_ids in by_showtime.items())
+        removed = sum(_free_stray_seats(store, showtime_id, version) for showtime_id, version in store.scan_rooms())
         upcoming = list(db.session.scalars(
             select(Reservation.showtime_id).distinct()
             .join(Showtime, Showtime.id == Reservation.showtime_id)
@@ -380,8 +421,17 @@ def sweep_stray_seat_keys() -> int | None:
     return removed
 
 
-def _free_stray_keys(store: SeatStore, showtime_id: int, seat_ids: list[int]) -> int:
-    owners = {seat_id: SeatOwner.parse(token) for seat_id, token in store.owners(showtime_id, seat_ids).items()}
+def _free_stray_seats(store: SeatStore, showtime_id: int, version: str) -> int:
+    """Free the seats of a showtime that Redis gives to no live hold, reservation or
+    block. Keys of an older layout (or of a deleted showtime) are read by no one and
+    end with their TTL."""
+    try:
+        room = showtime_room(showtime_id)
+    except errors.NotFound:
+        return 0
+    if room.version != version:
+        return 0
+    owners = {seat_id: SeatOwner.parse(token) for seat_id, token in store.owners(showtime_id, room).items()}
     reservation_ids = {o.reservation_id for o in owners.values() if o and o.reservation_id is not None}
     live = set(db.session.scalars(
         select(Reservation.id).where(Reservation.id.in_(reservation_ids), Reservation.status.in_(LIVE_STATUSES))
@@ -399,7 +449,7 @@ def _free_stray_keys(store: SeatStore, showtime_id: int, seat_ids: list[int]) ->
         else:
             stray = not store.hold_exists(showtime_id, owner.hold_id)
         if stray:
-            removed += store.free_owner(showtime_id, [seat_id], owner.token)
+            removed += store.free_owner(showtime_id, room, [seat_id], owner.token)
     return removed
 
 
@@ -427,8 +477,8 @@ def seat_statuses(showtime_id: int, seat_ids: list[int]) -> dict[int, str]:
     live = marquee().cache.get_or_compute([f"res:{showtime_id}"], "live-v2", showtime_id, compute, local=True)
     statuses = {sid: BLOCKED if status == BLOCKED else "booked" if status == ReservationStatus.CONFIRMED else "held"
                 for sid, status in live}
-    for seat_id, token in _store().owners(showtime_id, seat_ids).items():
-        statuses.setdefault(seat_id, BLOCKED if token == SeatOwner.blocked().token else "held")
+    for seat_id, kind in _store().states(showtime_id, showtime_room(showtime_id)).items():
+        statuses.setdefault(seat_id, BLOCKED if kind == "blocked" else "held")
     return statuses
 
 
@@ -441,40 +491,45 @@ def free_seat_ids(showtime_id: int) -> list[int]:
 
 def seats_available(showtime_ids: list[int]) -> dict[int, int]:
     """Seats a customer could hold now, per showtime: the screen's seats minus
-    those held or booked (0 once the show has started). Never cached: a few
-    fixed costs whatever the number of showtimes (the seat ids per showtime
+    those held, booked or blocked (0 once the show has started). Never cached: a
+    few fixed costs whatever the number of showtimes (the seats per showtime
     through the cache, one PostgreSQL query for the live reservation seats, one
-    pipelined Redis round trip for the seat keys)."""
+    pipelined Redis round trip for the rest)."""
     if not showtime_ids:
         return {}
     ids = sorted(set(showtime_ids))
 
     def compute():
         rows = db.session.execute(
-            select(Showtime.id, Showtime.starts_at, Seat.id)
+            select(Showtime.id, Showtime.starts_at, Seat.id, Seat.col_index, Seat.row_index, Seat.category)
             .join(Seat, Seat.screen_id == Showtime.screen_id, isouter=True)
             .where(Showtime.id.in_(ids))
+            .order_by(Showtime.id, Seat.row_index, Seat.col_index)
         ).all()
         out: dict[str, dict] = {}
-        for showtime_id, starts_at, seat_id in rows:
+        for showtime_id, starts_at, seat_id, col, row, category in rows:
             entry = out.setdefault(str(showtime_id), {"starts_at": starts_at.isoformat(), "seats": []})
             if seat_id is not None:
-                entry["seats"].append(seat_id)
+                entry["seats"].append([seat_id, col + 1, row + 1, category])
+        for entry in out.values():
+            entry["layout"] = _fingerprint(entry["seats"])
         return out
 
-    seating = marquee().cache.get_or_compute(["showtimes", "screens"], "seat-ids", ids, compute, local=True)
+    seating = marquee().cache.get_or_compute(["showtimes", "screens"], "seat-places", ids, compute, local=True)
     booked: dict[int, set[int]] = {}
     for showtime_id, seat_id in db.session.execute(
         select(ReservationSeat.showtime_id, ReservationSeat.seat_id)
         .where(ReservationSeat.showtime_id.in_(ids), ReservationSeat.released_at.is_(None))
+        .union(select(BlockedSeat.showtime_id, BlockedSeat.seat_id).where(BlockedSeat.showtime_id.in_(ids)))
     ):
         booked.setdefault(showtime_id, set()).add(seat_id)
-    at = now()
-    upcoming = {int(k): v["seats"] for k, v in seating.items() if datetime.fromisoformat(v["starts_at"]) > at}
-    held = _store().owners_of_showtimes(upcoming)
+    at, store = now(), _store()
+    rooms = {int(k): store.room(("seating", v["layout"]), lambda v=v: [tuple(p) for p in v["seats"]])
+             for k, v in seating.items() if datetime.fromisoformat(v["starts_at"]) > at}
+    taken = store.states_of_showtimes(rooms)
     return {
-        showtime_id: (len(set(upcoming[showtime_id]) - booked.get(showtime_id, set()) - held.get(showtime_id, set()))
-                      if showtime_id in upcoming else 0)
+        showtime_id: (len(set(rooms[showtime_id].ids) - booked.get(showtime_id, set()) - taken[showtime_id])
+                      if showtime_id in rooms else 0)
         for showtime_id in ids
     }
 

@@ -2,10 +2,27 @@
 
 A customer joins for ``n`` seats (only while fewer than ``n`` are free). When seats
 free up (a cancellation, an expiry, a failed payment), the first waiting entry
-whose ``n`` fits gets an exclusive hold of ``n`` seats, side by side in a row when
-possible, for WAITLIST_OFFER_SECONDS; it reserves with that hold like any other.
-An offer that lapses lets its seats go and the next entry gets its turn. Offers
-are made right after seats are freed, and by the scheduler for lapses.
+that fits gets an exclusive hold of ``n`` seats for WAITLIST_OFFER_SECONDS; it
+reserves with that hold like any other. An offer that lapses lets its seats go
+and the next entry gets its turn. Offers are made right after seats are freed,
+and by the scheduler for lapses.
+
+An offer's seats are chosen by the one rule of best available (``seats.take_best``,
+``seat_choice``), in the same atomic step that holds them: side by side in one
+row (stranding no seat, else one), else in parts of two or more over neighbouring
+rows, nearest the focal point; wheelchair spaces and companion seats stay out
+while they are kept for accessible parties (an entry asks for seats, not for
+accessible ones). An entry *fits* when that rule finds a placement for its
+party: ``n`` free seats are not enough when they are scattered (two single seats
+are no placement for a pair). An entry that does not fit keeps its place (it stays waiting, ahead
+of everyone who joined after it) and the next entry that fits gets the offer.
+
+A pass goes down the waitlist once, in order. Once a party size finds no
+placement, later entries of that size are passed over without asking again: a
+placement that appears meanwhile (seats freed during the pass) goes on a later
+pass to the first of them, never to one behind it, and a long waitlist of
+parties that do not fit costs one script run per size, not per entry. Each offer
+is its own atomic hold, so no seat goes into two offers.
 """
 from __future__ import annotations
 
@@ -17,9 +34,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from app import db
-from app.adapters.seat_store import HoldState
+from app.adapters.seat_store import Hold, HoldState
 from app.bootstrap import marquee
-from app.models import LIVE_WAITLIST_STATUSES, Reservation, Seat, Showtime, WaitlistEntry, WaitlistStatus
+from app.models import LIVE_WAITLIST_STATUSES, Reservation, Showtime, WaitlistEntry, WaitlistStatus
 from app.services import errors, notifications, seats
 from app.services.pagination import page_of
 
@@ -102,54 +119,50 @@ def leave(user_id: int, entry_id: int) -> None:
             make_offers(entry.showtime_id)
 
 
-def _pick(free: list[int], n: int) -> list[int]:
-    """``n`` free seats side by side in one row when there are, else the first ``n``."""
-    rows: dict[int, list[tuple[int, int]]] = {}
-    for seat_id, row, col in db.session.execute(
-            select(Seat.id, Seat.row_index, Seat.col_index).where(Seat.id.in_(free))):
-        rows.setdefault(row, []).append((col, seat_id))
-    for row in sorted(rows):
-        in_row = sorted(rows[row])
-        for i in range(len(in_row) - n + 1):
-            window = in_row[i:i + n]
-            if window[-1][0] - window[0][0] == n - 1:  # consecutive positions: no aisle between
-                return [seat_id for _, seat_id in window]
-    return free[:n]
-
-
 def make_offers(showtime_id: int) -> int:
     """Settle lapsed and accepted offers, then offer free seats to the first
-    waiting entries that fit: each offer is a hold taken like any customer's
-    (``seats.take_hold``). Returns how many offers were made."""
+    waiting entries that fit: each offer is a best-available hold taken like a
+    customer's (``seats.take_best``). Returns how many offers were made."""
     now = seats.now()
     with db.unit_of_work():
         _settle_offers(showtime_id, now)
-    ttl = marquee().settings.waitlist_offer_seconds
     offers = 0
     with db.unit_of_work():
         starts_at = db.session.scalar(select(Showtime.starts_at).where(Showtime.id == showtime_id))
         if starts_at is None or starts_at <= now:
             return 0
-        free = seats.free_seat_ids(showtime_id)
+        free = len(seats.free_seat_ids(showtime_id))
+        seating = seats.showtime_seating(showtime_id)
+        no_placement: set[int] = set()  # party sizes the chooser refused during this pass
         for entry in db.session.scalars(select(WaitlistEntry).where(
                 WaitlistEntry.showtime_id == showtime_id, WaitlistEntry.status == WaitlistStatus.WAITING)
                 .order_by(WaitlistEntry.id).with_for_update(skip_locked=True)):
-            if entry.seats > len(free):
-                continue  # the first entry that fits gets the seats
-            picked = _pick(free, entry.seats)
+            if entry.seats > free or entry.seats in no_placement:
+                continue  # it keeps its place: the first entry that fits gets the seats
             try:
-                hold = seats.take_hold(entry.user_id, showtime_id, picked, ttl)
+                hold = _offer(entry, seating)
+            except seats.NotEnoughSeats:
+                no_placement.add(entry.seats)
+                continue
             except (errors.SeatsUnavailable, errors.HoldExists):
                 continue  # taken meanwhile, or the customer holds seats already: next time
-            seats.index_hold(hold)
-            entry.status, entry.offer_hold_id = WaitlistStatus.OFFERED, hold.id
-            entry.offer_expires_at = datetime.fromisoformat(hold.expires_at)
-            db.session.add(notifications.email_event("waitlist_offer", entry.user_id, entry_id=entry.id))
-            free = [s for s in free if s not in picked]
+            free -= len(hold.seat_ids)
             offers += 1
     if offers:
         log.info("waitlist offers made", extra={"showtime_id": showtime_id, "count": offers})
     return offers
+
+
+def _offer(entry: WaitlistEntry, seating: dict) -> Hold:
+    """Hold the best available ``entry.seats`` seats for the entry's customer and
+    make them its offer (in the caller's unit of work)."""
+    hold = seats.take_best(entry.user_id, entry.showtime_id, entry.seats,
+                           marquee().settings.waitlist_offer_seconds, seating=seating)
+    seats.index_hold(hold)
+    entry.status, entry.offer_hold_id = WaitlistStatus.OFFERED, hold.id
+    entry.offer_expires_at = datetime.fromisoformat(hold.expires_at)
+    db.session.add(notifications.email_event("waitlist_offer", entry.user_id, entry_id=entry.id))
+    return hold
 
 
 def _settle_offers(showtime_id: int, now: datetime) -> None:
@@ -170,6 +183,16 @@ def offer_everywhere() -> int:
             .join(Showtime, Showtime.id == WaitlistEntry.showtime_id)
             .where(WaitlistEntry.status.in_(LIVE_WAITLIST_STATUSES), Showtime.starts_at > func.now())))
     return sum(make_offers(showtime_id) for showtime_id in showtimes)
+
+
+def seats_freed(showtime_id: int) -> None:
+    """After a commit that freed seats (a reservation ended, a seat unblocked): the seat
+    map changes and the waitlist goes first."""
+    seats.seat_map_changed(showtime_id)
+    try:
+        after_seats_freed(showtime_id)
+    except Exception:  # noqa: BLE001 - the scheduler retries offers; the freeing stands
+        log.error("waitlist offer failed after seats were freed", exc_info=True)
 
 
 def after_seats_freed(showtime_id: int) -> None:

@@ -5,6 +5,7 @@ from sqlalchemy import select
 
 from app import db
 from app.models import Reservation, ReservationSeat
+from app.services import seats as seats_service
 
 
 def seat_ids(api, showtime_id) -> list[int]:
@@ -37,3 +38,9 @@ def reservation_status(app, reservation_id) -> str:
 def forget_showtime_in_redis(app, showtime_id) -> int:
     """What a Redis restart or flush does to one showtime: every key gone."""
     return app.extensions["marquee"].redis.delete_prefixed("{st:%d}:*" % showtime_id)
+
+
+def showtime_room(app, showtime_id):
+    """The showtime's seats as the seat store sees them (for tests that read the store)."""
+    with app.app_context():
+        return seats_service.showtime_room(showtime_id)

@@ -59,3 +59,27 @@ def test_accessible_seats_open_to_everyone_near_the_show(api, app, admin, user):
         assert r.status_code == 201  # best available may now seat anyone there
     finally:
         ext.settings = original
+
+
+def test_best_available_seats_an_accessible_party_around_the_space(api, admin, user):
+    """`accessible: k`: k wheelchair spaces, the rest beside them (the companion seat first)."""
+    ids, seats = _room(api, admin)
+    r = api.post(f"/api/v1/showtimes/{ids['showtime']}/holds", {"quantity": 2, "accessible": 1}, user)
+    assert r.status_code == 201, r.json
+    assert set(r.json["seat_ids"]) in ({seats["A1"], seats["A2"]}, {seats["A6"], seats["A7"]})
+    other = api.make_user("second-chair@test.example")
+    r2 = api.post(f"/api/v1/showtimes/{ids['showtime']}/holds", {"quantity": 3, "accessible": 1}, other)
+    assert r2.status_code == 201, r2.json  # the other space, its companion and the seat beside it
+    assert len({seats["A1"], seats["A7"]} & set(r2.json["seat_ids"])) == 1 and seats["A4"] not in r2.json["seat_ids"]
+    third = api.make_user("third-chair@test.example")
+    r3 = api.post(f"/api/v1/showtimes/{ids['showtime']}/holds", {"quantity": 1, "accessible": 1}, third)
+    assert r3.status_code == 409 and r3.json["code"] == "not_enough_seats"  # both spaces are taken
+
+
+def test_an_accessible_best_available_request_is_checked(api, admin, user):
+    ids, _ = _room(api, admin)
+    url = f"/api/v1/showtimes/{ids['showtime']}/holds"
+    for body in ({"quantity": 2, "accessible": 3}, {"quantity": 2, "accessible": -1},
+                 {"quantity": 2, "accessible": "yes"}, {"seat_ids": [1], "accessible": 2}):
+        r = api.post(url, body, user)
+        assert r.status_code == 422 and "accessible" in r.json["errors"], (body, r.json)

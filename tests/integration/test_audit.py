@@ -6,7 +6,7 @@ from sqlalchemy import update
 from app import db
 from app.models import Reservation
 from loadtests.audit import audit
-from tests.integration.booking_helpers import hold, reserve, seat_ids
+from tests.integration.booking_helpers import hold, reserve, seat_ids, showtime_room
 
 
 def _run(showtime=None) -> tuple[bool, str]:
@@ -26,11 +26,12 @@ def test_a_sound_state_passes_and_each_violation_is_named(api, app, admin, user)
 
     # a seat owned in Redis by a hold that no longer exists
     seats = app.extensions["marquee"].seats
-    seats.store.client.set(seats.seat_key(showtime, seat_ids(api, showtime)[1]), "h:gone", ex=60)
+    room = showtime_room(app, showtime)
+    assert seats.sync(showtime, room, [(seat_ids(api, showtime)[1], "h:gone", 60_000)], 3600) == 1
     ok, report = _run(showtime)
     assert not ok and "FAIL  no seat stuck in Redis" in report
 
-    seats.store.client.delete(seats.seat_key(showtime, seat_ids(api, showtime)[1]))
+    assert seats.free_owner(showtime, room, [seat_ids(api, showtime)[1]], "h:gone") == 1
     res = reserve(api, user, held).json
     ok, report = _run(showtime)  # the charge is in the outbox, not yet published
     assert not ok and "FAIL  outbox all published" in report

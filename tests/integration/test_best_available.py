@@ -1,6 +1,6 @@
 """Best available through the API (API.md): Marquee picks the seats and holds them in
 one step; 409 not_enough_seats when no placement exists, never a partial hold."""
-from tests.integration.booking_helpers import seat_ids, statuses
+from tests.integration.booking_helpers import seat_ids, showtime_room, statuses
 
 LAYOUT = {"rows": [{"label": r, "seats": ["standard"] * 4 + [None] + ["premium"] * 4} for r in "ABCD"]}
 
@@ -103,5 +103,5 @@ def test_two_hundred_parties_rush_best_available_until_the_room_is_full(live_ser
     assert len(held) == len(set(held)), "a seat was held twice"
     assert all(len(seats) == size for size, seats in results), "a partial hold"
     assert set(held) == room  # every seat of the room is held
-    owners = app.extensions["marquee"].seats.owners(ids["showtime"], sorted(room))
+    owners = app.extensions["marquee"].seats.owners(ids["showtime"], showtime_room(app, ids["showtime"]))
     assert len(set(owners.values())) == sum(1 for size, _ in results if size)  # one owner per hold

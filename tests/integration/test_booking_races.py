@@ -15,7 +15,7 @@ from app.models import OutboxEvent, Reservation, ReservationSeat
 from app.services import booking
 from app.services import seats as seats_service
 from tests.helpers import PASSWORD, stop_process
-from tests.integration.booking_helpers import forget_showtime_in_redis, live_seats, seat_ids
+from tests.integration.booking_helpers import forget_showtime_in_redis, live_seats, seat_ids, showtime_room
 
 CLIENTS = 200
 
@@ -100,7 +100,7 @@ def test_rush_every_seat_one_hold_one_reservation_and_no_partial_holds(live_serv
     live = live_seats(app, rush_show["showtime"])
     assert sorted(live) == sorted(held)
     # No partial holds: every seat Redis still keeps belongs to a winner's reservation.
-    owners = app.extensions["marquee"].seats.owners(rush_show["showtime"], seats)
+    owners = app.extensions["marquee"].seats.owners(rush_show["showtime"], showtime_room(app, rush_show["showtime"]))
     winners = {f"r:{r.json()['id']}" for _, _, r in won}
     assert set(owners.values()) <= winners
     assert sorted(owners) == sorted(held)
@@ -211,13 +211,13 @@ def test_the_sweep_frees_seat_keys_nobody_owns(api, app, user, rush_show):
         db.session.execute(update(Reservation).where(Reservation.id == res["id"]).values(status="cancelled"))
         db.session.execute(update(ReservationSeat).values(released_at=datetime.now(timezone.utc)))
         db.session.commit()
-    # ...and a seat key whose hold record is gone.
-    store.store.client.set(store.seat_key(rush_show["showtime"], seats[1]), "h:999.deadbeef", px=60000)
+    # ...and a seat whose hold record is gone.
+    room = showtime_room(app, rush_show["showtime"])
+    assert store.sync(rush_show["showtime"], room, [(seats[1], "h:999.deadbeef", 60000)], 3600) == 1
     live_hold = hold(api, api.make_user("live@example.com"), rush_show["showtime"], seats[2:3]).json
     with app.app_context():
         assert seats_service.sweep_stray_seat_keys() == 2
-    owners = store.owners(rush_show["showtime"], seats)
-    assert owners == {seats[2]: f"h:{live_hold['id']}"}
+    assert store.owners(rush_show["showtime"], room) == {seats[2]: f"h:{live_hold['id']}"}
 
 
 def test_the_scheduler_process_expires_reservations(api, app, user, rush_show, broker, tmp_path):

@@ -1,6 +1,7 @@
 """Property-based: the Redis seat store behaves like a simple model of the hold
-rules, whatever sequence of holds, releases, checkouts and Redis losses happens.
-Real Redis (the suite's key prefix); the model is a dict."""
+rules, whatever sequence of holds, best-available holds, releases, checkouts, blocks,
+unblocks and Redis losses happens. Real Redis (the suite's key prefix); the model is a
+dict, and best available's choice is the one of app/services/seat_choice.py."""
 from datetime import datetime, timezone
 
 import pytest
@@ -8,7 +9,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from app.adapters.seat_store import Room
+from app.services.seat_choice import SeatPlace, best_available, sixths
+
 SEATS = list(range(1, 7))
+PLACES = [SeatPlace(s, (s - 1) % 3 + 1 + (1 if s % 3 == 0 else 0), (s - 1) // 3 + 1, "standard") for s in SEATS]
+ROOM = Room((p.id, p.x, p.y, p.category) for p in PLACES)  # two rows: 1 2 _ 3 / 4 5 _ 6
+FOCAL = (2.0, 1.5)
 USERS = [1, 2, 3]
 SHOWTIME = 987_654
 TTL_MS = 60_000
@@ -25,7 +32,7 @@ class HoldRules(RuleBasedStateMachine):
     @initialize()
     def start(self):
         self.store.store.delete_prefixed("{st:%d}:*" % SHOWTIME)
-        self.store.sync(SHOWTIME, [], 3600)
+        self.store.sync(SHOWTIME, ROOM, [], 3600)
         self.synced = True
         self.owner: dict[int, str] = {}      # seat -> owner token (model)
         self.holds: dict[int, object] = {}   # user -> Hold
@@ -33,10 +40,10 @@ class HoldRules(RuleBasedStateMachine):
 
     @rule(user=st.sampled_from(USERS), seats=st.lists(st.sampled_from(SEATS), min_size=1, max_size=4, unique=True))
     def hold(self, user, seats):
-        hold_id, result = self.store.hold(SHOWTIME, user, seats, TTL_MS, datetime.now(timezone.utc))
+        hold_id, result = self.store.hold(SHOWTIME, ROOM, user, seats, TTL_MS, datetime.now(timezone.utc))
         if not self.synced:  # Redis lost the showtime: it decides nothing until rebuilt
             assert result.needs_sync and not result.held
-            assert self.store.owners(SHOWTIME, SEATS) == {}
+            assert self.store.owners(SHOWTIME, ROOM) == {}
             return
         if user in self.holds:
             assert not result.held and result.live_hold_id == self.holds[user].id
@@ -51,6 +58,46 @@ class HoldRules(RuleBasedStateMachine):
         for s in seats:
             self.owner[s] = f"h:{hold_id}"
 
+    @rule(user=st.sampled_from(USERS), n=st.integers(1, 4))
+    def hold_best(self, user, n):
+        hold_id, result, chosen = self.store.hold_best(SHOWTIME, ROOM, user, "s" * len(SEATS), n, sixths(FOCAL),
+                                                       TTL_MS, datetime.now(timezone.utc))
+        if not self.synced:
+            assert result.needs_sync and not result.held
+            return
+        if user in self.holds:
+            assert not result.held and result.live_hold_id == self.holds[user].id
+            return
+        expected = best_available(PLACES, set(SEATS) - set(self.owner), n, focal=FOCAL)
+        if expected is None:
+            assert not result.held and chosen == []
+            return
+        assert result.held and tuple(chosen) == expected.seat_ids
+        self.holds[user] = self.store.get_hold(hold_id)
+        assert self.holds[user].seat_ids == chosen
+        for s in chosen:
+            self.owner[s] = f"h:{hold_id}"
+
+    @rule(seats=st.lists(st.sampled_from(SEATS), min_size=1, max_size=3, unique=True))
+    def block(self, seats):
+        result = self.store.block(SHOWTIME, ROOM, seats, TTL_MS)
+        if not self.synced:
+            assert result.needs_sync and not result.held
+            return
+        taken = [s for s in seats if s in self.owner]
+        assert result.held == (not taken) and result.taken == taken
+        if not taken:
+            for s in seats:
+                self.owner[s] = "b:"
+
+    @precondition(lambda self: "b:" in self.owner.values())
+    @rule(data=st.data())
+    def unblock(self, data):
+        seat = data.draw(st.sampled_from(sorted(s for s, o in self.owner.items() if o == "b:")))
+        other = data.draw(st.sampled_from([s for s in SEATS if self.owner.get(s) != "b:"] or [seat]))
+        assert self.store.unblock(SHOWTIME, ROOM, [seat, other] if other != seat else [seat]) == 1  # only blocked ones
+        del self.owner[seat]
+
     @precondition(lambda self: self.holds)
     @rule(data=st.data())
     def release(self, data):
@@ -58,9 +105,10 @@ class HoldRules(RuleBasedStateMachine):
         other = data.draw(st.sampled_from(USERS))
         hold = self.holds[user]
         if other != user:  # someone else's release does nothing
-            assert self.store._release(keys=[self.store.hold_key(SHOWTIME, hold.id),
+            assert self.store._release(keys=[*self.store.seat_keys(SHOWTIME, ROOM.version),
+                                             self.store.hold_key(SHOWTIME, hold.id),
                                              self.store.user_key(SHOWTIME, other)],
-                                       args=[hold.id, other]) == 0
+                                       args=[hold.id, other, f"h:{hold.id}"]) == 0
             return
         assert self.store.release(hold)
         del self.holds[user]
@@ -83,7 +131,7 @@ class HoldRules(RuleBasedStateMachine):
     def end_reservation(self, data):
         token = data.draw(st.sampled_from(sorted({o for o in self.owner.values() if o.startswith("r:")})))
         seats = [s for s, o in self.owner.items() if o == token]
-        assert self.store.free_reservation(SHOWTIME, seats, int(token[2:])) == len(seats)
+        assert self.store.free_reservation(SHOWTIME, ROOM, seats, int(token[2:])) == len(seats)
         for s in seats:
             del self.owner[s]
 
@@ -101,7 +149,7 @@ class HoldRules(RuleBasedStateMachine):
         seats = data.draw(st.lists(st.sampled_from(SEATS), max_size=3, unique=True))
         rid = self.next_reservation
         self.next_reservation += 1
-        assert self.store.sync(SHOWTIME, [(s, f"r:{rid}", TTL_MS) for s in seats], 3600) == len(seats)
+        assert self.store.sync(SHOWTIME, ROOM, [(s, f"r:{rid}", TTL_MS) for s in seats], 3600) == len(seats)
         for s in seats:
             self.owner[s] = f"r:{rid}"
         self.synced = True
@@ -109,7 +157,7 @@ class HoldRules(RuleBasedStateMachine):
     @invariant()
     def redis_matches_the_model(self):
         if hasattr(self, "owner"):
-            assert self.store.owners(SHOWTIME, SEATS) == self.owner
+            assert self.store.owners(SHOWTIME, ROOM) == self.owner
 
 
 def test_hold_rules_match_the_model(store):

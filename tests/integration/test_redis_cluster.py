@@ -11,11 +11,12 @@ from hypothesis import HealthCheck, settings
 from redis.cluster import key_slot
 
 from app.adapters.redis_store import RedisStore
-from app.adapters.seat_store import ClaimOutcome, SeatStore
+from app.adapters.seat_store import ClaimOutcome, Room, SeatStore
 from tests.integration.test_hold_model import HoldRules
 from tests.redis_cluster import redis_cluster
 
 TTL_MS = 60_000
+ROOM = Room((y * 10 + x, x, y, "standard") for y in range(1, 4) for x in range(1, 7))  # 3 rows of 6
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +37,8 @@ def test_showtimes_spread_over_the_nodes_and_each_keeps_to_one_slot(cluster_stor
     client = cluster_store.store.client
     nodes = set()
     for showtime in range(1, 31):
-        keys = [cluster_store.seat_key(showtime, s) for s in (1, 2, 3)] + [
-            cluster_store.hold_key(showtime, f"{showtime}.{'0' * 32}"), cluster_store.user_key(showtime, 9),
-            cluster_store.synced_key(showtime)]
+        keys = cluster_store.seat_keys(showtime, ROOM.version) + [
+            cluster_store.hold_key(showtime, f"{showtime}.{'0' * 32}"), cluster_store.user_key(showtime, 9)]
         assert len({key_slot(k.encode()) for k in keys}) == 1
         nodes.add(client.get_node_from_key(keys[0]).name)
     assert len(nodes) == 3  # the scripts below are routed to every node, not one
@@ -46,25 +46,26 @@ def test_showtimes_spread_over_the_nodes_and_each_keeps_to_one_slot(cluster_stor
 
 def test_a_hold_is_claimed_bound_and_freed_on_whichever_node_owns_its_showtime(cluster_store):
     for showtime in range(101, 113):
-        cluster_store.sync(showtime, [], 3600)
-        hold_id, result = cluster_store.hold(showtime, 7, [1, 2], TTL_MS, _expires())
+        cluster_store.sync(showtime, ROOM, [], 3600)
+        hold_id, result = cluster_store.hold(showtime, ROOM, 7, [11, 12], TTL_MS, _expires())
         assert result.held
-        _, again = cluster_store.hold(showtime, 8, [2, 3], TTL_MS, _expires())
-        assert not again.held and again.taken == [2]  # all or nothing, on the cluster too
+        _, again = cluster_store.hold(showtime, ROOM, 8, [12, 13], TTL_MS, _expires())
+        assert not again.held and again.taken == [12]  # all or nothing, on the cluster too
         hold = cluster_store.get_hold(hold_id)
         assert cluster_store.claim(hold, 7, TTL_MS) is ClaimOutcome.CLAIMED
         assert cluster_store.bind_reservation(hold, 500 + showtime, TTL_MS) == 2
-        assert cluster_store.owners(showtime, [1, 2, 3]) == {1: f"r:{500 + showtime}", 2: f"r:{500 + showtime}"}
-        assert cluster_store.free_reservation(showtime, [1, 2], 500 + showtime) == 2
-        assert cluster_store.owners(showtime, [1, 2, 3]) == {}
+        assert cluster_store.owners(showtime, ROOM) == {11: f"r:{500 + showtime}", 12: f"r:{500 + showtime}"}
+        assert cluster_store.free_reservation(showtime, ROOM, [11, 12], 500 + showtime) == 2
+        assert cluster_store.owners(showtime, ROOM) == {}
 
 
-def test_a_rebuild_and_the_sweep_see_seat_keys_on_every_node(cluster_store):
+def test_a_rebuild_and_the_sweep_see_seats_on_every_node(cluster_store):
     showtimes = range(201, 216)
     for showtime in showtimes:
-        assert cluster_store.sync(showtime, [(4, f"r:{showtime}", TTL_MS)], 3600) == 1
-    found = {pair for pair in cluster_store.scan_seat_keys() if pair[0] in showtimes}
-    assert found == {(showtime, 4) for showtime in showtimes}
+        assert cluster_store.sync(showtime, ROOM, [(14, f"r:{showtime}", TTL_MS)], 3600) == 1
+    found = {pair for pair in cluster_store.scan_rooms() if pair[0] in showtimes}
+    assert found == {(showtime, ROOM.version) for showtime in showtimes}
+    assert all(cluster_store.owners(showtime, ROOM) == {14: f"r:{showtime}"} for showtime in showtimes)
 
 
 def test_the_hold_rules_match_the_model_on_a_cluster(cluster_store):
@@ -78,12 +79,11 @@ def test_the_hold_rules_match_the_model_on_a_cluster(cluster_store):
 def test_best_available_chooses_and_holds_on_the_node_of_its_showtime(cluster_store):
     """hold_best.lua reads and takes every seat of a showtime in one script: legal on a
     cluster because every key carries the showtime's hash tag."""
-    seats = [(y * 10 + x, x, y, True) for y in range(1, 4) for x in range(1, 7)]  # 3 rows of 6
+    classes = "s" * len(ROOM.ids)
     for showtime in range(301, 310):
-        cluster_store.sync(showtime, [], 3600)
-        _, first, chosen = cluster_store.hold_best(showtime, 1, seats, 4, (21, 14), TTL_MS, _expires())
+        cluster_store.sync(showtime, ROOM, [], 3600)
+        _, first, chosen = cluster_store.hold_best(showtime, ROOM, 1, classes, 4, (21, 14), TTL_MS, _expires())
         assert first.held and len(chosen) == 4
-        _, second, more = cluster_store.hold_best(showtime, 2, seats, 6, (21, 14), TTL_MS, _expires())
+        _, second, more = cluster_store.hold_best(showtime, ROOM, 2, classes, 6, (21, 14), TTL_MS, _expires())
         assert second.held and not set(chosen) & set(more)
-        owners = cluster_store.owners(showtime, [s[0] for s in seats])
-        assert set(owners) == set(chosen) | set(more)
+        assert set(cluster_store.owners(showtime, ROOM)) == set(chosen) | set(more)

@@ -22,6 +22,33 @@ def sold_out(api, admin):
     return ids, buyers
 
 
+def _labels(api, showtime_id, seat_ids) -> list[str]:
+    labels = {s["id"]: s["label"] for s in api.get(f"/api/v1/showtimes/{showtime_id}/seats").json["seats"]}
+    return sorted(labels[s] for s in seat_ids)
+
+
+def _cancel(api, buyer) -> None:
+    token, res = buyer
+    assert api.post(f"/api/v1/reservations/{res['id']}/cancel", token=token).status_code == 202
+
+
+def _join(api, showtime_id, email, seats) -> tuple[str, dict]:
+    """A new customer waiting for ``seats`` seats: (token, entry)."""
+    token = api.make_user(email)
+    r = api.post(f"/api/v1/showtimes/{showtime_id}/waitlist", {"seats": seats}, token)
+    assert r.status_code == 201, r.json
+    return token, r.json
+
+
+def _offer(api, showtime_id, waiter) -> tuple[str, list[str]]:
+    """A waiter's entry status and the labels of the seats offered ([] without an offer)."""
+    token, entry = waiter
+    now = api.get(f"/api/v1/waitlist/{entry['id']}", token).json
+    if now["status"] != "offered":
+        return now["status"], []
+    return "offered", _labels(api, showtime_id, api.get(f"/api/v1/holds/{now['offer_hold_id']}", token).json["seat_ids"])
+
+
 def test_joining_is_for_sold_out_shows_only(api, admin, user):
     ids = api.catalog(admin)
     r = api.post(f"/api/v1/showtimes/{ids['showtime']}/waitlist", {"seats": 2}, user)
@@ -64,30 +91,24 @@ def test_freed_seats_go_to_the_first_entry_that_fits(api, app, sold_out):
     assert api.get(f"/api/v1/waitlist/{single_entry['id']}", single).json["status"] == "accepted"
 
 
-def test_a_lapsed_offer_moves_on_with_adjacent_seats(api, app, sold_out):
+def test_a_lapsed_offer_moves_on_to_the_next_pair_that_fits(api, app, sold_out):
     ids, buyers = sold_out
-    path = f"/api/v1/showtimes/{ids['showtime']}/waitlist"
-    late, next_pair = api.make_user("late@example.com"), api.make_user("next@example.com")
-    late_entry = api.post(path, {"seats": 2}, late).json
-    next_entry = api.post(path, {"seats": 2}, next_pair).json
-    token, res = buyers["big"]  # A1, A2, A3, B1 come free
-    api.post(f"/api/v1/reservations/{res['id']}/cancel", token=token)
-    offer = api.get(f"/api/v1/waitlist/{late_entry['id']}", late).json
-    labels = {s["id"]: s["label"] for s in api.get(f"/api/v1/showtimes/{ids['showtime']}/seats").json["seats"]}
-    held = app.extensions["marquee"].seats.get_hold(offer["offer_hold_id"]).seat_ids
-    assert [labels[s] for s in held] == ["A1", "A2"]  # side by side
-    second_offer = api.get(f"/api/v1/waitlist/{next_entry['id']}", next_pair).json
-    assert second_offer["status"] == "offered"  # two more seats were free for the next pair
-    # The first offer lapses: its hold expires unused.
+    late = _join(api, ids["showtime"], "late@example.com", 2)
+    next_pair = _join(api, ids["showtime"], "next@example.com", 2)
+    _cancel(api, buyers["big"])  # A1, A2, A3, B1 come free
+    assert _offer(api, ids["showtime"], late) == ("offered", ["A1", "A2"])  # side by side
+    # A3 and B1 are two free seats, but apart: no placement for a pair, so no offer yet.
+    assert _offer(api, ids["showtime"], next_pair) == ("waiting", [])
+    # The first offer lapses: its hold expires unused, and its seats go to the next pair.
     store = app.extensions["marquee"].seats
-    store.release(store.get_hold(offer["offer_hold_id"]))
+    store.release(store.get_hold(api.get(f"/api/v1/waitlist/{late[1]['id']}", late[0]).json["offer_hold_id"]))
     with app.app_context():
-        db.session.execute(update(WaitlistEntry).where(WaitlistEntry.id == late_entry["id"])
+        db.session.execute(update(WaitlistEntry).where(WaitlistEntry.id == late[1]["id"])
                            .values(offer_expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
         db.session.commit()
         waitlist.offer_everywhere()
-    assert api.get(f"/api/v1/waitlist/{late_entry['id']}", late).json["status"] == "lapsed"
-    assert statuses(api, ids["showtime"])[held[0]] == "available"  # back for anyone
+    assert _offer(api, ids["showtime"], late) == ("lapsed", [])
+    assert _offer(api, ids["showtime"], next_pair) == ("offered", ["A1", "A2"])
 
 
 def test_an_expired_reservation_offers_its_seats_to_the_waitlist(api, app, sold_out):
@@ -110,3 +131,63 @@ def test_cancelling_a_confirmed_reservation_of_a_sold_out_show_offers_its_seats(
     offer = api.get(f"/api/v1/waitlist/{entry['id']}", waiter).json
     assert offer["status"] == "offered"
     assert app.extensions["marquee"].seats.get_hold(offer["offer_hold_id"]).seat_ids == [res["seats"][0]["id"]]
+
+
+# --- offers choose seats by the best-available rules (seat_choice) --------------
+
+def test_an_offer_gets_the_best_available_seats(api, admin):
+    """Side by side, nearest the focal point, stranding no seat: what a customer asking
+    for the best two seats would get, not merely the first two side by side."""
+    ids = api.catalog(admin)
+    layout = {"rows": [{"label": r, "seats": ["standard"] * 4} for r in "AB"], "focal_point": {"x": 3, "y": 2}}
+    assert api.patch(f"/api/v1/screens/{ids['screen']}", {"layout": layout}, admin).status_code == 200
+    seats = seat_ids(api, ids["showtime"])  # A1..A4, B1..B4
+    big, other = api.make_user("big@buyers.example"), api.make_user("other@buyers.example")
+    big_res = reserve(api, big, hold(api, big, ids["showtime"], seats[:2] + seats[4:]).json["id"]).json
+    reserve(api, other, hold(api, other, ids["showtime"], seats[2:4]).json["id"])
+    pair = _join(api, ids["showtime"], "pair@example.com", 2)
+    _cancel(api, (big, big_res))  # A1, A2 and the whole of row B come free
+    # B2+B3 is as near the focal point (B3) but would strand B1 and B4; A1+A2 is further.
+    assert _offer(api, ids["showtime"], pair) == ("offered", ["B3", "B4"])
+    assert [statuses(api, ids["showtime"])[s] for s in seats[4:6]] == ["available", "available"]
+
+
+def test_a_pair_behind_a_party_that_does_not_fit_gets_the_offer(api, sold_out):
+    ids, buyers = sold_out
+    trio = _join(api, ids["showtime"], "trio@example.com", 3)
+    pair = _join(api, ids["showtime"], "pair@example.com", 2)
+    _cancel(api, buyers["big"])  # A1 A2 (gap) A3 / B1: four free, never three side by side
+    assert _offer(api, ids["showtime"], trio) == ("waiting", [])
+    assert _offer(api, ids["showtime"], pair) == ("offered", ["A1", "A2"])
+
+
+def test_a_party_with_no_placement_keeps_its_place_until_one_comes_free(api, sold_out):
+    ids, buyers = sold_out
+    four = _join(api, ids["showtime"], "four@example.com", 4)
+    pair = _join(api, ids["showtime"], "pair@example.com", 2)
+    _cancel(api, buyers["big"])  # A1 A2 A3 B1 free: four seats, but not two and two in neighbouring rows
+    assert _offer(api, ids["showtime"], pair) == ("offered", ["A1", "A2"])
+    _cancel(api, buyers["one"])  # B2: with B1, two side by side in row B; A1 A2 are the pair's
+    assert api.get(f"/api/v1/waitlist/{four[1]['id']}", four[0]).json["position"] == 1
+    assert api.delete(f"/api/v1/waitlist/{pair[1]['id']}", pair[0]).status_code == 204  # gives A1 A2 back
+    assert _offer(api, ids["showtime"], four) == ("offered", ["A1", "A2", "B1", "B2"])
+
+
+def test_a_pass_asks_the_chooser_once_per_party_size_without_a_placement(api, sold_out, monkeypatch):
+    """A long waitlist of parties that do not fit costs one script run per size, and
+    their places hold: none of them is offered seats, the pair behind them is."""
+    ids, buyers = sold_out
+    trios = [_join(api, ids["showtime"], f"trio{i}@example.com", 3) for i in range(3)]
+    pair = _join(api, ids["showtime"], "pair@example.com", 2)
+    asked: list[int] = []
+    take_best = waitlist.seats.take_best
+
+    def counted(user_id, showtime_id, quantity, *args, **kwargs):
+        asked.append(quantity)
+        return take_best(user_id, showtime_id, quantity, *args, **kwargs)
+
+    monkeypatch.setattr(waitlist.seats, "take_best", counted)
+    _cancel(api, buyers["big"])  # four free, never three side by side
+    assert asked == [3, 2]
+    assert [api.get(f"/api/v1/waitlist/{entry['id']}", token).json["position"] for token, entry in trios] == [1, 2, 3]
+    assert _offer(api, ids["showtime"], pair)[0] == "offered"

@@ -1,23 +1,29 @@
 -- Take seats of one showtime out of sale (an admin's block), all of them or none.
--- KEYS[1] the showtime's sync marker   KEYS[2..] the seat keys
+-- KEYS[1..4] the showtime's seats (seat_state.lua)
 -- ARGV[1] the blocked owner token (SeatOwner in seat_store.py)   ARGV[2] TTL in ms
--- Returns (HoldOutcome in seat_store.py) {1} when blocked; {0, i, ...} with the 1-based
--- positions (from KEYS[2]) of seats someone has (nothing was blocked); {-2} when Redis does
+-- ARGV[3] seat indices, "i,j,..."
+-- Returns (HoldOutcome in seat_store.py) {1} when blocked; {0, k, ...} with the 1-based
+-- positions in ARGV[3] of seats someone has (nothing was blocked); {-2} when Redis does
 -- not know this showtime's booked seats: rebuild, then retry.
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if redis.call('EXISTS', SYNCED) == 0 then
   return {-2}
 end
+purge()
+local state = redis.call('GET', STATE) or ''
+local wanted = indices(ARGV[3])
 local taken = {}
-for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    taken[#taken + 1] = i - 1
+for k, i in ipairs(wanted) do
+  if not is_free(state, i) then
+    taken[#taken + 1] = k
   end
 end
 if #taken > 0 then
   table.insert(taken, 1, 0)
   return taken
 end
-for i = 2, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+local until_ms = NOW + tonumber(ARGV[2])
+for _, i in ipairs(wanted) do
+  take(i, ARGV[1], until_ms)
 end
+keep_alive(until_ms)
 return {1}

@@ -1,18 +1,19 @@
 -- Release a hold: only its owner may, and only seats it still owns are freed.
--- KEYS[1] the hold's record   KEYS[2] the user's live-hold key   KEYS[3..] the hold's seat keys
+-- KEYS[1..4] the showtime's seats (seat_state.lua)
+-- KEYS[5] the hold's record   KEYS[6] the user's live-hold key
 -- ARGV[1] hold id   ARGV[2] user id   ARGV[3] the hold's owner token (SeatOwner)
 -- Returns 1 when released, 0 when there is no such hold of this user.
-if redis.call('HGET', KEYS[1], 'user') ~= ARGV[2] then
+if redis.call('HGET', KEYS[5], 'user') ~= ARGV[2] then
   return 0
 end
-local owner = ARGV[3]
-for i = 3, #KEYS do
-  if redis.call('GET', KEYS[i]) == owner then
-    redis.call('DEL', KEYS[i])
+purge()
+for _, i in ipairs(indices(redis.call('HGET', KEYS[5], 'idx') or '')) do
+  if redis.call('HGET', OWNER, i) == ARGV[3] then
+    free(i)
   end
 end
-redis.call('DEL', KEYS[1])
-if redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[5])
+if redis.call('GET', KEYS[6]) == ARGV[1] then
+  redis.call('DEL', KEYS[6])
 end
 return 1

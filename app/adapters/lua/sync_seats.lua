@@ -1,15 +1,21 @@
--- Rebuild what Redis must know of a showtime from PostgreSQL's live reservation
--- seats: each seat key is set to its reservation unless the key exists, then
--- the showtime is marked as synced.
--- KEYS[1] the showtime's sync marker   KEYS[2..] seat keys of live reservation seats
--- ARGV[1] marker TTL in seconds   ARGV[2k] owner token and ARGV[2k+1] TTL in ms of KEYS[k+1]
--- Returns the number of seat keys set.
-local n = 0
-for i = 2, #KEYS do
-  local owner, ttl = ARGV[2 * (i - 1)], ARGV[2 * (i - 1) + 1]
-  if redis.call('SET', KEYS[i], owner, 'PX', ttl, 'NX') then
+-- Rebuild what Redis must know of a showtime from PostgreSQL (live reservation seats
+-- and blocked seats): each seat is given its owner unless someone has it, then the
+-- showtime is marked as synced.
+-- KEYS[1..4] the showtime's seats (seat_state.lua)
+-- ARGV[1] marker TTL in seconds   ARGV[2] "index,owner token,TTL in ms;" per seat
+-- Returns the number of seats set.
+purge()
+local state = redis.call('GET', STATE) or ''
+local n, latest = 0, 0
+for i, owner, ttl in string.gmatch(ARGV[2], '(%d+),([^,;]+),(%d+);') do
+  i = tonumber(i)
+  if is_free(state, i) then
+    local until_ms = NOW + tonumber(ttl)
+    take(i, owner, until_ms)
+    if until_ms > latest then latest = until_ms end
     n = n + 1
   end
 end
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+if n > 0 then keep_alive(latest) end
+redis.call('SET', SYNCED, '1', 'EX', ARGV[1])
 return n
