@@ -8,16 +8,21 @@ and CSV reports, and ends with the invariant audit:
 
 User classes (``run.py`` chooses them by scenario):
   Browser        anonymous and signed-in customers reading movies, showtimes, seat maps
-  RushCustomer   one showtime: hold (hot seats near the middle, some groups), reserve, pay
-                 with a mix of test tokens, some cancel, some abandon their holds
+  RushCustomer   one showtime: hold (by best available, or hot seats near the middle picked
+                 on the map), reserve, pay with a mix of test tokens, some cancel, some
+                 abandon their holds
   CatalogAdmin   edits the catalog meanwhile (mixed only)
 
 Answers that are correct refusals (409 for a seat someone else has, a hold that expired,
-an overlapping showtime) are counted under their own request name, ``... [409 taken]``,
-as successes; a 5xx, a timeout or an unexpected status is a failure.
+an overlapping showtime) are counted under their own request name as successes: a refused
+hold under its problem's code, ``... [409 seats_unavailable]``; a 5xx, a timeout or an
+unexpected status is a failure.
 
 Environment (set by run.py): MARQUEE_SHOWTIME (rush), MARQUEE_TOKENS (a JSON file of
-access tokens of signed-in customers), MARQUEE_ADMIN_TOKEN (mixed).
+access tokens of signed-in customers), MARQUEE_ADMIN_TOKEN (mixed), MARQUEE_SEATS
+(``best``, the default: holds ask for a quantity; ``pick``: holds name seats chosen on the
+map), MARQUEE_RUSH_LOG (where each hold attempt's time, outcome and party size are written
+at the end, as JSON).
 """
 from __future__ import annotations
 
@@ -31,9 +36,16 @@ from locust import HttpUser, between, events, task
 from locust.exception import StopUser
 
 SHOWTIME = int(os.environ.get("MARQUEE_SHOWTIME", "0") or 0)
+SEATS = "pick" if os.environ.get("MARQUEE_SEATS") == "pick" else "best"
+RUSH_LOG = os.environ.get("MARQUEE_RUSH_LOG")
+# Wheelchair spaces and their companion seats are for accessible parties (until shortly
+# before the show): best available leaves them, so a customer picking seats does too.
+ACCESSIBLE = {"wheelchair", "companion"}
 _tokens: list[str] = []
 _next_token = itertools.count()
+_next_customer = itertools.count()
 _catalog: dict = {}
+_hold_log: list[tuple[float, str, int]] = []
 
 
 @events.init.add_listener
@@ -47,6 +59,31 @@ def _token() -> str | None:
     if not _tokens:
         return None
     return _tokens[next(_next_token) % len(_tokens)]
+
+
+def _customer_token() -> str | None:
+    """A signed-in customer of their own for each rush customer, none once all had theirs:
+    Locust replaces users that stop while it is still spawning, and a replacement with a
+    customer already in the rush would meet that customer's hold (409 hold_exists)."""
+    index = next(_next_customer)
+    return _tokens[index] if index < len(_tokens) else None
+
+
+@events.quitting.add_listener
+def _write_hold_log(environment, **_kw) -> None:
+    """Each hold attempt's wall-clock time (when sent), outcome (``201``, the 409's code or
+    ``failed``) and party size: run.py measures the sold-out time from the first and counts
+    the refusals before and after it, and by party size."""
+    if RUSH_LOG:
+        with open(RUSH_LOG, "w") as out:
+            json.dump({"seats": SEATS, "holds": _hold_log}, out)
+
+
+def _problem_code(response) -> str:
+    try:
+        return str(response.json().get("code") or "no_code")
+    except (ValueError, AttributeError):
+        return "no_code"
 
 
 def _expect(response, ok: tuple, correct_refusals: dict[int, str] | None = None) -> bool:
@@ -106,39 +143,35 @@ class Browser(HttpUser):
 
 
 class RushCustomer(HttpUser):
-    """One customer in the rush for SHOWTIME: a few tries at seats, then done."""
+    """One customer in the rush for SHOWTIME: a few tries at seats, then done. Each signed-in
+    customer comes once."""
 
     weight = 2
     wait_time = between(0.2, 1.0)
 
     def on_start(self) -> None:
-        token = _token()
-        if token is None or not SHOWTIME:
-            raise StopUser()
+        token = _customer_token()
+        # without a customer, the first task stops (StopUser here would be logged as an error)
+        self.tries = 0 if token and SHOWTIME else 6
         self.headers = {"Authorization": f"Bearer {token}"}
-        self.tries = 0
         self.party = random.choices([1, 2, 3, 4], weights=[45, 35, 12, 8])[0]
 
     @task
     def try_to_buy(self) -> None:
         self.tries += 1
         if self.tries > 6:
-            raise StopUser()  # gave up
+            raise StopUser()  # gave up, or no customer left
         seat_map = self.client.get(f"/api/v1/showtimes/{SHOWTIME}/seats", name="/showtimes/[id]/seats",
                                    headers=self.headers)
         if seat_map.status_code != 200:
             return
         seats = seat_map.json()["seats"]
-        free = [s for s in seats if s["status"] == "available"]
+        free = [s for s in seats if s["status"] == "available" and s["category"] not in ACCESSIBLE]
         if not free:
             raise StopUser()  # sold out
-        chosen = self._choose(seats, free)
-        with self.client.post(f"/api/v1/showtimes/{SHOWTIME}/holds", json={"seat_ids": chosen},
-                              name="/showtimes/[id]/holds", headers=self.headers,
-                              catch_response=True) as response:
-            if not _expect(response, (201,), {409: "taken"}):
-                return
-            hold = response.json()
+        hold = self._hold(seats, free)
+        if hold is None:
+            return
         roll = random.random()
         if roll < 0.10:
             raise StopUser()  # abandons the hold: it expires on its own
@@ -161,6 +194,24 @@ class RushCustomer(HttpUser):
         if status != "payment_failed":
             raise StopUser()  # bought (or cancelled): done
         # a declined card: try again with other seats
+
+    def _hold(self, seats: list[dict], free: list[dict]) -> dict | None:
+        """The hold, or None when refused: by best available (the party's size; the map is only
+        shown) or, with MARQUEE_SEATS=pick, seats chosen on the map. A refusal is counted under
+        its problem's code."""
+        if SEATS == "pick":
+            body = {"seat_ids": self._choose(seats, free)}
+        else:
+            body = {"quantity": self.party}
+        sent = time.time()
+        with self.client.post(f"/api/v1/showtimes/{SHOWTIME}/holds", json=body,
+                              name=f"/showtimes/[id]/holds ({SEATS})", headers=self.headers,
+                              catch_response=True) as response:
+            refusal = {409: _problem_code(response)} if response.status_code == 409 else None
+            held = _expect(response, (201,), refusal)
+            outcome = "201" if held else (refusal or {}).get(409, "failed")
+            _hold_log.append((sent, outcome, self.party))
+            return response.json() if held else None
 
     def _choose(self, seats: list[dict], free: list[dict]) -> list[int]:
         rows = sorted({s["row"] for s in seats})

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m loadtests.run {browse,rush,mixed} [--users N] [--spawn-rate R]
         [--run-time 90s] [--host http://127.0.0.1:8000] [--compare-direct http://127.0.0.1:8001]
+        [--seats best|pick]
 
 - picks, for rush and mixed, the soonest showtime on a 300+ seat screen with every seat
   free (the demo data has one a screen a day), and names it;
@@ -10,6 +11,10 @@
 - runs Locust with its HTML report and CSVs in ``var/loadtests/<scenario>*``;
 - prints requests/s and p50/p95/p99 per route, correct refusals, errors (5xx, timeouts,
   surprises) and, for the rush, seats sold against seats available;
+- rush and mixed customers hold by best available (``--seats best``, the default) or name
+  seats they chose on the map (``--seats pick``); the rush reports its hold attempts and
+  how many were refused (409), by problem code, and the sold-out time: from the first hold
+  attempt until a seat-map poll (every 0.5 s) found no seat a customer could hold;
 - runs the audit (``loadtests.audit``) and exits non-zero if it fails or if any request
   failed.
 
@@ -22,10 +27,13 @@ import argparse
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -33,6 +41,7 @@ import requests
 from dotenv import dotenv_values
 
 from app.services.demo import DEMO_EMAIL, DEMO_PASSWORD
+from app.services.seat_choice import COMPANION, WHEELCHAIR
 from loadtests.bench_catalog import require_loopback
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,6 +158,153 @@ def summarize(prefix: Path) -> dict:
             "server_errors": server_errors}
 
 
+HOLDS = "/showtimes/[id]/holds"
+REFUSAL_CODES = ("seats_unavailable", "not_enough_seats", "orphan_seat")
+Attempt = tuple[float, str, int]  # a hold attempt: wall-clock time sent, outcome (201, the 409's code, failed), party
+
+
+def hold_outcomes(prefix: Path) -> str:
+    """Hold attempts and their outcomes, from the stats CSV: the locustfile names a refused
+    hold after its problem's code (``... [409 not_enough_seats]``)."""
+    rows = [r for r in csv.DictReader(open(f"{prefix}_stats.csv")) if r["Type"] == "POST" and r["Name"].startswith(HOLDS)]
+    attempts = sum(int(r["Request Count"]) for r in rows)
+    codes: dict[str, int] = {}
+    for row in rows:
+        refusal = re.search(r"\[409 (\w+)\]", row["Name"])
+        if refusal:
+            codes[refusal.group(1)] = codes.get(refusal.group(1), 0) + int(row["Request Count"])
+    refused = sum(codes.values())
+    failed = sum(int(r["Failure Count"]) for r in rows)
+    others = {code: n for code, n in codes.items() if code not in REFUSAL_CODES}
+    by_code = ", ".join(f"{code} {codes.get(code, 0):,}" for code in REFUSAL_CODES)
+    other = f"other {sum(others.values()):,}" + (f" ({', '.join(f'{c} {n:,}' for c, n in others.items())})" if others else "")
+    return (f"hold attempts: {attempts:,}; held (201): {attempts - refused - failed:,}; refused (409): {refused:,} "
+            f"({100 * refused / max(attempts, 1):.1f}%): {by_code}, {other}; failed: {failed:,}")
+
+
+@dataclass
+class SeatCount:
+    """One poll of the seat map: when it was sent and answered (wall clock), and its seats
+    by status; ``free`` leaves out wheelchair spaces and companion seats, which the rush's
+    customers never hold (best available keeps them for accessible parties)."""
+
+    sent: float
+    answered: float
+    free: int
+    accessible_free: int
+    held: int
+    booked: int
+
+
+class SoldOutWatch(threading.Thread):
+    """Polls the rush showtime's seat map every 0.5 s while Locust runs."""
+
+    def __init__(self, host: str, showtime: int, interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.url, self.interval = f"{host}/api/v1/showtimes/{showtime}/seats", interval
+        self.counts: list[SeatCount] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        with requests.Session() as session:
+            while not self.done.is_set():
+                sent = time.time()
+                try:
+                    response = session.get(self.url, timeout=30)
+                    if response.status_code == 200:
+                        self.counts.append(self.count(sent, response.json()["seats"]))
+                except (requests.RequestException, ValueError, KeyError):
+                    pass  # a poll lost under load: the next one counts
+                self.done.wait(max(0.0, sent + self.interval - time.time()))
+
+    @staticmethod
+    def count(sent: float, seats: list[dict]) -> SeatCount:
+        free = [s for s in seats if s["status"] == "available"]
+        accessible = sum(1 for s in free if s["category"] in (WHEELCHAIR, COMPANION))
+        return SeatCount(sent, time.time(), len(free) - accessible, accessible,
+                         sum(1 for s in seats if s["status"] == "held"), sum(1 for s in seats if s["status"] == "booked"))
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(35)
+
+    def report(self, holds: list[Attempt]) -> list[str]:
+        """The sold-out time, what the seats were then, the refusals before and after it,
+        whether seats came free again, and the end."""
+        if not holds or not self.counts:
+            return ["no sold-out time: " + ("no hold attempt was recorded" if self.counts else "no seat-map poll answered")]
+        first_attempt = min(sent for sent, _, _ in holds)
+        zero = next((i for i, c in enumerate(self.counts) if c.free == 0), None)
+        if zero is None:
+            return [f"not sold out during the run: {self.counts[-1].free} seats free at the last poll"]
+        at, before = self.counts[zero], self.counts[zero - 1] if zero else None
+        later = self.counts[zero + 1:]
+        again = [c.free for c in later if c.free]
+        end = self.counts[-1]
+        return [
+            f"sold out {at.answered - first_attempt:.1f} s after the first hold attempt (the first seat-map poll "
+            f"with no seat free to hold: sent at {at.sent - first_attempt:.1f} s, answered at "
+            f"{at.answered - first_attempt:.1f} s"
+            + (f"; the poll before it, with {before.free} free, was sent at {before.sent - first_attempt:.1f} s)"
+               if before else ")"),
+            f"  then: {at.held} held (holds and reservations awaiting payment), {at.booked} booked (paid); "
+            f"{at.accessible_free} wheelchair/companion seats free (kept for accessible parties)",
+            "  hold attempts by when they were sent: "
+            + refusals_between(holds, first_attempt, before.sent if before else first_attempt, at.answered),
+            f"  afterwards seats came free again in {len(again)} of {len(later)} polls (at most {max(again, default=0)} "
+            f"at once: failed payments, cancellations; abandoned holds only when their TTL ends)",
+            f"  last poll ({end.sent - first_attempt:.0f} s): {end.free} free, {end.held} held, {end.booked} booked",
+        ]
+
+
+def refused_share(name: str, outcomes: list[str]) -> str:
+    refused = sum(1 for o in outcomes if o not in ("201", "failed"))
+    return f"{name} {len(outcomes):,} ({refused:,} refused, {100 * refused / max(len(outcomes), 1):.1f}%)"
+
+
+def refusals_between(holds: list[Attempt], first: float, free_until: float, sold_out: float) -> str:
+    """Attempts and 409s while a poll still found seats free, around the sell-out (between that
+    poll and the one that found none), and after it (seats came back now and then)."""
+    return "; ".join([
+        refused_share(f"before {free_until - first:.1f} s", [o for t, o, _ in holds if t < free_until]),
+        refused_share("in between", [o for t, o, _ in holds if free_until <= t < sold_out]),
+        refused_share(f"from {sold_out - first:.1f} s", [o for t, o, _ in holds if t >= sold_out]),
+    ])
+
+
+def refusals_by_party(holds: list[Attempt]) -> str:
+    return "; ".join(refused_share(f"{party} seat{'s' if party > 1 else ''}", [o for _, o, p in holds if p == party])
+                     for party in sorted({p for _, _, p in holds}))
+
+
+def hold_log(path: Path) -> list[Attempt]:
+    """The locustfile's log of hold attempts."""
+    try:
+        return [(float(sent), str(outcome), int(party)) for sent, outcome, party in json.loads(path.read_text())["holds"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def run_rush(args: argparse.Namespace, env: dict, label: str, showtime: int) -> dict:
+    """The rush with the seat map watched meanwhile; then its holds and its sold-out time."""
+    rush_log = OUT / f"{label}_holds.json"
+    rush_log.unlink(missing_ok=True)
+    watch = SoldOutWatch(args.host, showtime)
+    watch.start()
+    try:
+        prefix = run_locust("rush", args.host, args.users, args.spawn_rate, args.run_time,
+                            {**env, "MARQUEE_RUSH_LOG": str(rush_log)}, label)
+    finally:
+        watch.stop()
+    result = summarize(prefix)
+    print("  " + hold_outcomes(prefix))
+    holds = hold_log(rush_log)
+    print("  hold attempts by party size: " + refusals_by_party(holds))
+    for line in watch.report(holds):
+        print("  " + line)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", choices=sorted(CLASSES))
@@ -158,6 +314,8 @@ def main() -> None:
     parser.add_argument("--host", default="http://127.0.0.1:8000")
     parser.add_argument("--compare-direct", help="browse only: run again against this instance")
     parser.add_argument("--settle", type=float, default=90, help="seconds the audit waits for work in flight")
+    parser.add_argument("--seats", choices=["best", "pick"], default="best",
+                        help="rush and mixed: hold by best available (quantity) or by seats picked on the map")
     args = parser.parse_args()
     require_loopback(args.host)
     env = {}
@@ -165,6 +323,7 @@ def main() -> None:
     if args.scenario in ("rush", "mixed"):
         showtime, seats = pick_showtime(args.host)
         env["MARQUEE_SHOWTIME"] = str(showtime)
+        env["MARQUEE_SEATS"] = args.seats
         print(f"rush showtime: {showtime} ({seats} seats, all free)")
     OUT.mkdir(parents=True, exist_ok=True)
     token_file = OUT / "tokens.json"
@@ -179,10 +338,14 @@ def main() -> None:
     if args.scenario == "mixed":
         env["MARQUEE_ADMIN_TOKEN"] = admin_token(args.host)
 
-    print(f"\n{args.scenario}: {args.users} users, spawn {args.spawn_rate}/s, {args.run_time}, {args.host}")
-    result = summarize(run_locust(args.scenario, args.host, args.users, args.spawn_rate, args.run_time, env,
-                                  args.scenario))
-    print(f"  report: var/loadtests/{args.scenario}.html, CSV: var/loadtests/{args.scenario}_*.csv")
+    label = f"{args.scenario}-{args.seats}" if showtime else args.scenario
+    seat_mode = f", seats: {args.seats}" if showtime else ""
+    print(f"\n{args.scenario}: {args.users} users, spawn {args.spawn_rate}/s, {args.run_time}, {args.host}{seat_mode}")
+    if args.scenario == "rush":
+        result = run_rush(args, env, label, showtime)
+    else:
+        result = summarize(run_locust(args.scenario, args.host, args.users, args.spawn_rate, args.run_time, env, label))
+    print(f"  report: var/loadtests/{label}.html, CSV: var/loadtests/{label}_*.csv")
     if args.compare_direct and args.scenario == "browse":
         require_loopback(args.compare_direct)
         print(f"\nbrowse direct to one instance ({args.compare_direct}):")
