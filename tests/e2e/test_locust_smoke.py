@@ -40,7 +40,7 @@ def test_browse_and_rush_users_run_clean(app, live_server, tmp_path):
     stats = {row["Name"]: row for row in csv.DictReader(open(tmp_path / "smoke_stats.csv"))}
     assert int(stats["Aggregated"]["Failure Count"]) == 0, stats["Aggregated"]
     assert int(stats["/showtimes/[id]/seats"]["Request Count"]) > 0
-    assert int(stats["/showtimes/[id]/holds"]["Request Count"]) > 0
+    assert sum(int(row["Request Count"]) for name, row in stats.items() if name.startswith("/showtimes/[id]/holds")) > 0
     assert int(stats["/movies"]["Request Count"]) > 0
     with app.app_context():
         assert check_double_sold(db.session, showtime).ok
