@@ -6,11 +6,15 @@ screen in row then position order (a ``Room``). Keys of one showtime share the h
 ``{st:S}`` (Redis Cluster-ready), and carry the room's layout version ``V`` (a layout
 edit gives new keys; the old ones end with their TTL):
 
-- ``{st:S}:v:V:state``   one byte per seat: ``h`` a hold's, ``r`` a reservation's,
-                          ``b`` blocked; anything else is free
+- ``{st:S}:v:V:state``   one byte per seat: ``h`` a hold's, ``r`` a reservation's awaiting
+                          payment, ``c`` a confirmed one's, ``b`` blocked; anything else is free
 - ``{st:S}:v:V:owner``   hash: seat index -> owner token (``SeatOwner``)
-- ``{st:S}:v:V:expiry``  sorted set: seat index by the epoch ms its owner's time is up
+- ``{st:S}:v:V:expiry``  sorted set: ``index:seat id`` by the epoch ms its owner's time is up
 - ``{st:S}:v:V:synced``  Redis knows every live reservation and blocked seat of S (``sync``)
+- ``{st:S}:events``       the change stream (a Redis Stream, about 10,000 entries kept): every
+                          script that changes a seat's status appends the change in the same
+                          call, ``seats`` = JSON ``[{"id", "status"}]``; its entry ids are the
+                          seat map's versions (DESIGN.md, invariant 9)
 - ``{st:S}:hold:<id>``    the hold: user, seats (JSON), their indices, the layout version,
                           expires_at, state (``HoldState``)
 - ``{st:S}:user:<id>``    the user's live hold on this showtime
@@ -217,7 +221,26 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-TAKEN_STATES = {ord("h"): "hold", ord("r"): "reservation", ord("b"): "blocked"}
+# the state bytes as the seat map says them
+STATUSES = {ord("h"): "held", ord("r"): "held", ord("c"): "booked", ord("b"): "blocked"}
+# the state byte of each kind of owner (a reservation's turns "c" when it is confirmed)
+KINDS = {SeatOwner.HOLD_PREFIX: "h", SeatOwner.RESERVATION_PREFIX: "r", SeatOwner.BLOCKED: "b"}
+
+
+def _kind(token: str) -> str:
+    return KINDS[token[:2]]
+
+
+@dataclass(frozen=True)
+class SeatsNow:
+    """What ``read_seats.lua`` answers: whether Redis knows the showtime's booked seats,
+    the state of each taken seat, the version (change stream position) it reflects, and
+    (when asked) the owners."""
+
+    synced: bool
+    statuses: dict[int, str]
+    version: str
+    owners: dict[int, str]
 
 
 class SeatStore:
@@ -249,9 +272,13 @@ class SeatStore:
 
     # --- keys -------------------------------------------------------------------
     def seat_keys(self, showtime_id: int, version: str) -> list[str]:
-        """state, owner, expiry, synced: ``KEYS[1..4]`` of every seat script."""
-        return [self.store.showtime_key(showtime_id, "v", version, part)
-                for part in ("state", "owner", "expiry", "synced")]
+        """state, owner, expiry, synced, events: ``KEYS[1..5]`` of every seat script."""
+        return [*(self.store.showtime_key(showtime_id, "v", version, part) for part in ("state", "owner", "expiry", "synced")),
+                self.events_key(showtime_id)]
+
+    def events_key(self, showtime_id: int) -> str:
+        """The showtime's change stream (whatever its layout version)."""
+        return self.store.showtime_key(showtime_id, "events")
 
     def hold_key(self, showtime_id: int, hold_id: str) -> str:
         return self.store.showtime_key(showtime_id, "hold", hold_id)
@@ -330,13 +357,13 @@ class SeatStore:
         keys = [*self.seat_keys(hold.showtime_id, hold.version), self.hold_key(hold.showtime_id, hold.id),
                 self.user_key(hold.showtime_id, hold.user_id)]
         return int(self._bind(keys=keys, args=[hold.id, reservation_owner(reservation_id), ttl_ms,
-                                               SeatOwner.hold(hold.id).token, _csv(hold.indices)]))
+                                               SeatOwner.hold(hold.id).token, _csv(hold.indices), _csv(hold.seat_ids)]))
 
     # --- blocked seats -----------------------------------------------------------
     def block(self, showtime_id: int, room: Room, seat_ids: list[int], ttl_ms: int) -> HoldResult:
         """Mark all of ``seat_ids`` blocked, or none (``HoldResult.taken``: those someone has)."""
         result = self._block(keys=self.seat_keys(showtime_id, room.version),
-                             args=[SeatOwner.blocked().token, ttl_ms, _csv(room.indices(seat_ids))])
+                             args=[SeatOwner.blocked().token, ttl_ms, _csv(room.indices(seat_ids)), _csv(seat_ids)])
         outcome = HoldOutcome(int(result[0]))
         if outcome is HoldOutcome.NEEDS_SYNC:
             return HoldResult(False, [], needs_sync=True)
@@ -347,10 +374,10 @@ class SeatStore:
 
     # --- reservations ---------------------------------------------------------
     def keep_for_reservation(self, showtime_id: int, room: Room, seat_ids, reservation_id: int, ttl_ms: int) -> int:
-        """Refresh the reservation's seats' expiry (they stay its own)."""
+        """A confirmed reservation: its seats stay its own, ``booked``, until ``ttl_ms``."""
         owner = reservation_owner(reservation_id)
         return int(self._set_owner(keys=self.seat_keys(showtime_id, room.version),
-                                   args=[owner, owner, ttl_ms, _csv(room.indices(seat_ids))]))
+                                   args=[owner, owner, ttl_ms, _csv(room.indices(seat_ids)), _csv(seat_ids), "c"]))
 
     def free_reservation(self, showtime_id: int, room: Room, seat_ids, reservation_id: int) -> int:
         """Free the seats the reservation still owns (others' are left alone)."""
@@ -358,27 +385,36 @@ class SeatStore:
 
     def free_owner(self, showtime_id: int, room: Room, seat_ids, owner: str) -> int:
         return int(self._set_owner(keys=self.seat_keys(showtime_id, room.version),
-                                   args=[owner, "", 0, _csv(room.indices(seat_ids))]))
+                                   args=[owner, "", 0, _csv(room.indices(seat_ids)), _csv(seat_ids), "."]))
 
-    def sync(self, showtime_id: int, room: Room, owners: list[tuple[int, str, int]], marker_ttl_seconds: int) -> int:
-        """Give each (seat id, owner token, TTL ms) its owner where the seat is free; mark synced."""
-        packed = "".join(f"{room.index[seat_id]},{owner},{max(int(ttl_ms), 1)};" for seat_id, owner, ttl_ms in owners)
+    def sync(self, showtime_id: int, room: Room, owners: list[tuple], marker_ttl_seconds: int) -> int:
+        """Give each (seat id, owner token, TTL ms[, state byte]) its owner where the seat is
+        free; mark synced. The state byte defaults to the owner's kind (``c`` for a confirmed
+        reservation must be given)."""
+        packed = "".join(f"{room.index[o[0]]},{o[0]},{o[1]},{max(int(o[2]), 1)},{o[3] if len(o) > 3 else _kind(o[1])};"
+                         for o in owners)
         return int(self._sync(keys=self.seat_keys(showtime_id, room.version), args=[marker_ttl_seconds, packed]))
 
     def is_synced(self, showtime_id: int, room: Room) -> bool:
         return bool(self.store.client.exists(self.seat_keys(showtime_id, room.version)[3]))
 
     # --- reads ------------------------------------------------------------------
+    def read(self, showtime_id: int, room: Room, *, owners: bool = False) -> SeatsNow:
+        """The showtime's taken seats and the version they reflect, in one atomic call."""
+        result = self._read(keys=self.seat_keys(showtime_id, room.version), args=["1" if owners else "0"])
+        return self._seats_now(room, result)
+
+    @staticmethod
+    def _seats_now(room: Room, result) -> SeatsNow:
+        synced, state, version = bool(int(result[0])), result[1], _text(result[2])
+        statuses = {room.ids[i]: STATUSES[b] for i, b in enumerate(state[:len(room.ids)]) if b in STATUSES}
+        flat = result[3] if len(result) > 3 else []
+        return SeatsNow(synced, statuses, version, {room.ids[int(flat[k]) - 1]: _text(flat[k + 1])
+                                                    for k in range(0, len(flat), 2) if int(flat[k]) <= len(room.ids)})
+
     def owners(self, showtime_id: int, room: Room) -> dict[int, str]:
         """The owner token of every taken seat (one call); ``SeatOwner.parse`` reads one."""
-        _, flat = self._read(keys=self.seat_keys(showtime_id, room.version), args=["1"])
-        return {room.ids[int(flat[k]) - 1]: _text(flat[k + 1]) for k in range(0, len(flat), 2)
-                if int(flat[k]) <= len(room.ids)}
-
-    def states(self, showtime_id: int, room: Room) -> dict[int, str]:
-        """``hold``, ``reservation`` or ``blocked`` for every taken seat (one call)."""
-        state = self._read(keys=self.seat_keys(showtime_id, room.version), args=["0"])[0]
-        return {room.ids[i]: TAKEN_STATES[b] for i, b in enumerate(state[:len(room.ids)]) if b in TAKEN_STATES}
+        return self.read(showtime_id, room, owners=True).owners
 
     def states_of_showtimes(self, rooms: dict[int, Room]) -> dict[int, set[int]]:
         """The taken seats of several showtimes: one script call each (each within its
@@ -388,7 +424,7 @@ class SeatStore:
         pipe = self.store.client.pipeline(transaction=False)
         for showtime_id, room in rooms.items():
             self._read(keys=self.seat_keys(showtime_id, room.version), args=["0"], client=pipe)
-        return {showtime_id: {room.ids[i] for i, b in enumerate(result[0][:len(room.ids)]) if b in TAKEN_STATES}
+        return {showtime_id: set(self._seats_now(room, result).statuses)
                 for (showtime_id, room), result in zip(rooms.items(), pipe.execute(), strict=True)}
 
     # --- the user's index of holds ---------------------------------------------

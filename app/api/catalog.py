@@ -330,12 +330,13 @@ class ShowtimeSeats(MethodView):
     @showtimes.response(200, s.SeatMapSchema, example=s.SEAT_MAP)
     @showtimes.alt_response(404, response="NOT_FOUND")
     def get(self, showtime_id):
-        """The seat map: every seat with its price and live status (cheap to poll; use ETags)"""
+        """The seat map: every seat with its price and live status, and the version it reflects
+        (follow changes from there on /seats/events; cheap to poll with ETags)"""
         head, seat_ids, fragments = _seat_map_template(showtime_id)
-        statuses = seats.seat_statuses(showtime_id, seat_ids)
+        version, statuses = seats.seats_now(showtime_id)
         body = "".join((head, ",".join(
             f'{fragment}"{statuses.get(seat_id, "available")}"}}'
-            for seat_id, fragment in zip(seat_ids, fragments, strict=True)), "]}")).encode()
+            for seat_id, fragment in zip(seat_ids, fragments, strict=True)), f'],"version":"{version}"}}')).encode()
         showtimes.set_etag(hashlib.sha1(body).hexdigest())
         return Response(body, mimetype="application/json")
 

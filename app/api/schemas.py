@@ -391,6 +391,9 @@ class SeatMapSchema(Schema):
     currency = fields.String()
     focal_point = fields.Nested(FocalPointSchema)
     seats = fields.List(fields.Nested(SeatMapSeatSchema))
+    version = fields.String(metadata={
+        "description": "Opaque: the change-stream position this map reflects; GET /showtimes/{id}/seats/events"
+                       "?since=<version> sends every change after it"})
 
 
 # The most seats a screen can have (LayoutSchema: up to 200 rows of up to 500 positions).
@@ -688,7 +691,7 @@ SEAT_MAP = {"showtime_id": 42, "currency": "EUR", "focal_point": {"x": 5.0, "y":
      "price_cents": 1250, "status": "held"},
     {"id": 113, "label": "C1", "row": "C", "number": 1, "category": "premium", "x": 1, "y": 3,
      "price_cents": 1650, "status": "booked"},
-]}
+], "version": "1796151720000-0"}
 BLOCK_SEATS_IN = {"seat_ids": [113, 114], "reason": "Broken armrests"}
 BLOCKED_SEATS = {"showtime_id": 42, "seats": [
     {"seat_id": 113, "label": "C1", "reason": "Broken armrests", "blocked_by": 1, "blocked_at": "2026-12-01T17:02:00+00:00"},

@@ -75,7 +75,6 @@ def block(showtime_id: int, seat_ids: list[int], reason: str | None, admin_id: i
         if marked:  # the rows are not there: no seat may stay blocked in Redis alone
             seats.unblock_in_store(showtime_id, seat_ids)
         raise
-    seats.seat_map_changed(showtime_id)
     return list_blocked(showtime_id, seat_ids)
 
 

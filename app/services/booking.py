@@ -167,7 +167,6 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str) -> Reserv
         raise
     seats.after_commit("bind seats to reservation", store.bind_reservation, hold, reservation.id,
                        (window + GRACE_SECONDS) * 1000)
-    seats.seat_map_changed(hold.showtime_id)
     return reservation
 
 
@@ -374,7 +373,6 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
     if outcome == "confirmed":
         seats.keep_for_reservation(reservation.showtime_id, [s.seat_id for s in reservation.seats],
                                    reservation.id, starts_at)
-        seats.seat_map_changed(reservation.showtime_id)
     elif freed:
         seats.free_for_reservation(reservation.showtime_id, freed, reservation.id)
         waitlist.seats_freed(reservation.showtime_id)

@@ -44,6 +44,7 @@ CACHED_READS: dict[str, tuple[str, ...]] = {
     "showtime": ("showtimes",),
     "screen": ("screens",),
     "seatmap-template": ("showtimes", "screens"),
+    "seat-map": ("showtimes", "screens"),
 }
 
 EARLIEST_SHOWTIME = datetime(2000, 1, 1, tzinfo=timezone.utc)

@@ -28,7 +28,7 @@ from app.adapters.seat_store import Hold, HoldState, Room, SeatOwner, SeatStore,
 from app.bootstrap import marquee
 from app.metrics import HOLDS
 from app.models import LIVE_STATUSES, BlockedSeat, Reservation, ReservationSeat, ReservationStatus, Screen, Seat, Showtime
-from app.services import errors
+from app.services import catalog, errors
 from app.services.layout import SeatSpec, focal_point
 from app.services.seat_choice import COMPANION, WHEELCHAIR, sixths
 
@@ -58,12 +58,6 @@ def after_commit(what: str, fn: Callable, *args) -> None:
         fn(*args)
     except redis.RedisError:
         log.error("after-commit redis step failed: %s", what, exc_info=True)
-
-
-def seat_map_changed(showtime_id: int) -> None:
-    """After a commit that changed a reservation of the showtime: its cached live
-    seats are stale."""
-    after_commit("seat map invalidation", marquee().cache.invalidate, f"res:{showtime_id}")
 
 
 # --- the showtime's seating, cached -------------------------------------------
@@ -371,7 +365,8 @@ def sync_showtime(showtime_id: int) -> int:
     for seat_id, reservation_id, status, expires_at, starts_at in rows:
         until = expires_at if status == ReservationStatus.PENDING_PAYMENT else max(starts_at, expires_at)
         ttl_ms = ((until - at).total_seconds() + GRACE_SECONDS) * 1000
-        owners.append((seat_id, reservation_owner(reservation_id), ttl_ms))
+        owners.append((seat_id, reservation_owner(reservation_id), ttl_ms,
+                       "c" if status == ReservationStatus.CONFIRMED else "r"))
     blocked = list(db.session.execute(
         select(BlockedSeat.seat_id, Showtime.starts_at).join(Showtime, Showtime.id == BlockedSeat.showtime_id)
         .where(BlockedSeat.showtime_id == showtime_id)
@@ -455,31 +450,40 @@ def _free_stray_seats(store: SeatStore, showtime_id: int, version: str) -> int:
 
 # --- the live seat map --------------------------------------------------------
 
-BLOCKED = "blocked"
+def seat_statuses(showtime_id: int, seat_ids: list[int] | None = None) -> dict[int, str]:
+    """``held``, ``booked`` or ``blocked`` for each seat that is not available."""
+    return seats_now(showtime_id)[1]
 
 
-def seat_statuses(showtime_id: int, seat_ids: list[int]) -> dict[int, str]:
-    """``held``, ``booked`` or ``blocked`` for each seat that is not available.
+def seats_now(showtime_id: int) -> tuple[str, dict[int, str]]:
+    """The seat map's version and the status of each seat that is not available, read
+    from Redis in one atomic call, so that the map at this version plus the change
+    stream after it is exact (DESIGN.md, invariant 9). When Redis has lost the
+    showtime's booked seats they are rebuilt from PostgreSQL first."""
+    store, room = _store(), showtime_room(showtime_id)
+    now_ = store.read(showtime_id, room)
+    if not now_.synced:
+        with db.unit_of_work():
+            sync_showtime(showtime_id)
+        now_ = store.read(showtime_id, room)
+    return now_.version, now_.statuses
 
-    PostgreSQL's live reservation seats (cached per showtime, invalidated on every
-    reservation change) say booked (confirmed) or held (awaiting payment); Redis
-    adds the seats under a hold.
-    """
-    def compute():
-        rows = db.session.execute(
-            select(ReservationSeat.seat_id, Reservation.status)
-            .join(Reservation, Reservation.id == ReservationSeat.reservation_id)
-            .where(ReservationSeat.showtime_id == showtime_id, ReservationSeat.released_at.is_(None))
-        ).all()
-        blocked = db.session.scalars(select(BlockedSeat.seat_id).where(BlockedSeat.showtime_id == showtime_id))
-        return [[r.seat_id, r.status] for r in rows] + [[seat_id, BLOCKED] for seat_id in blocked]
 
-    live = marquee().cache.get_or_compute([f"res:{showtime_id}"], "live-v2", showtime_id, compute, local=True)
-    statuses = {sid: BLOCKED if status == BLOCKED else "booked" if status == ReservationStatus.CONFIRMED else "held"
-                for sid, status in live}
-    for seat_id, kind in _store().states(showtime_id, showtime_room(showtime_id)).items():
-        statuses.setdefault(seat_id, BLOCKED if kind == "blocked" else "held")
-    return statuses
+def expire_due(showtime_id: int) -> None:
+    """Free the showtime's seats whose time is up, now (their changes go on the stream).
+    Redis frees them lazily, when a script next runs on the showtime; the live process
+    calls this about once a second for each showtime it follows, so an expiry shows on
+    the stream within about a second."""
+    _store().read(showtime_id, showtime_room(showtime_id))
+
+
+def seat_map_snapshot(showtime_id: int) -> dict:
+    """The whole seat map as ``GET /showtimes/{id}/seats`` answers it, with its version
+    (for the live process's ``snapshot`` event). ``NotFound`` for an unknown showtime."""
+    seat_map = catalog.cached("seat-map", showtime_id, lambda: catalog.seat_map(showtime_id), local=True)
+    version, statuses = seats_now(showtime_id)
+    return {**seat_map, "version": version,
+            "seats": [{**seat, "status": statuses.get(seat["id"], "available")} for seat in seat_map["seats"]]}
 
 
 def free_seat_ids(showtime_id: int) -> list[int]:

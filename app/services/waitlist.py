@@ -186,9 +186,8 @@ def offer_everywhere() -> int:
 
 
 def seats_freed(showtime_id: int) -> None:
-    """After a commit that freed seats (a reservation ended, a seat unblocked): the seat
-    map changes and the waitlist goes first."""
-    seats.seat_map_changed(showtime_id)
+    """After a commit that freed seats (a reservation ended, a seat unblocked): the
+    waitlist goes first."""
     try:
         after_seats_freed(showtime_id)
     except Exception:  # noqa: BLE001 - the scheduler retries offers; the freeing stands

@@ -2,6 +2,7 @@
 rules, whatever sequence of holds, best-available holds, releases, checkouts, blocks,
 unblocks and Redis losses happens. Real Redis (the suite's key prefix); the model is a
 dict, and best available's choice is the one of app/services/seat_choice.py."""
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -158,6 +159,21 @@ class HoldRules(RuleBasedStateMachine):
     def redis_matches_the_model(self):
         if hasattr(self, "owner"):
             assert self.store.owners(SHOWTIME, ROOM) == self.owner
+
+    @invariant()
+    def the_change_stream_replays_to_the_seat_map(self):
+        """Invariant 9: every change is on the stream, in order; replayed from its start
+        (it starts again empty when Redis forgets everything) it gives the seat map."""
+        if not hasattr(self, "owner"):
+            return
+        replayed: dict[int, str] = {}
+        for _, fields in self.store.store.client.xrange(self.store.events_key(SHOWTIME)):
+            for change in json.loads(fields[b"seats"]):
+                replayed[change["id"]] = change["status"]
+        status = {"h": "held", "r": "held", "b": "blocked"}
+        assert {s: st for s, st in replayed.items() if st != "available"} == {
+            s: status[o[0]] for s, o in self.owner.items()}
+        assert self.store.read(SHOWTIME, ROOM).statuses == {s: status[o[0]] for s, o in self.owner.items()}
 
 
 def test_hold_rules_match_the_model(store):

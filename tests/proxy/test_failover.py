@@ -137,7 +137,7 @@ def test_when_checks_fail_almost_everywhere_the_proxy_panics_and_keeps_serving(l
         seen = Counter(session.get(proxy.url + "/whoami", timeout=10).json()["backend"] for _ in range(30))
     assert seen == {"b1": 10, "b2": 10, "b3": 10}
     metrics = requests.get(proxy.admin + "/metrics", timeout=5).text
-    assert "marquee_proxy_panic 1.0" in metrics
+    assert 'marquee_proxy_panic{pool="default"} 1.0' in metrics  # the flat form's one pool
     for backend in live_backends:
         backend.set_health(True)
     wait_until(lambda: not proxy.status()["panic"], 10, what="the end of the panic")

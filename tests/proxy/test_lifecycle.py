@@ -159,7 +159,8 @@ def test_status_and_prometheus_metrics(live_backends, start_proxy):
         assert backend["latency_ms"]["p50"] is not None and backend["latency_ms"]["p99"] is not None
     metrics = requests.get(proxy.admin + "/metrics", timeout=5).text
     for backend in live_backends:
-        assert f'marquee_proxy_requests_total{{backend="{backend.address}",status="200"}} 3.0' in metrics
-        assert f'marquee_proxy_backend_up{{backend="{backend.address}"}} 1.0' in metrics
+        labels = f'backend="{backend.address}",pool="default"'  # the flat form's one pool
+        assert f'marquee_proxy_requests_total{{{labels},status="200"}} 3.0' in metrics
+        assert f'marquee_proxy_backend_up{{{labels}}} 1.0' in metrics
     assert "marquee_proxy_request_duration_seconds_bucket" in metrics
     assert "marquee_proxy_client_connections" in metrics

@@ -11,8 +11,8 @@
 -- is convex in the window's start, so only a dozen starts per run can be the best one
 -- (the ends, the stranding ones and those around the focal point): the script stays
 -- linear in the number of seats with a small constant, whatever the party.
--- KEYS[1..4] the showtime's seats (seat_state.lua)
--- KEYS[5] the user's live-hold key of this showtime   KEYS[6] the hold's record
+-- KEYS[1..5] the showtime's seats and change stream (seat_state.lua)
+-- KEYS[6] the user's live-hold key of this showtime   KEYS[7] the hold's record
 -- ARGV[1] hold id   ARGV[2] TTL in ms   ARGV[3] user id   ARGV[4] expiry as ISO 8601
 -- ARGV[5] '1' to decide without the sync marker   ARGV[6] the hold's owner token
 -- ARGV[7] n   ARGV[8] focal x in sixths   ARGV[9] focal y in sixths   ARGV[10] most rows a split uses
@@ -26,7 +26,7 @@
 if ARGV[5] ~= '1' and redis.call('EXISTS', SYNCED) == 0 then
   return {-2}
 end
-local live = redis.call('GET', KEYS[5])
+local live = redis.call('GET', KEYS[6])
 if live then
   return {-1, live}
 end
@@ -211,14 +211,15 @@ local ids, width = ARGV[14], tonumber(ARGV[15])
 local until_ms = NOW + tonumber(ARGV[2])
 local seat_ids, out = {}, {1}
 for _, i in ipairs(chosen) do
-  take(i, ARGV[6], until_ms)
   local id = tonumber(string.sub(ids, (i - 1) * width + 1, i * width))
+  take(i, id, ARGV[6], until_ms, 'h')
   seat_ids[#seat_ids + 1] = id
   out[#out + 1] = id
 end
 keep_alive(until_ms)
-redis.call('HSET', KEYS[6], 'user', ARGV[3], 'seats', cjson.encode(seat_ids), 'idx', table.concat(chosen, ','),
+emit()
+redis.call('HSET', KEYS[7], 'user', ARGV[3], 'seats', cjson.encode(seat_ids), 'idx', table.concat(chosen, ','),
            'ver', ARGV[16], 'expires_at', ARGV[4], 'state', 'held')
-redis.call('PEXPIRE', KEYS[6], ARGV[2])
-redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[2])
+redis.call('PEXPIRE', KEYS[7], ARGV[2])
+redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[2])
 return out

@@ -2,8 +2,8 @@
 -- orphan rule on, refuse a hold that would leave a free seat alone in its run (the rule
 -- of app/services/seat_choice.py, checked here in the same step as the take, so that
 -- parallel holds cannot together strand a seat that each alone would have been refused).
--- KEYS[1..4] the showtime's seats (seat_state.lua)
--- KEYS[5] the user's live-hold key of this showtime   KEYS[6] the hold's record
+-- KEYS[1..5] the showtime's seats and change stream (seat_state.lua)
+-- KEYS[6] the user's live-hold key of this showtime   KEYS[7] the hold's record
 -- ARGV[1] hold id   ARGV[2] TTL in ms   ARGV[3] user id   ARGV[4] seat ids as JSON
 -- ARGV[5] expiry as ISO 8601   ARGV[6] '1' to decide without the sync marker (the caller
 -- checks PostgreSQL itself)   ARGV[7] the hold's owner token   ARGV[8] the requested seats'
@@ -17,7 +17,7 @@
 if ARGV[6] ~= '1' and redis.call('EXISTS', SYNCED) == 0 then
   return {-2}
 end
-local live = redis.call('GET', KEYS[5])
+local live = redis.call('GET', KEYS[6])
 if live then
   return {-1, live}
 end
@@ -86,12 +86,14 @@ if ARGV[9] ~= '' then
   end
 end
 local until_ms = NOW + tonumber(ARGV[2])
-for _, i in ipairs(wanted) do
-  take(i, ARGV[7], until_ms)
+local ids = cjson.decode(ARGV[4])
+for k, i in ipairs(wanted) do
+  take(i, ids[k], ARGV[7], until_ms, 'h')
 end
 keep_alive(until_ms)
-redis.call('HSET', KEYS[6], 'user', ARGV[3], 'seats', ARGV[4], 'idx', ARGV[8], 'ver', ARGV[10],
+emit()
+redis.call('HSET', KEYS[7], 'user', ARGV[3], 'seats', ARGV[4], 'idx', ARGV[8], 'ver', ARGV[10],
            'expires_at', ARGV[5], 'state', 'held')
-redis.call('PEXPIRE', KEYS[6], ARGV[2])
-redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[2])
+redis.call('PEXPIRE', KEYS[7], ARGV[2])
+redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[2])
 return {1}

@@ -1,52 +1,84 @@
 -- Prepended to every seat script by SeatStore (seat_store.py): one showtime's seats as
--- three keys read in one call each, whatever the size of the room.
+-- three keys read in one call each, whatever the size of the room, and its change stream.
 -- KEYS[1] state:  one byte per seat, seat i (its index in row then position order) at
---                 offset i-1: 'h' a hold's, 'r' a reservation's, 'b' blocked; anything
---                 else (or past the end) is free
+--                 offset i-1: 'h' a hold's, 'r' a reservation's awaiting payment, 'c' a
+--                 confirmed reservation's, 'b' blocked; anything else (or past the end) is free
 -- KEYS[2] owner:  hash, seat index -> owner token (SeatOwner in seat_store.py)
--- KEYS[3] expiry: sorted set, seat index by the epoch ms its owner's time is up
+-- KEYS[3] expiry: sorted set, "index:seat id" by the epoch ms its owner's time is up
 -- KEYS[4] the showtime's sync marker
+-- KEYS[5] events: the showtime's change stream (a Redis Stream): every change of a seat's
+--                 status is appended by the script that makes it, as one entry per call
+--                 (`seats`: JSON [{"id", "status"}]); its ids are the seat map's versions
 -- Expiry is lazy: a seat whose time is up is free to every script from that moment
--- (``purge`` runs first), with no scheduler; each key lives as long as its longest-lived
--- seat (``keep_alive``), so the keys themselves end on their own too.
-local STATE, OWNER, EXPIRY, SYNCED = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- (``purge`` runs first, and records the expiries on the stream), with no scheduler;
+-- each key lives as long as its longest-lived seat (``keep_alive``), so the keys
+-- themselves end on their own too.
+local STATE, OWNER, EXPIRY, SYNCED, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local clock = redis.call('TIME')
 local NOW = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local KEEP_MARGIN_MS = 60000
-local TAKEN = {[104] = true, [114] = true, [98] = true}  -- 'h', 'r', 'b'
-local FREE_RUN = '[^hrb]+'
-local KIND = {h = 'h', r = 'r', b = 'b'}  -- owner token prefix -> state byte
+local STREAM_MAXLEN = 10000  -- entries kept (about): older versions get `reset` (API.md)
+local STATUS = {[104] = 'held', [114] = 'held', [99] = 'booked', [98] = 'blocked'}  -- h r c b
+local FREE_RUN = '[^hrcb]+'
+local CHANGES = {}
+
+-- the changes made so far go on the stream as one entry; the stream lives as long as the seats
+local function emit()
+  if #CHANGES == 0 then
+    return
+  end
+  redis.call('XADD', EVENTS, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'seats', cjson.encode(CHANGES))
+  CHANGES = {}
+  local ttl = math.max(redis.call('PTTL', STATE), 3600000)
+  local current = redis.call('PTTL', EVENTS)
+  if current == -1 or (current >= 0 and current < ttl) then
+    redis.call('PEXPIRE', EVENTS, ttl)
+  end
+end
+
+local function changed(id, status)
+  CHANGES[#CHANGES + 1] = {id = tonumber(id), status = status}
+end
 
 local function purge()
   local expired = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', NOW)
   if #expired == 0 then
     return
   end
-  if redis.call('EXISTS', STATE) == 1 then
-    for _, i in ipairs(expired) do
+  local exists = redis.call('EXISTS', STATE) == 1
+  for _, entry in ipairs(expired) do
+    local i, id = string.match(entry, '(%d+):(%d+)')
+    if exists then
       redis.call('SETRANGE', STATE, tonumber(i) - 1, '.')
     end
-  end
-  for first = 1, #expired, 1000 do
-    redis.call('HDEL', OWNER, unpack(expired, first, math.min(first + 999, #expired)))
+    redis.call('HDEL', OWNER, i)
+    changed(id, 'available')
   end
   redis.call('ZREMRANGEBYSCORE', EXPIRY, '-inf', NOW)
+  emit()
 end
 
 local function is_free(state, i)
-  return not TAKEN[string.byte(state, i) or 0]
+  return not STATUS[string.byte(state, i) or 0]
 end
 
-local function take(i, owner, until_ms)
-  redis.call('SETRANGE', STATE, i - 1, KIND[string.sub(owner, 1, 1)])
+-- kind: the state byte ('h', 'r', 'c' or 'b')
+local function take(i, id, owner, until_ms, kind)
+  redis.call('SETRANGE', STATE, i - 1, kind)
   redis.call('HSET', OWNER, i, owner)
-  redis.call('ZADD', EXPIRY, until_ms, i)
+  redis.call('ZADD', EXPIRY, until_ms, i .. ':' .. id)
+  changed(id, STATUS[string.byte(kind)])
 end
 
-local function free(i)
+local function free(i, id)
   redis.call('SETRANGE', STATE, i - 1, '.')
   redis.call('HDEL', OWNER, i)
-  redis.call('ZREM', EXPIRY, i)
+  redis.call('ZREM', EXPIRY, i .. ':' .. id)
+  changed(id, 'available')
+end
+
+local function extend(i, id, until_ms)
+  redis.call('ZADD', EXPIRY, until_ms, i .. ':' .. id)
 end
 
 local function keep_alive(until_ms)
