@@ -38,6 +38,8 @@ up:
 	  echo "  API      http://127.0.0.1:$(PORT)/api/v1"; \
 	  echo "  Docs     http://127.0.0.1:$(PORT)/docs   (spec: /openapi.json)"; \
 	  echo "  Health   http://127.0.0.1:$(PORT)/health  /ready  /metrics"; \
+	  echo "  Live     seat-map events: http://127.0.0.1:$(PORT)/api/v1/showtimes/<id>/seats/events"; \
+	  echo "           (the live process on 127.0.0.1:8004, /health /metrics)"; \
 	  echo "  Proxy    three app instances (127.0.0.1:8001-8003) behind 127.0.0.1:$(PORT);"; \
 	  echo "           its status, metrics, reload, drain: http://127.0.0.1:$(ADMIN_PORT)/status"; \
 	  echo "  Admin    $$ADMIN_EMAIL / $$ADMIN_PASSWORD   (from .env)"; \

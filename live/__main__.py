@@ -1,0 +1,5 @@
+import sys
+
+from live.server import main
+
+sys.exit(main())

@@ -1,0 +1,83 @@
+"""The few HTTP/1.1 responses the live process writes: an event stream's head, small JSON
+and text answers, and RFC 9457 problem documents in the app's shape (``status``,
+``title``, ``detail``, ``code``, ``request_id``)."""
+from __future__ import annotations
+
+import json
+import re
+from http import HTTPStatus
+from urllib.parse import parse_qsl
+
+EVENTS_PATH = re.compile(r"^/api/v1/showtimes/([1-9][0-9]{0,18})/seats/events$")
+MAX_ID = 2 ** 63 - 1  # ids are PostgreSQL bigints, as the app's routes take them
+
+
+class Refusal(Exception):
+    """A request answered with a problem document."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: tuple[bytes, ...] = ()) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+
+def showtime_of(path: str) -> int | None:
+    """The showtime id of an events path; None for any other path."""
+    match = EVENTS_PATH.match(path)
+    if match is None or int(match.group(1)) > MAX_ID:
+        return None
+    return int(match.group(1))
+
+
+def since_of(query: str, last_event_id: str | None) -> str | None:
+    """The version a stream resumes from: ``Last-Event-ID`` (what a reconnecting
+    EventSource sends, newer than the ``since`` of the URL it reconnects to), else
+    ``since``; None for neither. Any other query parameter is refused, as the app does."""
+    params = parse_qsl(query, keep_blank_values=True)
+    unknown = sorted({name for name, _ in params} - {"since"})
+    if unknown:
+        raise Refusal(400, "unknown_parameter", f"unknown query parameter: {', '.join(unknown)}")
+    since = [value for _, value in params]
+    if len(since) > 1:
+        raise Refusal(400, "invalid_version", "since is given more than once")
+    if last_event_id is not None:
+        return last_event_id.strip()
+    return since[0] if since else None
+
+
+def _reason(status: int) -> str:
+    return HTTPStatus(status).phrase
+
+
+def response(status: int, content_type: str, body: bytes, request_id: str, *, keep_alive: bool,
+             headers: tuple[bytes, ...] = ()) -> bytes:
+    head = [
+        b"HTTP/1.1 %d %s" % (status, _reason(status).encode()),
+        b"Content-Type: " + content_type.encode(),
+        b"Content-Length: %d" % len(body),
+        b"Cache-Control: no-store",
+        b"X-Request-ID: " + request_id.encode(),
+        b"Connection: " + (b"keep-alive" if keep_alive else b"close"),
+        *headers,
+    ]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+def problem(refusal: Refusal, request_id: str, *, keep_alive: bool) -> bytes:
+    document = {"type": "about:blank", "status": refusal.status, "title": _reason(refusal.status),
+                "detail": refusal.detail, "code": refusal.code, "request_id": request_id}
+    return response(refusal.status, "application/problem+json", json.dumps(document).encode(), request_id,
+                    keep_alive=keep_alive, headers=refusal.headers)
+
+
+def stream_head(request_id: str, *, chunked: bool) -> bytes:
+    """An event stream's head: chunked for HTTP/1.1, to the end of the connection for
+    HTTP/1.0. ``X-Accel-Buffering: no`` asks buffering proxies to pass each event on."""
+    framing = b"Transfer-Encoding: chunked" if chunked else b"Connection: close"
+    return b"\r\n".join([
+        b"HTTP/1.1 200 OK",
+        b"Content-Type: text/event-stream",
+        b"Cache-Control: no-store",
+        b"X-Accel-Buffering: no",
+        b"X-Request-ID: " + request_id.encode(),
+        framing,
+    ]) + b"\r\n\r\n"
