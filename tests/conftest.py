@@ -125,6 +125,18 @@ def user(api):
     return api.make_user("user@test.example")
 
 
+@pytest.fixture
+def other(api):
+    """A second customer's access token."""
+    return api.make_user("other@test.example")
+
+
+@pytest.fixture
+def show(api, admin):
+    """A showtime tomorrow in Paris on a 6-seat screen (A1, A2, A3 premium; B1, B2, B3 premium)."""
+    return api.catalog(admin)
+
+
 @pytest.fixture(scope="session")
 def live_server_log(tmp_path_factory) -> Path:
     """Where the live server's JSON logs go."""

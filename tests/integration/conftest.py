@@ -8,18 +8,6 @@ from app.adapters.broker import Topology, connect
 
 
 @pytest.fixture
-def show(api, admin):
-    """A showtime tomorrow in Paris on a 6-seat screen (A1, A2, A3 premium; B1, B2, B3 premium)."""
-    return api.catalog(admin)
-
-
-@pytest.fixture
-def other(api):
-    """A second customer's access token."""
-    return api.make_user("other@test.example")
-
-
-@pytest.fixture
 def broker(app):
     """Queues of this test alone (a unique name prefix), short retry delays; removed afterwards."""
     ext = app.extensions["marquee"]
