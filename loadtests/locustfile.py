@@ -21,8 +21,9 @@ unexpected status is a failure.
 Environment (set by run.py): MARQUEE_SHOWTIME (rush), MARQUEE_TOKENS (a JSON file of
 access tokens of signed-in customers), MARQUEE_ADMIN_TOKEN (mixed), MARQUEE_SEATS
 (``best``, the default: holds ask for a quantity; ``pick``: holds name seats chosen on the
-map), MARQUEE_RUSH_LOG (where each hold attempt's time, outcome and party size are written
-at the end, as JSON).
+map), MARQUEE_MAP (``watch``, the default: the seat map is followed on its event stream;
+``poll``: read again before every try), MARQUEE_RUSH_LOG (where each hold attempt's time,
+outcome and party size are written at the end, as JSON).
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ from locust.exception import StopUser
 
 SHOWTIME = int(os.environ.get("MARQUEE_SHOWTIME", "0") or 0)
 SEATS = "pick" if os.environ.get("MARQUEE_SEATS") == "pick" else "best"
+# how a rush customer sees the seat map: ``watch`` follows its event stream (a snapshot,
+# then each change as it happens); ``poll`` reads the map again before every try
+MAP = "poll" if os.environ.get("MARQUEE_MAP") == "poll" else "watch"
 RUSH_LOG = os.environ.get("MARQUEE_RUSH_LOG")
 # Wheelchair spaces and their companion seats are for accessible parties (until shortly
 # before the show): best available leaves them, so a customer picking seats does too.
@@ -142,6 +146,82 @@ class Browser(HttpUser):
             self.client.get("/api/v1/reservations", name="/reservations", headers=self.headers)
 
 
+class LiveSeatMap:
+    """A seat map kept live from ``GET /showtimes/{id}/seats/events``: the snapshot, then
+    each change applied as it arrives (a greenlet reads the stream). ``seats()`` waits for
+    the snapshot; after a ``reset`` or a dropped stream it reconnects from its last id."""
+
+    def __init__(self, client, showtime: int) -> None:
+        import gevent
+        from gevent.event import Event
+
+        self.client, self.showtime = client, showtime
+        self.by_id: dict[int, dict] = {}
+        self.order: list[int] = []
+        self.version: str | None = None
+        self.ready = Event()
+        self.response = None
+        self.closed = False
+        self.reader = gevent.spawn(self._follow)
+
+    def seats(self) -> list[dict] | None:
+        if not self.ready.wait(timeout=30):
+            return None
+        return [self.by_id[i] for i in self.order]
+
+    def close(self) -> None:
+        self.closed = True
+        if self.response is not None:
+            self.response.close()
+        self.reader.kill(block=False)
+
+    def _follow(self) -> None:
+        while not self.closed:
+            query = f"?since={self.version}" if self.version else ""
+            try:
+                with self.client.get(f"/api/v1/showtimes/{self.showtime}/seats/events{query}", stream=True,
+                                     name="/showtimes/[id]/seats/events", timeout=60, catch_response=True) as response:
+                    self.response = response
+                    if response.status_code != 200:
+                        response.failure(f"{response.status_code}")
+                        return
+                    response.success()
+                    self._read(response)
+            except Exception:  # noqa: BLE001 - a dropped stream: reconnect from the last id
+                if self.closed:
+                    return
+            time.sleep(0.5)
+
+    def _read(self, response) -> None:
+        event, data = None, None
+        for line in response.iter_lines(decode_unicode=True):
+            if self.closed:
+                return
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data = line[6:]
+            elif line == "" and event:
+                self._apply(event, json.loads(data) if data else {})
+                event, data = None, None
+                if self.version is None:
+                    return  # reset: fetch the map again (a new snapshot)
+
+    def _apply(self, event: str, data: dict) -> None:
+        if event == "snapshot":
+            self.by_id = {s["id"]: s for s in data["seats"]}
+            self.order = [s["id"] for s in data["seats"]]
+            self.version = data["version"]
+            self.ready.set()
+        elif event == "seats":
+            for change in data["seats"]:
+                if change["id"] in self.by_id:
+                    self.by_id[change["id"]] = {**self.by_id[change["id"]], "status": change["status"]}
+            self.version = data["version"]
+        elif event == "reset":
+            self.version = None
+
+
 class RushCustomer(HttpUser):
     """One customer in the rush for SHOWTIME: a few tries at seats, then done. Each signed-in
     customer comes once."""
@@ -155,17 +235,27 @@ class RushCustomer(HttpUser):
         self.tries = 0 if token and SHOWTIME else 6
         self.headers = {"Authorization": f"Bearer {token}"}
         self.party = random.choices([1, 2, 3, 4], weights=[45, 35, 12, 8])[0]
+        self.live = LiveSeatMap(self.client, SHOWTIME) if MAP == "watch" and self.tries == 0 else None
+
+    def on_stop(self) -> None:
+        if self.live is not None:
+            self.live.close()
+
+    def _seat_map(self) -> list[dict] | None:
+        if self.live is not None:
+            return self.live.seats()
+        seat_map = self.client.get(f"/api/v1/showtimes/{SHOWTIME}/seats", name="/showtimes/[id]/seats",
+                                   headers=self.headers)
+        return seat_map.json()["seats"] if seat_map.status_code == 200 else None
 
     @task
     def try_to_buy(self) -> None:
         self.tries += 1
         if self.tries > 6:
             raise StopUser()  # gave up, or no customer left
-        seat_map = self.client.get(f"/api/v1/showtimes/{SHOWTIME}/seats", name="/showtimes/[id]/seats",
-                                   headers=self.headers)
-        if seat_map.status_code != 200:
+        seats = self._seat_map()
+        if seats is None:
             return
-        seats = seat_map.json()["seats"]
         free = [s for s in seats if s["status"] == "available" and s["category"] not in ACCESSIBLE]
         if not free:
             raise StopUser()  # sold out

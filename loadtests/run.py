@@ -2,7 +2,7 @@
 
     .venv/bin/python -m loadtests.run {browse,rush,mixed} [--users N] [--spawn-rate R]
         [--run-time 90s] [--host http://127.0.0.1:8000] [--compare-direct http://127.0.0.1:8001]
-        [--seats best|pick]
+        [--seats best|pick] [--map watch|poll]
 
 - picks, for rush and mixed, the soonest showtime on a 300+ seat screen with every seat
   free (the demo data has one a screen a day), and names it;
@@ -15,6 +15,8 @@
   seats they chose on the map (``--seats pick``); the rush reports its hold attempts and
   how many were refused (409), by problem code, and the sold-out time: from the first hold
   attempt until a seat-map poll (every 0.5 s) found no seat a customer could hold;
+- rush customers follow the seat map on its event stream (``--map watch``, the default) or
+  read it again before every try (``--map poll``);
 - runs the audit (``loadtests.audit``) and exits non-zero if it fails or if any request
   failed.
 
@@ -316,6 +318,8 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=90, help="seconds the audit waits for work in flight")
     parser.add_argument("--seats", choices=["best", "pick"], default="best",
                         help="rush and mixed: hold by best available (quantity) or by seats picked on the map")
+    parser.add_argument("--map", choices=["watch", "poll"], default="watch",
+                        help="rush and mixed: follow the seat map's event stream, or poll the map before each try")
     args = parser.parse_args()
     require_loopback(args.host)
     env = {}
@@ -324,6 +328,7 @@ def main() -> None:
         showtime, seats = pick_showtime(args.host)
         env["MARQUEE_SHOWTIME"] = str(showtime)
         env["MARQUEE_SEATS"] = args.seats
+        env["MARQUEE_MAP"] = args.map
         print(f"rush showtime: {showtime} ({seats} seats, all free)")
     OUT.mkdir(parents=True, exist_ok=True)
     token_file = OUT / "tokens.json"
@@ -338,8 +343,8 @@ def main() -> None:
     if args.scenario == "mixed":
         env["MARQUEE_ADMIN_TOKEN"] = admin_token(args.host)
 
-    label = f"{args.scenario}-{args.seats}" if showtime else args.scenario
-    seat_mode = f", seats: {args.seats}" if showtime else ""
+    label = f"{args.scenario}-{args.seats}-{args.map}" if showtime else args.scenario
+    seat_mode = f", seats: {args.seats}, map: {args.map}" if showtime else ""
     print(f"\n{args.scenario}: {args.users} users, spawn {args.spawn_rate}/s, {args.run_time}, {args.host}{seat_mode}")
     if args.scenario == "rush":
         result = run_rush(args, env, label, showtime)

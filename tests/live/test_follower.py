@@ -21,7 +21,8 @@ class Recorder:
         self.versions: list[str] = []
 
     def send(self, frame) -> bool:
-        self.versions.append(frame.raw.split(b"\n", 1)[0].removeprefix(b"id: ").decode())
+        """A frame is one message, or the several changes of one read."""
+        self.versions += [line.removeprefix(b"id: ").decode() for line in frame.raw.split(b"\n") if line.startswith(b"id: ")]
         return True
 
     def end(self, frame=None, reason: str = "") -> None:
