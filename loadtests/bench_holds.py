@@ -46,7 +46,7 @@ def _showtime(base: str) -> dict:
     shows = requests.get(base + "/api/v1/showtimes", params={"starts_after": after, "page_size": 50}, timeout=5).json()
     for show in shows:
         seats = requests.get(f"{base}/api/v1/showtimes/{show['id']}/seats", timeout=5).json()["seats"]
-        free = _apart([s for s in seats if s["status"] == "available"])
+        free = _apart([s for s in seats if s["status"] == "available" and s["category"] not in ("wheelchair", "companion")])
         if len(free) >= 16:
             return {"id": show["id"], "free": free}
     raise SystemExit("no future showtime with free seats: run `make up` first")

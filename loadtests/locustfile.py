@@ -259,6 +259,8 @@ class RushCustomer(HttpUser):
         free = [s for s in seats if s["status"] == "available" and s["category"] not in ACCESSIBLE]
         if not free:
             raise StopUser()  # sold out
+        if len(free) < self.party:
+            return  # not enough seats free for the party on the map: a client does not ask (a try all the same)
         hold = self._hold(seats, free)
         if hold is None:
             return
