@@ -32,7 +32,9 @@ def test_browse_and_rush_users_run_clean(app, live_server, tmp_path):
         "email": f"customer{n}@demo.marquee.test", "password": "marquee-demo"}).json()["access_token"]
         for n in range(1, 9)]
     (tmp_path / "tokens.json").write_text(json.dumps(tokens))
-    env = {**os.environ, "MARQUEE_SHOWTIME": str(showtime), "MARQUEE_TOKENS": str(tmp_path / "tokens.json")}
+    # straight to gunicorn, with no live process: the rush customers poll the seat map
+    env = {**os.environ, "MARQUEE_SHOWTIME": str(showtime), "MARQUEE_TOKENS": str(tmp_path / "tokens.json"),
+           "MARQUEE_MAP": "poll"}
     subprocess.run([str(ROOT / ".venv" / "bin" / "locust"), "-f", str(ROOT / "loadtests" / "locustfile.py"),
                     "--headless", "-u", "8", "-r", "8", "-t", "8s", "--host", live_server, "--only-summary",
                     "--csv", str(tmp_path / "smoke"), "Browser", "RushCustomer"],
