@@ -1,10 +1,12 @@
 """The admin port: status, Prometheus metrics, reload and drain. One request per
 connection; bind it to loopback (the default) or set ``admin_token``.
 
-    GET  /status                      backends, state, in-flight, totals, latency percentiles
+    GET  /status                      pools and their settings, routes, backends (state,
+                                      in-flight, latency percentiles), totals
     GET  /metrics                     Prometheus text format
     GET  /health                      200 while the proxy runs
-    POST /reload                      re-read the backend list (as SIGHUP does)
+    POST /reload                      re-read pools and routes (as SIGHUP does); 422 and
+                                      nothing changed when the file does not load
     POST /backends/{host:port}/drain  no new requests; in-flight ones finish
     POST /backends/{host:port}/undrain
 

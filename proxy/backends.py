@@ -1,9 +1,14 @@
-"""Backends, their keep-alive pools, and the two ways of choosing one.
+"""Backends, their keep-alive pools, and the two ways of choosing one within a backend
+pool (``Balancer``, one per pool; ``proxy.pools`` routes a request to a pool).
 
 A backend is *up* (in rotation), *down* (failed its checks or was ejected after a
 connect error or timeout) or *draining* (an operator took it out: no new requests, the
 ones in flight finish). A backend that comes back up ramps from a tenth of its weight to
 all of it over ``slow_start`` seconds, so a cold instance is not handed a full share at once.
+A backend with ``max_connections_per_backend`` requests in flight is passed over until one ends.
+
+Settings are read from ``config``: a pool's ``PoolConfig``, or the flat ``ProxyConfig``
+(both carry the same names).
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from proxy.config import BackendSpec, ProxyConfig
+from proxy.config import BackendSpec, PoolConfig, ProxyConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from proxy.upstream import UpstreamProtocol
@@ -22,9 +27,10 @@ _LATENCY_SAMPLES = 2048
 
 
 class Backend:
-    def __init__(self, spec: BackendSpec, config: ProxyConfig) -> None:
+    def __init__(self, spec: BackendSpec, config: PoolConfig | ProxyConfig, pool: str = "default") -> None:
         self.spec = spec
         self.name = spec.name
+        self.pool = pool  # the name of the backend pool it belongs to
         self.host, self.port, self.weight = spec.host, spec.port, spec.weight
         self.config = config
         self.state = UP  # optimistic at start: the first health check follows at once
@@ -37,6 +43,8 @@ class Backend:
         self.failures = 0
         self.ejections = 0
         self.connects = 0  # upstream connections opened (pool reuse keeps this low)
+        self.open_connections = 0  # upstream connections open now, pooled ones included
+        self.connecting = 0  # upstream connections being opened (each holds a descriptor already)
         self.check_passes = 0  # consecutive
         self.check_failures = 0  # consecutive
         self.passive_failures = 0  # consecutive connect errors or timeouts
@@ -50,6 +58,16 @@ class Backend:
     @property
     def available(self) -> bool:
         return self.state == UP and not self.draining and not self.removed
+
+    @property
+    def in_service(self) -> bool:
+        """Not drained nor removed (it may be down): what panic mode uses."""
+        return not self.draining and not self.removed
+
+    @property
+    def has_room(self) -> bool:
+        limit = self.config.max_connections_per_backend
+        return not limit or self.in_flight < limit
 
     def effective_weight(self, now: float) -> float:
         if not self.up_since or self.config.slow_start <= 0:
@@ -95,6 +113,11 @@ class Backend:
 
     def request_succeeded(self) -> None:
         self.passive_failures = 0
+
+    def retire(self) -> None:
+        """Dropped by a reload: no new requests; it goes once its last one ends."""
+        self.removed = True
+        self.close_idle()
 
     def _go_down(self) -> None:
         self.state = DOWN
@@ -148,6 +171,7 @@ class Backend:
     def status(self) -> dict:
         return {
             "name": self.name,
+            "pool": self.pool,
             "weight": self.weight,
             "effective_weight": round(self.effective_weight(time.monotonic()), 2),
             "state": DRAINING if self.draining else self.state,
@@ -158,6 +182,7 @@ class Backend:
             "failures": self.failures,
             "ejections": self.ejections,
             "connections_opened": self.connects,
+            "open_connections": self.open_connections,
             "idle_connections": len(self.idle),
             "last_check_error": self.last_check_error or None,
             "latency_ms": self.percentiles(),
@@ -165,12 +190,13 @@ class Backend:
 
 
 class Balancer:
-    """The current backends and the strategy that picks among them."""
+    """One backend pool: its current backends and the strategy that picks among them."""
 
-    def __init__(self, config: ProxyConfig) -> None:
+    def __init__(self, config: PoolConfig | ProxyConfig, name: str = "default") -> None:
+        self.name = name
         self.config = config
         self.strategy = config.strategy
-        self.backends: list[Backend] = [Backend(spec, config) for spec in config.backends]
+        self.backends: list[Backend] = [Backend(spec, config, name) for spec in config.backends]
         self._tie = 0  # rotates the start of least-connections' scan, breaking ties in turn
 
     def by_name(self, name: str) -> Backend | None:
@@ -182,15 +208,15 @@ class Balancer:
         more likely failing from overload (a slow /health) than the backends being dead,
         and sending everything to the few left would finish them off, so all are used;
         connect errors still move a request on, and when every one refuses: 503."""
-        in_service = [b for b in self.backends if not b.draining and not b.removed]
+        in_service = [b for b in self.backends if b.in_service]
         healthy = sum(1 for b in in_service if b.state == UP)
         return bool(in_service) and healthy < self.config.panic_threshold * len(in_service)
 
     def choose(self, exclude: Iterable[Backend] = ()) -> Backend | None:
         now = time.monotonic()
-        candidates = [b for b in self.backends if b.available and b not in exclude]
-        if self.panicking:
-            candidates = [b for b in self.backends if not b.draining and not b.removed and b not in exclude]
+        panic = self.panicking
+        candidates = [b for b in self.backends
+                      if (b.in_service if panic else b.available) and b.has_room and b not in exclude]
         if not candidates:
             return None
         if len(candidates) == 1:
@@ -224,8 +250,8 @@ class Balancer:
                 best, best_score = backend, score
         return best
 
-    def reload(self, config: ProxyConfig) -> dict:
-        """Adopt a new backend list: kept backends keep their state, pools and counters;
+    def reload(self, config: PoolConfig | ProxyConfig) -> dict:
+        """Adopt a new backend list: kept backends keep their state, idle connections and counters;
         new ones join (ramping up); removed ones take no new requests and go once idle."""
         current = {b.name: b for b in self.backends}
         wanted = {spec.name: spec for spec in config.backends}
@@ -234,7 +260,7 @@ class Balancer:
         for name, spec in wanted.items():
             backend = current.get(name)
             if backend is None:
-                backend = Backend(spec, config)
+                backend = Backend(spec, config, self.name)
                 backend.up_since = time.monotonic()
                 added.append(name)
             else:
@@ -245,9 +271,18 @@ class Balancer:
             backends.append(backend)
         for name, backend in current.items():
             if name not in wanted:
-                backend.removed = True
-                backend.close_idle()
+                backend.retire()
                 removed.append(name)
         self.backends = backends
         self.config = config
+        self.strategy = config.strategy
         return {"added": added, "removed": removed, "kept": kept}
+
+    def retire(self) -> list[str]:
+        """The whole pool leaves (a reload dropped it): its backends go once idle."""
+        for backend in self.backends:
+            backend.retire()
+        return [b.name for b in self.backends]
+
+    def status(self) -> dict:
+        return {**self.config.describe(), "panic": self.panicking}

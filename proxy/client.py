@@ -73,10 +73,11 @@ class ClientProtocol(asyncio.Protocol):
             cycle.client_gone()
 
     def eof_received(self):
-        """A client that half-closes after its request still gets its answer."""
+        """A client that half-closes after its request still gets its answer; one that
+        closes while reading a stream has left (a stream has no end to wait for)."""
         self.eof = True
         # True keeps our side open until the response in progress is written.
-        return self.active is not None and not self.in_head
+        return self.active is not None and not self.in_head and not self.active.streaming
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
@@ -295,7 +296,11 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.abort()
 
     def close_if_idle(self) -> bool:
-        """For a graceful stop: close now unless a request is being read or answered."""
+        """For a graceful stop: close now unless a request is being read or answered; a
+        stream being answered is ended (it would never end by itself)."""
+        if self.active is not None and self.active.streaming and self.parsing is None:
+            self.active.end_stream("the proxy is stopping")
+            return True
         if self.active is None and not self.in_head and self.parsing is None:
             self.close()
             return True

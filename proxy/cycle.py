@@ -1,5 +1,5 @@
-"""One request through the proxy: choose a backend, send, stream both ways, retry where
-safe, answer 502/503/504 with problem JSON where not.
+"""One request through the proxy: route it to a backend pool, choose a backend there,
+send, stream both ways, retry where safe, answer 502/503/504 with problem JSON where not.
 
 Bodies are never held whole: request bytes go to the backend as they arrive (only an
 idempotent request's small body is kept, so it can be sent again); response bytes go to
@@ -8,6 +8,14 @@ the client as they arrive, and a client that reads slowly pauses reading from th
 Retry rules (DESIGN.md): a connect failure may be retried for any request, since nothing
 reached a backend; a failure after the request was sent only for an idempotent method
 whose body we still have; never once the response has started towards the client.
+
+Streams (a ``text/event-stream`` response: server-sent events) are relayed byte for byte
+as they come, like every body, and differ in these ways: once their head has come the
+pool's ``read_timeout`` no longer applies, its ``stream_idle_timeout`` does (the backend's
+heartbeats keep a quiet stream open; one silent for longer is ended); their upstream
+connection is closed at their end rather than pooled (a stream's connection is not one a
+short request should inherit); a client's end of its connection ends them (``client.py``:
+no half-close to answer); and a graceful stop ends them at once instead of waiting.
 """
 from __future__ import annotations
 
@@ -15,12 +23,13 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from proxy.backends import Backend
+from proxy.backends import Backend, Balancer
 from proxy.http import (
     CHUNK_END,
     HOP_BY_HOP,
     IDEMPOTENT,
     NO_BACKEND,
+    OUT_OF_FILES,
     VIA,
     chunk,
     named_in_connection,
@@ -38,13 +47,14 @@ _DROP_RESPONSE = HOP_BY_HOP | {b"content-length", b"x-request-id", b"via"}
 _BUFFER_PAUSE = 256 * 1024  # request bytes kept while no backend is attached yet
 _SMALL_BODY = 64 * 1024  # a response body up to this, with a Content-Length, goes out in one write
 
-# How an attempt ended
-_DONE, _RETRY, _FAIL = "done", "retry", "fail"
+# How an attempt ended (_FULL: the proxy had no file descriptor for a backend connection)
+_DONE, _RETRY, _FAIL, _FULL = "done", "retry", "fail", "full"
+_FULL_DETAIL = "the proxy is at its connection limit"
 
 
 class Cycle:
     __slots__ = (
-        "client", "server", "config", "loop", "method", "target", "version", "headers",
+        "client", "server", "config", "loop", "method", "target", "version", "headers", "pool",
         "request_id", "keep_alive", "chunked_in", "content_length", "started",
         # request body
         "body", "body_size", "body_received", "body_done", "replayable", "body_sent",
@@ -54,7 +64,7 @@ class Cycle:
         # the response
         "status", "response_started", "response_chunked", "response_done",
         "upstream_keep_alive", "bytes_out", "write_paused_since", "error", "finished", "out",
-        "eof_body", "hold_small", "refusals",
+        "eof_body", "hold_small", "refusals", "streaming",
     )
 
     def __init__(self, client: "ClientProtocol", method: str, target: bytes, version: str,
@@ -67,6 +77,7 @@ class Cycle:
         self.method, self.target, self.version = method, target, version
         self.headers = headers
         self.request_id = request_id
+        self.pool: Balancer | None = None  # chosen by the route when the request starts
         self.keep_alive = keep_alive
         self.chunked_in = chunked_in
         self.content_length = content_length
@@ -98,6 +109,7 @@ class Cycle:
         self.eof_body = False
         self.hold_small = False
         self.refusals = 0  # attempts that could not even connect
+        self.streaming = False  # the response is an event stream
 
     # -- request body from the client (parser callbacks) ------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -138,9 +150,13 @@ class Cycle:
     async def run(self) -> None:
         tried: list[Backend] = []
         status, detail = 503, "no backend is available"
+        pool = self.pool = self.server.balancer.route(self.target)
+        if not self.server.has_room():  # for its backend connection
+            self._answer_full()
+            return
         try:
-            while self.tries < self.config.max_tries and not self.finished:
-                backend = self.server.balancer.choose(exclude=tried)
+            while self.tries < pool.config.max_tries and not self.finished:
+                backend = pool.choose(exclude=tried)
                 if backend is None:
                     break
                 tried.append(backend)
@@ -148,10 +164,13 @@ class Cycle:
                 outcome, status, detail = await self._attempt(backend)
                 if outcome == _DONE:
                     return
+                if outcome == _FULL:
+                    self._answer_full()
+                    return
                 if outcome == _FAIL:
                     break
-                self.server.metrics.retry(backend.name)
-            if self.refusals and self.refusals == self.tries and self.server.balancer.panicking:
+                self.server.metrics.retry(pool.name, backend.name)
+            if self.refusals and self.refusals == self.tries and pool.panicking:
                 status, detail = 503, "no backend is available"  # every one refused: all down
             if not self.finished:
                 self.error = detail
@@ -175,6 +194,8 @@ class Cycle:
                 try:
                     upstream = await self._connect(backend)
                 except (TimeoutError, OSError) as exc:
+                    if getattr(exc, "errno", None) in OUT_OF_FILES:
+                        return _FULL, 503, _FULL_DETAIL
                     timed_out = isinstance(exc, asyncio.TimeoutError)
                     self.refusals += 1
                     if backend.request_failed():
@@ -200,10 +221,14 @@ class Cycle:
 
     async def _connect(self, backend: Backend) -> UpstreamProtocol:
         backend.connects += 1
-        transport, protocol = await asyncio.wait_for(
-            self.loop.create_connection(lambda: UpstreamProtocol(backend), backend.host, backend.port),
-            self.config.connect_timeout,
-        )
+        backend.connecting += 1
+        try:
+            transport, protocol = await asyncio.wait_for(
+                self.loop.create_connection(lambda: UpstreamProtocol(backend), backend.host, backend.port),
+                backend.config.connect_timeout,
+            )
+        finally:
+            backend.connecting -= 1
         return protocol
 
     def _send_request(self) -> None:
@@ -264,19 +289,22 @@ class Cycle:
                 continue
             if lname == b"transfer-encoding":
                 chunked_upstream = value.strip().lower().endswith(b"chunked")
+            elif lname == b"content-type":
+                self.streaming = value.lstrip().lower().startswith(b"text/event-stream")
             if lname in _DROP_RESPONSE or (tokens and lname in tokens):
                 continue
             lines.append(name + b": " + value)
         lines.append(b"X-Request-ID: " + self.request_id)
         lines.append(b"Via: " + VIA)
         bodyless = self.method == "HEAD" or status in (204, 304)
+        self.streaming = self.streaming and not bodyless
         # neither length nor chunks: the body ends when the backend closes (HTTP/1.0 style)
         self.eof_body = length is None and not chunked_upstream and not bodyless
         if length is not None:
             lines.append(b"Content-Length: " + length)
             # a small sized body is sent with its head in one write once it is all here
             # (backends often write head and body apart); anything else streams
-            self.hold_small = not bodyless and len(length) <= 5 and int(length) <= _SMALL_BODY
+            self.hold_small = not bodyless and not self.streaming and len(length) <= 5 and int(length) <= _SMALL_BODY
         elif not bodyless:
             if self.version == "1.1":
                 self.response_chunked = True
@@ -293,6 +321,8 @@ class Cycle:
             lines.append(b"Connection: keep-alive")
         self.response_started = True
         self.out.append(b"\r\n".join(lines) + b"\r\n\r\n")
+        if self.streaming:
+            self._arm()  # its idle limit, not the read timeout, from now on (it may be the sooner)
         if self.method == "HEAD":
             self.upstream.head_response_done()
             self.response_complete()
@@ -383,11 +413,17 @@ class Cycle:
         deadline = self._next_deadline()
         self.timer = self.loop.call_at(deadline, self._on_timer) if deadline else None
 
+    def _quiet_limit(self) -> float:
+        """How long the backend may send nothing: a stream's idle limit (0: none), else the read timeout."""
+        pool = self.backend.config
+        return pool.stream_idle_timeout if self.streaming else pool.read_timeout
+
     def _next_deadline(self) -> float:
         config = self.config
         if self.finished:
             return 0.0
-        deadlines = [self.last_upstream_activity + config.read_timeout] if self.body_sent else []
+        quiet = self._quiet_limit() if self.body_sent else 0.0
+        deadlines = [self.last_upstream_activity + quiet] if quiet else []
         if self.write_paused_since:
             deadlines.append(self.write_paused_since + config.send_timeout)
         if not self.body_done:
@@ -404,10 +440,13 @@ class Cycle:
             self._cut("client did not read its response in time")
         elif not self.body_done and now - self.last_client_activity >= config.client_body_timeout:
             self.client.reject_in_flight(408, "request body not received in time")
-        elif (self.body_sent and not self.write_paused_since
-              and now - self.last_upstream_activity >= config.read_timeout):
-            self._upstream_broke(f"backend {self.backend.name} sent nothing for "
-                                 f"{config.read_timeout:g}s", timed_out=True)
+        elif self.body_sent and not self.write_paused_since and self._quiet_limit() and (
+                now - self.last_upstream_activity >= self._quiet_limit()):
+            if self.streaming:
+                self.end_stream(f"stream idle for {self._quiet_limit():g}s")
+            else:
+                self._upstream_broke(f"backend {self.backend.name} sent nothing for "
+                                     f"{self._quiet_limit():g}s", timed_out=True)
         else:
             self._arm()
 
@@ -422,6 +461,18 @@ class Cycle:
         of it, sees the connection cut rather than a truncated body taken for whole."""
         self.error = detail
         self.client.abort()
+        self._settle(_FAIL, 0, detail)
+        self.finish()
+
+    def end_stream(self, detail: str) -> None:
+        """End a stream cleanly (its last chunk, then the connection closes); the client
+        reconnects as event streams do. Its upstream connection is closed."""
+        if self.finished:
+            return
+        self.error = detail
+        self.keep_alive = False
+        if self.response_chunked:
+            self.out.append(CHUNK_END)
         self._settle(_FAIL, 0, detail)
         self.finish()
 
@@ -443,6 +494,12 @@ class Cycle:
         self.client.write(problem_response(status, detail, self.request_id, close=close, code=code))
         self.response_done = True
         self.finish()
+
+    def _answer_full(self) -> None:
+        """503 ``service_unavailable``: the proxy's own shortage of file descriptors, which
+        is no backend's fault; the client connection closes, which frees one."""
+        self.error, self.keep_alive = "no file descriptor for a backend connection", False
+        self._answer(503, _FULL_DETAIL)
 
     def fail_before_response(self, status: int, detail: str, code: str | None = None) -> None:
         """Stop here with the proxy's own answer: the rest of the request is refused."""
@@ -467,13 +524,14 @@ class Cycle:
         backend = self.backend
         duration = time.monotonic() - self.started
         if upstream is not None:
-            reuse = self.response_done and self.upstream_keep_alive and self.body_sent
+            reuse = self.response_done and self.upstream_keep_alive and self.body_sent and not self.streaming
             upstream.detach(reuse)
             if reuse and backend is not None:
                 backend.put_idle(upstream, time.monotonic())
         if backend is not None and self.response_done and self.status:
             backend.requests += 1
-            backend.latencies.append(duration)
+            if not self.streaming:  # a stream's life is no latency
+                backend.latencies.append(duration)
             backend.request_succeeded()
         self.server.request_done(self, duration)
         self.client.cycle_done(self, self.keep_alive and self.response_done and self.body_done)

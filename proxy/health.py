@@ -1,6 +1,8 @@
 """Active health checks: ``GET <health_path>`` on a fresh connection to every backend,
 every ``health_interval`` seconds. ``health_rise`` passes in a row bring a backend back
-(it then ramps up), ``health_fall`` failures in a row take it out."""
+(it then ramps up), ``health_fall`` failures in a row take it out. All of these are the
+backend's pool's: each pool is checked on its own terms, and one pool's backends going
+down changes nothing in another's."""
 from __future__ import annotations
 
 import asyncio
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from proxy.backends import Backend
+from proxy.http import OUT_OF_FILES
 
 if TYPE_CHECKING:  # pragma: no cover
     from proxy.server import ProxyServer
@@ -24,8 +27,9 @@ class _Status:
         self.complete = True
 
 
-async def probe(backend: Backend, path: str, timeout: float) -> str:
-    """'' when the backend answers 2xx/3xx in time, else why not."""
+async def probe(backend: Backend, path: str, timeout: float) -> str | None:
+    """'' when the backend answers 2xx/3xx in time, else why not; None when the proxy
+    could not check (out of file descriptors: no verdict on the backend)."""
     writer = None
     try:
         async with asyncio.timeout(timeout):
@@ -46,6 +50,8 @@ async def probe(backend: Backend, path: str, timeout: float) -> str:
     except TimeoutError:
         return f"no answer within {timeout:g}s"
     except (OSError, httptools.HttpParserError) as exc:
+        if getattr(exc, "errno", None) in OUT_OF_FILES:
+            return None
         return f"{type(exc).__name__}: {exc}"
     finally:
         if writer is not None:
@@ -55,28 +61,27 @@ async def probe(backend: Backend, path: str, timeout: float) -> str:
 class HealthChecker:
     def __init__(self, server: "ProxyServer") -> None:
         self.server = server
-        self._tasks: dict[str, asyncio.Task] = {}
+        self._tasks: dict[Backend, asyncio.Task] = {}  # by backend object: an address may change pools
 
     def sync(self) -> None:
         """One checking task per current backend (after start and after every reload)."""
-        current = {b.name: b for b in self.server.balancer.backends}
-        for name in list(self._tasks):
-            if name not in current:
-                self._tasks.pop(name).cancel()
-        for name, backend in current.items():
-            if name not in self._tasks:
-                self._tasks[name] = asyncio.ensure_future(self._watch(backend))
+        current = set(self.server.balancer.backends)
+        for backend in list(self._tasks):
+            if backend not in current:
+                self._tasks.pop(backend).cancel()
+        for backend in current - set(self._tasks):
+            self._tasks[backend] = asyncio.ensure_future(self._watch(backend))
 
     async def _watch(self, backend: Backend) -> None:
         while True:
-            config = self.server.config
+            config = backend.config  # its pool's settings, as of the last reload
             error = await probe(backend, config.health_path, config.health_timeout)
             if error:
                 if backend.check_failed(error):
                     self.server.ejected(backend, "health check")
-            elif backend.check_passed():
+            elif error is not None and backend.check_passed():
                 self.server.log.info("backend back in rotation",
-                                     extra={"backend": backend.name, "event": "backend_up"})
+                                     extra={"pool": backend.pool, "backend": backend.name, "event": "backend_up"})
             await asyncio.sleep(config.health_interval)
 
     async def stop(self) -> None:

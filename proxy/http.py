@@ -1,6 +1,7 @@
 """HTTP/1.1 pieces the proxy writes itself: header rules, problem responses, chunk frames."""
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
@@ -16,6 +17,8 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 VIA = b"1.1 marquee"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 CHUNK_END = b"0\r\n\r\n"
+# The proxy out of file descriptors: its own shortage, never a backend's fault
+OUT_OF_FILES = frozenset({errno.EMFILE, errno.ENFILE})
 
 
 # The stable machine ``code`` of every status the proxy answers itself, on the client port

@@ -3,6 +3,7 @@
 Counters and the latency histogram are updated per request; gauges that describe the
 current state (backend health, in-flight requests, pooled connections, client
 connections) are read from the live objects at scrape time, which costs nothing per request.
+Every series of a backend carries its ``pool`` (``-`` for requests no pool took up).
 """
 from __future__ import annotations
 
@@ -23,27 +24,30 @@ class _StateCollector:
         self.server = server
 
     def collect(self):
+        by_backend = ["pool", "backend"]
         up = GaugeMetricFamily("marquee_proxy_backend_up", "1 when the backend is in rotation",
-                               labels=["backend"])
+                               labels=by_backend)
         draining = GaugeMetricFamily("marquee_proxy_backend_draining",
-                                     "1 while an operator drains the backend", labels=["backend"])
+                                     "1 while an operator drains the backend", labels=by_backend)
         in_flight = GaugeMetricFamily("marquee_proxy_backend_in_flight",
-                                      "Requests now at the backend", labels=["backend"])
+                                      "Requests now at the backend (streams included)", labels=by_backend)
         weight = GaugeMetricFamily("marquee_proxy_backend_effective_weight",
-                                   "Weight now used (ramps up after a return)", labels=["backend"])
+                                   "Weight now used (ramps up after a return)", labels=by_backend)
         idle = GaugeMetricFamily("marquee_proxy_backend_idle_connections",
-                                 "Keep-alive connections pooled to the backend", labels=["backend"])
+                                 "Keep-alive connections pooled to the backend", labels=by_backend)
         now = time.monotonic()
         for backend in self.server.balancer.backends:
-            labels = [backend.name]
+            labels = [backend.pool, backend.name]
             up.add_metric(labels, 1 if backend.available else 0)
             draining.add_metric(labels, 1 if backend.draining else 0)
             in_flight.add_metric(labels, backend.in_flight)
             weight.add_metric(labels, backend.effective_weight(now))
             idle.add_metric(labels, len(backend.idle))
         panic = GaugeMetricFamily("marquee_proxy_panic",
-                                  "1 while too few backends pass their checks and all are used")
-        panic.add_metric([], 1 if self.server.balancer.panicking else 0)
+                                  "1 while too few of the pool's backends pass their checks and all are used",
+                                  labels=["pool"])
+        for name, pool in self.server.balancer.pools.items():
+            panic.add_metric([name], 1 if pool.panicking else 0)
         yield panic
         clients = GaugeMetricFamily("marquee_proxy_client_connections", "Open client connections")
         clients.add_metric([], len(self.server.connections))
@@ -53,15 +57,15 @@ class _StateCollector:
 class ProxyMetrics:
     def __init__(self, server: "ProxyServer") -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("marquee_proxy_requests", "Requests answered, by backend and status",
-                                ["backend", "status"], registry=self.registry)
+        self.requests = Counter("marquee_proxy_requests", "Requests answered, by pool, backend and status",
+                                ["pool", "backend", "status"], registry=self.registry)
         self.duration = Histogram("marquee_proxy_request_duration_seconds",
-                                  "Time from request head to the end of the response",
-                                  ["backend"], buckets=_BUCKETS, registry=self.registry)
+                                  "Time from request head to the end of the response (of a stream: its life)",
+                                  ["pool", "backend"], buckets=_BUCKETS, registry=self.registry)
         self.retries = Counter("marquee_proxy_retries", "Requests sent again after a backend failed",
-                               ["backend"], registry=self.registry)
+                               ["pool", "backend"], registry=self.registry)
         self.ejections = Counter("marquee_proxy_ejections",
-                                 "Backends taken out of rotation, by cause", ["backend", "cause"],
+                                 "Backends taken out of rotation, by cause", ["pool", "backend", "cause"],
                                  registry=self.registry)
         self.refusals = Counter("marquee_proxy_refused_requests",
                                 "Requests the proxy answered itself (400, 408, 413, 414, 431, 501, 503...)",
@@ -69,20 +73,20 @@ class ProxyMetrics:
         self.registry.register(_StateCollector(server))
         self._children: dict = {}
 
-    def observe(self, backend: str, status: int, seconds: float) -> None:
-        key = (backend, status)
+    def observe(self, pool: str, backend: str, status: int, seconds: float) -> None:
+        key = (pool, backend, status)
         children = self._children.get(key)
         if children is None:
             children = self._children[key] = (
-                self.requests.labels(backend, str(status)), self.duration.labels(backend))
+                self.requests.labels(pool, backend, str(status)), self.duration.labels(pool, backend))
         children[0].inc()
         children[1].observe(seconds)
 
-    def retry(self, backend: str) -> None:
-        self.retries.labels(backend).inc()
+    def retry(self, pool: str, backend: str) -> None:
+        self.retries.labels(pool, backend).inc()
 
-    def ejected(self, backend: str, cause: str) -> None:
-        self.ejections.labels(backend, cause).inc()
+    def ejected(self, pool: str, backend: str, cause: str) -> None:
+        self.ejections.labels(pool, backend, cause).inc()
 
     def refused(self, status: int) -> None:
         self.refusals.labels(str(status)).inc()

@@ -3,8 +3,8 @@ uvicorn's ``server.py``: the first SIGTERM drains, a second one forces).
 
     python -m proxy [--config FILE]
 
-SIGTERM/SIGINT: stop accepting, close idle connections, let in-flight requests finish
-within ``drain_timeout``, then exit. SIGHUP: re-read the backend list.
+SIGTERM/SIGINT: stop accepting, close idle connections, end streams, let in-flight
+requests finish within ``drain_timeout``, then exit. SIGHUP: re-read pools and routes.
 """
 from __future__ import annotations
 
@@ -17,16 +17,18 @@ import resource
 import signal
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from proxy import config as config_module
 from proxy.admin import AdminServer
-from proxy.backends import Backend, Balancer
+from proxy.backends import Backend
 from proxy.client import ClientProtocol
 from proxy.config import ConfigError, ProxyConfig
 from proxy.cycle import Cycle
 from proxy.health import HealthChecker
 from proxy.metrics import ProxyMetrics
+from proxy.pools import Router
 
 log = logging.getLogger("proxy")
 _PLAIN_PATH = re.compile(r"[!#-\[\]-~]*")  # printable ASCII without " and \\
@@ -88,7 +90,7 @@ class ProxyServer:
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
         self.loop = asyncio.get_running_loop()
-        self.balancer = Balancer(config)
+        self.balancer = Router(config)  # routes to pools, each pool's Balancer to a backend
         self.metrics = ProxyMetrics(self)
         self.health = HealthChecker(self)
         self.admin = AdminServer(self)
@@ -99,6 +101,7 @@ class ProxyServer:
         self.stopping = False
         self.started = time.time()
         self.totals = {"requests": 0, "errors": 0, "refused": 0, "connections": 0}
+        self.descriptors = descriptor_budget()
         self._listener: asyncio.AbstractServer | None = None
         self._admin_listener: asyncio.AbstractServer | None = None
         self._stopped = asyncio.Event()
@@ -117,8 +120,9 @@ class ProxyServer:
         self.admin_port = self._admin_listener.sockets[0].getsockname()[1]
         log.info("proxy listening", extra={
             "event": "start", "listen": f"{config.host}:{self.port}",
-            "admin": f"{config.admin_host}:{self.admin_port}", "strategy": config.strategy,
-            "backends": [b.name for b in self.balancer.backends]})
+            "admin": f"{config.admin_host}:{self.admin_port}", "max_connections": config.max_connections,
+            "pools": {name: [b.name for b in pool.backends] for name, pool in self.balancer.pools.items()},
+            "routes": [route.describe() for route in self.balancer.routes]})
         self.loop.create_task(self._sweep_pools())
 
     def install_signal_handlers(self) -> None:
@@ -144,7 +148,7 @@ class ProxyServer:
         if self._listener is not None:
             self._listener.close()
         for conn in list(self.connections):
-            conn.close_if_idle()
+            conn.close_if_idle()  # streams too: they would never end by themselves
         deadline = time.monotonic() + self.config.drain_timeout
         while self.connections and time.monotonic() < deadline and not self._force:
             for conn in list(self.connections):
@@ -162,7 +166,7 @@ class ProxyServer:
 
     # -- connections and requests ----------------------------------------------------
     def admit(self, conn: ClientProtocol) -> bool:
-        if self.stopping or len(self.connections) >= self.config.max_connections:
+        if self.stopping or len(self.connections) >= self.config.max_connections or not self.has_room():
             self.totals["refused"] += 1
             self.metrics.refused(503)
             return False
@@ -172,6 +176,13 @@ class ProxyServer:
 
     def release(self, conn: ClientProtocol) -> None:
         self.connections.discard(conn)
+
+    def has_room(self) -> bool:
+        """Whether one more connection, client or upstream, fits in the file descriptors:
+        past them, an accept that fails would close the listener (uvloop), and a connect
+        that fails would be taken for the backend's fault. Clients past it get 503."""
+        upstream = sum(backend.open_connections + backend.connecting for backend in self.balancer.backends)
+        return len(self.connections) + upstream < self.descriptors
 
     def spawn(self, coro) -> None:
         task = self.loop.create_task(coro)
@@ -184,7 +195,7 @@ class ProxyServer:
         self.totals["requests"] += 1
         if status >= 500 or cycle.error:
             self.totals["errors"] += 1
-        self.metrics.observe(backend, status, seconds)
+        self.metrics.observe(cycle.pool.name if cycle.pool is not None else "-", backend, status, seconds)
         if self.config.access_log:
             self.access_log.write(cycle, backend, seconds)
 
@@ -194,33 +205,35 @@ class ProxyServer:
                                            "client": conn.peer_ip.decode(), "detail": detail})
 
     def ejected(self, backend: Backend, cause: str) -> None:
-        self.metrics.ejected(backend.name, cause)
+        self.metrics.ejected(backend.pool, backend.name, cause)
         log.warning("backend out of rotation", extra={
-            "event": "backend_down", "backend": backend.name, "cause": cause,
+            "event": "backend_down", "pool": backend.pool, "backend": backend.name, "cause": cause,
             "detail": backend.last_check_error or None})
 
     async def _sweep_pools(self) -> None:
-        """Close pooled upstream connections idle past ``pool_idle_timeout``."""
+        """Close pooled upstream connections idle past their pool's ``pool_idle_timeout``."""
         while not self.stopping:
             await asyncio.sleep(1)
             for backend in self.balancer.backends:
-                backend.close_idle(older_than=self.config.pool_idle_timeout)
+                backend.close_idle(older_than=backend.config.pool_idle_timeout)
 
     # -- operations ------------------------------------------------------------------
     def reload(self) -> dict:
-        """Re-read the backend list; connections in progress are untouched."""
+        """Re-read pools and routes (a file that does not load changes nothing); requests
+        in progress are untouched."""
         fresh = config_module.load(self.config.source or None)
-        self.config = self.config.with_backends(fresh.backends)
+        self.config = self.config.with_routing(fresh)
         changes = self.balancer.reload(self.config)
         self.health.sync()
-        log.info("backends reloaded", extra={"event": "reload", **changes})
-        return {"backends": [b.name for b in self.balancer.backends], **changes}
+        log.info("pools and routes reloaded", extra={"event": "reload", **changes})
+        return {"backends": [b.name for b in self.balancer.backends], **changes,
+                "routes": [route.describe() for route in self.balancer.routes]}
 
     def _reload_on_signal(self) -> None:
         try:
             self.reload()
         except ConfigError as exc:
-            log.error("reload failed; keeping the current backends",
+            log.error("reload failed; keeping the current pools and routes",
                       extra={"event": "reload_failed", "detail": str(exc)})
 
     def set_draining(self, backend: Backend, draining: bool) -> None:
@@ -235,11 +248,14 @@ class ProxyServer:
 
     def status(self) -> dict:
         return {
-            "strategy": self.balancer.strategy,
-            "panic": self.balancer.panicking,
+            "strategy": self.balancer.default.strategy,  # the default pool's (each pool's is in pools)
+            "panic": self.balancer.panicking,  # in any pool
+            **self.balancer.status(),
             "uptime_s": round(time.time() - self.started, 1),
             "stopping": self.stopping,
             "client_connections": len(self.connections),
+            "max_connections": self.config.max_connections,
+            "file_descriptors": self.descriptors,  # for client and upstream connections together
             "totals": dict(self.totals),
             "backends": [b.status() for b in self.balancer.backends],
         }
@@ -257,11 +273,36 @@ def configure_logging(level: str) -> None:
     root.setLevel(level)
 
 
-def raise_file_limit() -> None:
-    """Each client and upstream connection is a file descriptor: allow as many as we may."""
+_FD_RESERVE = 64  # listeners, admin requests, logs, health checks under way
+
+
+def descriptor_budget() -> int:
+    """The file descriptors client and upstream connections may hold together."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0] - _FD_RESERVE
+
+
+def fit_file_limit(config: ProxyConfig) -> ProxyConfig:
+    """Each client connection is a file descriptor, and one more while its request is at a
+    backend (a stream holds both for its whole life), and pooled connections are some more:
+    raise the limit to cover ``max_connections`` twice over (as root, the hard limit too).
+    Where it cannot be, ``ProxyServer.has_room`` keeps to what there is, and
+    ``max_connections`` is lowered to at most one descriptor each."""
+    needed = 2 * config.max_connections + sum(len(pool.backends) * pool.pool_size for pool in config.pools)
+    needed += _FD_RESERVE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if soft < max(needed, hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(needed, hard), max(needed, hard)))
+        except (ValueError, OSError):  # not allowed past the hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft >= needed:
+        return config
+    fitting = min(config.max_connections, max(1, descriptor_budget()))
+    log.warning("file descriptor limit below what max_connections may need: past it, the proxy answers 503",
+                extra={"event": "fd_limit", "limit": soft, "needed": needed, "max_connections": fitting,
+                       "streams_at_most": descriptor_budget() // 2})
+    return replace(config, max_connections=fitting)
 
 
 async def run(config: ProxyConfig) -> None:
@@ -281,7 +322,7 @@ def main(argv=None) -> int:
         print(f"proxy: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level)
-    raise_file_limit()
+    config = fit_file_limit(config)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is in requirements.txt

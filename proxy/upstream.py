@@ -30,9 +30,11 @@ class UpstreamProtocol(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.backend.open_connections += 1
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        self.backend.open_connections -= 1
         self.reusable = False
         cycle, self.cycle = self.cycle, None
         if cycle is not None:

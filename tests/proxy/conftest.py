@@ -1,9 +1,11 @@
-"""Fixtures for the proxy tests: real gunicorn backends (``backend_app``) and the real
-proxy process (``python -m proxy``), all on loopback, all stopped whatever happens."""
+"""Fixtures for the proxy tests: real gunicorn backends (``backend_app``), a fake live
+process serving event streams (``sse_backend``) and the real proxy process (``python -m
+proxy``), all on loopback, all stopped whatever happens."""
 from __future__ import annotations
 
 import json
 import os
+import resource
 import runpy
 import signal
 import socket
@@ -18,6 +20,7 @@ import requests
 
 from proxy.config import ProxyConfig
 from tests.helpers import free_port, stop_process
+from tests.proxy.sse_backend import SseBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMITS = {f.name: f.default for f in fields(ProxyConfig)}  # the proxy's default settings
@@ -190,7 +193,9 @@ class Proxy:
     DEFAULTS = {"health_interval": 0.2, "health_timeout": 0.5, "health_rise": 2,
                 "health_fall": 2, "slow_start": 0, "drain_timeout": 10}
 
-    def __init__(self, backends: str, log_dir: Path, config_file: Path | None = None, **settings) -> None:
+    def __init__(self, backends: str, log_dir: Path, config_file: Path | None = None,
+                 open_files: int | None = None, **settings) -> None:
+        """``open_files``: the process's file descriptor limit (soft and hard), if not the inherited one."""
         self.port, self.admin_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin = f"http://127.0.0.1:{self.admin_port}"
@@ -205,7 +210,9 @@ class Proxy:
             args += ["--config", str(config_file)]
         self.log_path = log_dir / f"proxy-{self.port}.log"
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        limit = None if open_files is None else (
+            lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files)))
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit)
         log.close()
 
         def up():
@@ -252,3 +259,49 @@ def start_proxy(tmp_path):
     finally:
         for proxy in started:
             proxy.stop()
+
+
+@pytest.fixture
+def live_backend():
+    """A fake live process (server-sent events), for one test."""
+    backend = SseBackend().start()
+    try:
+        yield backend
+    finally:
+        backend.stop()
+
+
+EVENTS = "/api/v1/showtimes/*/seats/events"
+
+
+def write_pools(path: Path, app: str, live: str, routes=((EVENTS, "live"),), app_pool: dict | None = None,
+                live_pool: dict | None = None, **top) -> Path:
+    """A config file with two pools, ``app`` (the default) and ``live``, and ``routes``
+    ((path, pool) in order); ``top`` are top-level settings, which both pools inherit."""
+    def settings(values: dict) -> list[str]:
+        return [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+
+    lines = ['default_pool = "app"', *settings(top),
+             "[pools.app]", *settings({"backends": [b for b in app.split(",") if b], **(app_pool or {})}),
+             "[pools.live]", *settings({"backends": [b for b in live.split(",") if b], **(live_pool or {})})]
+    for pattern, pool in routes:
+        lines += ["[[routes]]", *settings({"path": pattern, "pool": pool})]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read_events(url: str, timeout: float = 10) -> tuple[requests.Response, list[tuple[float, bytes]], str]:
+    """A whole event stream: the response, each event (or heartbeat) with the wall-clock
+    time it arrived, and how the stream ended: "end" (its last chunk) or "cut"."""
+    events: list[tuple[float, bytes]] = []
+    with requests.get(url, stream=True, timeout=timeout, headers={"Accept": "text/event-stream"}) as response:
+        buffer = b""
+        try:
+            for piece in response.iter_content(chunk_size=None):
+                buffer += piece
+                while b"\n\n" in buffer:
+                    event, buffer = buffer.split(b"\n\n", 1)
+                    events.append((time.time(), event))
+        except requests.exceptions.ChunkedEncodingError:
+            return response, events, "cut"
+    return response, events, "end"
