@@ -3,9 +3,23 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from datetime import datetime, timedelta, timezone
 
 PASSWORD = "correct horse battery"
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
+    """``predicate()``'s first truthy value, polled every ``interval`` s; AssertionError
+    after ``timeout`` s (for processes started by the tests: nothing here is timed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
 
 
 def free_port() -> int:

@@ -450,7 +450,7 @@ def _free_stray_seats(store: SeatStore, showtime_id: int, version: str) -> int:
 
 # --- the live seat map --------------------------------------------------------
 
-def seat_statuses(showtime_id: int, seat_ids: list[int] | None = None) -> dict[int, str]:
+def seat_statuses(showtime_id: int) -> dict[int, str]:
     """``held``, ``booked`` or ``blocked`` for each seat that is not available."""
     return seats_now(showtime_id)[1]
 
@@ -489,7 +489,7 @@ def seat_map_snapshot(showtime_id: int) -> dict:
 def free_seat_ids(showtime_id: int) -> list[int]:
     """Seats neither held nor booked, in layout order."""
     ids = [int(s) for s in showtime_seating(showtime_id)["seats"]]
-    taken = seat_statuses(showtime_id, ids)
+    taken = seat_statuses(showtime_id)
     return [s for s in ids if s not in taken]
 
 

@@ -17,20 +17,9 @@ import pytest
 import redis
 import requests
 
-from tests.helpers import free_port, stop_process
+from tests.helpers import free_port, stop_process, wait_until  # noqa: F401 - tests import it from here
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 class LiveProcess:

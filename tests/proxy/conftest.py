@@ -19,22 +19,11 @@ import pytest
 import requests
 
 from proxy.config import ProxyConfig
-from tests.helpers import free_port, stop_process
+from tests.helpers import free_port, stop_process, wait_until  # noqa: F401 - tests import it from here
 from tests.proxy.sse_backend import SseBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMITS = {f.name: f.default for f in fields(ProxyConfig)}  # the proxy's default settings
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def exchange(port: int, raw: bytes, timeout: float = 5, half_close: bool = False) -> bytes:

@@ -5,20 +5,14 @@
 -- Returns (HoldOutcome in seat_store.py) {1} when blocked; {0, k, ...} with the 1-based
 -- positions in ARGV[3] of seats someone has (nothing was blocked); {-2} when Redis does
 -- not know this showtime's booked seats: rebuild, then retry.
-if redis.call('EXISTS', SYNCED) == 0 then
-  return {-2}
+local refused = refused_before_taking('0')
+if refused then
+  return refused
 end
 purge()
-local state = redis.call('GET', STATE) or ''
 local wanted = indices(ARGV[3])
-local taken = {}
-for k, i in ipairs(wanted) do
-  if not is_free(state, i) then
-    taken[#taken + 1] = k
-  end
-end
-if #taken > 0 then
-  table.insert(taken, 1, 0)
+local taken = taken_among(redis.call('GET', STATE) or '', wanted)
+if taken then
   return taken
 end
 local until_ms = NOW + tonumber(ARGV[2])

@@ -23,12 +23,9 @@
 -- Returns (HoldOutcome in seat_store.py) {1, seat id, ...} when held; {0} when no placement
 -- exists (nothing taken); {-1, hold id} when the user already holds seats here; {-2} when
 -- Redis does not know this showtime's booked seats: rebuild, then retry.
-if ARGV[5] ~= '1' and redis.call('EXISTS', SYNCED) == 0 then
-  return {-2}
-end
-local live = redis.call('GET', KEYS[6])
-if live then
-  return {-1, live}
+local refused = refused_before_taking(ARGV[5], KEYS[6])
+if refused then
+  return refused
 end
 purge()
 local state = redis.call('GET', STATE) or ''

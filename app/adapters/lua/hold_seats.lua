@@ -14,24 +14,15 @@
 -- when the user already has a live hold here; {-2} when Redis does not know this
 -- showtime's booked seats: rebuild, then retry; {-3, i, ...} with the indices of the
 -- seats it would strand.
-if ARGV[6] ~= '1' and redis.call('EXISTS', SYNCED) == 0 then
-  return {-2}
-end
-local live = redis.call('GET', KEYS[6])
-if live then
-  return {-1, live}
+local refused = refused_before_taking(ARGV[6], KEYS[6])
+if refused then
+  return refused
 end
 purge()
 local state = redis.call('GET', STATE) or ''
 local wanted = indices(ARGV[8])
-local taken = {}
-for k, i in ipairs(wanted) do
-  if not is_free(state, i) then
-    taken[#taken + 1] = k
-  end
-end
-if #taken > 0 then
-  table.insert(taken, 1, 0)
+local taken = taken_among(state, wanted)
+if taken then
   return taken
 end
 if ARGV[9] ~= '' then

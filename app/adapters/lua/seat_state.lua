@@ -62,6 +62,36 @@ local function is_free(state, i)
   return not STATUS[string.byte(state, i) or 0]
 end
 
+-- what refuses a take before anything is read: {-2} when Redis does not know the
+-- showtime's booked seats (unless unsynced_ok is '1': the caller checks PostgreSQL itself),
+-- {-1, hold id} when the user (user_key, if given) already holds seats here; else nil
+local function refused_before_taking(unsynced_ok, user_key)
+  if unsynced_ok ~= '1' and redis.call('EXISTS', SYNCED) == 0 then
+    return {-2}
+  end
+  local live = user_key and redis.call('GET', user_key)
+  if live then
+    return {-1, live}
+  end
+  return nil
+end
+
+-- {0, k, ...} with the 1-based positions in `wanted` (seat indices) of the seats that are
+-- not free, or nil when every one is
+local function taken_among(state, wanted)
+  local taken = {}
+  for k, i in ipairs(wanted) do
+    if not is_free(state, i) then
+      taken[#taken + 1] = k
+    end
+  end
+  if #taken == 0 then
+    return nil
+  end
+  table.insert(taken, 1, 0)
+  return taken
+end
+
 -- kind: the state byte ('h', 'r', 'c' or 'b')
 local function take(i, id, owner, until_ms, kind)
   redis.call('SETRANGE', STATE, i - 1, kind)
