@@ -15,6 +15,7 @@ Tests swap an adapter by assigning to the object (``marquee().mailer = ...``).
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -33,7 +34,8 @@ from app.adapters.payments import PaymentGateway, TestGateway
 from app.adapters.redis_store import RedisStore
 from app.adapters.seat_store import SeatStore
 from app.adapters.templates import Templates
-from app.adapters.tokens import TokenMinter
+from app.adapters.tokens import AdmissionTokens, TokenMinter
+from app.adapters.waiting_room_store import WaitingRoomStore
 from app.config import JWT_ALGORITHM, Settings
 from app.logging_setup import configure_logging
 
@@ -48,6 +50,8 @@ class Marquee:
     cache: Cache
     passwords: PasswordHasher
     seats: SeatStore
+    waiting_rooms: WaitingRoomStore
+    admissions: AdmissionTokens
     gateway: PaymentGateway
     mailer: Mailer
     templates: Templates
@@ -84,6 +88,10 @@ def build(settings: Settings | None = None) -> Marquee:
             settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
         ),
         seats=SeatStore(store),
+        waiting_rooms=WaitingRoomStore(store),
+        # a key of their own: an admission is never an access token, nor the reverse
+        admissions=AdmissionTokens(hashlib.sha256(b"marquee admission tokens:" + settings.jwt_secret_key.encode())
+                                   .hexdigest(), JWT_ALGORITHM),
         gateway=TestGateway(store),
         mailer=Mailer(settings.smtp_host, settings.smtp_port, starttls=settings.smtp_starttls,
                       username=settings.smtp_username, password=settings.smtp_password,

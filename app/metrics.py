@@ -14,6 +14,6 @@ LATENCY = Histogram(
 )
 HOLDS = Counter(
     "marquee_holds_total",
-    "Seat hold attempts by outcome: held, conflict (a seat was taken), already_holding, not_enough_seats, orphan_seat",
+    "Seat hold attempts by outcome: held, conflict (a seat was taken), already_holding, not_enough_seats, orphan_seat, not_admitted",
     ["outcome"],
 )

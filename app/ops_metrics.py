@@ -122,6 +122,30 @@ class OpsCollector:
                 handled.add_metric([topic, outcome], float(fields.get(outcome, 0)))
             waited.add_metric([topic], float(fields.get("last_wait_seconds", 0)))
         yield from (runs, last, duration, handled, waited)
+        yield from self._waiting_rooms(store)
+
+    def _waiting_rooms(self, store):
+        """Each waiting room that is on, by showtime (what GET .../waiting-room shows)."""
+        rooms = self.deps.waiting_rooms
+        gauges = {name: GaugeMetricFamily(f"marquee_waiting_room_{name}", doc, labels=["showtime_id"]) for name, doc in (
+            ("pre_queue", "Customers who joined before the opening (until it)"),
+            ("waiting", "Customers numbered and not admitted yet"),
+            ("active", "Admitted customers still shopping (at most max_active)"),
+            ("admissions_per_minute", "Customers admitted in the last minute"),
+            ("serving_number", "Numbers up to it are admitted"),
+            ("last_number", "The last number given"))}
+        counters = {name: CounterMetricFamily(f"marquee_waiting_room_{name}", doc, labels=["showtime_id"])
+                    for name, doc in (("admitted", "Sessions admitted"), ("expired", "Sessions whose time ran out"),
+                                      ("done", "Sessions ended by a reservation"), ("left", "Customers who left"))}
+        for showtime_id in sorted(rooms.rooms_on()):
+            stats, label = rooms.stats(showtime_id), [str(showtime_id)]
+            for name, gauge in gauges.items():
+                gauge.add_metric(label, {"admissions_per_minute": stats.admissions_last_minute}.get(
+                    name, getattr(stats, name, 0)))
+            for name, counter in counters.items():
+                counter.add_metric(label, getattr(stats, name))
+        yield from gauges.values()
+        yield from counters.values()
 
     def _rabbitmq(self, deps):
         depth = GaugeMetricFamily("marquee_queue_messages", "Messages ready in a queue", labels=["queue"])

@@ -51,7 +51,7 @@ TABLES = ["showtimes", "seats", "screens", "theaters", "cities", "movies", "user
 def app():
     """The Flask app, bound to the migrated test database."""
     subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "ensure_database.py"), "marquee_test"],
+        [sys.executable, str(ROOT / "scripts" / "ensure_database.py"), TEST_ENV["DATABASE_URL"].rsplit("/", 1)[1]],
         check=True, env={**os.environ, "DATABASE_URL": TEST_ENV["DATABASE_URL"]},
         capture_output=True,
     )

@@ -13,6 +13,9 @@ Jobs (intervals from the environment):
   (LISTEN/NOTIFY), and every RELAY_INTERVAL_SECONDS (1) anyway
   (``app.services.outbox``).
 - ``waitlist_offers`` every 5 s: lapsed offers move on to the next waiting customer.
+- ``waiting_room_admissions`` every second: each waiting room opens when its time
+  comes, ends the sessions whose time is up and admits the next numbers
+  (``app.services.waiting_room.admit_all``).
 
 Several schedulers may run (for availability); each job takes a PostgreSQL
 advisory lock for its transaction, so only one acts at a time, and a crashed
@@ -37,6 +40,7 @@ from app.ops_metrics import record_job_run
 from app.services.booking import expire_unpaid_reservations
 from app.services.outbox import relay_forever, relay_outbox
 from app.services.seats import sweep_stray_seat_keys
+from app.services.waiting_room import admit_all
 from app.services.waitlist import offer_everywhere
 
 log = logging.getLogger("marquee.scheduler")
@@ -72,6 +76,10 @@ def build(deps: Marquee) -> BlockingScheduler:
                       "interval", seconds=settings.sweep_interval_seconds, id="sweep", **common)
     scheduler.add_job(_job(deps, "waitlist_offers", offer_everywhere),
                       "interval", seconds=5, id="waitlist", **common)
+    # a missed second is not made up for (admit_all credits the time since its last step,
+    # two seconds at most): a short grace, so a late run is skipped, not stacked
+    scheduler.add_job(_job(deps, "waiting_room_admissions", admit_all), "interval", seconds=1, id="admission",
+                      coalesce=True, max_instances=1, misfire_grace_time=1)
     return scheduler
 
 

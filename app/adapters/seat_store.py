@@ -47,6 +47,7 @@ from datetime import datetime
 from enum import IntEnum, StrEnum
 
 from app.adapters.redis_store import RedisStore
+from app.adapters.waiting_room_store import active_key, room_key
 
 HOLD_ID = re.compile(r"^(\d{1,18})\.([0-9a-f]{32})$")
 
@@ -64,6 +65,7 @@ class HoldOutcome(IntEnum):
     ALREADY_HOLDING = -1  # the user's live hold id follows
     NEEDS_SYNC = -2  # Redis lost this showtime's booked seats: rebuild, then retry
     ORPHAN = -3  # hold_seats with the orphan rule: the positions of the seats it would strand follow
+    NOT_ADMITTED = -4  # the waiting room is on and the user has no live admission
 
 
 class ClaimOutcome(IntEnum):
@@ -189,6 +191,13 @@ class HoldResult:
     live_hold_id: str | None = None  # the user's existing hold (when not held)
     needs_sync: bool = False  # Redis lost this showtime's booked seats: rebuild first
     stranded: list[int] | None = None  # seats the hold would leave alone (orphan rule; when not held)
+    not_admitted: bool = False  # the waiting room's gate refused it
+
+
+# The waiting room's gate, as a hold script takes it (``refused_before_taking`` in seat_state.lua)
+GATE_NOT_ASKED = "-"  # the system's own holds (waitlist offers): no admission asked
+GATE_TOKEN = "1"  # the caller showed a valid admission token: the session must be live
+GATE_NO_TOKEN = "0"  # no (valid) token: refused while the room is on
 
 
 def new_hold_id(showtime_id: int) -> str:
@@ -287,22 +296,32 @@ class SeatStore:
         return self.store.showtime_key(showtime_id, "user", user_id)
 
     # --- holds ------------------------------------------------------------------
+    def _hold_keys(self, showtime_id: int, room: Room, user_id: int, hold_id: str) -> list[str]:
+        """KEYS of hold_seats.lua and hold_best.lua: the seats', the user's live hold, the
+        hold's record, the waiting room's gate."""
+        return [*self.seat_keys(showtime_id, room.version), self.user_key(showtime_id, user_id),
+                self.hold_key(showtime_id, hold_id), room_key(self.store, showtime_id),
+                active_key(self.store, showtime_id)]
+
     def hold(self, showtime_id: int, room: Room, user_id: int, seat_ids: list[int], ttl_ms: int,
-             expires_at: datetime, *, unsynced_ok: bool = False, orphan_rule: bool = False) -> tuple[str, HoldResult]:
+             expires_at: datetime, *, unsynced_ok: bool = False, orphan_rule: bool = False,
+             gate: str = GATE_NOT_ASKED) -> tuple[str, HoldResult]:
         """Take all of ``seat_ids`` for a new hold of ``user_id``, or none.
 
         ``unsynced_ok``: decide even if Redis may have lost booked seats; the
         caller must then check them against PostgreSQL itself. ``orphan_rule``: a
-        hold that would strand a seat is refused (``HoldResult.stranded``)."""
+        hold that would strand a seat is refused (``HoldResult.stranded``).
+        ``gate``: the waiting room's (``GATE_*``), checked in the same step."""
         hold_id = new_hold_id(showtime_id)
         wanted = room.indices(seat_ids)
-        keys = [*self.seat_keys(showtime_id, room.version), self.user_key(showtime_id, user_id),
-                self.hold_key(showtime_id, hold_id)]
+        keys = self._hold_keys(showtime_id, room, user_id, hold_id)
         result = self._hold(keys=keys, args=[hold_id, ttl_ms, user_id, json.dumps(seat_ids), expires_at.isoformat(),
                                              "1" if unsynced_ok else "0", SeatOwner.hold(hold_id).token,
                                              _csv(wanted), room.rows_of(seat_ids) if orphan_rule else "",
-                                             room.version])
+                                             room.version, gate])
         outcome = HoldOutcome(int(result[0]))
+        if outcome is HoldOutcome.NOT_ADMITTED:
+            return hold_id, HoldResult(False, [], not_admitted=True)
         if outcome is HoldOutcome.ORPHAN:
             return hold_id, HoldResult(False, [], stranded=[room.ids[int(i) - 1] for i in result[1:]])
         if outcome is HoldOutcome.HELD:
@@ -315,20 +334,21 @@ class SeatStore:
 
     def hold_best(self, showtime_id: int, room: Room, user_id: int, classes: str, n: int, focal6: tuple[int, int],
                   ttl_ms: int, expires_at: datetime, *, accessible: int = 0, max_rows: int = 3,
-                  unsynced_ok: bool = False) -> tuple[str, HoldResult, list[int]]:
+                  unsynced_ok: bool = False, gate: str = GATE_NOT_ASKED) -> tuple[str, HoldResult, list[int]]:
         """Choose ``n`` seats by the best-available rules and hold them, in one script.
 
         ``classes``: ``room.classes(...)``, where the party may sit; ``focal6``: the focal
         point in sixths of a seat; ``accessible``: the wheelchair spaces the party needs.
         Returns the hold id, the outcome, and the chosen seats (empty when none could be placed)."""
         hold_id = new_hold_id(showtime_id)
-        keys = [*self.seat_keys(showtime_id, room.version), self.user_key(showtime_id, user_id),
-                self.hold_key(showtime_id, hold_id)]
+        keys = self._hold_keys(showtime_id, room, user_id, hold_id)
         result = self._hold_best(keys=keys, args=[
             hold_id, ttl_ms, user_id, expires_at.isoformat(), "1" if unsynced_ok else "0",
             SeatOwner.hold(hold_id).token, n, focal6[0], focal6[1], max_rows, room.segments, classes, accessible,
-            room.packed_ids, room.width, room.version])
+            room.packed_ids, room.width, room.version, gate])
         outcome = HoldOutcome(int(result[0]))
+        if outcome is HoldOutcome.NOT_ADMITTED:
+            return hold_id, HoldResult(False, [], not_admitted=True), []
         if outcome is HoldOutcome.HELD:
             return hold_id, HoldResult(True, []), [int(s) for s in result[1:]]
         if outcome is HoldOutcome.NEEDS_SYNC:

@@ -42,3 +42,41 @@ class TokenMinter:
         payload = {"fresh": False, "iat": now, "nbf": now, "jti": jti, "type": token_type, "sub": identity,
                    "exp": now + self._lifetimes[token_type], **claims}
         return MintedToken(jwt.encode(payload, self._secret, self._algorithm), jti)
+
+
+@dataclass(frozen=True)
+class Admission:
+    user_id: int
+    showtime_id: int
+    number: int
+    expires_at: int  # epoch seconds
+
+
+class AdmissionTokens:
+    """A waiting room's admission: signed (HMAC, the one pinned algorithm) for one user and
+    one showtime, expiring when the session's time is up. Checked without the database: a
+    signature, the audience, the expiry, and that the caller and showtime are the token's."""
+
+    AUDIENCE = "marquee:admission"
+
+    def __init__(self, secret: str, algorithm: str) -> None:
+        self._secret, self._algorithm = secret, algorithm
+
+    def sign(self, user_id: int, showtime_id: int, number: int, expires_at_ms: int) -> str:
+        now = datetime.now(timezone.utc)
+        return jwt.encode({"sub": str(user_id), "st": showtime_id, "n": number, "aud": self.AUDIENCE,
+                           "iat": now, "exp": expires_at_ms // 1000}, self._secret, self._algorithm)
+
+    def verify(self, token: str | None, user_id: int, showtime_id: int) -> Admission | None:
+        """The admission ``token`` grants ``user_id`` for ``showtime_id`` now; None if it is
+        missing, forged, expired, or someone else's or another showtime's."""
+        if not token or len(token) > 2048:
+            return None
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=[self._algorithm], audience=self.AUDIENCE,
+                                options={"require": ["exp", "sub", "aud"]})
+        except jwt.PyJWTError:
+            return None
+        if claims.get("sub") != str(user_id) or claims.get("st") != showtime_id or not isinstance(claims.get("n"), int):
+            return None
+        return Admission(user_id, showtime_id, claims["n"], int(claims["exp"]))

@@ -1,13 +1,14 @@
 """Holds and reservations: the caller's own (404 for anyone else's)."""
 from __future__ import annotations
 
-from flask import url_for
+from flask import request, url_for
 from flask.views import MethodView
 
 from app.api import Blueprint, page_args, paged
 from app.api import schemas as s
 from app.api.idempotency import idempotent
 from app.api.security import current_user_id, is_admin, login_required
+from app.api.waiting_room import queue_url
 from app.services import booking, errors
 
 holds = Blueprint("holds", __name__, url_prefix="/api/v1", description="Seat holds")
@@ -34,6 +35,11 @@ class ShowtimeHolds(MethodView):
     @idempotent
     @holds.arguments(s.HoldRequestSchema, example=s.HOLD_IN)
     @holds.response(201, s.HoldSchema, example=s.HOLD)
+    @holds.doc(parameters=[{"in": "header", "name": "Admission-Token", "required": False, "schema": {"type": "string"},
+                            "description": "While the showtime's waiting room is on: the admission token of the "
+                                           "caller's queue entry (GET /queue/{id} once admitted)"}])
+    @holds.alt_response(403, response="FORBIDDEN", description="admission_required (with queue_url): the waiting "
+                                                               "room is on and the caller has no live admission")
     @holds.alt_response(404, response="NOT_FOUND")
     @holds.alt_response(409, response="CONFLICT",
                         description="seats_unavailable (with seat_ids), orphan_seat and accessible_seat (with seat_ids), "
@@ -41,12 +47,19 @@ class ShowtimeHolds(MethodView):
                                     "found no placement), hold_exists (with hold_id: one live hold per user and "
                                     "showtime; release it or reserve it first), showtime_started")
     def post(self, data, showtime_id):
-        """Hold seats for a few minutes: the ones named (all or none), or the best available for a party"""
-        if "quantity" in data:
-            return booking.hold_best_available(current_user_id(), showtime_id, data["quantity"],
-                                               category=data.get("category"), accessible=int(data.get("accessible", 0)))
-        return booking.hold_seats(current_user_id(), showtime_id, data["seat_ids"],
-                                  accessible=data.get("accessible", False))
+        """Hold seats for a few minutes: the ones named (all or none), or the best available for a party.
+        While the showtime's waiting room is on, send your admission token as the `Admission-Token` header"""
+        token = request.headers.get("Admission-Token")
+        try:
+            if "quantity" in data:
+                return booking.hold_best_available(current_user_id(), showtime_id, data["quantity"],
+                                                   category=data.get("category"),
+                                                   accessible=int(data.get("accessible", 0)), admission_token=token)
+            return booking.hold_seats(current_user_id(), showtime_id, data["seat_ids"],
+                                      accessible=data.get("accessible", False), admission_token=token)
+        except errors.AdmissionRequired as refused:
+            refused.extra["queue_url"] = queue_url(showtime_id)
+            raise
 
 
 @holds.route("/holds")

@@ -423,6 +423,68 @@ class BlockedSeatsSchema(Schema):
                         metadata={"description": "In layout order (row, then position)"})
 
 
+# --- waiting rooms -----------------------------------------------------------
+
+class WaitingRoomRequestSchema(StrictSchema):
+    opens_at = mfields.DateTime(required=True, format="iso", metadata={
+        "description": "When the queue opens: those who join before it are numbered in a random order at "
+                       "this moment; after it, numbers follow arrival. Before the showtime starts"})
+    admit_per_minute = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=60000), metadata={
+        "description": "Numbers admitted a minute, spread over the seconds (admit_per_minute / 60 each second)"})
+    max_active = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=100000), metadata={
+        "description": "Admitted customers shopping at once (admitted, neither done, left nor expired): "
+                       "admission pauses at this many"})
+    session_seconds = fields.Integer(required=True, strict=True, validate=validate.Range(min=30, max=7200), metadata={
+        "description": "How long an admission lasts; a reservation ends it earlier (done)"})
+
+
+class WaitingRoomStatsSchema(Schema):
+    pre_queue = fields.Integer(dump_only=True, metadata={"description": "Joined before the opening (until it)"})
+    waiting = fields.Integer(dump_only=True, metadata={"description": "Numbered, not admitted yet (nor left)"})
+    admitted = fields.Integer(dump_only=True, metadata={"description": "Sessions admitted so far"})
+    active = fields.Integer(dump_only=True, metadata={"description": "Admitted and still shopping"})
+    serving_number = fields.Integer(dump_only=True)
+    last_number = fields.Integer(dump_only=True)
+    admissions_last_minute = fields.Integer(dump_only=True)
+    expired = fields.Integer(dump_only=True, metadata={"description": "Sessions whose time ran out"})
+    done = fields.Integer(dump_only=True, metadata={"description": "Sessions ended by a reservation"})
+    left = fields.Integer(dump_only=True)
+    joined = fields.Integer(dump_only=True)
+
+
+class WaitingRoomSchema(WaitingRoomRequestSchema):
+    showtime_id = fields.Integer(dump_only=True)
+    stats = fields.Nested(WaitingRoomStatsSchema, dump_only=True, metadata={"description": "GET only: live figures"})
+
+
+class QueueEntrySchema(Schema):
+    id = fields.String(dump_only=True)
+    showtime_id = fields.Integer(dump_only=True)
+    status = fields.String(dump_only=True, validate=validate.OneOf(
+        ["pre_queue", "waiting", "admitted", "done", "left", "expired"]))
+    number = fields.Integer(dump_only=True, allow_none=True, metadata={
+        "description": "Null until the opening for those who joined before it"})
+    position = fields.Integer(dump_only=True, allow_none=True, metadata={
+        "description": "number - serving_number while waiting (0 once admitted): follow serving_number on the "
+                       "public status or the seat events stream instead of asking again"})
+    estimated_wait_seconds = fields.Integer(dump_only=True, allow_none=True, metadata={
+        "description": "Waiting: position at admit_per_minute; pre_queue: until the opening"})
+    opens_at = mfields.DateTime(dump_only=True, allow_none=True)
+    admitted_until = mfields.DateTime(dump_only=True, metadata={"description": "Once admitted"})
+    admission_token = fields.String(dump_only=True, metadata={
+        "description": "Once admitted: send it as the Admission-Token header of POST /showtimes/{id}/holds"})
+
+
+class QueueStatusSchema(Schema):
+    showtime_id = fields.Integer(dump_only=True)
+    serving_number = fields.Integer(dump_only=True, metadata={"description": "Numbers up to it are admitted"})
+    last_number = fields.Integer(dump_only=True, metadata={"description": "The last number given"})
+    admit_per_minute = fields.Integer(dump_only=True)
+    max_active = fields.Integer(dump_only=True)
+    opens_at = mfields.DateTime(dump_only=True, allow_none=True)
+    open = fields.Boolean(dump_only=True, metadata={"description": "The queue has opened (numbers are given)"})
+
+
 # --- booking ----------------------------------------------------------------
 
 class AccessibleField(fields.Field):
@@ -728,6 +790,15 @@ REVIEW_ACCEPTED = {"status": "accepted"}
 REVIEW_LIST = {"movie_id": 12, "page": 1, "page_size": 10, "total": 1, "average_rating": 4.5, "review_count": 1,
                "items": [{"id": 77, "user_id": 5, "movie_id": 12, **REVIEW_IN,
                           "created_at": "2026-12-05T10:00:00+00:00", "updated_at": "2026-12-05T10:00:00+00:00"}]}
+WAITING_ROOM_IN = {"opens_at": "2026-12-01T10:00:00+00:00", "admit_per_minute": 120, "max_active": 60,
+                   "session_seconds": 300}
+WAITING_ROOM = {"showtime_id": 42, **WAITING_ROOM_IN, "stats": {
+    "pre_queue": 0, "waiting": 1840, "admitted": 312, "active": 58, "serving_number": 312, "last_number": 2152,
+    "admissions_last_minute": 120, "expired": 21, "done": 233, "left": 17, "joined": 2169}}
+QUEUE_ENTRY = {"id": "42.9f86d081884c7d65", "showtime_id": 42, "status": "waiting", "number": 1017, "position": 705,
+               "estimated_wait_seconds": 353, "opens_at": "2026-12-01T10:00:00+00:00"}
+QUEUE_STATUS = {"showtime_id": 42, "serving_number": 312, "last_number": 2152, "admit_per_minute": 120,
+                "max_active": 60, "opens_at": "2026-12-01T10:00:00+00:00", "open": True}
 WAITLIST_IN = {"seats": 2}
 WAITLIST_ENTRY = {"id": 8, "showtime_id": 42, "seats": 2, "status": "waiting", "position": 3,
                   "offer_hold_id": None, "offer_expires_at": None, "created_at": "2026-12-01T18:31:00+00:00"}

@@ -15,6 +15,7 @@ from app.models.booking import (
     Review,
     Ticket,
     TicketStatus,
+    WaitingRoom,
     WaitlistEntry,
     WaitlistStatus,
     WebhookEvent,
@@ -26,5 +27,5 @@ __all__ = [
     "LIVE_STATUSES", "LIVE_WAITLIST_STATUSES", "ROLES",
     "BlockedSeat", "City", "Email", "EmailStatus", "Movie", "OutboxEvent", "Payment", "PaymentKind", "PaymentStatus",
     "Reservation", "ReservationSeat", "ReservationStatus", "Review", "Screen", "Seat", "Showtime", "Theater",
-    "Ticket", "TicketStatus", "User", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
+    "Ticket", "TicketStatus", "User", "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
 ]

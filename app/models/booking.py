@@ -297,3 +297,24 @@ class WebhookEvent(Base):
     id: Mapped[str] = mapped_column(String(100), primary_key=True)
     type: Mapped[str] = mapped_column(String(40))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WaitingRoom(Base):
+    """A showtime's waiting room for its on-sale (``PUT .../waiting-room``): its settings.
+    The queue itself lives in Redis (``waiting_room_store``); the scheduler pushes these
+    settings there every second, so a change takes effect within one."""
+
+    __tablename__ = "waiting_rooms"
+    __table_args__ = (
+        CheckConstraint("admit_per_minute > 0", name="admit_per_minute_positive"),
+        CheckConstraint("max_active > 0", name="max_active_positive"),
+        CheckConstraint("session_seconds > 0", name="session_seconds_positive"),
+    )
+
+    showtime_id: Mapped[int] = mapped_column(ForeignKey("showtimes.id", ondelete="CASCADE"), primary_key=True)
+    opens_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    admit_per_minute: Mapped[int] = mapped_column(Integer)
+    max_active: Mapped[int] = mapped_column(Integer)
+    session_seconds: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now())

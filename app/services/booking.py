@@ -32,7 +32,7 @@ from app.models import (
     ReservationStatus,
     Showtime,
 )
-from app.services import blocked_seats, errors, notifications, seats, tickets, waitlist
+from app.services import blocked_seats, errors, notifications, seats, tickets, waiting_room, waitlist
 from app.services.pagination import page_of
 from app.services.seats import GRACE_SECONDS, SCHEDULER_LOCK
 
@@ -54,8 +54,10 @@ def failure_reason(gateway_reason: str | None) -> str:
 
 # --- holds ----------------------------------------------------------------------
 
-def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int], *, accessible: bool = False) -> Hold:
-    """Hold all of ``seat_ids`` for ``HOLD_TTL_SECONDS``, or none (409 with the taken ones)."""
+def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int], *, accessible: bool = False,
+               admission_token: str | None = None) -> Hold:
+    """Hold all of ``seat_ids`` for ``HOLD_TTL_SECONDS``, or none (409 with the taken ones).
+    While the showtime's waiting room is on, only with a live ``admission_token``."""
     settings = marquee().settings
     seats.check_seat_count("seat_ids", len(seat_ids))
     seating = seats.showtime_seating(showtime_id)
@@ -63,13 +65,14 @@ def hold_seats(user_id: int, showtime_id: int, seat_ids: list[int], *, accessibl
     at = seats.now()
     seats.ensure_not_started(seating, at)
     seats.check_accessible(seating, seat_ids, accessible, at)
-    hold = seats.take_hold(user_id, showtime_id, seat_ids, settings.hold_ttl_seconds, seating=seating)
+    hold = seats.take_hold(user_id, showtime_id, seat_ids, settings.hold_ttl_seconds, seating=seating,
+                           gate=waiting_room.gate(user_id, showtime_id, admission_token))
     seats.index_hold(hold)
     return hold
 
 
 def hold_best_available(user_id: int, showtime_id: int, quantity: int, *, category: str | None = None,
-                        accessible: int = 0) -> Hold:
+                        accessible: int = 0, admission_token: str | None = None) -> Hold:
     """Marquee picks the best ``quantity`` seats (of ``category``; with ``accessible``
     wheelchair spaces among them, the rest beside them) and holds them in one atomic
     step: 409 ``not_enough_seats`` when no placement exists, never a partial hold."""
@@ -81,7 +84,8 @@ def hold_best_available(user_id: int, showtime_id: int, quantity: int, *, catego
                              errors={"category": [f"No seat of this screen is {category}"]})
     seats.ensure_not_started(seating, seats.now())
     hold = seats.take_best(user_id, showtime_id, quantity, settings.hold_ttl_seconds, category=category,
-                           accessible=accessible, seating=seating)
+                           accessible=accessible, seating=seating,
+                           gate=waiting_room.gate(user_id, showtime_id, admission_token))
     seats.index_hold(hold)
     return hold
 
@@ -167,6 +171,7 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str) -> Reserv
         raise
     seats.after_commit("bind seats to reservation", store.bind_reservation, hold, reservation.id,
                        (window + GRACE_SECONDS) * 1000)
+    seats.after_commit("end the waiting-room session", waiting_room.session_done, hold.showtime_id, user_id)
     return reservation
 
 

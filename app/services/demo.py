@@ -6,7 +6,7 @@ throw-away demo accounts and keeps seeding fast.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -14,8 +14,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app import db
 from app.bootstrap import marquee
-from app.models import City, Movie, Screen, Showtime, Theater, User
-from app.services import catalog
+from app.models import City, Movie, Screen, Showtime, Theater, User, WaitingRoom
+from app.services import catalog, waiting_room
 
 DEMO_PASSWORD = "marquee-demo"
 DEMO_EMAIL = "customer{n}@demo.marquee.test"
@@ -73,13 +73,40 @@ def small_layout() -> dict:
                      for i in range(8)]}
 
 
+# The on-sale of the demo: a waiting room that opens a few minutes after each `make up`.
+ONSALE_OPENS_IN = timedelta(minutes=3)
+ONSALE_SETTINGS = {"admit_per_minute": 120, "max_active": 60, "session_seconds": 300}
+
+
 def seed(customers: int = 1000) -> str:
     created = _seed_catalog()
     added_shows = _top_up_showtimes()
     added_users = _seed_customers(customers)
+    onsale = _arm_onsale()
     return (f"demo data: catalog {'created' if created else 'present'}, "
             f"{added_shows} showtimes added, {added_users} customers added "
-            f"(password {DEMO_PASSWORD!r})")
+            f"(password {DEMO_PASSWORD!r}){onsale}")
+
+
+def _arm_onsale() -> str:
+    """Tomorrow's 20:00 show on the first demo theater's Grand screen gets a waiting room
+    opening ONSALE_OPENS_IN from now (a fresh queue if an earlier one had opened)."""
+    showtime_id = db.session.scalar(
+        select(Showtime.id).join(Screen, Screen.id == Showtime.screen_id).join(Theater, Theater.id == Screen.theater_id)
+        .where(Theater.name == DEMO_THEATERS[0], Screen.name == "Grand",
+               Showtime.starts_at > datetime.now(timezone.utc) + timedelta(days=1))
+        .order_by(Showtime.starts_at.desc()).limit(1))
+    if showtime_id is None:
+        return ""
+    db.session.commit()  # end the read: the waiting room's changes are units of work of their own
+    opens_at = datetime.now(timezone.utc) + ONSALE_OPENS_IN
+    room = db.session.get(WaitingRoom, showtime_id)
+    if room is not None and room.opens_at <= datetime.now(timezone.utc):
+        waiting_room.disable(showtime_id)
+    elif room is not None:
+        opens_at = room.opens_at
+    waiting_room.configure(showtime_id, opens_at.replace(microsecond=0), **ONSALE_SETTINGS)
+    return f"; showtime {showtime_id} has a waiting room opening at {opens_at:%H:%M:%S} UTC"
 
 
 def _seed_catalog() -> bool:

@@ -127,6 +127,12 @@ class Forbidden(DomainError):
     code, title = "forbidden", "Not allowed"
 
 
+class AdmissionRequired(Forbidden):
+    """A hold while the showtime's waiting room is on, without a live admission."""
+
+    code, title = "admission_required", "Admission through the waiting room required"
+
+
 class RateLimited(DomainError):
     """Always carries ``retry_after`` (seconds)."""
 

@@ -24,7 +24,7 @@ import redis
 from sqlalchemy import select
 
 from app import db
-from app.adapters.seat_store import Hold, HoldState, Room, SeatOwner, SeatStore, reservation_owner
+from app.adapters.seat_store import GATE_NOT_ASKED, Hold, HoldState, Room, SeatOwner, SeatStore, reservation_owner
 from app.bootstrap import marquee
 from app.metrics import HOLDS
 from app.models import LIVE_STATUSES, BlockedSeat, Reservation, ReservationSeat, ReservationStatus, Screen, Seat, Showtime
@@ -189,7 +189,7 @@ def check_accessible(seating: dict, seat_ids: list[int], accessible: bool, at: d
 
 
 def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: int, *,
-              seating: dict | None = None) -> Hold:
+              seating: dict | None = None, gate: str = GATE_NOT_ASKED) -> Hold:
     """Take all of ``seat_ids`` for a new hold of ``user_id`` lasting
     ``ttl_seconds``, or none: ``SeatsUnavailable`` (with the taken ``seat_ids``)
     or ``HoldExists`` (with the user's live ``hold_id``). When the showtime's
@@ -201,6 +201,8 @@ def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: 
     Redis decides while it knows the showtime's booked seats; when it has lost
     them it asks for a rebuild first, and if it keeps losing them (a flapping
     server) PostgreSQL decides instead: slower, and right whatever Redis holds.
+    ``gate``: the waiting room's (``waiting_room.gate``), checked by the same script
+    (``AdmissionRequired``); the system's own holds (waitlist offers) do not ask.
     Reads only: it neither opens nor ends a unit of work of its caller.
     """
     seating = seating or showtime_seating(showtime_id)
@@ -209,7 +211,7 @@ def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: 
 
     def attempt(expires_at: datetime, unsynced_ok: bool):
         hold_id, result = store.hold(showtime_id, room, user_id, seat_ids, ttl_seconds * 1000, expires_at,
-                                     unsynced_ok=unsynced_ok, orphan_rule=orphan_rule)
+                                     unsynced_ok=unsynced_ok, orphan_rule=orphan_rule, gate=gate)
         return hold_id, result, seat_ids
 
     return _take(user_id, showtime_id, room, ttl_seconds, attempt)
@@ -229,7 +231,8 @@ def seat_class(category: str, wanted: str | None, kept: bool, accessible: bool) 
 
 
 def take_best(user_id: int, showtime_id: int, quantity: int, ttl_seconds: int, *,
-              category: str | None = None, accessible: int = 0, seating: dict | None = None) -> Hold:
+              category: str | None = None, accessible: int = 0, seating: dict | None = None,
+              gate: str = GATE_NOT_ASKED) -> Hold:
     """Choose ``quantity`` seats by the best-available rules (``seat_choice``) and
     hold them, in one atomic step (``hold_best.lua``): ``NotEnoughSeats`` when no
     placement exists, ``HoldExists`` as for ``take_hold``. ``accessible``: the
@@ -242,7 +245,7 @@ def take_best(user_id: int, showtime_id: int, quantity: int, ttl_seconds: int, *
 
     def attempt(expires_at: datetime, unsynced_ok: bool):
         return store.hold_best(showtime_id, room, user_id, classes, quantity, focal6, ttl_seconds * 1000, expires_at,
-                               accessible=accessible, unsynced_ok=unsynced_ok)
+                               accessible=accessible, unsynced_ok=unsynced_ok, gate=gate)
 
     return _take(user_id, showtime_id, room, ttl_seconds, attempt)
 
@@ -268,6 +271,11 @@ def _take(user_id: int, showtime_id: int, room: Room, ttl_seconds: int, attempt:
             store.release(hold)
             HOLDS.labels("conflict").inc()
             raise errors.SeatsUnavailable("Some of these seats are taken; none were held", seat_ids=booked)
+    if result.not_admitted:
+        HOLDS.labels("not_admitted").inc()
+        raise errors.AdmissionRequired("This showtime's on-sale has a waiting room: join its queue, and hold with "
+                                       "the admission token you get when admitted (header Admission-Token)",
+                                       showtime_id=showtime_id)
     if result.live_hold_id:
         HOLDS.labels("already_holding").inc()
         raise errors.HoldExists(

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, settings
 from redis.cluster import key_slot
 
 from app.adapters.redis_store import RedisStore
-from app.adapters.seat_store import ClaimOutcome, Room, SeatStore
+from app.adapters.seat_store import GATE_NO_TOKEN, GATE_TOKEN, ClaimOutcome, Room, SeatStore
+from app.adapters.waiting_room_store import WaitingRoomStore
 from tests.integration.test_hold_model import HoldRules
 from tests.redis_cluster import redis_cluster
 
@@ -87,3 +88,29 @@ def test_best_available_chooses_and_holds_on_the_node_of_its_showtime(cluster_st
         _, second, more = cluster_store.hold_best(showtime, ROOM, 2, classes, 6, (21, 14), TTL_MS, _expires())
         assert second.held and not set(chosen) & set(more)
         assert set(cluster_store.owners(showtime, ROOM)) == set(chosen) | set(more)
+
+
+def test_a_waiting_room_queues_admits_and_gates_holds_on_the_node_of_its_showtime(cluster_store):
+    """Each waiting-room script and the gate inside the hold scripts keep to the showtime's
+    slot: rooms of showtimes on every node queue, admit in order and gate their holds."""
+    rooms = WaitingRoomStore(cluster_store.store)
+    client, nodes = cluster_store.store.client, set()
+    now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+    for showtime in range(401, 410):
+        keys = rooms.keys(showtime) + cluster_store.seat_keys(showtime, ROOM.version)
+        assert len({key_slot(k.encode()) for k in keys}) == 1
+        nodes.add(client.get_node_from_key(keys[0]).name)
+        rooms.configure(showtime, now_ms - 1000, "2026-01-01T00:00:00+00:00", 60, 1, 60_000, now_ms + 3_600_000)
+        first, _ = rooms.join(showtime, 7)
+        second, _ = rooms.join(showtime, 8)
+        assert (first.number, second.number) == (1, 2)
+        cluster_store.sync(showtime, ROOM, [], 3600)
+        _, refused = cluster_store.hold(showtime, ROOM, 7, [11], TTL_MS, _expires(), gate=GATE_NO_TOKEN)
+        assert refused.not_admitted
+        assert rooms.tick(showtime).admitted == 1  # one a second at 60 a minute, and max_active 1
+        _, held = cluster_store.hold(showtime, ROOM, 7, [11], TTL_MS, _expires(), gate=GATE_TOKEN)
+        _, waiting = cluster_store.hold(showtime, ROOM, 8, [12], TTL_MS, _expires(), gate=GATE_TOKEN)
+        assert held.held and waiting.not_admitted
+        assert rooms.end(showtime, 7, "done")[0] == 1
+        assert rooms.entry(first.id).status == "done"
+    assert showtime in rooms.rooms_on() and len(nodes) == 3

@@ -20,10 +20,13 @@
 -- 'w' a wheelchair space, 'c' a companion seat (both for accessible parties), anything else not
 -- ARGV[13] k, the wheelchair spaces an accessible party needs (0: not accessible)
 -- ARGV[14] the seat ids in index order, ARGV[15] digits each   ARGV[16] the layout version
+-- KEYS[8] the showtime's waiting room  KEYS[9] its active sessions  ARGV[17] the gate
+-- (refused_before_taking in seat_state.lua)
 -- Returns (HoldOutcome in seat_store.py) {1, seat id, ...} when held; {0} when no placement
 -- exists (nothing taken); {-1, hold id} when the user already holds seats here; {-2} when
--- Redis does not know this showtime's booked seats: rebuild, then retry.
-local refused = refused_before_taking(ARGV[5], KEYS[6])
+-- Redis does not know this showtime's booked seats: rebuild, then retry; {-4} when the
+-- waiting room is on and the user has no live admission.
+local refused = refused_before_taking(ARGV[5], KEYS[6], ARGV[17], KEYS[8], KEYS[9], ARGV[3])
 if refused then
   return refused
 end

@@ -9,12 +9,14 @@
 -- checks PostgreSQL itself)   ARGV[7] the hold's owner token   ARGV[8] the requested seats'
 -- indices, "i,j,..."   ARGV[9] '' (no orphan rule), or the segments of the rows they are in
 -- ARGV[10] the layout version (kept in the hold's record)
+-- KEYS[8] the showtime's waiting room  KEYS[9] its active sessions  ARGV[11] the gate
+-- (refused_before_taking in seat_state.lua)
 -- Returns (HoldOutcome in seat_store.py) {1} when held; {0, k, ...} with the 1-based
 -- positions in ARGV[8] of the seats already taken (nothing was taken); {-1, hold id}
 -- when the user already has a live hold here; {-2} when Redis does not know this
 -- showtime's booked seats: rebuild, then retry; {-3, i, ...} with the indices of the
--- seats it would strand.
-local refused = refused_before_taking(ARGV[6], KEYS[6])
+-- seats it would strand; {-4} when the waiting room is on and the user has no live admission.
+local refused = refused_before_taking(ARGV[6], KEYS[6], ARGV[11], KEYS[8], KEYS[9], ARGV[3])
 if refused then
   return refused
 end

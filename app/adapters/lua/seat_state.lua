@@ -65,7 +65,20 @@ end
 -- what refuses a take before anything is read: {-2} when Redis does not know the
 -- showtime's booked seats (unless unsynced_ok is '1': the caller checks PostgreSQL itself),
 -- {-1, hold id} when the user (user_key, if given) already holds seats here; else nil
-local function refused_before_taking(unsynced_ok, user_key)
+-- The checks of a hold before it looks at seats: the waiting room's gate (``gate``: '-' not
+-- asked, for the system's own holds such as waitlist offers; '1' the caller showed a valid
+-- admission token; '0' not), then {-2} while Redis may have lost booked seats (unless
+-- ``unsynced_ok``), then {-1, hold id} for a user who holds seats here already. While the
+-- room (``room_key``) is on, only a user with a live session in ``active_key`` (admitted,
+-- not done, left nor expired) passes the gate: {-4} otherwise, checked in the same step
+-- as the take, so a session that ends takes its token's power with it at once.
+local function refused_before_taking(unsynced_ok, user_key, gate, room_key, active_key, user)
+  if gate and gate ~= '-' and redis.call('HGET', room_key, 'on') == '1' then
+    local until_ms = gate == '1' and tonumber(redis.call('ZSCORE', active_key, user) or '0') or 0
+    if until_ms <= NOW then
+      return {-4}
+    end
+  end
   if unsynced_ok ~= '1' and redis.call('EXISTS', SYNCED) == 0 then
     return {-2}
   end
