@@ -1,5 +1,6 @@
-"""A client connection: httptools parses its requests; it answers ``/health``, ``/metrics``
-and problems itself (keep-alive), or becomes one event stream until either side ends it.
+"""A client connection: httptools parses its requests; it answers ``/health``, ``/metrics``,
+a showtime's queue status and problems itself (keep-alive), or becomes one event stream
+until either side ends it.
 
 Laid out as the proxy's client protocol is: state per connection, per request, per stream,
 then the parser callbacks. A stream is a watcher of its showtime's ``Follower``: there is no
@@ -7,12 +8,19 @@ task per client, only a short one while the stream starts (snapshot, catch-up); 
 the follower writes each change's bytes straight to the transport. ``send`` checks how much
 the client has left unread after each write, and cuts the client off past
 ``LIVE_CLIENT_BUFFER_BYTES``, so a client that does not read costs bounded memory.
+
+A queue status not read in the last second is awaited (one Redis read, shared): the
+connection stops reading meanwhile, and requests it had already read (HTTP/1.1
+pipelining) wait their turn, so answers always go in the order of the requests.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httptools
@@ -22,11 +30,22 @@ from app.logging_setup import accept_or_create_request_id, request_id_var
 from app.services import errors
 from live import http, sse
 from live.followers import Follower, Reset
+from live.queue_status import CACHE_CONTROL, Status
 
 if TYPE_CHECKING:  # pragma: no cover
     from live.server import LiveServer
 
 log = logging.getLogger("live.stream")
+
+
+class Request:
+    """What the parser read of one request, kept while earlier answers are awaited."""
+
+    __slots__ = ("method", "url", "headers", "keep_alive", "http10")
+
+    def __init__(self, method: bytes, url: bytes, headers: dict[bytes, bytes], keep_alive: bool,
+                 http10: bool) -> None:
+        self.method, self.url, self.headers, self.keep_alive, self.http10 = method, url, headers, keep_alive, http10
 
 
 class Connection(asyncio.Protocol):
@@ -38,6 +57,8 @@ class Connection(asyncio.Protocol):
         self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.closed = False  # nothing more is written
         self.timer: asyncio.TimerHandle | None = None
+        self.answering = False  # an answer is awaited: the answers after it wait
+        self.waiting: deque[Callable[[], None]] = deque()  # those answers, in the order of their requests
         # per request, while its head is read
         self.url = b""
         self.head_bytes = 0
@@ -69,15 +90,20 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except http.Refusal as refusal:
-            self.refuse(refusal, keep_alive=False)
+            self._give_up(refusal)
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, http.Refusal):
-                self.refuse(exc.__context__, keep_alive=False)
+                self._give_up(exc.__context__)
             else:
                 log.error("request handling failed", exc_info=exc.__context__)
-                self.refuse(http.Refusal(500, "internal_error", "the request could not be handled"), keep_alive=False)
+                self._give_up(http.Refusal(500, "internal_error", "the request could not be handled"))
         except httptools.HttpParserError as exc:
-            self.refuse(http.Refusal(400, "bad_request", f"malformed request: {exc}"), keep_alive=False)
+            self._give_up(http.Refusal(400, "bad_request", f"malformed request: {exc}"))
+
+    def _give_up(self, refusal: http.Refusal) -> None:
+        """A request that cannot be read: nothing more is, and it is refused in its turn."""
+        self.parser = None
+        self._in_turn(functools.partial(self.refuse, refusal, keep_alive=False))
 
     def eof_received(self) -> bool:
         """The client is gone (or will send nothing more): the stream ends."""
@@ -114,37 +140,52 @@ class Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._cancel_timer()
-        keep_alive = self.parser.should_keep_alive()
-        request_id = accept_or_create_request_id(self.headers.get(b"x-request-id", b"").decode("latin-1") or None)
-        try:
-            self._route(request_id, keep_alive)
-        except http.Refusal as refusal:
-            self.refuse(refusal, request_id, keep_alive=keep_alive)
+        request = Request(self.parser.get_method(), self.url, self.headers, self.parser.should_keep_alive(),
+                          self.parser.get_http_version() == "1.0")
+        self._in_turn(functools.partial(self._handle, request))
 
     # -- requests ---------------------------------------------------------------------------
-    def _route(self, request_id: str, keep_alive: bool) -> None:
+    def _in_turn(self, answer: Callable[[], None]) -> None:
+        """Answer now, or after the answer awaited (then in the order of the requests)."""
+        if self.answering:
+            self.waiting.append(answer)
+        else:
+            answer()
+
+    def _handle(self, request: Request) -> None:
+        request_id = accept_or_create_request_id(request.headers.get(b"x-request-id", b"").decode("latin-1") or None)
         try:
-            url = httptools.parse_url(self.url)
+            self._route(request, request_id)
+        except http.Refusal as refusal:
+            self.refuse(refusal, request_id, keep_alive=request.keep_alive)
+
+    def _route(self, request: Request, request_id: str) -> None:
+        try:
+            url = httptools.parse_url(request.url)
         except httptools.HttpParserInvalidURLError:
             raise http.Refusal(400, "bad_request", "the request target is not a URL") from None
         path = (url.path or b"").decode("latin-1")
-        showtime_id = http.showtime_of(path)
-        if showtime_id is None and path not in ("/health", "/metrics"):
+        query = (url.query or b"").decode("latin-1")
+        target = http.showtime_path(path)
+        if target is None and path not in ("/health", "/metrics"):
             raise http.Refusal(404, "not_found", f"no such path: {path}")
-        if self.parser.get_method() != b"GET":
+        if request.method != b"GET":
             raise http.Refusal(405, "method_not_allowed", "only GET is served here", (b"Allow: GET",))
         if path == "/health":
-            self.answer(b'{"status": "ok"}', "application/json", request_id, keep_alive)
+            self.answer(b'{"status": "ok"}', "application/json", request_id, request.keep_alive)
         elif path == "/metrics":
-            self.answer(self.server.metrics.render(), "text/plain; version=0.0.4; charset=utf-8", request_id, keep_alive)
+            self.answer(self.server.metrics.render(), "text/plain; version=0.0.4; charset=utf-8", request_id,
+                        request.keep_alive)
+        elif target[0] == "queue_status":
+            http.query_params(query)
+            self._queue_status(target[1], request_id, request.keep_alive)
         else:
-            last_event_id = self.headers.get(b"last-event-id")
-            since = http.since_of((url.query or b"").decode("latin-1"),
-                                  None if last_event_id is None else last_event_id.decode("latin-1"))
+            last_event_id = request.headers.get(b"last-event-id")
+            since = http.since_of(query, None if last_event_id is None else last_event_id.decode("latin-1"))
             if since is not None and sse.parse_version(since) is None:
                 raise http.Refusal(400, "invalid_version",
                                    "since (or Last-Event-ID) must be a version such as 1763800000000-0")
-            self._start_stream(showtime_id, since, request_id)
+            self._start_stream(target[1], since, request_id, request.http10)
 
     def answer(self, body: bytes, content_type: str, request_id: str, keep_alive: bool) -> None:
         self.transport.write(http.response(200, content_type, body, request_id, keep_alive=keep_alive))
@@ -165,10 +206,52 @@ class Connection(asyncio.Protocol):
             self.closed = True
             self.transport.close()
 
+    # -- the queue status ---------------------------------------------------------------------
+    def _queue_status(self, showtime_id: int, request_id: str, keep_alive: bool) -> None:
+        """The answer of the last second, or (reading paused) the one Redis read for it."""
+        status = self.server.queue_statuses.fresh(showtime_id)
+        if status is not None:
+            self._answer_status(status, request_id, keep_alive)
+            return
+        self.answering = True
+        self.transport.pause_reading()
+        self.server.spawn(self._read_status(showtime_id, request_id, keep_alive))
+
+    async def _read_status(self, showtime_id: int, request_id: str, keep_alive: bool) -> None:
+        try:
+            status = await self.server.queue_statuses.get(showtime_id)
+            answer = functools.partial(self._answer_status, status, request_id, keep_alive)
+        except Exception as exc:  # noqa: BLE001 - Redis unreachable: the client retries later
+            self.request_id, self.showtime_id = request_id, showtime_id
+            self._log(logging.WARNING, "queue status could not be read", exc_info=not isinstance(exc, redis.RedisError),
+                      error=str(exc))
+            answer = functools.partial(self.refuse, http.Refusal(
+                503, "service_unavailable", "the queue status cannot be read now", (b"Retry-After: 1",)),
+                request_id, keep_alive=keep_alive)
+        self.answering = False
+        if self.closed:
+            return
+        answer()
+        while self.waiting and not self.answering and not self.closed:
+            self.waiting.popleft()()
+        if not self.answering and not self.closed:
+            self.transport.resume_reading()
+
+    def _answer_status(self, status: Status, request_id: str, keep_alive: bool) -> None:
+        self.server.metrics.queue_status_served.inc()
+        if status.body is None:
+            self.refuse(http.Refusal(404, "not_found", "This showtime has no waiting room"), request_id,
+                        keep_alive=keep_alive)
+            return
+        self.transport.write(http.response(200, "application/json", status.body, request_id, keep_alive=keep_alive,
+                                           cache_control=CACHE_CONTROL))
+        self._after_answer(keep_alive)
+
     # -- the stream ---------------------------------------------------------------------------
-    def _start_stream(self, showtime_id: int, since: str | None, request_id: str) -> None:
-        self.chunked = self.parser.get_http_version() != "1.0"  # HTTP/1.0: the body ends with the connection
+    def _start_stream(self, showtime_id: int, since: str | None, request_id: str, http10: bool) -> None:
+        self.chunked = not http10  # HTTP/1.0: the body ends with the connection
         self.parser = None  # one stream per connection: nothing after its request is read
+        self.waiting.clear()
         self.showtime_id, self.request_id = showtime_id, request_id
         self.started = time.monotonic()
         self.server.spawn(self._join(showtime_id, since))

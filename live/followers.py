@@ -5,6 +5,12 @@ delivered, on a Redis connection of its own) and writes each change, encoded onc
 (``sse.Frame``), to every watcher: however many watch a showtime, Redis has one reader
 for it. It stops a while (``linger_seconds``) after its last watcher leaves.
 
+The same XREAD follows the showtime's waiting-room status stream (same hash tag, so one
+read of both keys stays legal on Redis Cluster): each status goes to every watcher as
+``event: queue``. A status is a state, not a change, and has no version: a watcher gets
+the current one when it joins (after its snapshot or catch-up), then every later one,
+and the ``ahead`` skipping of seat changes never applies to it.
+
 A watcher joins at a version: its snapshot's, or the one it resumes from. If that is the
 follower's last delivered id, it joins at once. Otherwise, under the follower's lock (which
 the reader also takes to deliver), one atomic Redis call checks the version is still in
@@ -32,6 +38,7 @@ import redis
 import redis.asyncio as aioredis
 
 from app import db
+from app.adapters import waiting_room_store
 from app.bootstrap import Marquee, using
 from app.services import seats
 from live import sse
@@ -68,6 +75,9 @@ class Follower:
         self.watchers: set[Watcher] = set()
         self.ahead: dict[Watcher, tuple[int, int]] = {}  # watchers that joined past last_id: their version
         self.last_id = sse.NO_VERSION  # the last change delivered (the stream's last id when it started)
+        self.queue_key = hub.queue_key(showtime_id)
+        self.queue_last_id = sse.NO_VERSION  # the last waiting-room status read
+        self.queue_status: sse.Frame | None = None  # the current one, for the watchers that join
         self.lock = asyncio.Lock()  # held to deliver, and by a watcher catching up
         self.joining = 0  # watchers on their way in: the follower does not stop under them
         self.idle_since = time.monotonic()
@@ -83,10 +93,12 @@ class Follower:
         try:
             await self.hub.in_thread(seats.showtime_seating, self.showtime_id)
             info = await self.hub.stream_info(self.key)
+            self.queue_last_id, status = await self.hub.current_queue_status(self.showtime_id)
         except BaseException:
             self.hub.forget(self)
             raise
         self.last_id = info["last-generated-id"] if info else sse.NO_VERSION
+        self.queue_status = None if status is None else self._queue_frame(self.queue_last_id, status)
         self.reader = asyncio.create_task(self._follow(), name=f"follow-{self.showtime_id}")
         self.reader.add_done_callback(self._reader_done)
 
@@ -116,8 +128,8 @@ class Follower:
         try:
             while not self._should_stop():
                 try:
-                    reply = await reader.xread({self.key: self.last_id}, count=settings.read_count,
-                                               block=settings.read_block_ms)
+                    reply = await reader.xread({self.key: self.last_id, self.queue_key: self.queue_last_id},
+                                               count=settings.read_count, block=settings.read_block_ms)
                 except redis.RedisError as exc:
                     self.hub.metrics.redis_errors.inc()
                     log.warning("reading the change stream failed; retrying",
@@ -125,7 +137,8 @@ class Follower:
                     await asyncio.sleep(_RETRY_SECONDS)
                     continue
                 if reply:
-                    await self.deliver(reply[0][1])
+                    read = dict(reply)
+                    await self.deliver(read.get(self.key, []), read.get(self.queue_key, []))
         finally:
             await reader.aclose()
 
@@ -173,7 +186,8 @@ class Follower:
         self._add(watcher, version)
 
     def _add(self, watcher: Watcher, version: str) -> None:
-        if watcher.closed:
+        """Make ``watcher`` (at ``version``) a watcher, after the current waiting-room status."""
+        if watcher.closed or (self.queue_status is not None and not watcher.send(self.queue_status)):
             return
         if version != self.last_id and sse.version_key(version) > sse.version_key(self.last_id):
             self.ahead[watcher] = sse.version_key(version)
@@ -221,11 +235,21 @@ class Follower:
                       extra={"showtime_id": self.showtime_id, "entry_id": entry_id})
             return None
 
-    async def deliver(self, entries: list) -> None:
-        """Fan out what the reader read, in order; waits for a watcher catching up. The
-        changes of one read go to each watcher in one write (one chunk of several
-        messages) unless a watcher must skip some of them: under load reads grow, and the
-        writes per watcher stay one per read instead of one per change."""
+    def _queue_frame(self, entry_id: str, status_json: str | None) -> sse.Frame | None:
+        try:
+            return sse.queue_event(status_json)
+        except (TypeError, ValueError):
+            log.error("unreadable waiting-room status skipped",
+                      extra={"showtime_id": self.showtime_id, "entry_id": entry_id})
+            return None
+
+    async def deliver(self, entries: list, statuses: list = ()) -> None:
+        """Fan out what the reader read, in order: the seat changes ``entries``, then the
+        waiting-room ``statuses``; waits for a watcher catching up. The changes of one
+        read go to each watcher in one write (one chunk of several messages) unless a
+        watcher must skip some of them: under load reads grow, and the writes per watcher
+        stay one per read instead of one per change. The statuses of one read go in one
+        write, to every watcher."""
         async with self.lock:
             frames = [(entry_id, self._frame(entry_id, fields)) for entry_id, fields in entries]
             ready = [(entry_id, frame) for entry_id, frame in frames if frame is not None]
@@ -237,6 +261,17 @@ class Follower:
                     self.broadcast(frame, sse.version_key(entry_id))
             if entries:
                 self.last_id = entries[-1][0]
+            if statuses:
+                self._deliver_statuses(statuses)
+
+    def _deliver_statuses(self, statuses: list) -> None:
+        frames = [frame for frame in (self._queue_frame(entry_id, fields.get("queue")) for entry_id, fields in statuses)
+                  if frame is not None]
+        self.queue_last_id = statuses[-1][0]
+        if frames:
+            self.queue_status = frames[-1]
+            self.broadcast(frames[0] if len(frames) == 1 else sse.Frame(b"".join(frame.raw for frame in frames)))
+            self.hub.metrics.queue_events_sent.inc(len(frames) * len(self.watchers))
 
     def broadcast(self, frame: sse.Frame, version: tuple[int, int] | None = None, changes: int = 1) -> None:
         """Write ``frame`` (``changes`` messages) to every watcher (but those that joined at
@@ -275,6 +310,10 @@ class Followers:
     def events_key(self, showtime_id: int) -> str:
         return self.deps.seats.events_key(showtime_id)
 
+    def queue_key(self, showtime_id: int) -> str:
+        """The showtime's waiting-room status stream (under the change stream's hash tag)."""
+        return waiting_room_store.events_key(self.deps.redis, showtime_id)
+
     def reader_connection(self, showtime_id: int) -> aioredis.Redis:
         """A connection of the follower's own (a blocking XREAD holds it), named so that
         ``CLIENT LIST`` shows one reader per showtime."""
@@ -289,6 +328,19 @@ class Followers:
             return await self.redis.xinfo_stream(key)
         except redis.ResponseError:
             return None
+
+    async def current_queue_status(self, showtime_id: int) -> tuple[str, str | None]:
+        """Where to follow the waiting-room status stream from, and the current status
+        (JSON; None without a waiting room): the stream's last entry, or the status the
+        room last published when the stream holds none."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xrevrange(self.queue_key(showtime_id), count=1)
+        pipe.hget(waiting_room_store.room_key(self.deps.redis, showtime_id), "published")
+        last, published = await pipe.execute()
+        if last:
+            entry_id, fields = last[0]
+            return entry_id, fields.get("queue")
+        return sse.NO_VERSION, published
 
     @asynccontextmanager
     async def joining(self, showtime_id: int) -> AsyncIterator[Follower]:

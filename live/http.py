@@ -1,6 +1,6 @@
-"""The few HTTP/1.1 responses the live process writes: an event stream's head, small JSON
-and text answers, and RFC 9457 problem documents in the app's shape (``status``,
-``title``, ``detail``, ``code``, ``request_id``)."""
+"""The paths the live process serves, and the few HTTP/1.1 responses it writes: an event
+stream's head, small JSON and text answers, and RFC 9457 problem documents in the app's
+shape (``status``, ``title``, ``detail``, ``code``, ``request_id``)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,8 @@ from http import HTTPStatus
 from urllib.parse import parse_qsl
 
 EVENTS_PATH = re.compile(r"^/api/v1/showtimes/([1-9][0-9]{0,18})/seats/events$")
+QUEUE_STATUS_PATH = re.compile(r"^/api/v1/showtimes/([1-9][0-9]{0,18})/queue/status$")
+SHOWTIME_PATHS = (("events", EVENTS_PATH), ("queue_status", QUEUE_STATUS_PATH))
 MAX_ID = 2 ** 63 - 1  # ids are PostgreSQL bigints, as the app's routes take them
 
 
@@ -20,23 +22,30 @@ class Refusal(Exception):
         self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
 
-def showtime_of(path: str) -> int | None:
-    """The showtime id of an events path; None for any other path."""
-    match = EVENTS_PATH.match(path)
-    if match is None or int(match.group(1)) > MAX_ID:
-        return None
-    return int(match.group(1))
+def showtime_path(path: str) -> tuple[str, int] | None:
+    """What a showtime's path serves (``events`` or ``queue_status``) and the showtime's
+    id; None for any other path."""
+    for name, pattern in SHOWTIME_PATHS:
+        match = pattern.match(path)
+        if match is not None:
+            return (name, int(match.group(1))) if int(match.group(1)) <= MAX_ID else None
+    return None
+
+
+def query_params(query: str, known: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """The query's parameters; any other than ``known`` is refused, as the app does."""
+    params = parse_qsl(query, keep_blank_values=True)
+    unknown = sorted({name for name, _ in params} - known)
+    if unknown:
+        raise Refusal(400, "unknown_parameter", f"unknown query parameter: {', '.join(unknown)}")
+    return params
 
 
 def since_of(query: str, last_event_id: str | None) -> str | None:
     """The version a stream resumes from: ``Last-Event-ID`` (what a reconnecting
     EventSource sends, newer than the ``since`` of the URL it reconnects to), else
-    ``since``; None for neither. Any other query parameter is refused, as the app does."""
-    params = parse_qsl(query, keep_blank_values=True)
-    unknown = sorted({name for name, _ in params} - {"since"})
-    if unknown:
-        raise Refusal(400, "unknown_parameter", f"unknown query parameter: {', '.join(unknown)}")
-    since = [value for _, value in params]
+    ``since``; None for neither."""
+    since = [value for _, value in query_params(query, frozenset({"since"}))]
     if len(since) > 1:
         raise Refusal(400, "invalid_version", "since is given more than once")
     if last_event_id is not None:
@@ -49,12 +58,12 @@ def _reason(status: int) -> str:
 
 
 def response(status: int, content_type: str, body: bytes, request_id: str, *, keep_alive: bool,
-             headers: tuple[bytes, ...] = ()) -> bytes:
+             headers: tuple[bytes, ...] = (), cache_control: bytes = b"no-store") -> bytes:
     head = [
         b"HTTP/1.1 %d %s" % (status, _reason(status).encode()),
         b"Content-Type: " + content_type.encode(),
         b"Content-Length: %d" % len(body),
-        b"Cache-Control: no-store",
+        b"Cache-Control: " + cache_control,
         b"X-Request-ID: " + request_id.encode(),
         b"Connection: " + (b"keep-alive" if keep_alive else b"close"),
         *headers,

@@ -49,6 +49,13 @@ class LiveMetrics:
                               registry=self.registry)
         self.redis_errors = Counter("marquee_live_redis_errors", "Failed reads of a change stream",
                                     registry=self.registry)
+        self.queue_events_sent = Counter("marquee_live_queue_events_sent", "Waiting-room statuses written to "
+                                         "watchers as event: queue (one per watcher)", registry=self.registry)
+        self.queue_status_served = Counter("marquee_live_queue_status_served", "Queue status requests answered "
+                                           "(200, or 404 without a waiting room)", registry=self.registry)
+        self.queue_status_reads = Counter("marquee_live_queue_status_reads", "Redis reads of a queue status (one "
+                                          "per showtime a second at most, whatever the requests)",
+                                          registry=self.registry)
         self.fanout = Histogram("marquee_live_fanout_seconds", "Time to write one change to all of a showtime's "
                                 "watchers", buckets=_BUCKETS, registry=self.registry)
         self.registry.register(_StateCollector(server))

@@ -3,8 +3,10 @@
     python -m live          (settings: LIVE_* variables, see live/config.py; the services'
                              DATABASE_URL, REDIS_URL, REDIS_PREFIX... as for the app)
 
-Serves ``GET /api/v1/showtimes/{id}/seats/events`` (API.md, "Live seat map"), ``/health``
-and Prometheus ``/metrics``. It reuses the services (``app.services.seats``) through
+Serves ``GET /api/v1/showtimes/{id}/seats/events`` (API.md, "Live seat map", with the
+waiting room's ``event: queue``), ``GET /api/v1/showtimes/{id}/queue/status`` (API.md,
+"Waiting room for on-sales"; from Redis, at most one read a second per showtime),
+``/health`` and Prometheus ``/metrics``. It reuses the services (``app.services.seats``) through
 ``app.bootstrap``, never the web app. Shaped like the proxy (after uvicorn's
 ``server.py``): shared state, start, the main loop, and a stop on SIGTERM/SIGINT that
 ends every stream cleanly (clients resume from their last id) within a few seconds.
@@ -12,6 +14,7 @@ ends every stream cleanly (clients resume from their last id) within a few secon
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import resource
 import signal
@@ -22,11 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 import uvloop
 from dotenv import load_dotenv
 
+from app.adapters import waiting_room_store
 from app.bootstrap import Marquee, bootstrap
 from live.config import LiveConfigError, LiveSettings
 from live.connection import Connection
 from live.followers import Followers
 from live.metrics import LiveMetrics
+from live.queue_status import QueueStatuses
 
 log = logging.getLogger("live")
 _DRAIN_SECONDS = 5.0  # at a stop, ended streams get this long to flush their last bytes
@@ -40,6 +45,8 @@ class LiveServer:
         self.metrics = LiveMetrics(self)
         self.executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="live-services")
         self.followers = Followers(deps, settings, self.metrics, self.executor)
+        self.queue_statuses = QueueStatuses(self.followers.redis, functools.partial(waiting_room_store.room_key,
+                                                                                    deps.redis), self.metrics)
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task] = set()
         self.stopping = False

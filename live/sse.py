@@ -3,8 +3,10 @@
 The formats are API.md's ("Live seat map"): a change is ``id: <version>``, ``event: seats``
 and ``data: {"showtime_id", "version", "seats"}``; the first message of a stream started
 without a version is ``event: snapshot`` (the seat map, ``id:`` its version); ``event:
-reset`` (no id) says the version a client gave is too old; a comment line keeps an idle
-stream open. Versions are Redis stream ids (``<ms>-<seq>``), ``0-0`` before any change.
+reset`` (no id) says the version a client gave is too old; ``event: queue`` (no id, so a
+client's ``Last-Event-ID`` stays the seat map's version) is the waiting room's public
+status, a state rather than a change; a comment line keeps an idle stream open. Versions
+are Redis stream ids (``<ms>-<seq>``), ``0-0`` before any change.
 """
 from __future__ import annotations
 
@@ -62,6 +64,11 @@ def seats_event(showtime_id: int, version: str, seats_json: str) -> Frame:
 def snapshot_event(seat_map: dict) -> Frame:
     """The whole seat map (``seats.seat_map_snapshot``), identified by its version."""
     return _message("snapshot", _json(seat_map), seat_map["version"])
+
+
+def queue_event(status_json: str) -> Frame:
+    """The waiting room's status, as the waiting room store pushed it (JSON text)."""
+    return _message("queue", _json(json.loads(status_json)))
 
 
 def reset_event(showtime_id: int, reason: str) -> Frame:

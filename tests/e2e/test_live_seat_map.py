@@ -14,29 +14,8 @@ import requests
 
 from app.services import booking, waitlist
 from tests.integration.booking_helpers import hold, reserve, seat_ids
-from tests.live.conftest import EventStream, LiveProcess, wait_until
-from tests.proxy.conftest import Proxy, write_pools
-
-
-@pytest.fixture(scope="module")
-def live_process(tmp_path_factory):
-    process = LiveProcess(tmp_path_factory.mktemp("live") / "live.log", {"heartbeat_seconds": 2}, {}).start()
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
-def routed(live_server, live_process, tmp_path_factory):
-    """The proxy with two pools: the events path to the live process, the rest to gunicorn."""
-    folder = tmp_path_factory.mktemp("routed")
-    config = write_pools(folder / "proxy.toml", live_server.removeprefix("http://"), f"127.0.0.1:{live_process.port}")
-    proxy = Proxy("", folder, config_file=config)
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
+from tests.live.conftest import EventStream, wait_until
+from tests.proxy.conftest import Proxy
 
 
 def _seat_map(routed: Proxy, showtime: int) -> dict:

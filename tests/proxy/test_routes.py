@@ -132,11 +132,13 @@ def test_proxy_backends_replaces_the_default_pools_backends(tmp_path):
     assert [pool.name for pool in flat.pools] == ["default"] and flat.routes == ()
 
 
-def test_the_stacks_file_sends_event_streams_to_the_live_process_and_the_rest_to_the_app():
+def test_the_stacks_file_sends_event_streams_and_queue_status_to_the_live_process_and_the_rest_to_the_app():
     config = load(str(ROOT / "scripts" / "proxy.toml"), environ={})
     router = Router(config)
     assert router.route(b"/api/v1/showtimes/42/seats/events?since=1-0").name == "live"
     assert router.route(b"/api/v1/showtimes/42/seats").name == "app"
+    assert router.route(b"/api/v1/showtimes/42/queue/status").name == "live"  # waiting costs the app nothing
+    assert router.route(b"/api/v1/showtimes/42/queue").name == "app"  # joining is the app's
     live, app = config.pool("live"), config.pool("app")
     assert [b.name for b in live.backends] == ["127.0.0.1:8004"] and live.health_path == "/health"
     assert [b.name for b in app.backends] == ["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"]
