@@ -3,6 +3,9 @@
     .venv/bin/python -m loadtests.run {browse,rush,mixed} [--users N] [--spawn-rate R]
         [--run-time 90s] [--host http://127.0.0.1:8000] [--compare-direct http://127.0.0.1:8001]
         [--seats best|pick] [--map watch|poll]
+    .venv/bin/python -m loadtests.run onsale [--early 2000] [--late 1000] [--admit-per-minute 600]
+        [--max-active 50] [--session-seconds 120] [--wait stream|poll] [--streams shared|each]
+        (see loadtests/onsale.py)
 
 - picks, for rush and mixed, the soonest showtime on a 300+ seat screen with every seat
   free (the demo data has one a screen a day), and names it;
@@ -48,11 +51,13 @@ from loadtests.bench_catalog import require_loopback
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "var" / "loadtests"
-CLASSES = {"browse": ["Browser"], "rush": ["RushCustomer"], "mixed": ["Browser", "RushCustomer", "CatalogAdmin"]}
+CLASSES = {"browse": ["Browser"], "rush": ["RushCustomer"], "mixed": ["Browser", "RushCustomer", "CatalogAdmin"],
+           "onsale": ["OnsaleCustomer"]}
 
 
 def pick_showtime(host: str) -> tuple[int, int]:
-    """The soonest showtime, at least two hours away, on a 300+ seat screen, all seats free."""
+    """The soonest showtime, at least two hours away, on a 300+ seat screen, all seats free,
+    with no waiting room (the demo's on-sale has one; the onsale scenario turns one on)."""
     soon = datetime.now(timezone.utc) + timedelta(hours=2)
     for day in range(0, 8):
         date = (datetime.now(timezone.utc) + timedelta(days=day)).date().isoformat()
@@ -61,7 +66,9 @@ def pick_showtime(host: str) -> tuple[int, int]:
             if datetime.fromisoformat(show["starts_at"].replace("Z", "+00:00")) < soon:
                 continue
             seats = requests.get(f"{host}/api/v1/showtimes/{show['id']}/seats", timeout=10).json()["seats"]
-            if len(seats) >= 300 and all(s["status"] == "available" for s in seats):
+            if len(seats) < 300 or any(s["status"] != "available" for s in seats):
+                continue
+            if requests.get(f"{host}/api/v1/showtimes/{show['id']}/queue/status", timeout=10).status_code == 404:
                 return show["id"], len(seats)
     raise SystemExit("no untouched 300-seat showtime in the coming week: run `make up` to top them up")
 
@@ -311,8 +318,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", choices=sorted(CLASSES))
     parser.add_argument("--users", type=int, default=200)
-    parser.add_argument("--spawn-rate", type=float, default=50)
-    parser.add_argument("--run-time", default="90s")
+    parser.add_argument("--spawn-rate", type=float, help="users started a second (default 50; onsale 500)")
+    parser.add_argument("--run-time", help="default 90s; onsale: 9m, a bound (it ends when every customer is done)")
     parser.add_argument("--host", default="http://127.0.0.1:8000")
     parser.add_argument("--compare-direct", help="browse only: run again against this instance")
     parser.add_argument("--settle", type=float, default=90, help="seconds the audit waits for work in flight")
@@ -320,8 +327,25 @@ def main() -> None:
                         help="rush and mixed: hold by best available (quantity) or by seats picked on the map")
     parser.add_argument("--map", choices=["watch", "poll"], default="watch",
                         help="rush and mixed: follow the seat map's event stream, or poll the map before each try")
+    onsale = parser.add_argument_group("onsale")
+    onsale.add_argument("--early", type=int, default=2000, help="customers joining in the minute before the opening")
+    onsale.add_argument("--late", type=int, default=1000, help="customers joining in the minute after it")
+    onsale.add_argument("--admit-per-minute", type=int, default=600)
+    onsale.add_argument("--max-active", type=int, default=50)
+    onsale.add_argument("--session-seconds", type=int, default=120)
+    onsale.add_argument("--wait", choices=["stream", "poll"], default="stream",
+                        help="waiting customers follow event: queue on the seat events stream, or poll the status")
+    onsale.add_argument("--streams", choices=["shared", "each"], default="shared",
+                        help="one seat events stream per Locust process, fanned out to its customers, or one each")
+    onsale.add_argument("--lead", type=float, help="seconds from Locust's start to the first arrivals")
     args = parser.parse_args()
     require_loopback(args.host)
+    if args.scenario == "onsale":
+        from loadtests.onsale import run_onsale
+
+        sys.exit(run_onsale(args))
+    args.spawn_rate = args.spawn_rate or 50
+    args.run_time = args.run_time or "90s"
     env = {}
     showtime = None
     if args.scenario in ("rush", "mixed"):
