@@ -31,10 +31,11 @@ from app.adapters.idempotency import IdempotencyStore
 from app.adapters.mailer import Mailer
 from app.adapters.passwords import PasswordHasher
 from app.adapters.payments import PaymentGateway, TestGateway
+from app.adapters.pushed import PushedState
 from app.adapters.redis_store import RedisStore
 from app.adapters.seat_store import SeatStore
 from app.adapters.templates import Templates
-from app.adapters.tokens import AdmissionTokens, TokenMinter
+from app.adapters.tokens import AdmissionTokens, TokenMinter, live_revocations
 from app.adapters.waiting_room_store import WaitingRoomStore
 from app.config import JWT_ALGORITHM, Settings
 from app.logging_setup import configure_logging
@@ -57,6 +58,7 @@ class Marquee:
     templates: Templates
     tokens: TokenMinter
     idempotency: IdempotencyStore
+    revocations: PushedState
     count_failure: object
     rotate_refresh: object
 
@@ -100,6 +102,7 @@ def build(settings: Settings | None = None) -> Marquee:
         tokens=TokenMinter(settings.jwt_secret_key, JWT_ALGORITHM, settings.access_token_seconds,
                            settings.refresh_token_seconds),
         idempotency=IdempotencyStore(store, settings.idempotency_ttl_seconds),
+        revocations=PushedState(store, "revoked", live_revocations(store)),
         count_failure=store.script("count_failure"),
         rotate_refresh=store.script("rotate_refresh"),
     )

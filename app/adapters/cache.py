@@ -5,6 +5,8 @@ every namespace it depends on (``movies``, ``showtimes``, ``res:<showtime>``...)
 A write replaces the generations of what it changes *after* its commit, so the
 next read computes a key nobody has filled yet and goes to PostgreSQL: a read
 right after a write never sees the old value. Old entries age out by TTL.
+Each process mirrors the generations (``PushedState``: every new generation is
+published with its write), so a hot read costs no generation round trip.
 
 Generations are random tokens, never counters: after Redis loses its keys
 (restart, flush) a counter would start again at the same values and old
@@ -26,6 +28,7 @@ from typing import Any
 
 import redis
 
+from app.adapters.pushed import PushedState
 from app.adapters.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,9 @@ class Cache:
     def __init__(self, store: RedisStore, ttl_seconds: int) -> None:
         self.store = store
         self.ttl = ttl_seconds
+        # The generations, mirrored in this process and pushed by Redis on every
+        # invalidation (pushed.py): a cached read asks Redis nothing it need not.
+        self.generations = PushedState(store, "generations", lambda _client: {}, self._fetch_generation)
         # Parsed values by cache key, in this process. A key embeds the current
         # generations, so a hit here is exactly as fresh as a hit in Redis.
         self._local: OrderedDict[str, Any] = OrderedDict()
@@ -79,7 +85,14 @@ class Cache:
         ).hexdigest()[:32]
         return self.store.key("cache", name, digest)
 
+    def _fetch_generation(self, client: redis.Redis, namespace: str) -> str | None:
+        raw = client.get(self._gen_key(namespace))
+        return raw.decode() if raw is not None else None
+
     def _generations(self, namespaces: list[str]) -> list[str]:
+        mirrored = self.generations.lookup(namespaces)
+        if mirrored is not None and None not in mirrored:
+            return mirrored
         keys = [self._gen_key(ns) for ns in namespaces]
         gens = self.store.client.mget(keys)
         if any(g is None for g in gens):
@@ -121,11 +134,16 @@ class Cache:
         """New generations for these namespaces; call after the write's commit."""
         if not namespaces:
             return
-        pipe = self.store.client.pipeline(transaction=False)
-        for ns in namespaces:
-            pipe.set(self._gen_key(ns), uuid.uuid4().hex)
+        pipe = self.store.client.pipeline(transaction=True)
+        generations = {ns: uuid.uuid4().hex for ns in namespaces}
+        for ns, generation in generations.items():
+            pipe.set(self._gen_key(ns), generation)
+            self.generations.publish(pipe, ns, generation)
         try:
             pipe.execute()
+            self.generations.delivered()
+            for ns, generation in generations.items():
+                self.generations.learn(ns, generation)
         except redis.RedisError:
             # The write has committed; failing the request now would lie to the
             # client. A missed bump can serve stale data until the TTL: make it loud.

@@ -13,6 +13,8 @@ import redis
 
 
 class RedisStore:
+    PUSHED_RESET = b"\x00reset"  # a pushed state's message: load everything again (pushed.py)
+
     def __init__(self, url: str, prefix: str, *, cluster: bool = False) -> None:
         """``cluster``: ``url`` names one node of a Redis Cluster (redis-py's cluster
         client routes each command, and each script by its first key, to the node of
@@ -32,6 +34,10 @@ class RedisStore:
         """A key of one showtime, carrying its cluster hash tag."""
         return self.key("{st:%d}" % showtime_id, *parts)
 
+    def pushed_channel(self, name: str) -> str:
+        """The pub/sub channel of a state mirrored in every process (``app.adapters.pushed``)."""
+        return self.key("pushed", name)
+
     def script(self, name: str, *, prelude: str | None = None):
         """Load ``lua/<name>.lua`` once (after ``lua/<prelude>.lua``, its shared
         functions, when given); redis-py runs it by SHA with EVAL fallback."""
@@ -42,7 +48,8 @@ class RedisStore:
     def delete_prefixed(self, pattern: str = "*") -> int:
         """Delete our own keys matching ``pattern`` (after the prefix), by SCAN.
 
-        Used by tests and maintenance; never FLUSHDB/FLUSHALL.
+        Used by tests and maintenance; never FLUSHDB/FLUSHALL. Every state mirrored
+        in processes (``app.adapters.pushed``) is told to load again.
         """
         removed = 0
         batch: list[bytes] = []
@@ -53,4 +60,7 @@ class RedisStore:
                 batch.clear()
         if batch:
             removed += self.client.unlink(*batch)
+        # Processes mirroring some of these keys (pushed.py) must load them again.
+        for channel in self.client.pubsub_channels(self.pushed_channel("*")):
+            self.client.publish(channel, self.PUSHED_RESET)
         return removed

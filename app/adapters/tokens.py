@@ -7,12 +7,32 @@ the library in the HTTP layer.
 """
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
 
 import jwt
+import redis
+
+from app.adapters.redis_store import RedisStore
+
+
+def revocations_key(store: RedisStore) -> str:
+    """The zset of live revocation markers by expiry (ms), which app processes mirror
+    (``PushedState``); the markers themselves are keys with a TTL."""
+    return store.key("auth", "revoked")
+
+
+def live_revocations(store: RedisStore) -> Callable[[redis.Redis], dict[str, str]]:
+    """Load the live revocations, ``{marker key: expiry ms}`` (``PushedState``'s load)."""
+    def load(client: redis.Redis) -> dict[str, str]:
+        now_ms = int(time.time() * 1000)
+        return {member.decode(): str(int(score))
+                for member, score in client.zrangebyscore(revocations_key(store), now_ms, "+inf", withscores=True)}
+    return load
 
 
 class RotateOutcome(IntEnum):

@@ -9,15 +9,15 @@ the access token in hand at once and ends its family.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app import db
-from app.adapters.tokens import RotateOutcome
+from app.adapters.tokens import RotateOutcome, revocations_key
 from app.bootstrap import marquee
 from app.models import User
 from app.services import errors
@@ -172,10 +172,12 @@ def rotate_refresh_token(claims: dict) -> TokenPair:
         raise errors.TokenRevoked("This session has ended; sign in again")
     pair = issue_tokens(user, family=family)
     outcome = RotateOutcome(int(marquee().rotate_refresh(
-        keys=[_family_key(family), _family_revoked_key(family)],
-        args=[claims["jti"], pair.refresh_jti, settings.refresh_token_seconds, settings.access_token_seconds],
+        keys=[_family_key(family), _family_revoked_key(family), _revocations_key()],
+        args=[claims["jti"], pair.refresh_jti, settings.refresh_token_seconds, settings.access_token_seconds,
+              marquee().revocations.channel],
     )))
     if outcome is RotateOutcome.REUSED:
+        marquee().revocations.delivered()
         raise errors.RefreshTokenReused(
             "This refresh token was already used; the session has been revoked"
         )
@@ -184,22 +186,47 @@ def rotate_refresh_token(claims: dict) -> TokenPair:
     return pair
 
 
+def _revocations_key() -> str:
+    return revocations_key(marquee().redis)
+
+
+def _revoke(pipe, marker: str, seconds: int, now_ms: int) -> tuple[str, str]:
+    """In a MULTI: the marker (what the fallback check reads), its entry by expiry, and
+    the announcement every app process's mirror applies."""
+    until_ms = str(now_ms + seconds * 1000)
+    pipe.set(marker, "1", ex=seconds)
+    pipe.zadd(_revocations_key(), {marker: until_ms})
+    marquee().revocations.publish(pipe, marker, until_ms)
+    return marker, until_ms
+
+
 def logout(claims: dict) -> None:
     """Revoke the presented access token now, and end its refresh family."""
     store = marquee().redis
-    remaining = int(claims["exp"] - datetime.now(timezone.utc).timestamp()) + 1
+    now_ms = int(time.time() * 1000)
+    remaining = max(int(claims["exp"] - now_ms / 1000) + 1, 1)
     pipe = store.client.pipeline(transaction=True)
-    pipe.set(_revoked_jti_key(claims["jti"]), "1", ex=max(remaining, 1))
+    revoked = [_revoke(pipe, _revoked_jti_key(claims["jti"]), remaining, now_ms)]
     family = claims.get("fam")
     if family:
         pipe.delete(_family_key(family))
-        pipe.set(_family_revoked_key(family), "1", ex=marquee().settings.access_token_seconds)
+        revoked.append(_revoke(pipe, _family_revoked_key(family), marquee().settings.access_token_seconds, now_ms))
+    pipe.zremrangebyscore(_revocations_key(), "-inf", now_ms)
     pipe.execute()
+    marquee().revocations.delivered()  # every app process knows it before the client does
+    for marker, until_ms in revoked:
+        marquee().revocations.learn(marker, until_ms)
 
 
 def is_token_revoked(claims: dict) -> bool:
-    """Blocklist check for every authenticated request (fails closed if Redis is down)."""
+    """Blocklist check for every authenticated request: the process's mirror of the
+    revocations (``PushedState``), or Redis while there is none (fails closed if Redis
+    is down)."""
     keys = [_revoked_jti_key(claims["jti"])]
     if claims.get("fam"):
         keys.append(_family_revoked_key(claims["fam"]))
-    return any(v is not None for v in marquee().redis.client.mget(keys))
+    mirrored = marquee().revocations.lookup(keys)
+    if mirrored is None:
+        return any(v is not None for v in marquee().redis.client.mget(keys))
+    now_ms = time.time() * 1000
+    return any(until is not None and int(until) > now_ms for until in mirrored)

@@ -3,8 +3,10 @@
 -- and is presented again means theft: the whole family is revoked.
 -- KEYS[1]: the family key (value: jti of the current refresh token)
 -- KEYS[2]: the family's revocation marker (checked by every access token)
+-- KEYS[3]: the revocations by expiry (zset), which app processes load and mirror
 -- ARGV[1]: jti presented   ARGV[2]: jti of the new refresh token
 -- ARGV[3]: family lifetime in seconds   ARGV[4]: revocation marker lifetime
+-- ARGV[5]: the revocations' channel (app/adapters/pushed.py: "<marker key>\n<expiry ms>")
 -- Returns 1 rotated, 0 unknown or expired family, -1 reuse detected (family revoked).
 local current = redis.call('GET', KEYS[1])
 if not current then
@@ -13,6 +15,12 @@ end
 if current ~= ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('SET', KEYS[2], '1', 'EX', ARGV[4])
+  local now = redis.call('TIME')
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local until_ms = now_ms + tonumber(ARGV[4]) * 1000
+  redis.call('ZADD', KEYS[3], until_ms, KEYS[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms)
+  redis.call('PUBLISH', ARGV[5], KEYS[2] .. '\n' .. until_ms)
   return -1
 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
