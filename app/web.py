@@ -16,7 +16,7 @@ from app import bootstrap, db
 from app.api import Api, register_blueprints
 from app.api.ops import bp as ops_bp
 from app.api.problems import domain_error_response, problem
-from app.api.security import client_address
+from app.api.security import VerifiedTokens, client_address
 from app.cli import register_cli
 from app.config import Settings
 from app.extensions import cors, jwt
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = MarqueeFlask(__name__)
     app.config.update(deps.settings.flask_config())
     app.extensions["marquee"] = deps
+    app.extensions["verified_tokens"] = VerifiedTokens()
 
     jwt.init_app(app)
     _register_jwt_callbacks()

@@ -242,3 +242,26 @@ def test_answers_that_carry_tokens_are_never_stored(api):
     assert refreshed.status_code == 200 and refreshed.headers["Cache-Control"] == "no-store"
     failed = api.post(LOGIN, {"email": "ann@example.com", "password": "wrong password"})
     assert failed.status_code == 401 and failed.headers["Cache-Control"] == "no-store"
+
+
+def test_a_token_verified_before_is_still_checked_for_expiry_revocation_and_its_user(api, app):
+    """Tokens seen before skip the decoding (security.VerifiedTokens), not the checks
+    that change with time: expiry and revocation; and get_jwt() is the token's own."""
+    from app.adapters.tokens import TokenMinter
+    from app.config import JWT_ALGORITHM
+    from tests.helpers import wait_until
+
+    ann = api.make_user("ann@example.com")
+    bob = api.make_user("bob@example.com")
+    for _ in range(3):  # the first verifies, the next ones are seen before
+        assert api.get(ME, ann).json["email"] == "ann@example.com"
+        assert api.get(ME, bob).json["email"] == "bob@example.com"
+    claims = pyjwt.decode(ann, options={"verify_signature": False})
+    minter = TokenMinter(app.config["JWT_SECRET_KEY"], JWT_ALGORITHM, 2, 60)
+    short = minter.mint("access", claims["sub"], {"role": "user", "fam": claims["fam"]}).token
+    assert api.get(ME, short).status_code == 200
+    expired = wait_until(lambda: (r := api.get(ME, short)).status_code == 401 and r, timeout=10, interval=0.2)
+    assert expired.json["code"] == "token_expired"
+    assert api.post(LOGOUT, token=bob).status_code == 204
+    r = api.get(ME, bob)
+    assert r.status_code == 401 and r.json["code"] == "token_revoked"
