@@ -68,6 +68,15 @@ class HoldOutcome(IntEnum):
     NOT_ADMITTED = -4  # the waiting room is on and the user has no live admission
 
 
+class ReleaseOutcome(IntEnum):
+    """What ``release_hold.lua`` answers when asked by the hold's owner (``release_own``)."""
+
+    RELEASED = 1
+    NOT_FOUND = 0  # no such live hold of this user
+    IN_USE = -1  # being turned into a reservation
+    OTHER_LAYOUT = -2  # held on seat keys of another layout version: release it by its record
+
+
 class ClaimOutcome(IntEnum):
     """What ``claim_hold.lua`` answers."""
 
@@ -367,6 +376,14 @@ class SeatStore:
         keys = [*self.seat_keys(hold.showtime_id, hold.version), self.hold_key(hold.showtime_id, hold.id),
                 self.user_key(hold.showtime_id, hold.user_id)]
         return bool(self._release(keys=keys, args=[hold.id, hold.user_id, SeatOwner.hold(hold.id).token]))
+
+    def release_own(self, showtime_id: int, room: Room, user_id: int, hold_id: str) -> ReleaseOutcome:
+        """The user releases their hold by id, in one step: checked to be theirs, still
+        held (not being reserved) and on ``room``'s seat keys, then freed."""
+        keys = [*self.seat_keys(showtime_id, room.version), self.hold_key(showtime_id, hold_id),
+                self.user_key(showtime_id, user_id)]
+        return ReleaseOutcome(int(self._release(
+            keys=keys, args=[hold_id, user_id, SeatOwner.hold(hold_id).token, room.version, "1"])))
 
     def claim(self, hold: Hold, user_id: int, ttl_ms: int) -> ClaimOutcome:
         keys = [*self.seat_keys(hold.showtime_id, hold.version), self.hold_key(hold.showtime_id, hold.id)]

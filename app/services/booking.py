@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
 from app import db
-from app.adapters.seat_store import ClaimOutcome, Hold, HoldState, showtime_of
+from app.adapters.seat_store import ClaimOutcome, Hold, showtime_of
 from app.bootstrap import marquee
 from app.models import (
     LIVE_STATUSES,
@@ -106,10 +106,9 @@ def get_hold(user_id: int, hold_id: str) -> Hold:
 
 
 def release_hold(user_id: int, hold_id: str) -> None:
-    hold = get_hold(user_id, hold_id)
-    if hold.state != HoldState.HELD:
-        raise errors.HoldInUse("This hold is being turned into a reservation")
-    seats.release(hold)
+    """The caller's own live hold, freed at once (404 for anyone else's or an ended
+    one; 409 ``hold_in_use`` while it is being reserved)."""
+    seats.release_own(user_id, hold_id)
 
 
 # --- reservations -----------------------------------------------------------

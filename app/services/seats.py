@@ -24,7 +24,17 @@ import redis
 from sqlalchemy import select
 
 from app import db
-from app.adapters.seat_store import GATE_NOT_ASKED, Hold, HoldState, Room, SeatOwner, SeatStore, reservation_owner
+from app.adapters.seat_store import (
+    GATE_NOT_ASKED,
+    Hold,
+    HoldState,
+    ReleaseOutcome,
+    Room,
+    SeatOwner,
+    SeatStore,
+    reservation_owner,
+    showtime_of,
+)
 from app.bootstrap import marquee
 from app.metrics import HOLDS
 from app.models import LIVE_STATUSES, BlockedSeat, Reservation, ReservationSeat, ReservationStatus, Screen, Seat, Showtime
@@ -306,6 +316,30 @@ def find_hold(hold_id: str) -> Hold | None:
 def release(hold: Hold) -> bool:
     """Free a hold's seats at once (only seats it still owns)."""
     return _store().release(hold)
+
+
+def release_own(user_id: int, hold_id: str) -> None:
+    """The user releases their live hold: one step in Redis (``SeatStore.release_own``).
+    ``NotFound`` for anyone else's or an ended one; ``HoldInUse`` while it is being
+    reserved. A hold on seat keys of an older layout is released by its record."""
+    showtime_id = showtime_of(hold_id)
+    try:
+        room = showtime_room(showtime_id) if showtime_id is not None else None
+    except errors.NotFound:
+        room = None
+    outcome = _store().release_own(showtime_id, room, user_id, hold_id) if room else ReleaseOutcome.NOT_FOUND
+    if outcome is ReleaseOutcome.OTHER_LAYOUT:
+        hold = find_hold(hold_id)
+        if hold is not None and hold.user_id == user_id and hold.state != HoldState.HELD:
+            outcome = ReleaseOutcome.IN_USE
+        elif hold is not None and hold.user_id == user_id:
+            outcome = ReleaseOutcome.RELEASED if release(hold) else ReleaseOutcome.NOT_FOUND
+        else:
+            outcome = ReleaseOutcome.NOT_FOUND
+    if outcome is ReleaseOutcome.NOT_FOUND:
+        raise errors.NotFound("No such hold")
+    if outcome is ReleaseOutcome.IN_USE:
+        raise errors.HoldInUse("This hold is being turned into a reservation")
 
 
 # --- blocked seats in Redis -----------------------------------------------------

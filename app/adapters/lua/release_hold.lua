@@ -2,9 +2,17 @@
 -- KEYS[1..5] the showtime's seats and change stream (seat_state.lua)
 -- KEYS[6] the hold's record   KEYS[7] the user's live-hold key
 -- ARGV[1] hold id   ARGV[2] user id   ARGV[3] the hold's owner token (SeatOwner)
--- Returns 1 when released, 0 when there is no such hold of this user.
+-- ARGV[4] (optional) the seat keys' layout version: a hold of another one is left alone (-2)
+-- ARGV[5] (optional) '1': a hold being turned into a reservation is left alone (-1)
+-- Returns 1 when released, 0 when there is no such hold of this user, -1 or -2 as above.
 if redis.call('HGET', KEYS[6], 'user') ~= ARGV[2] then
   return 0
+end
+if ARGV[4] and ARGV[4] ~= '' and redis.call('HGET', KEYS[6], 'ver') ~= ARGV[4] then
+  return -2
+end
+if ARGV[5] == '1' and redis.call('HGET', KEYS[6], 'state') ~= 'held' then
+  return -1
 end
 purge()
 local ids = cjson.decode(redis.call('HGET', KEYS[6], 'seats') or '[]')
