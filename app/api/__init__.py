@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 import flask_smorest
+import marshmallow as ma
 from flask import Response, current_app, request
 from flask_smorest.etag import _get_etag_ctx
 from flask_smorest.exceptions import NotModified
@@ -166,6 +167,18 @@ class RequestParser(FlaskParser):
     missing), JSON must be UTF-8, and ``parse_json_body`` decides what JSON is."""
 
     JSON_CHARSETS = ("utf-8", "utf8")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._schemas: dict[type, ma.Schema] = {}
+
+    def _get_schema(self, argmap, req) -> ma.Schema:
+        """One instance of each schema class, made once: webargs would build one a
+        request (fields deep-copied each time). Schemas hold no per-load state."""
+        if isinstance(argmap, type) and issubclass(argmap, ma.Schema):
+            schema = self._schemas.get(argmap)
+            return schema if schema is not None else self._schemas.setdefault(argmap, argmap())
+        return super()._get_schema(argmap, req)
 
     def _raw_load_json(self, req):
         body = req.get_data(cache=True)
