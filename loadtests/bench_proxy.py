@@ -2,7 +2,7 @@
 
     make up    # the three app instances on 127.0.0.1:8001-8003
     .venv/bin/python -m loadtests.bench_proxy [--seconds 10] [--connections 64] [--rounds 3]
-                                              [--path /api/v1/movies] [--idle 10000]
+                                              [--path /health,/api/v1/movies] [--idle 10000]
 
 One run measures, with the same load generator (wrk from Debian when installed, else a
 Python keep-alive generator, and it says which):
@@ -11,8 +11,10 @@ Python keep-alive generator, and it says which):
     least_connections;
   - through nginx (Debian's, ``worker_processes 1``, upstream keepalive, the same
     strategies, an access log like ours), when installed; it says so when absent;
-and prints requests/s, p50 and p99 latency and the ratios to nginx. ``--rounds`` repeats
-every case in turn and reports the median of each. Then it opens ``--idle`` keep-alive
+and prints, for each path, requests/s, p50 and p99 latency, the ratios to nginx, and the CPU
+time the proxy spent per 1,000 requests (user + system, from /proc/<pid>/stat before and
+after the measured load; nginx's is its master's and worker's together). ``--rounds``
+repeats every case in turn and reports the median of each. Then it opens ``--idle`` keep-alive
 client connections to the proxy (each sends one request, then stays open and idle) and
 prints the proxy's resident memory with all of them held.
 
@@ -79,23 +81,48 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (/proc/<pid>/stat)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / _CLOCK_TICKS
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 # -- the servers under test ---------------------------------------------------------------
 class MarqueeProxy:
+    root = ROOT  # where ``python -m proxy`` finds the package (--proxy-dir)
+    label = "marquee"
+
     def __init__(self, backends: list[str], strategy: str, workdir: Path) -> None:
         self.port, self.admin_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
         env.update(PROXY_BACKENDS=",".join(backends), PROXY_STRATEGY=strategy,
                    PROXY_PORT=str(self.port), PROXY_ADMIN_PORT=str(self.admin_port),
                    PROXY_MAX_CONNECTIONS="30000")
-        self.log = open(workdir / f"marquee-{strategy}.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "proxy"], cwd=ROOT, env=env,
+        self.log = open(workdir / f"{self.label}-{strategy}.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "proxy"], cwd=self.root, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        self.name = f"marquee {strategy}"
+        self.name = f"{self.label} {strategy}"
         wait_http(f"http://127.0.0.1:{self.admin_port}/health")
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
 
     def stop(self) -> None:
         stop_process(self.proc)
         self.log.close()
+
+
+class BeforeProxy(MarqueeProxy):
+    """Another copy of the proxy (--compare-dir: e.g. ``git archive HEAD proxy | tar -x -C DIR``),
+    measured in the same rounds: a change's effect without the machine's drift between runs."""
+    root = ROOT
+    label = "before"
 
 
 NGINX_CONF = """
@@ -149,9 +176,10 @@ class Nginx:
         self.name = f"nginx {strategy}"
         wait_http(f"http://127.0.0.1:{self.port}/health")
 
-    def worker_pid(self) -> int:
+    def pids(self) -> list[int]:
+        """The master and its worker: all of nginx's CPU counts."""
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        return int(children[0]) if children else self.proc.pid
+        return [self.proc.pid, *map(int, children)]
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -173,6 +201,7 @@ def load_wrk(url: str, seconds: float, connections: int) -> dict:
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
             "p50": _ms(latency["50"]), "p99": _ms(latency["99"]), "errors": errors,
             "socket_errors": socket_errors.group(1) if socket_errors else ""}
 
@@ -206,7 +235,8 @@ def load_python(url: str, seconds: float, connections: int) -> dict:
     for t in threads:
         t.join()
     latencies.sort()
-    return {"rps": len(latencies) / (time.monotonic() - started), "p50": percentile_ms(latencies, 50),
+    return {"rps": len(latencies) / (time.monotonic() - started), "requests": len(latencies),
+            "p50": percentile_ms(latencies, 50),
             "p99": percentile_ms(latencies, 99), "errors": errors, "socket_errors": ""}
 
 
@@ -260,37 +290,52 @@ def idle_connections(proxy: MarqueeProxy, count: int) -> dict:
 
 
 # -- the run --------------------------------------------------------------------------------------
+GOAL_THROUGHPUT, GOAL_P99 = 0.95, 1.2  # of nginx's, in the same run (issue 15)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", default="127.0.0.1:8001,127.0.0.1:8002,127.0.0.1:8003")
-    parser.add_argument("--path", default="/api/v1/movies", help="a small cached endpoint")
+    parser.add_argument("--path", default="/health,/api/v1/movies",
+                        help="comma-separated paths, each measured in every case (small, cheap endpoints)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--idle", type=int, default=10000, help="idle keep-alive connections (0: skip)")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--no-direct", action="store_true", help="skip the case straight to one instance")
+    parser.add_argument("--strategies", default="round_robin,least_connections")
+    parser.add_argument("--proxy-dir", type=Path, default=ROOT, help="the directory holding the proxy package")
+    parser.add_argument("--compare-dir", type=Path, help="another proxy package's directory, measured as 'before'")
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    paths = [p.strip() for p in args.path.split(",") if p.strip()]
     for backend in backends:
         require_loopback(f"http://{backend}")
-        wait_http(f"http://{backend}{args.path}", 5)
+        for path in paths:
+            wait_http(f"http://{backend}{path}", 5)
     use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk"))
     load = load_wrk if use_wrk else load_python
     generator = "wrk (2 threads)" if use_wrk else "Python threads (wrk not installed: apt-get install wrk)"
     print(f"load generator: {generator}; "
           f"{args.connections} connections, {args.seconds:g} s a case, {args.rounds} round(s); "
-          f"GET {args.path} on {', '.join(backends)}; {os.cpu_count()} cores shared by all")
+          f"GET {', '.join(paths)} on {', '.join(backends)}; {os.cpu_count()} cores shared by all")
     has_nginx = shutil.which("nginx") is not None
     if not has_nginx:
         print("nginx is not installed (apt-get install nginx): the nginx cases are skipped")
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
-    cases = [("direct (one instance)", None, None)]
-    for strategy in ("round_robin", "least_connections"):
+    MarqueeProxy.root = args.proxy_dir.resolve()
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    cases = [] if args.no_direct else [("direct (one instance)", None, None)]
+    for strategy in strategies:
         cases.append((f"marquee {strategy}", MarqueeProxy, strategy))
+        if args.compare_dir:
+            BeforeProxy.root = args.compare_dir.resolve()
+            cases.append((f"before {strategy}", BeforeProxy, strategy))
         if has_nginx:
             cases.append((f"nginx {strategy}", Nginx, strategy))
-    results: dict[str, list[dict]] = {name: [] for name, _, _ in cases}
+    results: dict[tuple[str, str], list[dict]] = {(path, name): [] for path in paths for name, _, _ in cases}
     try:
         for round_no in range(args.rounds):
             for name, kind, strategy in cases:
@@ -298,27 +343,50 @@ def main() -> None:
                 try:
                     base = f"http://127.0.0.1:{server.port}" if server else f"http://{backends[0]}"
                     require_loopback(base)
-                    load(base + args.path, 2, args.connections)  # warm up pools and caches
-                    result = load(base + args.path, args.seconds, args.connections)
+                    for path in paths:
+                        load(base + path, 2, args.connections)  # warm up pools and caches
+                        cpu_before = cpu_seconds(server.pids()) if server else 0.0
+                        result = load(base + path, args.seconds, args.connections)
+                        cpu = cpu_seconds(server.pids()) - cpu_before if server else None
+                        result["cpu_ms_per_1k"] = (cpu * 1e6 / result["requests"]
+                                                   if cpu is not None and result["requests"] else None)
+                        results[(path, name)].append(result)
+                        cpu_text = (f"  cpu {result['cpu_ms_per_1k']:6.1f} ms/1k req"
+                                    if result["cpu_ms_per_1k"] is not None else "")
+                        print(f"  round {round_no + 1}: {path:16s} {name:24s} {result['rps']:8.0f} req/s  "
+                              f"p50 {result['p50']:6.2f} ms  p99 {result['p99']:7.2f} ms{cpu_text}"
+                              f"  errors {result['errors']}"
+                              + (f"  socket errors: {result['socket_errors']}" if result["socket_errors"] else ""),
+                              flush=True)
                 finally:
                     if server:
                         server.stop()
-                results[name].append(result)
-                print(f"  round {round_no + 1}: {name:32s} {result['rps']:8.0f} req/s  "
-                      f"p50 {result['p50']:6.2f} ms  p99 {result['p99']:7.2f} ms  errors {result['errors']}"
-                      + (f"  socket errors: {result['socket_errors']}" if result["socket_errors"] else ""),
-                      flush=True)
-        summary = {name: {key: statistics.median(r[key] for r in runs) for key in ("rps", "p50", "p99")}
-                   for name, runs in results.items()}
-        print(f"\nmedian of {args.rounds} round(s):")
-        print(f"  {'case':32s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s}   vs nginx (same strategy)")
-        for name, row in summary.items():
+        print(f"\nmedian of {args.rounds} round(s); cpu: the server's user + system CPU per 1,000 requests "
+              f"(nginx: master and worker); goals: throughput >= {GOAL_THROUGHPUT:.0%} of nginx's, "
+              f"p99 <= {GOAL_P99}x nginx's")
+        print(f"  {'path':16s} {'case':24s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'cpu ms/1k':>10s}"
+              f"   vs nginx (same strategy)")
+        summary = {}
+        for key, runs in results.items():
+            cpus = [r["cpu_ms_per_1k"] for r in runs if r["cpu_ms_per_1k"] is not None]
+            summary[key] = {**{k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")},
+                            "cpu": statistics.median(cpus) if cpus else None}
+        for (path, name), row in summary.items():
             ratio = ""
-            if name.startswith("marquee") and has_nginx:
-                reference = summary[name.replace("marquee", "nginx")]
-                ratio = (f"   throughput {row['rps'] / reference['rps']:.0%} of nginx's (goal >= 90%), "
-                         f"p99 {row['p99'] / reference['p99']:.2f}x nginx's (goal <= 1.5x)")
-            print(f"  {name:32s} {row['rps']:8.0f} {row['p50']:8.2f} {row['p99']:8.2f}{ratio}")
+            if name.startswith(("marquee", "before")) and has_nginx:
+                reference = summary[(path, "nginx " + name.split(" ", 1)[1])]
+                ratio = (f"   throughput {row['rps'] / reference['rps']:.2f}x, "
+                         f"p99 {row['p99'] / reference['p99']:.2f}x")
+            cpu_text = f"{row['cpu']:10.1f}" if row["cpu"] is not None else f"{'-':>10s}"
+            print(f"  {path:16s} {name:24s} {row['rps']:8.0f} {row['p50']:8.2f} {row['p99']:8.2f} {cpu_text}{ratio}")
+        for path in paths:
+            for strategy in strategies:
+                theirs = summary.get((path, f"nginx {strategy}"))
+                for label in ("marquee", "before"):
+                    ours = summary.get((path, f"{label} {strategy}"))
+                    if ours and theirs and ours["cpu"] and theirs["cpu"]:
+                        print(f"  {path} {label} {strategy}: {ours['cpu'] / theirs['cpu']:.2f}x nginx's CPU "
+                              f"per request ({ours['cpu']:.0f} against {theirs['cpu']:.0f} µs)")
 
         if args.idle:
             proxy = MarqueeProxy(backends, "round_robin", workdir)

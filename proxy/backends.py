@@ -213,14 +213,16 @@ class Balancer:
         return bool(in_service) and healthy < self.config.panic_threshold * len(in_service)
 
     def choose(self, exclude: Iterable[Backend] = ()) -> Backend | None:
-        now = time.monotonic()
-        panic = self.panicking
-        candidates = [b for b in self.backends
-                      if (b.in_service if panic else b.available) and b.has_room and b not in exclude]
+        # ``panicking`` and ``available`` spelt out: one pass of attribute reads a request
+        in_service = [b for b in self.backends if not b.draining and not b.removed]
+        healthy = [b for b in in_service if b.state == UP]
+        panic = bool(in_service) and len(healthy) < self.config.panic_threshold * len(in_service)
+        candidates = [b for b in (in_service if panic else healthy) if b.has_room and b not in exclude]
         if not candidates:
             return None
         if len(candidates) == 1:
             return candidates[0]
+        now = time.monotonic()
         if self.strategy == "least_connections":
             return self._least_connections(candidates, now)
         return self._round_robin(candidates, now)

@@ -15,6 +15,7 @@ import httptools
 
 from proxy.cycle import Cycle
 from proxy.http import Reject, new_request_id, parser_error_code, problem_response, valid_request_id
+from proxy.timers import Deadline
 
 if TYPE_CHECKING:  # pragma: no cover
     from proxy.server import ProxyServer
@@ -37,8 +38,12 @@ class ClientProtocol(asyncio.Protocol):
         self.read_pauses: set[str] = set()
         self.write_paused = False
         self.eof = False  # the client will send nothing more
-        self.timer: asyncio.TimerHandle | None = None
+        # the connection's own deadline (head, idle: see timer_callback) and the deadline of
+        # the request being answered (Cycle.deadline_passed); both move on every request
+        self.deadline = Deadline(self.loop, self._deadline_passed)
+        self.cycle_deadline = Deadline(self.loop, self._cycle_deadline_passed)
         self.active: Cycle | None = None  # the request being answered
+        self.unstarted: Cycle | None = None  # the active one, started once the bytes in hand are parsed
         self.parsing: Cycle | None = None  # the request whose body is being read
         self.waiting: deque[Cycle] = deque()  # pipelined requests, answered in turn
         # per request, while its head is read
@@ -65,7 +70,9 @@ class ClientProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
-        self._cancel_timer()
+        self.timer_callback = None
+        self.deadline.cancel()
+        self.cycle_deadline.cancel()
         self.server.release(self)
         cycles = [c for c in (self.active, self.parsing, *self.waiting) if c is not None]
         self.waiting.clear()
@@ -82,6 +89,15 @@ class ClientProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.refused:
             return
+        try:
+            self._feed(data)
+        finally:
+            # the request whose head just came is sent with the body bytes that came with it
+            cycle, self.unstarted = self.unstarted, None
+            if cycle is not None and not cycle.finished:
+                cycle.start()
+
+    def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -144,7 +160,9 @@ class ClientProtocol(asyncio.Protocol):
         self.parsing = cycle
         if self.active is None:
             self._cancel_timer()
-            self._start(cycle)
+            self.active = self.unstarted = cycle
+            if self.write_paused:
+                cycle.client_write_paused()
         else:
             self.waiting.append(cycle)
             self.pause_reading("pipeline")
@@ -216,11 +234,17 @@ class ClientProtocol(asyncio.Protocol):
         return Cycle(self, method, target, version, self.headers, request_id, keep_alive,
                      chunked, content_length)
 
-    def _start(self, cycle: Cycle) -> None:
+    def _start_next(self, cycle: Cycle) -> None:
+        """A pipelined request's turn: it starts on the loop's next turn, once the one
+        before it is done with."""
         self.active = cycle
         if self.write_paused:
             cycle.client_write_paused()
-        self.server.spawn(cycle.run())
+        self.loop.call_soon(self._start_unless_finished, cycle)
+
+    def _start_unless_finished(self, cycle: Cycle) -> None:
+        if not cycle.finished:
+            cycle.start()
 
     def cycle_done(self, cycle: Cycle, keep_alive: bool) -> None:
         if cycle is not self.active:
@@ -235,7 +259,7 @@ class ClientProtocol(asyncio.Protocol):
             self.close()
             return
         if self.waiting:
-            self._start(self.waiting.popleft())
+            self._start_next(self.waiting.popleft())
             if not self.waiting:
                 self.resume_reading("pipeline")
         else:
@@ -307,23 +331,26 @@ class ClientProtocol(asyncio.Protocol):
         return False
 
     # -- timers ----------------------------------------------------------------------------
-    timer_callback = None
+    timer_callback = None  # what the connection's deadline passing means
 
     def _set_timer(self, delay: float, callback) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
         self.timer_callback = callback
-        self.timer = self.loop.call_later(delay, callback)
+        self.deadline.set(self.loop.time() + delay)
 
     def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = None
+        self.deadline.clear()
         self.timer_callback = None
 
+    def _deadline_passed(self) -> None:
+        callback, self.timer_callback = self.timer_callback, None
+        if callback is not None:
+            callback()
+
+    def _cycle_deadline_passed(self) -> None:
+        if self.active is not None:
+            self.active.deadline_passed()
+
     def _head_timed_out(self) -> None:
-        self.timer = None
-        self.timer_callback = None
         if self.active is None and self.parsing is None and not self.closed:
             if self.in_head:
                 self.server.metrics.refused(408)
@@ -334,7 +361,5 @@ class ClientProtocol(asyncio.Protocol):
             self.close()
 
     def _idle_timed_out(self) -> None:
-        self.timer = None
-        self.timer_callback = None
         if self.active is None and not self.in_head and self.parsing is None:
             self.close()

@@ -104,9 +104,10 @@ _PLAIN = frozenset({b"keep-alive", b"close"})
 
 def named_in_connection(headers) -> frozenset[bytes]:
     """Like ``connection_tokens``, less keep-alive/close (which name no header): empty,
-    the usual case, costs one pass of cheap comparisons."""
-    for name, _ in headers:
-        if len(name) == 10 and name.lower() == b"connection":
+    the usual case (no Connection, or a plain keep-alive or close, as most responses
+    carry), costs one pass of cheap comparisons."""
+    for name, value in headers:
+        if len(name) == 10 and name.lower() == b"connection" and value.strip().lower() not in _PLAIN:
             return connection_tokens(headers) - _PLAIN
     return frozenset()
 

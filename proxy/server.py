@@ -181,8 +181,11 @@ class ProxyServer:
         """Whether one more connection, client or upstream, fits in the file descriptors:
         past them, an accept that fails would close the listener (uvloop), and a connect
         that fails would be taken for the backend's fault. Clients past it get 503."""
-        upstream = sum(backend.open_connections + backend.connecting for backend in self.balancer.backends)
-        return len(self.connections) + upstream < self.descriptors
+        used = len(self.connections)  # asked on every request: a plain loop, no list built
+        for pool in self.balancer.pools.values():
+            for backend in pool.backends:
+                used += backend.open_connections + backend.connecting
+        return used < self.descriptors
 
     def spawn(self, coro) -> None:
         task = self.loop.create_task(coro)
