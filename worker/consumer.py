@@ -8,8 +8,18 @@ every handler is idempotent. A transient failure (the gateway, a database or
 Redis hiccup) goes to a delay queue and comes back, with growing delays
 (RETRY_DELAYS_MS); after MAX_DELIVERY_ATTEMPTS, or at once for a message that can
 never succeed, it is parked in ``<queue>.dead`` (see ``flask --app wsgi
-dead-letters``). SIGTERM finishes the message in hand, then stops. A lost
-connection is re-established with backoff.
+dead-letters``). SIGTERM finishes the messages in hand, then stops. A lost
+connection is closed at once (its unacknowledged message goes back to the queue)
+and re-established with backoff.
+
+Each queue has its own consumer threads (``WORKER_THREADS``, default
+``payments.charge=4,notifications.email=3,payments.refund=1,reviews.submit=1``):
+a charge never waits behind an email, and several charges are in flight while
+each waits on the gateway or PostgreSQL. Every thread has its own connection and
+channel (pika is not thread-safe) and a prefetch of one, so no message sits in a
+busy thread's buffer while another thread is free. A retried or parked message
+is published on the channel that delivered it, with a confirm, before the ack:
+no second connection that could sit idle and die unnoticed.
 
 It boots no web app: ``app.bootstrap`` builds what the services need.
 """
@@ -17,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -26,17 +37,20 @@ import redis
 from sqlalchemy.exc import OperationalError
 
 from app import db
-from app.adapters.broker import TOPICS, BrokerError, connect
+from app.adapters.broker import TOPICS, BrokerError, close_quietly, connect, publish_confirmed
 from app.adapters.payments import TransientPaymentError
 from app.bootstrap import Marquee, bootstrap, using
 from app.logging_setup import request_id_var
 from app.ops_metrics import record_message
 from app.services import notifications, payments, reviews
+from app.services.notifications import EmailInProgress
 
 log = logging.getLogger("marquee.worker")
 
-PREFETCH = 10
-TRANSIENT = (TransientPaymentError, OperationalError, redis.RedisError, OSError)  # OSError: SMTP down
+PREFETCH = 1  # per thread: see the module's docstring
+DEFAULT_THREADS = {"payments.charge": 4, "notifications.email": 3, "payments.refund": 1, "reviews.submit": 1}
+# OSError: SMTP down; EmailInProgress: another thread is sending the same notice
+TRANSIENT = (TransientPaymentError, EmailInProgress, OperationalError, redis.RedisError, OSError)
 
 
 def handle(topic: str, payload: dict) -> str:
@@ -52,15 +66,29 @@ def handle(topic: str, payload: dict) -> str:
     raise ValueError(f"no handler for topic {topic!r}")
 
 
+def threads_from(spec: str) -> dict[str, int]:
+    """Consumer threads per queue: the defaults, with ``WORKER_THREADS``'s
+    ``topic=n`` pairs (comma-separated) over them. 0 leaves a queue to other workers."""
+    threads = dict(DEFAULT_THREADS)
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        topic, _, count = item.partition("=")
+        if topic.strip() not in TOPICS or not count.strip().isdigit():
+            raise ValueError(f"WORKER_THREADS: expected topic=n with a topic of {TOPICS}, got {item!r}")
+        threads[topic.strip()] = int(count)
+    return threads
+
+
 class Consumer:
-    def __init__(self, deps: Marquee) -> None:
+    def __init__(self, deps: Marquee, threads: dict[str, int] | None = None) -> None:
         self.deps = deps
         self.url = deps.settings.amqp_url
         self.topology = deps.topology
         self.max_attempts = deps.settings.max_delivery_attempts
-        self.publisher = deps.publisher()
+        self.threads = threads or dict(DEFAULT_THREADS)
         self.stop = threading.Event()
+        self.failed = False  # a thread died of an unexpected error: the process exits non-zero
         self.handled = 0
+        self._counting = threading.Lock()
 
     # --- one message ----------------------------------------------------------
     def on_message(self, channel, method, properties, body) -> None:
@@ -70,38 +98,41 @@ class Consumer:
             message = json.loads(body)
             topic = message["topic"]
         except (ValueError, KeyError, TypeError):
-            self._park(method, body, headers, "undecodable message")
+            self._park(channel, body, headers, "undecodable message")
             channel.basic_ack(method.delivery_tag)
             return
         token = request_id_var.set(message.get("request_id") or f"outbox-{message.get('event_id')}")
         result = "handled"
         try:
+            started = time.perf_counter()
             with db.scoped():
                 outcome = handle(topic, message)
             log.info("handled", extra={"topic": topic, "outcome": outcome, "attempt": attempt,
-                                       "event_id": message.get("event_id")})
+                                       "event_id": message.get("event_id"),
+                                       "ms": round((time.perf_counter() - started) * 1000, 1)})
         except TRANSIENT as exc:
             log.warning("transient failure", extra={"topic": topic, "attempt": attempt, "error": str(exc)})
             if attempt + 1 >= self.max_attempts:
                 result = "parked"
-                self._park(method, body, headers, f"gave up after {attempt + 1} attempts: {exc}")
+                self._park(channel, body, headers, f"gave up after {attempt + 1} attempts: {exc}")
             else:
                 result = "retried"
                 delays = self.topology.retry_delays_ms
                 delay = delays[min(attempt, len(delays) - 1)]
-                self.publisher.publish(self.topology.retry_queue(topic, delay), message, exchange="",
-                                       headers={**headers, "x-attempt": attempt + 1})
+                publish_confirmed(channel, "", self.topology.retry_queue(topic, delay), message,
+                                  headers={**headers, "x-attempt": attempt + 1})
         except Exception as exc:  # noqa: BLE001 - cannot succeed: park it for a person
             log.exception("message failed for good", extra={"topic": topic})
             result = "parked"
-            self._park(method, body, headers, f"{type(exc).__name__}: {exc}", topic=topic)
+            self._park(channel, body, headers, f"{type(exc).__name__}: {exc}", topic=topic)
         finally:
             request_id_var.reset(token)
         self._record(topic, result, message.get("published_at"))
         # Acknowledge only now: after the handler committed, or after the message
         # was confirmed into its retry or dead queue.
         channel.basic_ack(method.delivery_tag)
-        self.handled += 1
+        with self._counting:
+            self.handled += 1
 
     def _record(self, topic: str, result: str, published_at) -> None:
         """For the operators' view: outcome and time waited in the queue (ops_metrics)."""
@@ -111,57 +142,79 @@ class Consumer:
         except Exception:  # noqa: BLE001 - a metric is not worth a lost message
             log.warning("could not record the message outcome", extra={"topic": topic}, exc_info=True)
 
-    def _park(self, method, body, headers, reason: str, topic: str | None = None) -> None:
+    def _park(self, channel, body, headers, reason: str, topic: str | None = None) -> None:
         try:
             message = json.loads(body)
             topic = topic or message.get("topic")
         except ValueError:
             message = {"raw": body.decode("utf-8", "replace")}
         topic = topic if topic in TOPICS else TOPICS[0]
-        self.publisher.publish(self.topology.dead_queue(topic), message, exchange="",
-                               headers={**headers, "x-death-reason": reason[:500]})
+        publish_confirmed(channel, "", self.topology.dead_queue(topic), message,
+                          headers={**headers, "x-death-reason": reason[:500]})
 
-    # --- the loop -------------------------------------------------------------
+    # --- the threads ----------------------------------------------------------
     def run(self) -> None:
-        with using(self.deps):
-            self._run()
+        """Consume with every thread until ``stop``; returns when all have finished."""
+        threads = [threading.Thread(target=self._thread, args=(topic,), name=f"{topic}-{n}")
+                   for topic, count in self.threads.items() for n in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
-    def _run(self) -> None:
+    def _thread(self, topic: str) -> None:
+        with using(self.deps):
+            try:
+                self._consume(topic)
+            except Exception:  # noqa: BLE001 - stop them all: the supervisor restarts the process
+                log.exception("consumer thread failed", extra={"queue": self.topology.queue(topic)})
+                self.failed = True
+                self.stop.set()
+            finally:
+                self.deps.mailer.close()  # this thread's SMTP session, if it kept one
+
+    def _consume(self, topic: str) -> None:
+        """Consume one queue on a connection of this thread's own, reconnecting with backoff."""
+        queue = self.topology.queue(topic)
         backoff = 1.0
         while not self.stop.is_set():
+            connection = None
             try:
-                connection = connect(self.url)
+                connection = connect(self.url, f"marquee worker {topic} {threading.current_thread().name}")
                 channel = connection.channel()
+                channel.confirm_delivery()  # retries and parked messages: confirmed before the ack
                 self.topology.declare(channel)
                 channel.basic_qos(prefetch_count=PREFETCH)
-                for topic in TOPICS:
-                    channel.basic_consume(self.topology.queue(topic), self.on_message)
-                log.info("consuming", extra={"queues": [self.topology.queue(t) for t in TOPICS]})
+                channel.basic_consume(queue, self.on_message)
+                log.info("consuming", extra={"queue": queue})
                 backoff = 1.0
                 while not self.stop.is_set():
                     connection.process_data_events(time_limit=0.5)
                 connection.close()
             except BrokerError:
-                log.warning("broker connection lost; reconnecting", exc_info=True, extra={"in_s": backoff})
+                log.warning("broker connection lost; reconnecting", exc_info=True,
+                            extra={"queue": queue, "in_s": backoff})
+                # Closed now, not when the broker misses its heartbeats: until then
+                # the message in hand would stay unacknowledged there, delivered to no one.
+                close_quietly(connection)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
-        self.publisher.close()
 
 
 def main() -> int:
     from dotenv import load_dotenv
 
     load_dotenv(override=False)
-    consumer = Consumer(bootstrap())
+    consumer = Consumer(bootstrap(), threads_from(os.environ.get("WORKER_THREADS", "")))
 
     def stop(signum, _frame):
-        log.info("stopping after the message in hand", extra={"signal": signum})
+        log.info("stopping after the messages in hand", extra={"signal": signum})
         consumer.stop.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     consumer.run()
-    return 0
+    return 1 if consumer.failed else 0
 
 
 if __name__ == "__main__":

@@ -65,21 +65,55 @@ class Topology:
         channel.exchange_delete(self.exchange)
 
 
-def connect(url: str) -> pika.BlockingConnection:
+HEARTBEAT_SECONDS = 30
+
+
+def connect(url: str, name: str | None = None) -> pika.BlockingConnection:
+    """A blocking connection. Its heartbeats are only sent and checked while its
+    owner calls into pika, so an owner that may sit idle calls ``keep_alive``
+    (or ``process_data_events``) more often than every HEARTBEAT_SECONDS.
+    ``name`` shows in RabbitMQ's list of connections."""
     params = pika.URLParameters(url)
-    params.heartbeat = 30
+    params.heartbeat = HEARTBEAT_SECONDS
     params.blocked_connection_timeout = 30
     params.socket_timeout = 5
     params.connection_attempts = 1
+    if name:
+        params.client_properties = {"connection_name": name}
     return pika.BlockingConnection(params)
+
+
+def publish_confirmed(channel, exchange: str, routing_key: str, body: dict, *,
+                      headers: dict | None = None, message_id: str | None = None) -> None:
+    """One persistent message on a channel in confirm mode: returns once the broker
+    confirmed it, raises ``BrokerError`` if it was refused or could not be routed."""
+    channel.basic_publish(
+        exchange=exchange,
+        routing_key=routing_key,
+        body=json.dumps(body).encode(),
+        properties=pika.BasicProperties(
+            content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent,
+            headers=headers or {}, message_id=message_id),
+        mandatory=True,
+    )
+
+
+def close_quietly(connection) -> None:
+    """Close a connection that may already be broken; never raises."""
+    try:
+        if connection is not None and connection.is_open:
+            connection.close()
+    except Exception:  # noqa: BLE001 - a broken connection may fail in many ways while closing
+        pass
 
 
 class Publisher:
     """Publishes persistent messages and returns only once the broker confirmed them."""
 
-    def __init__(self, url: str, topology: Topology) -> None:
+    def __init__(self, url: str, topology: Topology, name: str | None = None) -> None:
         self.url = url
         self.topology = topology
+        self.name = name
         self._connection = None
         self._channel = None
         self.failures = 0  # consecutive failed publishes: callers back off on them
@@ -87,7 +121,7 @@ class Publisher:
     def _ensure(self):
         if self._channel is None or self._channel.is_closed or self._connection.is_closed:
             self.close()
-            self._connection = connect(self.url)
+            self._connection = connect(self.url, self.name)
             self._channel = self._connection.channel()
             self._channel.confirm_delivery()
             self.topology.declare(self._channel)
@@ -97,28 +131,27 @@ class Publisher:
                 headers: dict | None = None, message_id: str | None = None) -> None:
         """Raises ``BrokerError`` unless the broker confirmed (and could route) the message."""
         try:
-            channel = self._ensure()
-            channel.basic_publish(
-                exchange=self.topology.exchange if exchange is None else exchange,
-                routing_key=routing_key,
-                body=json.dumps(body).encode(),
-                properties=pika.BasicProperties(
-                    content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent,
-                    headers=headers or {}, message_id=message_id),
-                mandatory=True,
-            )
+            publish_confirmed(self._ensure(), self.topology.exchange if exchange is None else exchange,
+                              routing_key, body, headers=headers, message_id=message_id)
         except AMQPError:
             self.failures += 1
             self.close()
             raise
         self.failures = 0
 
-    def close(self) -> None:
+    def keep_alive(self) -> None:
+        """Let pika send and check heartbeats while the publisher is idle. A connection
+        the broker dropped is noticed here and let go, so the next publish starts on a
+        fresh one instead of waiting on a dead one."""
+        if self._connection is None:
+            return
         try:
-            if self._connection is not None and self._connection.is_open:
-                self._connection.close()
+            self._connection.process_data_events(time_limit=0)
         except AMQPError:
-            pass
+            self.close()
+
+    def close(self) -> None:
+        close_quietly(self._connection)
         self._connection = self._channel = None
 
 

@@ -1,7 +1,16 @@
-"""Email over SMTP (smtplib): host, port, STARTTLS and credentials from the settings."""
+"""Email over SMTP (smtplib): host, port, STARTTLS and credentials from the settings.
+
+Each thread keeps its SMTP session open between messages (the worker sends from
+several threads): a session costs a TCP connection, a greeting, EHLO, perhaps
+STARTTLS and a login, and QUIT, each a round trip, against one NOOP to check that
+a kept session still answers. A session that fails is dropped and the next
+message opens a new one; a failed send is never repeated here (the worker's
+retry decides, and the email's idempotency key keeps it single).
+"""
 from __future__ import annotations
 
 import smtplib
+import threading
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 
@@ -11,6 +20,7 @@ class Mailer:
                  password: str | None, sender: str) -> None:
         self.host, self.port, self.starttls = host, port, starttls
         self.username, self.password, self.sender = username, password, sender
+        self._local = threading.local()
 
     @property
     def domain(self) -> str:
@@ -26,9 +36,43 @@ class Mailer:
         message["Message-ID"] = make_msgid(domain=self.domain)
         message.set_content(text)
         message.add_alternative(html, subtype="html")
-        with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
+        smtp = self._session()
+        try:
+            smtp.send_message(message)
+        except BaseException:
+            self._drop()
+            raise
+
+    def _session(self) -> smtplib.SMTP:
+        """This thread's open session, checked with a NOOP; a new one if it is gone."""
+        smtp = getattr(self._local, "smtp", None)
+        if smtp is not None:
+            try:
+                if smtp.noop()[0] == 250:
+                    return smtp
+            except (smtplib.SMTPException, OSError):
+                pass
+            self._drop()
+        smtp = smtplib.SMTP(self.host, self.port, timeout=10)
+        try:
             if self.starttls:
                 smtp.starttls()
             if self.username:
                 smtp.login(self.username, self.password or "")
-            smtp.send_message(message)
+        except BaseException:
+            smtp.close()
+            raise
+        self._local.smtp = smtp
+        return smtp
+
+    def _drop(self) -> None:
+        smtp, self._local.smtp = getattr(self._local, "smtp", None), None
+        if smtp is not None:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
+
+    def close(self) -> None:
+        """End this thread's session (a thread that stops sending calls it)."""
+        self._drop()

@@ -52,26 +52,28 @@ class TestGateway:
     def calls(self, idempotency_key: str) -> int:
         return int(self.store.client.get(self.store.key("gateway", "calls", idempotency_key)) or 0)
 
-    def _called(self, idempotency_key: str) -> None:
-        key = self.store.key("gateway", "calls", idempotency_key)
-        self.store.client.incr(key)
-        self.store.client.expire(key, self.MEMORY_SECONDS)
+    def _called(self, idempotency_key: str) -> GatewayResult | None:
+        """Count the call and return the answer already given under this key, if any:
+        one round trip to Redis (the gateway's latency is part of every checkout's)."""
+        calls = self.store.key("gateway", "calls", idempotency_key)
+        pipe = self.store.client.pipeline(transaction=False)
+        pipe.incr(calls)
+        pipe.expire(calls, self.MEMORY_SECONDS)
+        pipe.get(self.store.key("gateway", "result", idempotency_key))
+        raw = pipe.execute()[2]
         if self.delay:
             time.sleep(self.delay)
-
-    def _remembered(self, idempotency_key: str) -> GatewayResult | None:
-        raw = self.store.client.get(self.store.key("gateway", "result", idempotency_key))
         return GatewayResult(**json.loads(raw)) if raw else None
 
     def _remember(self, idempotency_key: str, result: GatewayResult) -> GatewayResult:
         key = self.store.key("gateway", "result", idempotency_key)
-        # First answer wins: a concurrent duplicate gets the same one back.
-        self.store.client.set(key, json.dumps(result.__dict__), nx=True, ex=self.MEMORY_SECONDS)
-        return self._remembered(idempotency_key)
+        # First answer wins: a concurrent duplicate gets the one already there back
+        # (SET NX GET answers with it in the same step).
+        earlier = self.store.client.set(key, json.dumps(result.__dict__), nx=True, ex=self.MEMORY_SECONDS, get=True)
+        return GatewayResult(**json.loads(earlier)) if earlier else result
 
     def charge(self, *, amount_cents: int, currency: str, token: str, idempotency_key: str) -> GatewayResult:
-        self._called(idempotency_key)
-        known = self._remembered(idempotency_key)
+        known = self._called(idempotency_key)
         if known:
             return known
         if token == "tok_error":
@@ -88,7 +90,4 @@ class TestGateway:
 
     def refund(self, *, amount_cents: int, currency: str, charge_reference: str | None,
                idempotency_key: str) -> GatewayResult:
-        known = self._remembered(idempotency_key)
-        if known:
-            return known
-        return self._remember(idempotency_key, GatewayResult(True, f"re_{uuid.uuid4().hex[:20]}"))
+        return self._remember(idempotency_key, GatewayResult(True, f"re_{uuid.uuid4().hex[:20]}"))  # or the earlier one

@@ -5,7 +5,10 @@ transaction (so an email says "confirmed" only for a charge that succeeded and
 was recorded). The worker renders the text and HTML templates and sends over
 SMTP. An email is recorded before it is sent and marked sent after, under its
 idempotency key: a redelivered notice sends nothing twice (a crash between the
-send and the mark may send once more: delivery is at least once).
+send and the mark may send once more: delivery is at least once). The worker
+sends from several threads (and may run as several processes), so two copies of
+one notice can arrive at once: a short lease in Redis lets one of them send, and
+the other is retried later, when it finds the email sent.
 """
 from __future__ import annotations
 
@@ -33,6 +36,13 @@ from app.models import (
     WaitlistEntry,
 )
 from app.services import errors
+
+SEND_LEASE_SECONDS = 30  # longer than a send takes (smtplib waits 10 s at most a step)
+
+
+class EmailInProgress(Exception):
+    """Another thread or worker is sending this email now: try again later."""
+
 
 SUBJECTS = {
     "confirmation": "Your tickets for {movie}",
@@ -89,7 +99,20 @@ def _context(payload: dict) -> dict:
 
 
 def send_email(payload: dict) -> str:
-    kind, key = payload["kind"], payload["idempotency_key"]
+    """Send the email a notice asks for, once. Raises ``EmailInProgress`` while
+    another copy of the notice is being sent (the worker retries it)."""
+    key = payload["idempotency_key"]
+    store = marquee().redis
+    lease = store.key("email", "sending", key)
+    if not store.client.set(lease, "1", nx=True, ex=SEND_LEASE_SECONDS):
+        raise EmailInProgress(f"email {key} is being sent by another worker")
+    try:
+        return _send_once(payload["kind"], key, payload)
+    finally:
+        store.client.delete(lease)
+
+
+def _send_once(kind: str, key: str, payload: dict) -> str:
     templates = marquee().templates
     with db.unit_of_work():  # recorded before the side effect; nothing open during it
         existing = db.session.scalar(select(Email.status).where(Email.idempotency_key == key))

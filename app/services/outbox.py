@@ -80,6 +80,9 @@ def _relay_until(publisher: Publisher, stop, poll_seconds: float) -> None:
             if publisher.failures:  # the broker is away: back off, 0.5 s doubling to 30 s
                 stop.wait(min(0.5 * 2 ** (publisher.failures - 1), 30.0))
                 continue
+            # Between publishes the connection is idle: heartbeats are sent and
+            # checked only while pika is called, so call it at every turn.
+            publisher.keep_alive()
             if _select.select([listener], [], [], poll_seconds) != ([], [], []):
                 listener.poll()
                 listener.notifies.clear()

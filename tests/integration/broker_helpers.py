@@ -1,9 +1,13 @@
 """Helpers for tests that go through RabbitMQ: relay the outbox, run a real consumer."""
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from contextlib import contextmanager
+from urllib.parse import urlsplit
 
+import psutil
 from sqlalchemy import select
 
 from app import db
@@ -22,21 +26,49 @@ def relay(app, topology, url=None) -> int:
         publisher.close()
 
 
-def work_until(app, condition, timeout=15.0):
-    """Run a real consumer in a thread until ``condition(consumer)`` holds (or time runs out)."""
+@contextmanager
+def running_consumer(app):
+    """A real consumer (all its threads) running in this process for the block."""
     consumer = Consumer(app.extensions["marquee"])
     thread = threading.Thread(target=consumer.run)
     thread.start()
     try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition(consumer):
-                return consumer
-            time.sleep(0.05)
-        raise AssertionError("condition not reached in time")
+        yield consumer
     finally:
         consumer.stop.set()
         thread.join(10)
+
+
+def wait_for(condition, timeout=15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def work_until(app, condition, timeout=15.0):
+    """Run a real consumer in a thread until ``condition(consumer)`` holds (or time runs out)."""
+    with running_consumer(app) as consumer:
+        wait_for(lambda: condition(consumer), timeout)
+        return consumer
+
+
+def cut_broker_connections(app) -> int:
+    """Cut every connection this process holds to RabbitMQ, as a broker that drops
+    them would (both directions shut; pika learns of it at its next read or write).
+    Returns how many."""
+    port = urlsplit(app.extensions["marquee"].settings.amqp_url).port or 5672
+    cut = 0
+    for conn in psutil.Process().net_connections(kind="tcp"):
+        if conn.raddr and conn.raddr.port == port and conn.status == psutil.CONN_ESTABLISHED and conn.fd >= 0:
+            sock = socket.socket(fileno=conn.fd)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.detach()  # the fd stays pika's
+            cut += 1
+    return cut
 
 
 def status_of(app, reservation_id):
