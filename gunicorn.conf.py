@@ -13,6 +13,13 @@ accesslog = None  # the app writes JSON access logs itself, with the request id
 errorlog = "-"
 loglevel = "info"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn's control socket (gunicornc) defaults to one path per user ($HOME/.gunicorn/
+# gunicorn.ctl): the stack's three instances and the tests' servers would each take it
+# from the one before. Off unless GUNICORN_CONTROL_SOCKET names a path of this instance's own.
+if os.environ.get("GUNICORN_CONTROL_SOCKET"):
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+else:
+    control_socket_disable = True
 
 # Request limits, agreed with the proxy in front (proxy/config.py, "Limits"): whatever the
 # proxy forwards, gunicorn accepts, so the proxy is the layer that refuses, with a problem
@@ -47,3 +54,4 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
