@@ -77,13 +77,16 @@ def _context(payload: dict) -> dict:
     else:
         entry = db.session.get(WaitlistEntry, int(payload["entry_id"]))
         reservation, showtime_id = None, entry.showtime_id
-    showtime = db.session.get(Showtime, showtime_id)
-    screen = db.session.get(Screen, showtime.screen_id)
-    theater = db.session.get(Theater, screen.theater_id)
-    zone = ZoneInfo(db.session.scalar(select(City.timezone).where(City.id == theater.city_id)))
+    # the showtime and what the email says of it, in one query
+    showtime, screen, theater, movie, timezone_name = db.session.execute(
+        select(Showtime, Screen, Theater, Movie, City.timezone)
+        .join(Screen, Screen.id == Showtime.screen_id).join(Theater, Theater.id == Screen.theater_id)
+        .join(City, City.id == Theater.city_id).join(Movie, Movie.id == Showtime.movie_id)
+        .where(Showtime.id == showtime_id)).one()
+    zone = ZoneInfo(timezone_name)
     context = {
         "user": user, "reservation": reservation, "showtime": showtime, "screen": screen, "theater": theater,
-        "movie": db.session.get(Movie, showtime.movie_id),
+        "movie": movie,
         # The zone is said: a customer may be elsewhere when reading it.
         "starts_at": showtime.starts_at.astimezone(zone).strftime("%A %d %B %Y, %H:%M") + f" ({zone.key})",
         "refunded": bool(payload.get("refunded")),

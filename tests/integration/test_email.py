@@ -60,3 +60,19 @@ def test_cancellation_email_mentions_the_refund(api, app, user, show, broker, sm
     work_until(app, lambda c: len(smtp.messages) == 2)
     assert smtp.subjects()[1] == "Reservation cancelled: Heat"
     assert "refund" in smtp.messages[1].get_body(("plain",)).get_content()
+
+
+def test_a_message_in_other_scripts_arrives_whole(app, smtp):
+    """Subject and bodies outside ASCII (a movie called Amélie, a theater in Kraków)
+    reach a real SMTP server as sent, both parts, with the headers mail systems want."""
+    mailer = app.extensions["marquee"].mailer
+    try:
+        mailer.send("user@test.example", "Your tickets for Amélie — 東京", "Kraków, Sala 1: Amélie\n",
+                    "<p>Kraków, Sala 1: <b>Amélie</b></p>")
+    finally:
+        mailer.close()
+    (message,) = smtp.messages
+    assert message["Subject"] == "Your tickets for Amélie — 東京" and message["To"] == "user@test.example"
+    assert message.get_body(("plain",)).get_content() == "Kraków, Sala 1: Amélie\n"
+    assert message.get_body(("html",)).get_content().strip() == "<p>Kraków, Sala 1: <b>Amélie</b></p>"
+    assert message["Date"] and message["Message-ID"] and message.get_content_type() == "multipart/alternative"
