@@ -326,12 +326,13 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
     MarqueeProxy.root = args.proxy_dir.resolve()
+    if args.compare_dir:
+        BeforeProxy.root = args.compare_dir.resolve()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     cases = [] if args.no_direct else [("direct (one instance)", None, None)]
     for strategy in strategies:
         cases.append((f"marquee {strategy}", MarqueeProxy, strategy))
         if args.compare_dir:
-            BeforeProxy.root = args.compare_dir.resolve()
             cases.append((f"before {strategy}", BeforeProxy, strategy))
         if has_nginx:
             cases.append((f"nginx {strategy}", Nginx, strategy))

@@ -202,22 +202,24 @@ class Balancer:
     def by_name(self, name: str) -> Backend | None:
         return next((b for b in self.backends if b.name == name), None)
 
-    @property
-    def panicking(self) -> bool:
-        """Panic (as Envoy does): when too few backends pass their checks, the checks are
-        more likely failing from overload (a slow /health) than the backends being dead,
-        and sending everything to the few left would finish them off, so all are used;
-        connect errors still move a request on, and when every one refuses: 503."""
+    def _serving(self) -> tuple[list[Backend], bool]:
+        """The backends a request may go to, and whether the pool panics: as Envoy does,
+        when too few backends pass their checks, the checks are more likely failing from
+        overload (a slow /health) than the backends being dead, and sending everything to
+        the few left would finish them off, so all in service are used; connect errors
+        still move a request on, and when every one refuses: 503."""
         in_service = [b for b in self.backends if b.in_service]
-        healthy = sum(1 for b in in_service if b.state == UP)
-        return bool(in_service) and healthy < self.config.panic_threshold * len(in_service)
-
-    def choose(self, exclude: Iterable[Backend] = ()) -> Backend | None:
-        # ``panicking`` and ``available`` spelt out: one pass of attribute reads a request
-        in_service = [b for b in self.backends if not b.draining and not b.removed]
         healthy = [b for b in in_service if b.state == UP]
         panic = bool(in_service) and len(healthy) < self.config.panic_threshold * len(in_service)
-        candidates = [b for b in (in_service if panic else healthy) if b.has_room and b not in exclude]
+        return (in_service if panic else healthy), panic
+
+    @property
+    def panicking(self) -> bool:
+        return self._serving()[1]
+
+    def choose(self, exclude: Iterable[Backend] = ()) -> Backend | None:
+        serving, _panic = self._serving()
+        candidates = [b for b in serving if b.has_room and b not in exclude]
         if not candidates:
             return None
         if len(candidates) == 1:

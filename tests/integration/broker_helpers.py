@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
@@ -14,6 +13,7 @@ from app import db
 from app.adapters.broker import Publisher
 from app.models import Payment, Reservation
 from app.services.outbox import relay_outbox
+from tests.helpers import wait_until
 from worker.consumer import Consumer
 
 
@@ -39,18 +39,10 @@ def running_consumer(app):
         thread.join(10)
 
 
-def wait_for(condition, timeout=15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-
-
 def work_until(app, condition, timeout=15.0):
     """Run a real consumer in a thread until ``condition(consumer)`` holds (or time runs out)."""
     with running_consumer(app) as consumer:
-        wait_for(lambda: condition(consumer), timeout)
+        wait_until(lambda: condition(consumer), timeout, what="the consumer's work")
         return consumer
 
 

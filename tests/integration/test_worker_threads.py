@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 from app import db
 from app.adapters.broker import Publisher
 from app.models import Email, OutboxEvent, Payment, Ticket
+from tests.helpers import wait_until
 from tests.integration.booking_helpers import hold, reserve, seat_ids
-from tests.integration.broker_helpers import cut_broker_connections, relay, running_consumer, status_of, wait_for
+from tests.integration.broker_helpers import cut_broker_connections, relay, running_consumer, status_of
 from worker.consumer import DEFAULT_THREADS, threads_from
 
 
@@ -86,11 +87,11 @@ def test_concurrent_copies_of_a_reservations_messages_charge_issue_and_mail_once
     res = _book(api, user, show, seats=2)
     _publish_copies(app, broker, _outbox_message(app, "payments.charge", res["id"]), 8)
     with running_consumer(app) as consumer:
-        wait_for(lambda: consumer.handled >= 8 and status_of(app, res["id"]) == "confirmed")
+        wait_until(lambda: consumer.handled >= 8 and status_of(app, res["id"]) == "confirmed", 15)
         _publish_copies(app, broker, _outbox_message(app, "notifications.email", res["id"]), 6)
-        wait_for(lambda: consumer.handled >= 14 and smtp.messages)
+        wait_until(lambda: consumer.handled >= 14 and smtp.messages, 15)
         time.sleep(0.5)  # copies retried because another thread was sending: let them end
-        wait_for(lambda: _count(app, Email, Email.status == "sent") == 1)
+        wait_until(lambda: _count(app, Email, Email.status == "sent") == 1, 15)
     assert charge.most >= 2 and send.most == 1  # the charges overlapped; the sends never did
     assert _count(app, Payment, Payment.reservation_id == res["id"]) == 1
     assert _count(app, Ticket, Ticket.reservation_id == res["id"]) == 2
@@ -104,12 +105,12 @@ def test_a_retry_is_prompt_after_the_broker_dropped_the_workers_connections(api,
     with running_consumer(app):
         first = _book(api, user, show, "tok_error")  # two transient failures: retried twice
         relay(app, broker)
-        wait_for(lambda: status_of(app, first["id"]) == "confirmed")
+        wait_until(lambda: status_of(app, first["id"]) == "confirmed", 15)
         assert cut_broker_connections(app) >= 1
         second = _book(api, user, show, "tok_error", first=1)
         relay(app, broker)
         started = time.monotonic()
-        wait_for(lambda: status_of(app, second["id"]) == "confirmed", timeout=30)
+        wait_until(lambda: status_of(app, second["id"]) == "confirmed", timeout=30)
         assert time.monotonic() - started < 10
 
 
