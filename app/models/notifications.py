@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Integer, String, func
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -46,6 +46,8 @@ class NotificationPreference(Base):
         CheckConstraint(f"reminder_minutes BETWEEN {REMINDER_MINUTES_MIN} AND {REMINDER_MINUTES_MAX}",
                         name="reminder_minutes_range"),
         CheckConstraint("NOT sms OR phone IS NOT NULL", name="sms_needs_phone"),
+        # the reminder job's window: the longest reminder_minutes in use, in one index step
+        Index("ix_notification_preferences_reminder_minutes", "reminder_minutes", postgresql_where=text("reminders")),
     )
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)

@@ -36,7 +36,6 @@ from app.models import (
     Reminder,
     ReservationStatus,
 )
-from app.models.notifications import REMINDER_MINUTES_MAX
 from app.services import errors
 from app.services.notifications import email_event, notice_context, reminder_due, sending_lease
 
@@ -83,11 +82,15 @@ def set_preferences(user_id: int, *, email: bool, sms: bool, push: bool, reminde
 
 # --- queuing --------------------------------------------------------------------
 
-# Showtimes starting in (now, now + the longest reminder_minutes] (ix_showtimes_starts_at),
+# Showtimes starting in (now, now + the longest reminder_minutes anyone uses] (that longest
+# from ix_notification_preferences_reminder_minutes; the showtimes from ix_showtimes_starts_at),
 # their confirmed reservations (ix_reservations_showtime_id), each owner's preferences (its
 # primary key), one row per chosen channel, those not yet claimed (reminders' primary key).
 _CLAIM_DUE = text("""
-WITH due AS (
+WITH window_end AS (
+    SELECT :now + make_interval(mins => GREATEST(:minutes, COALESCE(
+        (SELECT max(reminder_minutes) FROM notification_preferences WHERE reminders), 0))) AS at
+), due AS (
     SELECT r.id AS reservation_id, c.channel, r.user_id
     FROM showtimes s
     JOIN reservations r ON r.showtime_id = s.id AND r.status = :confirmed
@@ -96,7 +99,7 @@ WITH due AS (
                                ('sms', COALESCE(p.sms, :sms)),
                                ('push', COALESCE(p.push, :push))) AS c(channel, wanted)
     WHERE s.starts_at > :now
-      AND s.starts_at <= :now + make_interval(mins => :longest)
+      AND s.starts_at <= (SELECT at FROM window_end)
       AND s.starts_at <= :now + make_interval(mins => COALESCE(p.reminder_minutes, :minutes))
       AND COALESCE(p.reminders, :reminders)
       AND c.wanted
@@ -119,7 +122,7 @@ def queue_due_reminders(*, now: datetime | None = None, batch: int = 500) -> int
         if not db.try_xact_lock(REMINDER_LOCK):
             return None
         claimed = db.session.execute(_CLAIM_DUE, {
-            "confirmed": str(ReservationStatus.CONFIRMED), "now": now, "longest": REMINDER_MINUTES_MAX,
+            "confirmed": str(ReservationStatus.CONFIRMED), "now": now,
             "minutes": NotificationDefaults.REMINDER_MINUTES, "reminders": NotificationDefaults.REMINDERS,
             "email": NotificationDefaults.EMAIL, "sms": NotificationDefaults.SMS, "push": NotificationDefaults.PUSH,
             "batch": batch}).all()

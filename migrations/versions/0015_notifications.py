@@ -34,6 +34,8 @@ def upgrade():
                                 ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('user_id', name=op.f('pk_notification_preferences')),
     )
+    op.create_index('ix_notification_preferences_reminder_minutes', 'notification_preferences', ['reminder_minutes'],
+                    postgresql_where=sa.text('reminders'))
     op.create_table(
         'reminders',
         sa.Column('reservation_id', sa.BigInteger(), nullable=False),

@@ -154,6 +154,16 @@ def test_due_reminder_minutes_before_and_never_late(api, app, soon, user):
     assert reminder_events(app) == [("notifications.email", reservation_id, f"reminder-{reservation_id}")]
 
 
+def test_a_long_reminder_widens_the_window(api, app, show, user, other):
+    """A day's notice reaches tomorrow's showtime; the job's window follows the longest in use."""
+    set_prefs(api, user, sms=False, push=False, phone=None, reminder_minutes=24 * 60 + 5)
+    set_prefs(api, other, sms=False, push=False, phone=None, reminder_minutes=24 * 60 - 5)
+    mine = confirmed(api, app, user, show["showtime"], 0)
+    confirmed(api, app, other, show["showtime"], 1)
+    assert queue(app) == 1
+    assert [rid for _, rid, _ in reminder_events(app)] == [mine]
+
+
 def test_the_default_is_an_email_120_minutes_before(api, app, soon, user):
     reservation_id = confirmed(api, app, user, soon["showtime"])  # no preferences stored
     assert queue(app, now=soon["starts_at"] - timedelta(minutes=121)) == 0
