@@ -2,6 +2,9 @@
 whatever the schedulers do, none for cancelled reservations, channels as chosen,
 and sent by a real worker through RabbitMQ to the SMTP server and the SMS and
 push sinks."""
+import os
+import subprocess
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -12,6 +15,7 @@ from app import db
 from app.adapters.messaging import PushSink, SmsSink
 from app.models import Email, OutboxEvent, Reminder, Reservation, ReservationStatus
 from app.services import reminders
+from tests.conftest import ROOT
 from tests.integration.booking_helpers import hold, reserve, seat_ids
 from tests.integration.broker_helpers import relay, status_of, work_until
 from worker.consumer import handle
@@ -140,6 +144,28 @@ def test_a_restart_queues_nothing_again(api, app, soon, user, other):
     assert queue(app) == 9
     assert queue(app) == 0  # the scheduler again, or another after a crash
     _assert_once_each(app, ids)
+
+
+def test_two_scheduler_processes_then_a_restart_queue_each_reminder_once(api, app, soon, user, other, broker):
+    """The real scheduler (``--once``: every job, then the relay), twice at once and once more."""
+    ids = three_customers(api, app, soon, user, other)
+    env = {**os.environ, "AMQP_PREFIX": broker.prefix}
+
+    def start():
+        return subprocess.Popen([sys.executable, "-m", "worker.scheduler", "--once"], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    for batch in ([start(), start()], [start()]):
+        for proc in batch:
+            try:
+                output = proc.communicate(timeout=60)[0]
+            finally:
+                proc.kill()
+            assert proc.returncode == 0, output.decode()
+    _assert_once_each(app, ids)
+    with app.app_context():  # and the relay published them
+        assert db.session.scalar(select(func.count()).select_from(OutboxEvent).where(
+            OutboxEvent.payload["kind"].astext == "reminder", OutboxEvent.published_at.is_(None))) == 0
 
 
 # --- when ---------------------------------------------------------------------------
