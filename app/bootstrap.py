@@ -1,7 +1,7 @@
 """The one place that builds a process's dependencies, without Flask.
 
 :func:`build` reads the settings and builds the database engine and the
-adapters (Redis, cache, seat store, payment gateway, mailer, broker topology,
+adapters (Redis, cache, seat store, payment gateway, mailer, SMS and push, broker topology,
 token minter, idempotency records); services reach them through
 :func:`marquee`. Entry points:
 
@@ -29,6 +29,7 @@ from app.adapters.broker import Publisher, Topology
 from app.adapters.cache import Cache
 from app.adapters.idempotency import IdempotencyStore
 from app.adapters.mailer import Mailer
+from app.adapters.messaging import PushSender, SmsSender, push_sender, sms_sender
 from app.adapters.passwords import PasswordHasher
 from app.adapters.payments import PaymentGateway, TestGateway
 from app.adapters.pushed import PushedState
@@ -55,6 +56,8 @@ class Marquee:
     admissions: AdmissionTokens
     gateway: PaymentGateway
     mailer: Mailer
+    sms: SmsSender
+    push: PushSender
     templates: Templates
     tokens: TokenMinter
     idempotency: IdempotencyStore
@@ -98,6 +101,8 @@ def build(settings: Settings | None = None) -> Marquee:
         mailer=Mailer(settings.smtp_host, settings.smtp_port, starttls=settings.smtp_starttls,
                       username=settings.smtp_username, password=settings.smtp_password,
                       sender=settings.mail_from),
+        sms=sms_sender(settings.sms_provider, settings.sms_sink_dir),
+        push=push_sender(settings.push_provider, settings.push_sink_dir),
         templates=Templates(),
         tokens=TokenMinter(settings.jwt_secret_key, JWT_ALGORITHM, settings.access_token_seconds,
                            settings.refresh_token_seconds),

@@ -74,6 +74,7 @@ class Settings:
     cancellation_cutoff_minutes: int = 60
     expiry_interval_seconds: int = 5
     sweep_interval_seconds: int = 60
+    reminder_interval_seconds: int = 5
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     amqp_prefix: str = "marquee."
     relay_interval_seconds: float = 1.0
@@ -93,6 +94,11 @@ class Settings:
     webhook_tolerance_seconds: int = 300
     # Where clients reach Marquee (the proxy): absolute links in emails start here.
     public_base_url: str = "http://127.0.0.1:8000"
+    # SMS and push providers (app.adapters.messaging): the sinks keep each message as a JSON file
+    sms_provider: str = "sink"
+    sms_sink_dir: str = "var/sms"
+    push_provider: str = "sink"
+    push_sink_dir: str = "var/push"
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -133,6 +139,7 @@ class Settings:
             cancellation_cutoff_minutes=_int("CANCELLATION_CUTOFF_MINUTES", 60),
             expiry_interval_seconds=_int("EXPIRY_INTERVAL_SECONDS", 5),
             sweep_interval_seconds=_int("SWEEP_INTERVAL_SECONDS", 60),
+            reminder_interval_seconds=_int("REMINDER_INTERVAL_SECONDS", 5),
             amqp_url=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
             amqp_prefix=os.environ.get("AMQP_PREFIX", "marquee."),
             relay_interval_seconds=float(os.environ.get("RELAY_INTERVAL_SECONDS") or 1.0),
@@ -147,6 +154,10 @@ class Settings:
             smtp_username=os.environ.get("SMTP_USERNAME") or None,
             smtp_password=os.environ.get("SMTP_PASSWORD") or None,
             mail_from=os.environ.get("MAIL_FROM", "Marquee <tickets@marquee.test>"),
+            sms_provider=os.environ.get("SMS_PROVIDER", "sink"),
+            sms_sink_dir=os.environ.get("SMS_SINK_DIR", "var/sms"),
+            push_provider=os.environ.get("PUSH_PROVIDER", "sink"),
+            push_sink_dir=os.environ.get("PUSH_SINK_DIR", "var/push"),
             webhook_secret=_derived_key("PAYMENT_WEBHOOK_SECRET", secret, b"marquee payment webhook"),
             webhook_tolerance_seconds=_int("WEBHOOK_TOLERANCE_SECONDS", 300),
             public_base_url=(os.environ.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),

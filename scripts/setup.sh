@@ -44,7 +44,7 @@ REDIS_URL=redis://127.0.0.1:6379/0
 REDIS_PREFIX=mq:
 ENV
 fi
-mkdir -p var/log var/run var/prometheus
+mkdir -p var/log var/run var/prometheus var/sms var/push
 
 # 4. Databases and migrations.
 for name in "$@"; do

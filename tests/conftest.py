@@ -7,6 +7,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +38,9 @@ TEST_ENV = {
     "PAYMENT_WEBHOOK_SECRET": "test-webhook-" + secrets.token_urlsafe(32),
     "ADMIN_EMAIL": "",
     "ADMIN_PASSWORD": "",
+    # SMS and push sinks: never the stack's var/ (tests that read them swap in their own)
+    "SMS_SINK_DIR": os.path.join(tempfile.gettempdir(), "marquee-test-sinks", "sms"),
+    "PUSH_SINK_DIR": os.path.join(tempfile.gettempdir(), "marquee-test-sinks", "push"),
 }
 os.environ.update(TEST_ENV)
 

@@ -1,4 +1,4 @@
-"""The worker process: RabbitMQ consumers for payments, refunds, reviews and email (pika).
+"""The worker process: RabbitMQ consumers for payments, refunds, reviews, email, SMS and push (pika).
 
     python -m worker.consumer
 
@@ -13,7 +13,8 @@ connection is closed at once (its unacknowledged message goes back to the queue)
 and re-established with backoff.
 
 Each queue has its own consumer threads (``WORKER_THREADS``, default
-``payments.charge=4,notifications.email=3,payments.refund=1,reviews.submit=1``):
+``payments.charge=4,notifications.email=3,payments.refund=1,reviews.submit=1,
+notifications.sms=1,notifications.push=1``):
 a charge never waits behind an email, and several charges are in flight while
 each waits on the gateway or PostgreSQL. Every thread has its own connection and
 channel (pika is not thread-safe) and a prefetch of one, so no message sits in a
@@ -42,14 +43,15 @@ from app.adapters.payments import TransientPaymentError
 from app.bootstrap import Marquee, bootstrap, using
 from app.logging_setup import request_id_var
 from app.ops_metrics import record_message
-from app.services import notifications, payments, reviews
+from app.services import notifications, payments, reminders, reviews
 from app.services.notifications import EmailInProgress
 
 log = logging.getLogger("marquee.worker")
 
 PREFETCH = 1  # per thread: see the module's docstring
-DEFAULT_THREADS = {"payments.charge": 4, "notifications.email": 3, "payments.refund": 1, "reviews.submit": 1}
-# OSError: SMTP down; EmailInProgress: another thread is sending the same notice
+DEFAULT_THREADS = {"payments.charge": 4, "notifications.email": 3, "payments.refund": 1, "reviews.submit": 1,
+                   "notifications.sms": 1, "notifications.push": 1}
+# OSError: SMTP (or a sink's folder) unavailable; EmailInProgress: another thread is sending the same notice
 TRANSIENT = (TransientPaymentError, EmailInProgress, OperationalError, redis.RedisError, OSError)
 
 
@@ -63,6 +65,10 @@ def handle(topic: str, payload: dict) -> str:
         return reviews.apply_review(payload)
     if topic == "notifications.email":
         return notifications.send_email(payload)
+    if topic == "notifications.sms":
+        return reminders.send_sms(payload)
+    if topic == "notifications.push":
+        return reminders.send_push(payload)
     raise ValueError(f"no handler for topic {topic!r}")
 
 

@@ -16,6 +16,9 @@ Jobs (intervals from the environment):
 - ``waiting_room_admissions`` every second: each waiting room opens when its time
   comes, ends the sessions whose time is up and admits the next numbers
   (``app.services.waiting_room.admit_all``).
+- ``queue_due_reminders`` every REMINDER_INTERVAL_SECONDS (5): reminders now due
+  are claimed once per reservation and channel and go to the outbox
+  (``app.services.reminders``).
 
 Several schedulers may run (for availability); each job takes a PostgreSQL
 advisory lock for its transaction, so only one acts at a time, and a crashed
@@ -39,6 +42,7 @@ from app.bootstrap import Marquee, bootstrap, using
 from app.ops_metrics import record_job_run
 from app.services.booking import expire_unpaid_reservations
 from app.services.outbox import relay_forever, relay_outbox
+from app.services.reminders import queue_due_reminders
 from app.services.seats import sweep_stray_seat_keys
 from app.services.waiting_room import admit_all
 from app.services.waitlist import offer_everywhere
@@ -76,6 +80,8 @@ def build(deps: Marquee) -> BlockingScheduler:
                       "interval", seconds=settings.sweep_interval_seconds, id="sweep", **common)
     scheduler.add_job(_job(deps, "waitlist_offers", offer_everywhere),
                       "interval", seconds=5, id="waitlist", **common)
+    scheduler.add_job(_job(deps, "queue_due_reminders", queue_due_reminders),
+                      "interval", seconds=settings.reminder_interval_seconds, id="reminders", **common)
     # a missed second is not made up for (admit_all credits the time since its last step,
     # two seconds at most): a short grace, so a late run is skipped, not stacked
     scheduler.add_job(_job(deps, "waiting_room_admissions", admit_all), "interval", seconds=1, id="admission",

@@ -2,7 +2,7 @@
 
 Every name starts with ``AMQP_PREFIX`` (``marquee.`` for the stack, another for
 the tests). For each topic (``payments.charge``, ``payments.refund``, ``reviews.submit``,
-``notifications.email``):
+``notifications.email``, ``notifications.sms``, ``notifications.push``):
 
 - ``<p><topic>``               durable quorum queue, bound to the ``<p>events`` topic exchange
 - ``<p><topic>.retry.<ms>``    a delay tier: messages wait there (queue TTL), then
@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import pika
 from pika.exceptions import AMQPError
 
-TOPICS = ("payments.charge", "payments.refund", "reviews.submit", "notifications.email")
+TOPICS = ("payments.charge", "payments.refund", "reviews.submit", "notifications.email", "notifications.sms",
+          "notifications.push")
 
 BrokerError = AMQPError
 

@@ -438,10 +438,21 @@ def _not_modified(error: HTTPException) -> Response:
 
 
 def register_blueprints(api: Api) -> None:
-    from app.api import auth, booking, catalog, ops, payments, reviews, tickets, waiting_room, waitlist  # noqa: F401
+    from app.api import (  # noqa: F401
+        auth,
+        booking,
+        catalog,
+        notifications,
+        ops,
+        payments,
+        reviews,
+        tickets,
+        waiting_room,
+        waitlist,
+    )
 
     api.register_blueprint(auth.blp)
     api.register_blueprint(auth.users_blp)
-    for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments):
+    for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments, notifications):
         for blp in module.blueprints:
             api.register_blueprint(blp)

@@ -21,11 +21,13 @@ from app.models.booking import (
     WebhookEvent,
 )
 from app.models.catalog import City, Movie, Screen, Seat, Showtime, Theater
+from app.models.notifications import Channel, NotificationDefaults, NotificationPreference, Reminder
 from app.models.user import ROLES, User
 
 __all__ = [
     "LIVE_STATUSES", "LIVE_WAITLIST_STATUSES", "ROLES",
-    "BlockedSeat", "City", "Email", "EmailStatus", "Movie", "OutboxEvent", "Payment", "PaymentKind", "PaymentStatus",
-    "Reservation", "ReservationSeat", "ReservationStatus", "Review", "Screen", "Seat", "Showtime", "Theater",
+    "BlockedSeat", "Channel", "City", "Email", "EmailStatus", "Movie", "NotificationDefaults", "NotificationPreference",
+    "OutboxEvent", "Payment", "PaymentKind", "PaymentStatus",
+    "Reminder", "Reservation", "ReservationSeat", "ReservationStatus", "Review", "Screen", "Seat", "Showtime", "Theater",
     "Ticket", "TicketStatus", "User", "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
 ]

@@ -12,6 +12,8 @@ the other is retried later, when it finds the email sent.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -28,6 +30,7 @@ from app.models import (
     Movie,
     OutboxEvent,
     Reservation,
+    ReservationStatus,
     Screen,
     Showtime,
     Theater,
@@ -49,7 +52,15 @@ SUBJECTS = {
     "payment_failed": "Payment declined for {movie}",
     "cancellation": "Reservation cancelled: {movie}",
     "waitlist_offer": "Seats are waiting for you: {movie}",
+    "reminder": "Reminder: {movie} starts soon",
 }
+
+
+def reminder_due(reservation: Reservation | None, showtime: Showtime) -> bool:
+    """A reminder goes only for a reservation still confirmed, of a showtime not yet
+    started (checked again when sending: it may have been cancelled since)."""
+    return (reservation is not None and reservation.status == ReservationStatus.CONFIRMED
+            and showtime.starts_at > datetime.now(timezone.utc))
 
 
 def email_event(kind: str, user_id: int, *, reservation_id: int | None = None,
@@ -65,6 +76,12 @@ def qr_url(code: str, kind: str) -> str:
     """The absolute address of a ticket's QR image (``PUBLIC_BASE_URL``): a mail
     reader has no base to resolve a relative one against."""
     return f"{marquee().settings.public_base_url}/api/v1/tickets/{quote(code, safe='')}/qr.{kind}"
+
+
+def notice_context(payload: dict) -> dict:
+    """What a message about a reservation (or waitlist entry) says: the user, the
+    showtime, its screen, theater and movie, and the tickets (SMS and push use it too)."""
+    return _context(payload)
 
 
 def _context(payload: dict) -> dict:
@@ -86,7 +103,7 @@ def _context(payload: dict) -> dict:
     zone = ZoneInfo(timezone_name)
     context = {
         "user": user, "reservation": reservation, "showtime": showtime, "screen": screen, "theater": theater,
-        "movie": movie,
+        "movie": movie, "zone": zone,
         # The zone is said: a customer may be elsewhere when reading it.
         "starts_at": showtime.starts_at.astimezone(zone).strftime("%A %d %B %Y, %H:%M") + f" ({zone.key})",
         "refunded": bool(payload.get("refunded")),
@@ -105,12 +122,20 @@ def send_email(payload: dict) -> str:
     """Send the email a notice asks for, once. Raises ``EmailInProgress`` while
     another copy of the notice is being sent (the worker retries it)."""
     key = payload["idempotency_key"]
-    store = marquee().redis
-    lease = store.key("email", "sending", key)
-    if not store.client.set(lease, "1", nx=True, ex=SEND_LEASE_SECONDS):
-        raise EmailInProgress(f"email {key} is being sent by another worker")
-    try:
+    with sending_lease("email", key):
         return _send_once(payload["kind"], key, payload)
+
+
+@contextmanager
+def sending_lease(channel: str, key: str) -> Iterator[None]:
+    """Only one thread or worker sends the message ``key`` at a time: raises
+    ``EmailInProgress`` (the worker retries it) while another holds the lease."""
+    store = marquee().redis
+    lease = store.key(channel, "sending", key)
+    if not store.client.set(lease, "1", nx=True, ex=SEND_LEASE_SECONDS):
+        raise EmailInProgress(f"{channel} {key} is being sent by another worker")
+    try:
+        yield
     finally:
         store.client.delete(lease)
 
@@ -122,6 +147,8 @@ def _send_once(kind: str, key: str, payload: dict) -> str:
         if existing == EmailStatus.SENT:
             return "already_sent"
         context = _context(payload)
+        if kind == "reminder" and not reminder_due(context["reservation"], context["showtime"]):
+            return "not_due"  # cancelled (or started) since the reminder was queued
         subject = SUBJECTS[kind].format(movie=context["movie"].title)
         text = templates.render(f"email/{kind}.txt", **context)
         html = templates.render(f"email/{kind}.html", **context)

@@ -88,7 +88,7 @@ def test_every_operation_is_documented_with_a_summary_and_its_errors(client):
                 continue
             assert op.get("summary"), (method, path)
             assert any(code.startswith(("4", "5")) or code == "default" for code in op["responses"]), (method, path)
-            customer_path = any(p in path for p in ("/holds", "/reservations", "/waitlist", "/reviews", "/queue"))
+            customer_path = any(p in path for p in ("/holds", "/reservations", "/waitlist", "/reviews", "/queue", "/users/me"))
             public_read = method == "get" and (not customer_path or path.endswith(("/reviews", "/queue/status"))
                                                or path.endswith(("/qr.png", "/qr.svg")))
             signed_callback = path == "/api/v1/payments/webhook"  # an HMAC header, not a bearer token
