@@ -21,11 +21,12 @@ from app.models.booking import (
     WebhookEvent,
 )
 from app.models.catalog import City, Movie, Screen, Seat, Showtime, Theater
-from app.models.user import ROLES, User
+from app.models.user import ROLES, PasswordResetToken, User
 
 __all__ = [
     "LIVE_STATUSES", "LIVE_WAITLIST_STATUSES", "ROLES",
-    "BlockedSeat", "City", "Email", "EmailStatus", "Movie", "OutboxEvent", "Payment", "PaymentKind", "PaymentStatus",
+    "BlockedSeat", "City", "Email", "EmailStatus", "Movie", "OutboxEvent",
+    "PasswordResetToken", "Payment", "PaymentKind", "PaymentStatus",
     "Reservation", "ReservationSeat", "ReservationStatus", "Review", "Screen", "Seat", "Showtime", "Theater",
     "Ticket", "TicketStatus", "User", "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
 ]
