@@ -148,7 +148,7 @@ class Password(MethodView):
 
 @blp.route("/password-reset")
 class PasswordReset(MethodView):
-    @blp.arguments(PasswordResetRequestSchema)
+    @blp.arguments(PasswordResetRequestSchema, example={"email": "ada@example.com"})
     @blp.response(202, AcceptedSchema, example=RESET_ACCEPTED, description=(
         "Always this answer, whether the address belongs to an account or not (and in the same time): the "
         "email, if any, is sent later. Its token works once, for PASSWORD_RESET_TTL_SECONDS (30 minutes)."))
@@ -162,7 +162,8 @@ class PasswordReset(MethodView):
 
 @blp.route("/password-reset/confirm")
 class PasswordResetConfirm(MethodView):
-    @blp.arguments(PasswordResetConfirmSchema)
+    @blp.arguments(PasswordResetConfirmSchema, example={"token": "q3Zt0m6Jx1yqYbK9Qx7nVfX3aLr2pC8sWdE5uHkT4oM",
+                                                         "new_password": "a new long passphrase"})
     @blp.response(204, description="The password is set; every session of the account has ended")
     @blp.alt_response(400, response="BAD_REQUEST",
                       description="reset_token_invalid: unknown, already used, voided by a newer one, or expired")
@@ -193,7 +194,7 @@ class Me(MethodView):
         return accounts.update_profile(current_user_id(), **data)
 
     @login_required
-    @users_blp.arguments(EraseSchema)
+    @users_blp.arguments(EraseSchema, example={"password": "correct horse battery staple"})
     @users_blp.response(204, description=(
         "Personal data erased or anonymised (name, email, password, review texts, email recipients); "
         "payments, tickets and reservations kept for the accounts, linked to the anonymised account; live "
