@@ -78,17 +78,15 @@ class TokenMinter:
         self._lifetimes = {"access": timedelta(seconds=access_seconds),
                            "refresh": timedelta(seconds=refresh_seconds)}
 
-    def mint(self, token_type: str, identity: str, claims: dict, *, issued_after_us: int = 0) -> MintedToken:
+    def mint(self, token_type: str, identity: str, claims: dict) -> MintedToken:
         """An ``access`` or ``refresh`` token for ``identity`` with extra ``claims``.
 
         ``iat`` keeps microseconds (a JSON number with a fraction, as RFC 7519 allows):
         a session cut-off voids the tokens issued before it, so a token minted a moment
-        after one must say so. ``issued_after_us``: a cut-off this token must come after
-        even if this host's clock lags Redis's a little (its ``nbf`` stays now)."""
+        after one must say so."""
         now = datetime.now(timezone.utc)
         jti = str(uuid.uuid4())
-        iat = max(now.timestamp(), (issued_after_us + 1) / 1_000_000)
-        payload = {"fresh": False, "iat": iat, "nbf": now, "jti": jti, "type": token_type, "sub": identity,
+        payload = {"fresh": False, "iat": now.timestamp(), "nbf": now, "jti": jti, "type": token_type, "sub": identity,
                    "exp": now + self._lifetimes[token_type], **claims}
         return MintedToken(jwt.encode(payload, self._secret, self._algorithm), jti)
 

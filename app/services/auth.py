@@ -176,15 +176,13 @@ def _revoked_jti_key(jti: str) -> str:
     return marquee().redis.key("auth", "jti", jti)
 
 
-def issue_tokens(user: User, family: str | None = None, *, issued_after_us: int = 0) -> TokenPair:
-    """A new access/refresh pair; a new family unless rotating an existing one.
-    ``issued_after_us``: a session cut-off the pair must outlive (``end_sessions``)."""
+def issue_tokens(user: User, family: str | None = None) -> TokenPair:
+    """A new access/refresh pair; a new family unless rotating an existing one."""
     deps = marquee()
     new_family = family is None
     family = family or uuid.uuid4().hex
-    access = deps.tokens.mint("access", str(user.id), {"role": user.role, "fam": family},
-                              issued_after_us=issued_after_us)
-    refresh = deps.tokens.mint("refresh", str(user.id), {"fam": family}, issued_after_us=issued_after_us)
+    access = deps.tokens.mint("access", str(user.id), {"role": user.role, "fam": family})
+    refresh = deps.tokens.mint("refresh", str(user.id), {"fam": family})
     if new_family:
         deps.redis.client.set(_family_key(family), refresh.jti, ex=deps.settings.refresh_token_seconds)
     return TokenPair(access.token, refresh.token, deps.settings.access_token_seconds, refresh.jti)
@@ -279,8 +277,17 @@ def change_password(user_id: int, current_password: str, new_password: str) -> T
             raise errors.TokenRevoked("This account no longer exists")
         confirm_password(user, current_password)
         user.password_hash = new_hash
-    cutoff = end_sessions(user.id)
-    return issue_tokens(user, issued_after_us=cutoff)
+    _wait_past(end_sessions(user.id))
+    return issue_tokens(user)
+
+
+def _wait_past(cutoff_us: int, most_seconds: float = 1.0) -> None:
+    """Until this host's clock is past a cut-off taken on Redis's (at once on one
+    machine; a host whose clock lags Redis's waits the lag, a second at most), so a
+    pair minted next outlives it."""
+    lag = (cutoff_us + 1) / 1_000_000 - time.time()
+    if lag > 0:
+        time.sleep(min(lag, most_seconds))
 
 
 def is_token_revoked(claims: dict) -> bool:
