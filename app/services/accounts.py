@@ -32,7 +32,7 @@ from datetime import date, datetime, timezone
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import func, inspect, select, text, update
+from sqlalchemy import and_, func, inspect, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from app import db
@@ -200,7 +200,7 @@ def erase(user_id: int, password: str) -> None:
     """Erase the caller's personal data (see the module's docstring); the password
     confirms it (``WrongPassword``). ``LastAdmin`` for the only admin."""
     with db.unit_of_work():
-        user = _locked_user(user_id)
+        user = _locked_with_admins(user_id)
         auth.confirm_password(user, password)
         _check_not_last_admin(user)
     for eraser in ERASERS.values():
@@ -208,12 +208,21 @@ def erase(user_id: int, password: str) -> None:
     auth.end_sessions(user.id)
 
 
+def _locked_with_admins(user_id: int) -> User:
+    """The user's row, locked with every live admin's in one statement, in id order:
+    two admins erasing themselves at once wait for each other instead of deadlocking,
+    and the second sees the first gone."""
+    db.session.execute(select(User.id).where(or_(User.id == user_id, and_(User.role == "admin",
+                                                                          User.erased_at.is_(None))))
+                       .order_by(User.id).with_for_update())
+    return _locked_user(user_id)
+
+
 def _check_not_last_admin(user: User) -> None:
-    """Under lock of every live admin, so two admins erasing each other cannot both go."""
+    """Under ``_locked_with_admins``."""
     if user.role != "admin":
         return
-    admins = db.session.scalars(select(User.id).where(User.role == "admin", User.erased_at.is_(None))
-                                .order_by(User.id).with_for_update()).all()
+    admins = db.session.scalars(select(User.id).where(User.role == "admin", User.erased_at.is_(None))).all()
     if admins == [user.id]:
         raise LastAdmin("The last admin cannot erase itself; make another admin first")
 
@@ -261,7 +270,7 @@ def _placeholder_email(user: User) -> str:
 
 def _anonymise(user: User) -> None:
     with db.unit_of_work():
-        row = _locked_user(user.id)
+        row = _locked_with_admins(user.id)
         _check_not_last_admin(row)
         row.email, row.name, row.password_hash = _placeholder_email(row), ERASED_NAME, UNUSABLE_PASSWORD
         row.role, row.erased_at = "user", func.now()

@@ -178,3 +178,21 @@ def test_the_last_admin_cannot_erase_itself(api, admin):
     assert api.get(ME, admin).status_code == 200
     api.make_user("second-admin@test.example", role="admin")
     assert api.delete(ME, admin, json={"password": PASSWORD}).status_code == 204
+
+
+def test_two_admins_erasing_themselves_at_once_leave_one(api, app, admin):
+    """Real threads: each is not the last admin when it starts; one of them must stay."""
+    import concurrent.futures
+
+    second = api.make_user("second-admin@test.example", role="admin")
+
+    def erase(token):
+        with app.test_client() as c:
+            return c.delete(ME, json={"password": PASSWORD}, headers={"Authorization": f"Bearer {token}"}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(erase, [admin, second])) == [204, 409]
+    with app.app_context():
+        admins = db.session.scalar(text("SELECT count(*) FROM users WHERE role = 'admin' AND erased_at IS NULL"))
+        db.session.rollback()
+    assert admins == 1
