@@ -105,8 +105,7 @@ class Login(MethodView):
     @blp.alt_response(429, response="TOO_MANY_REQUESTS")
     def post(self, data):
         """Sign in: an access token and a refresh token"""
-        user = auth_service.authenticate(data["email"], data["password"], client_address())
-        return auth_service.issue_tokens(user).as_dict()
+        return auth_service.sign_in(data["email"], data["password"], client_address()).as_dict()
 
 
 @blp.route("/refresh")

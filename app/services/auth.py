@@ -162,6 +162,19 @@ def confirm_password(user: User, password: str) -> None:
     marquee().redis.client.delete(key)
 
 
+def sign_in(email: str, password: str, client_address: str) -> TokenPair:
+    """``authenticate``, then a new session; refused if the user's sessions were cut off
+    meanwhile (a password change or reset committed while the old password was being
+    checked: the pair would come after the cut-off and outlive it)."""
+    started_us = time.time_ns() // 1000
+    user = authenticate(email, password, client_address)
+    pair = issue_tokens(user)
+    cutoff = marquee().redis.client.get(_cutoff_key(user.id))  # Redis itself: the mirror may lag here
+    if cutoff is not None and int(cutoff) > started_us:
+        raise errors.InvalidCredentials("Invalid email or password")
+    return pair
+
+
 # --- tokens -----------------------------------------------------------------
 
 def _family_key(family: str) -> str:

@@ -160,3 +160,21 @@ def test_password_change_through_gunicorn_is_known_by_every_worker_at_once(live_
     answers = [requests.get(live_server + ME, headers=others, timeout=10) for _ in range(40)]
     assert {(a.status_code, a.json()["code"]) for a in answers} == {(401, "token_revoked")}
     assert {requests.get(live_server + ME, headers=fresh, timeout=10).status_code for _ in range(40)} == {200}
+
+
+def test_a_sign_in_with_the_old_password_racing_a_change_gets_no_session(api, user, app, monkeypatch):
+    """The old password checked just before the change commits: the pair would be minted
+    after the cut-off, so the sign-in is refused instead."""
+    user_id = _user_id(api, user)
+    authenticate = auth.authenticate
+
+    def then_the_change_lands(*args):
+        found = authenticate(*args)
+        auth.change_password(user_id, PASSWORD, NEW_PASSWORD)
+        return found
+
+    monkeypatch.setattr(auth, "authenticate", then_the_change_lands)
+    r = api.post("/api/v1/auth/login", {"email": "user@test.example", "password": PASSWORD})
+    assert (r.status_code, r.json["code"]) == (401, "invalid_credentials")
+    monkeypatch.undo()
+    api.login("user@test.example", NEW_PASSWORD)  # a sign-in after the change is fine
