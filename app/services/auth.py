@@ -279,7 +279,7 @@ def end_sessions(user_id: int) -> int:
 
 
 def change_password(user_id: int, current_password: str, new_password: str) -> TokenPair:
-    """Replace the caller's password (``InvalidCredentials`` if ``current_password`` is
+    """Replace the caller's password (``WrongPassword`` if ``current_password`` is
     wrong), end every session of theirs, this one included, and hand back a new pair:
     the caller stays signed in, every other device must sign in again."""
     hasher = marquee().passwords
