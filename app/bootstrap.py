@@ -64,6 +64,7 @@ class Marquee:
     revocations: PushedState
     count_failure: object
     rotate_refresh: object
+    cut_sessions: object
 
     @property
     def topology(self) -> Topology:
@@ -110,6 +111,7 @@ def build(settings: Settings | None = None) -> Marquee:
         revocations=PushedState(store, "revoked", live_revocations(store)),
         count_failure=store.script("count_failure"),
         rotate_refresh=store.script("rotate_refresh"),
+        cut_sessions=store.script("cut_sessions"),
     )
 
 

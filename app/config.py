@@ -99,6 +99,12 @@ class Settings:
     sms_sink_dir: str = "var/sms"
     push_provider: str = "sink"
     push_sink_dir: str = "var/push"
+    # Password resets: how long a mailed token works, and how many requests a window
+    # allows per email address and per client address (429 with Retry-After beyond).
+    password_reset_ttl_seconds: int = 1800
+    password_reset_max_per_email: int = 3
+    password_reset_max_per_client: int = 20
+    password_reset_window_seconds: int = 3600
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -161,6 +167,10 @@ class Settings:
             webhook_secret=_derived_key("PAYMENT_WEBHOOK_SECRET", secret, b"marquee payment webhook"),
             webhook_tolerance_seconds=_int("WEBHOOK_TOLERANCE_SECONDS", 300),
             public_base_url=(os.environ.get("PUBLIC_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            password_reset_ttl_seconds=_int("PASSWORD_RESET_TTL_SECONDS", 1800),
+            password_reset_max_per_email=_int("PASSWORD_RESET_MAX_PER_EMAIL", 3),
+            password_reset_max_per_client=_int("PASSWORD_RESET_MAX_PER_CLIENT", 20),
+            password_reset_window_seconds=_int("PASSWORD_RESET_WINDOW_SECONDS", 3600),
         )
 
     def engine_options(self) -> dict:

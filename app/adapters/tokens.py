@@ -26,20 +26,43 @@ def revocations_key(store: RedisStore) -> str:
     return store.key("auth", "revoked")
 
 
+def session_cutoff_key(store: RedisStore, user_id: int | str) -> str:
+    """A user's session cut-off marker: its value is the instant (microseconds since the
+    epoch, Redis's clock) before which every token of that user is void. It lives in the
+    revocations zset like the other markers, and in each process's mirror with the
+    cut-off as its value (the other markers carry their expiry)."""
+    return store.key("auth", "cut", str(user_id))
+
+
 def live_revocations(store: RedisStore) -> Callable[[redis.Redis], dict[str, str]]:
-    """Load the live revocations, ``{marker key: expiry ms}`` (``PushedState``'s load)."""
+    """Load the live revocations, ``{marker key: expiry ms}``, and the session cut-offs,
+    ``{cut-off key: cut-off us}`` (``PushedState``'s load)."""
+    cut_prefix = session_cutoff_key(store, "")
+
     def load(client: redis.Redis) -> dict[str, str]:
         now_ms = int(time.time() * 1000)
-        return {member.decode(): str(int(score))
+        live = {member.decode(): str(int(score))
                 for member, score in client.zrangebyscore(revocations_key(store), now_ms, "+inf", withscores=True)}
+        cuts = [marker for marker in live if marker.startswith(cut_prefix)]
+        for marker, cutoff in zip(cuts, client.mget(cuts) if cuts else [], strict=True):
+            if cutoff is None:
+                del live[marker]  # expired meanwhile: every token it voided has expired too
+            else:
+                live[marker] = cutoff.decode()
+        return live
     return load
+
+
+def issued_at_us(claims: dict) -> int:
+    """A token's ``iat`` in microseconds (tokens carry it with that precision)."""
+    return round(float(claims.get("iat", 0)) * 1_000_000)
 
 
 class RotateOutcome(IntEnum):
     """What ``rotate_refresh.lua`` answers."""
 
     ROTATED = 1
-    UNKNOWN = 0  # no such family, or it has ended
+    UNKNOWN = 0  # no such family, or it has ended, or the user's sessions were cut off since
     REUSED = -1  # a retired token came back: the family is revoked
 
 
@@ -56,10 +79,14 @@ class TokenMinter:
                            "refresh": timedelta(seconds=refresh_seconds)}
 
     def mint(self, token_type: str, identity: str, claims: dict) -> MintedToken:
-        """An ``access`` or ``refresh`` token for ``identity`` with extra ``claims``."""
+        """An ``access`` or ``refresh`` token for ``identity`` with extra ``claims``.
+
+        ``iat`` keeps microseconds (a JSON number with a fraction, as RFC 7519 allows):
+        a session cut-off voids the tokens issued before it, so a token minted a moment
+        after one must say so."""
         now = datetime.now(timezone.utc)
         jti = str(uuid.uuid4())
-        payload = {"fresh": False, "iat": now, "nbf": now, "jti": jti, "type": token_type, "sub": identity,
+        payload = {"fresh": False, "iat": now.timestamp(), "nbf": now, "jti": jti, "type": token_type, "sub": identity,
                    "exp": now + self._lifetimes[token_type], **claims}
         return MintedToken(jwt.encode(payload, self._secret, self._algorithm), jti)
 

@@ -22,12 +22,12 @@ from app.models.booking import (
 )
 from app.models.catalog import City, Movie, Screen, Seat, Showtime, Theater
 from app.models.notifications import Channel, NotificationDefaults, NotificationPreference, Reminder
-from app.models.user import ROLES, User
+from app.models.user import ROLES, PasswordResetToken, User
 
 __all__ = [
     "LIVE_STATUSES", "LIVE_WAITLIST_STATUSES", "ROLES",
     "BlockedSeat", "Channel", "City", "Email", "EmailStatus", "Movie", "NotificationDefaults", "NotificationPreference",
-    "OutboxEvent", "Payment", "PaymentKind", "PaymentStatus",
+    "OutboxEvent", "PasswordResetToken", "Payment", "PaymentKind", "PaymentStatus",
     "Reminder", "Reservation", "ReservationSeat", "ReservationStatus", "Review", "Screen", "Seat", "Showtime", "Theater",
     "Ticket", "TicketStatus", "User", "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
 ]

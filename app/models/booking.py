@@ -283,6 +283,9 @@ class Email(Base):
     idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
     kind: Mapped[str] = mapped_column(String(40))
     to_address: Mapped[str] = mapped_column(String(254))
+    # whose email it was (migration 0014): found for an export or an erasure even
+    # after the address changed
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     subject: Mapped[str] = mapped_column(String(300))
     status: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,5 +1,5 @@
 """Accounts and sessions: registration, login throttling, token rotation and
-revocation.
+revocation, password changes and resets (and the session cut-off they share).
 
 Sessions are *families* of refresh tokens. Each refresh hands out a new refresh
 token and retires the old one; presenting a retired one again means it was
@@ -9,18 +9,29 @@ the access token in hand at once and ends its family.
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from app import db
-from app.adapters.tokens import RotateOutcome, revocations_key
+from app.adapters.tokens import RotateOutcome, issued_at_us, revocations_key, session_cutoff_key
 from app.bootstrap import marquee
-from app.models import User
+from app.logging_setup import request_id_var
+from app.models import OutboxEvent, PasswordResetToken, User
+from app.models.booking import OUTBOX_NOTIFY_CHANNEL
 from app.services import errors
+
+
+class WrongPassword(errors.Forbidden):
+    """A signed-in user confirmed a sensitive change with the wrong password: 403, not
+    401, since the session itself is fine (a client must not sign out over it)."""
+
+    code, title = "wrong_password", "The current password is not right"
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,33 @@ def authenticate(email: str, password: str, client_address: str) -> User:
     return user
 
 
+def confirm_password(user: User, password: str) -> None:
+    """A signed-in user's password, asked again before a sensitive change
+    (``WrongPassword``): failures count against the account as failed sign-ins do, so
+    a stolen access token cannot be used to guess the password (429 past the limit)."""
+    settings = marquee().settings
+    key = _account_key(user.email)
+    failures, ttl = marquee().count_failure(keys=[key], args=[settings.login_window_seconds])
+    if failures > settings.login_max_failures_per_account:
+        raise errors.RateLimited("Too many wrong passwords for this account; try again later", retry_after=ttl)
+    if not marquee().passwords.verify(user.password_hash, password):
+        raise WrongPassword("The current password is not right")
+    marquee().redis.client.delete(key)
+
+
+def sign_in(email: str, password: str, client_address: str) -> TokenPair:
+    """``authenticate``, then a new session; refused if the user's sessions were cut off
+    meanwhile (a password change or reset committed while the old password was being
+    checked: the pair would come after the cut-off and outlive it)."""
+    started_us = time.time_ns() // 1000
+    user = authenticate(email, password, client_address)
+    pair = issue_tokens(user)
+    cutoff = marquee().redis.client.get(_cutoff_key(user.id))  # Redis itself: the mirror may lag here
+    if cutoff is not None and int(cutoff) > started_us:
+        raise errors.InvalidCredentials("Invalid email or password")
+    return pair
+
+
 # --- tokens -----------------------------------------------------------------
 
 def _family_key(family: str) -> str:
@@ -172,9 +210,9 @@ def rotate_refresh_token(claims: dict) -> TokenPair:
         raise errors.TokenRevoked("This session has ended; sign in again")
     pair = issue_tokens(user, family=family)
     outcome = RotateOutcome(int(marquee().rotate_refresh(
-        keys=[_family_key(family), _family_revoked_key(family), _revocations_key()],
+        keys=[_family_key(family), _family_revoked_key(family), _revocations_key(), _cutoff_key(claims["sub"])],
         args=[claims["jti"], pair.refresh_jti, settings.refresh_token_seconds, settings.access_token_seconds,
-              marquee().revocations.channel],
+              marquee().revocations.channel, issued_at_us(claims)],
     )))
     if outcome is RotateOutcome.REUSED:
         marquee().revocations.delivered()
@@ -218,15 +256,202 @@ def logout(claims: dict) -> None:
         marquee().revocations.learn(marker, until_ms)
 
 
+def _cutoff_key(user_id: int | str) -> str:
+    return session_cutoff_key(marquee().redis, user_id)
+
+
+def end_sessions(user_id: int) -> int:
+    """Void every token of the user issued until now, on every app process at once;
+    returns the cut-off (microseconds, Redis's clock) that a new pair must come after.
+
+    The cut-off is stored and announced in one script (``cut_sessions.lua``) and,
+    like a logout, confirmed only once every subscriber has the announcement
+    (``delivered``). A refresh racing it is checked against it in the rotation's own
+    script, so no pair minted from an old refresh token outlives it."""
+    deps = marquee()
+    marker = _cutoff_key(user_id)
+    cutoff = deps.cut_sessions(keys=[marker, _revocations_key()],
+                               args=[deps.settings.refresh_token_seconds, deps.revocations.channel])
+    cutoff = cutoff.decode() if isinstance(cutoff, bytes) else str(cutoff)
+    deps.revocations.delivered()  # every app process knows it before the client does
+    deps.revocations.learn(marker, cutoff)
+    return int(cutoff)
+
+
+def change_password(user_id: int, current_password: str, new_password: str) -> TokenPair:
+    """Replace the caller's password (``WrongPassword`` if ``current_password`` is
+    wrong), end every session of theirs, this one included, and hand back a new pair:
+    the caller stays signed in, every other device must sign in again."""
+    hasher = marquee().passwords
+    new_hash = hasher.hash(new_password)
+    with db.unit_of_work():
+        user = db.session.scalar(select(User).where(User.id == user_id).with_for_update())
+        if user is None or user.erased_at is not None:
+            raise errors.TokenRevoked("This account no longer exists")
+        confirm_password(user, current_password)
+        user.password_hash = new_hash
+    _wait_past(end_sessions(user.id))
+    return issue_tokens(user)
+
+
+def _wait_past(cutoff_us: int, most_seconds: float = 1.0) -> None:
+    """Until this host's clock is past a cut-off taken on Redis's (at once on one
+    machine; a host whose clock lags Redis's waits the lag, a second at most), so a
+    pair minted next outlives it."""
+    lag = (cutoff_us + 1) / 1_000_000 - time.time()
+    if lag > 0:
+        time.sleep(min(lag, most_seconds))
+
+
 def is_token_revoked(claims: dict) -> bool:
     """Blocklist check for every authenticated request: the process's mirror of the
     revocations (``PushedState``), or Redis while there is none (fails closed if Redis
-    is down)."""
+    is down). A token is revoked when it, its family, or every session of its user
+    issued after it (the cut-off: a password change or reset, an erasure) was ended."""
     keys = [_revoked_jti_key(claims["jti"])]
     if claims.get("fam"):
         keys.append(_family_revoked_key(claims["fam"]))
+    keys.append(_cutoff_key(claims.get("sub", "")))
     mirrored = marquee().revocations.lookup(keys)
     if mirrored is None:
-        return any(v is not None for v in marquee().redis.client.mget(keys))
+        *markers, cutoff = marquee().redis.client.mget(keys)
+        return any(v is not None for v in markers) or _cut_off(claims, cutoff)
+    *markers, cutoff = mirrored
     now_ms = time.time() * 1000
-    return any(until is not None and int(until) > now_ms for until in mirrored)
+    return any(until is not None and int(until) > now_ms for until in markers) or _cut_off(claims, cutoff)
+
+
+def _cut_off(claims: dict, cutoff: str | bytes | None) -> bool:
+    return cutoff is not None and issued_at_us(claims) < int(cutoff)
+
+
+# --- password resets ----------------------------------------------------------
+#
+# The request answers the same whether the address is known or not, and does the
+# same work: two throttling counters, one token drawn and hashed, and one SQL
+# statement that inserts the reset and its email's outbox row only if the address
+# belongs to an account (zero rows otherwise), then one commit. The email goes out
+# later, from the worker.
+#
+# The plaintext token exists in three places, each as briefly as it can: the outbox
+# row's payload (the worker needs it to write the email), from the request's commit
+# until the worker has sent the email, which then removes it from the row; the
+# RabbitMQ message, until the worker acknowledges it; and the email itself.
+# PostgreSQL keeps only its SHA-256. Using a reset (or erasing the account) also
+# removes the token from any outbox row not yet mailed, and a worker that finds its
+# reset used or expired sends nothing.
+
+class ResetTokenInvalid(errors.BadRequest):
+    """The token is unknown, used, voided by a newer one used first, or expired: one
+    answer for all, so that it tells nothing more."""
+
+    code, title = "reset_token_invalid", "This password reset link is invalid or has expired"
+
+
+_REQUEST_RESET = text(f"""
+WITH reset AS (
+    INSERT INTO password_reset_tokens (user_id, token_hash, expires_at)
+    SELECT id, :token_hash, now() + make_interval(secs => :ttl)
+    FROM users WHERE email = :email AND erased_at IS NULL
+    RETURNING id, user_id),
+mail AS (
+    INSERT INTO outbox (topic, aggregate_id, payload)
+    SELECT 'notifications.email', 'user:' || user_id, jsonb_strip_nulls(jsonb_build_object(
+        'kind', 'password_reset', 'user_id', user_id, 'reset_id', id, 'token', CAST(:token AS text),
+        'idempotency_key', 'password_reset-' || id, 'request_id', CAST(:request_id AS text)))
+    FROM reset
+    RETURNING id)
+SELECT count(pg_notify('{OUTBOX_NOTIFY_CHANNEL}', '')) FROM mail
+""")
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _reset_throttle(email: str, client_address: str) -> None:
+    """Every request counts, known address or not: per email address and per client."""
+    settings = marquee().settings
+    store = marquee().redis
+    window = settings.password_reset_window_seconds
+    digest = hashlib.sha256(email.encode()).hexdigest()[:32]
+    for key, limit in ((store.key("auth", "reset", "email", digest), settings.password_reset_max_per_email),
+                       (store.key("auth", "reset", "addr", client_address), settings.password_reset_max_per_client)):
+        count, ttl = marquee().count_failure(keys=[key], args=[window])
+        if count > limit:
+            raise errors.RateLimited("Too many password reset requests; try again later", retry_after=ttl)
+
+
+def request_password_reset(email: str, client_address: str) -> None:
+    """Mail a single-use reset token to ``email`` if it belongs to an account; the
+    caller learns nothing either way (see the section's comment). ``RateLimited``."""
+    email = normalize_email(email)
+    _reset_throttle(email, client_address)
+    token = secrets.token_urlsafe(32)  # 256 random bits
+    with db.unit_of_work():
+        # A commit that wrote rows waits for the WAL's flush to disk; one that wrote none
+        # does not: a difference of a millisecond or two that would tell whether the
+        # address is known. Neither waits here (a reset lost to a crash in the next
+        # fraction of a second is simply asked for again).
+        db.session.execute(text("SET LOCAL synchronous_commit TO off"))
+        db.session.execute(_REQUEST_RESET, {
+            "token_hash": _token_hash(token), "ttl": marquee().settings.password_reset_ttl_seconds,
+            "email": email, "token": token, "request_id": request_id_var.get()})
+
+
+def confirm_password_reset(token: str, new_password: str) -> None:
+    """Set a new password with a mailed token: it is consumed in one statement (only
+    one of two racing uses wins), the user's other tokens are voided, and every
+    session of the user ends at once. ``ResetTokenInvalid`` otherwise."""
+    new_hash = marquee().passwords.hash(new_password)
+    with db.unit_of_work():
+        user_id = db.session.scalar(
+            update(PasswordResetToken)
+            .where(PasswordResetToken.token_hash == _token_hash(token), PasswordResetToken.used_at.is_(None),
+                   PasswordResetToken.expires_at > func.now())
+            .values(used_at=func.now()).returning(PasswordResetToken.user_id))
+        user = db.session.scalar(select(User).where(User.id == user_id).with_for_update()) if user_id else None
+        if user is None or user.erased_at is not None:
+            raise ResetTokenInvalid("This password reset link is invalid, used or expired; ask for a new one")
+        void_reset_tokens(user.id)
+        user.password_hash = new_hash
+    marquee().redis.client.delete(_account_key(user.email))  # failed sign-ins before the reset are forgiven
+    end_sessions(user.id)
+
+
+def void_reset_tokens(user_id: int) -> None:
+    """In the caller's transaction: the user's unused reset tokens stop working, and
+    no outbox row still carries one in clear."""
+    db.session.execute(update(PasswordResetToken)
+                       .where(PasswordResetToken.user_id == user_id, PasswordResetToken.used_at.is_(None))
+                       .values(used_at=func.now()))
+    _forget_tokens(OutboxEvent.aggregate_id == f"user:{user_id}")
+
+
+def _forget_tokens(*where) -> None:
+    db.session.execute(update(OutboxEvent)
+                       .where(OutboxEvent.topic == "notifications.email", OutboxEvent.payload.has_key("token"), *where)
+                       .values(payload=text("payload - 'token'")))
+
+
+def reset_email_context(payload: dict) -> dict | None:
+    """What the ``password_reset`` email says (the worker, in its transaction), or None
+    when there is nothing to mail any more: the reset was used, voided or has expired,
+    or the account was erased."""
+    token = payload.get("token")
+    reset = db.session.get(PasswordResetToken, int(payload["reset_id"])) if token else None
+    if reset is None or reset.used_at is not None or reset.expires_at <= datetime.now(timezone.utc):
+        return None
+    user = db.session.get(User, reset.user_id)
+    if user is None or user.erased_at is not None:
+        return None
+    settings = marquee().settings
+    return {"user": user, "token": token, "minutes": settings.password_reset_ttl_seconds // 60,
+            # in the fragment: never sent to a server, so never in an access log or a Referer
+            "link": f"{settings.public_base_url}/reset-password#token={token}"}
+
+
+def forget_mailed_token(payload: dict) -> None:
+    """After the email went out: its outbox row no longer carries the token."""
+    with db.unit_of_work():
+        _forget_tokens(OutboxEvent.id == int(payload["event_id"]))

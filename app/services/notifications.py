@@ -38,7 +38,7 @@ from app.models import (
     User,
     WaitlistEntry,
 )
-from app.services import errors
+from app.services import auth, errors
 
 SEND_LEASE_SECONDS = 30  # longer than a send takes (smtplib waits 10 s at most a step)
 
@@ -53,6 +53,7 @@ SUBJECTS = {
     "cancellation": "Reservation cancelled: {movie}",
     "waitlist_offer": "Seats are waiting for you: {movie}",
     "reminder": "Reminder: {movie} starts soon",
+    "password_reset": "Reset your Marquee password",
 }
 
 
@@ -146,18 +147,23 @@ def _send_once(kind: str, key: str, payload: dict) -> str:
         existing = db.session.scalar(select(Email.status).where(Email.idempotency_key == key))
         if existing == EmailStatus.SENT:
             return "already_sent"
-        context = _context(payload)
+        context = auth.reset_email_context(payload) if kind == "password_reset" else _context(payload)
+        if context is None or context["user"].erased_at is not None:
+            return "not_due"  # a reset used or expired meanwhile; an erased account
         if kind == "reminder" and not reminder_due(context["reservation"], context["showtime"]):
             return "not_due"  # cancelled (or started) since the reminder was queued
-        subject = SUBJECTS[kind].format(movie=context["movie"].title)
+        subject = SUBJECTS[kind].format(movie=context["movie"].title if "movie" in context else "")
         text = templates.render(f"email/{kind}.txt", **context)
         html = templates.render(f"email/{kind}.html", **context)
         to = context["user"].email
         db.session.execute(pg_insert(Email).values(idempotency_key=key, kind=kind, to_address=to, subject=subject,
+                                                   user_id=context["user"].id,
                                                    status=EmailStatus.SENDING).on_conflict_do_nothing(
             index_elements=["idempotency_key"]))
     marquee().mailer.send(to, subject, text, html)
     with db.unit_of_work():
         db.session.execute(Email.__table__.update().where(Email.idempotency_key == key)
                            .values(status=EmailStatus.SENT, sent_at=datetime.now(timezone.utc)))
+    if kind == "password_reset":
+        auth.forget_mailed_token(payload)
     return "sent"

@@ -4,7 +4,9 @@ from dataclasses import replace
 
 import pytest
 
+from app import bootstrap
 from app.adapters.broker import Topology, connect
+from tests.helpers import wait_until
 
 
 @pytest.fixture
@@ -66,3 +68,18 @@ def smtp(app):
     finally:
         ext.mailer = original
         controller.stop()
+
+
+@pytest.fixture
+def processes(app):
+    """Two app processes' dependencies (``bootstrap.build``: their own Redis connections
+    and mirrors), the mirrors subscribed and loaded."""
+    pair = [bootstrap.build(app.extensions["marquee"].settings) for _ in range(2)]
+    for deps in pair:
+        for state in (deps.revocations, deps.cache.generations):
+            assert wait_until(lambda state=state: state.lookup(["warm-up"]) is not None, timeout=5)
+    yield pair
+    for deps in pair:
+        deps.revocations.close()
+        deps.cache.generations.close()
+        deps.engine.dispose()

@@ -9,26 +9,11 @@ import concurrent.futures
 import time
 import uuid
 
-import pytest
 import requests
 
 from app import bootstrap
 from app.services import auth
 from tests.helpers import wait_until
-
-
-@pytest.fixture
-def processes(app):
-    """Two processes' dependencies, their mirrors subscribed and loaded."""
-    pair = [bootstrap.build(app.extensions["marquee"].settings) for _ in range(2)]
-    for deps in pair:
-        for state in (deps.revocations, deps.cache.generations):
-            assert wait_until(lambda state=state: state.lookup(["warm-up"]) is not None, timeout=5)
-    yield pair
-    for deps in pair:
-        deps.revocations.close()
-        deps.cache.generations.close()
-        deps.engine.dispose()
 
 
 def _claims(seconds: int = 900) -> dict:
@@ -82,9 +67,9 @@ def test_a_reused_refresh_token_revokes_its_family_everywhere_at_once(processes,
         settings = here.settings
         family_key = here.redis.key("auth", "fam", family)
         here.redis.client.set(family_key, second)  # `first` was rotated already
-        keys = [family_key, here.redis.key("auth", "famrev", family), auth._revocations_key()]
+        keys = [family_key, here.redis.key("auth", "famrev", family), auth._revocations_key(), auth._cutoff_key(7)]
         args = [first, uuid.uuid4().hex, settings.refresh_token_seconds, settings.access_token_seconds,
-                here.revocations.channel]
+                here.revocations.channel, int(time.time() * 1_000_000)]
         assert int(here.rotate_refresh(keys=keys, args=args)) == -1  # theft detected
     assert _revoked(there, {"jti": uuid.uuid4().hex, "fam": family})
 

@@ -4,10 +4,17 @@
 -- KEYS[1]: the family key (value: jti of the current refresh token)
 -- KEYS[2]: the family's revocation marker (checked by every access token)
 -- KEYS[3]: the revocations by expiry (zset), which app processes load and mirror
+-- KEYS[4]: the user's session cut-off marker (value: us; tokens issued before are void)
 -- ARGV[1]: jti presented   ARGV[2]: jti of the new refresh token
 -- ARGV[3]: family lifetime in seconds   ARGV[4]: revocation marker lifetime
 -- ARGV[5]: the revocations' channel (app/adapters/pushed.py: "<marker key>\n<expiry ms>")
--- Returns 1 rotated, 0 unknown or expired family, -1 reuse detected (family revoked).
+-- ARGV[6]: when the presented token was issued (us): checked against the cut-off here,
+--          in the same step as the rotation, so no refresh racing a cut-off survives it
+-- Returns 1 rotated, 0 unknown or expired family (or cut off), -1 reuse detected (family revoked).
+local cut = redis.call('GET', KEYS[4])
+if cut and tonumber(ARGV[6]) < tonumber(cut) then
+  return 0
+end
 local current = redis.call('GET', KEYS[1])
 if not current then
   return 0
