@@ -107,7 +107,7 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
         log.warning("graphql: unmapped integrity error", exc_info=original)
         out["message"] = "The change conflicts with the current state of the data"
         extensions = {"code": "conflict", "status": 409}
-    elif original is not None:
+    elif original is not None and not isinstance(original, GraphQLError):
         db.session.rollback()
         log.error("graphql: unhandled error", exc_info=original)
         out["message"] = "An unexpected error occurred; it has been logged"
@@ -161,8 +161,14 @@ def _refuse(req: Request) -> Response | None:
     if req.method == "POST":
         if not is_json_request(req):
             return problem(415, detail=f"The request body must be application/json, not {req.mimetype or 'untyped'}")
-        if len(req.get_data(cache=True)) > MAX_BODY_BYTES:  # chunked bodies have no length up front
+        body = req.get_data(cache=True)
+        if len(body) > MAX_BODY_BYTES:  # chunked bodies have no length up front
             return problem(413, detail=f"A GraphQL request body is at most {MAX_BODY_BYTES} bytes")
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return problem(400, code="malformed_json", title="Malformed JSON",
+                           detail=f"The request body is not UTF-8 text (invalid byte at offset {exc.start})")
     elif len(req.query_string) > MAX_BODY_BYTES:
         return problem(414, code="uri_too_long", detail=f"A GraphQL query string is at most {MAX_BODY_BYTES} bytes")
     return None

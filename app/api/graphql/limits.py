@@ -3,7 +3,7 @@
 One validation rule measures each operation (fragments expanded, each fragment
 measured once): its depth (the longest chain of nested fields), its cost (every
 field costs 1; a paginated list field multiplies what it selects by its page size,
-a variable page size counting as the largest), and its aliases. Past a limit the
+a variable page size counting as the largest; a seat map's seats count ten times), and its aliases. Past a limit the
 document is refused with ``extensions.code`` ``query_too_deep``,
 ``query_too_costly`` or ``too_many_aliases``; nothing runs.
 """
@@ -22,13 +22,16 @@ from graphql import (
 )
 
 MAX_DEPTH = 15  # GraphiQL's introspection query nests 13 deep
-MAX_COST = 5000  # fifty showtimes with their movie, theater, city and seat map cost about 1,300
+MAX_COST = 10_000  # fifty showtimes with their movie, theater, city and whole seat map cost about 5,500
 MAX_ALIASES = 30
 MAX_TOKENS = 5000  # parsing stops there (strawberry's MaxTokensLimiter)
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 # The list fields that take `page`/`pageSize`: what they select counts once per item.
 PAGINATED_FIELDS = frozenset({"movies", "cities", "theaters", "showtimes", "reservations"})
+# Unpaginated lists, as the items they count for: a seat map's seats (a screen has tens to
+# hundreds), a reservation's seats and tickets (at most MAX_SEATS_PER_HOLD).
+LIST_WEIGHTS = {"seats": 10, "tickets": 2}
 
 
 class _Measure:
@@ -97,7 +100,8 @@ class QueryLimits(ValidationRule):
 
     def _field(self, field: FieldNode, visiting: set[str]) -> _Measure:
         inner = self._selections(field.selection_set, visiting)
-        times = page_size_of(field) if field.name.value in PAGINATED_FIELDS else 1
+        name = field.name.value
+        times = page_size_of(field) if name in PAGINATED_FIELDS else LIST_WEIGHTS.get(name, 1)
         return _Measure(inner.depth + 1, 1 + times * inner.cost, inner.aliases + (1 if field.alias else 0))
 
     def _fragment(self, name: str, visiting: set[str]) -> _Measure:
