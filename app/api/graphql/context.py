@@ -106,6 +106,7 @@ class Context:
         self.request = request
         self.response = response
         self.loaders = Loaders()
+        self.built: dict[tuple[str, int], Any] = {}  # GraphQL objects made once per request
         self._verified = False
 
     def user_id(self) -> int:

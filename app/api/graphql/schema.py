@@ -4,13 +4,14 @@ marshmallow schemas (the same rules, the same ``errors`` by field path)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import strawberry
 from flask import url_for
 from marshmallow import ValidationError
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
 
 from app.api import schemas as s
 from app.api.graphql.context import Context
@@ -26,6 +27,14 @@ Info = strawberry.Info[Context, None]
 def _build(cls, data: dict[str, Any]):
     """A GraphQL object from a REST dump: the fields its type declares."""
     return cls(**{field.name: data.get(field.name) for field in dataclasses.fields(cls) if field.init})
+
+
+def _once(info: Info, kind: str, key: int, make: Callable[[], Any]) -> Any:
+    """``make()`` once per request for each object: fifty showtimes of one movie dump it once."""
+    built = info.context.built
+    if (kind, key) not in built:
+        built[kind, key] = make()
+    return built[kind, key]
 
 
 def _load(schema, data: dict) -> dict:
@@ -81,8 +90,15 @@ class Theater:
 
     @strawberry.field
     def city(self, info: Info) -> City | None:
-        city = info.context.loaders.cities.get(self.city_id)
+        return _city(info, self.city_id)
+
+
+def _city(info: Info, city_id: int) -> City | None:
+    def make():
+        city = info.context.loaders.cities.get(city_id)
         return None if city is None else _build(City, s.CitySchema().dump(city))
+
+    return _once(info, "city", city_id, make)
 
 
 @strawberry.type
@@ -151,18 +167,23 @@ class Showtime:
 
     @strawberry.field
     def movie(self, info: Info) -> Movie | None:
-        movie = info.context.loaders.movies.get(self.movie_id)
-        return None if movie is None else _movie(movie)
+        def make():
+            movie = info.context.loaders.movies.get(self.movie_id)
+            return None if movie is None else _movie(movie)
+
+        return _once(info, "movie", self.movie_id, make)
 
     @strawberry.field
     def theater(self, info: Info) -> Theater | None:
-        theater = info.context.loaders.theaters.get(self.theater_id)
-        return None if theater is None else _theater(theater)
+        def make():
+            theater = info.context.loaders.theaters.get(self.theater_id)
+            return None if theater is None else _theater(theater)
+
+        return _once(info, "theater", self.theater_id, make)
 
     @strawberry.field
     def city(self, info: Info) -> City | None:
-        city = info.context.loaders.cities.get(self.city_id)
-        return None if city is None else _build(City, s.CitySchema().dump(city))
+        return _city(info, self.city_id)
 
     @strawberry.field(description="Seats a customer could hold now")
     def seats_available(self, info: Info) -> int:
@@ -452,5 +473,8 @@ class MarqueeSchema(strawberry.Schema):
 
 schema = MarqueeSchema(
     query=Query, mutation=Mutation,
-    extensions=[lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS), lambda: AddValidationRules([QueryLimits])],
+    # Parsed and validated documents are kept (clients send the same few queries again and
+    # again); the limits still apply to each new one.
+    extensions=[lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS), lambda: ParserCache(maxsize=256),
+                lambda: AddValidationRules([QueryLimits]), lambda: ValidationCache(maxsize=256)],
 )
