@@ -108,7 +108,7 @@ def _enable_cors(app: Flask, settings: Settings) -> None:
         return
     cors.init_app(
         app,
-        resources={r"/api/*": {}, r"/openapi.json": {}},
+        resources={r"/api/*": {}, r"/openapi.json": {}, r"/graphql": {}},
         origins=list(settings.cors_origins),
         methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
         allow_headers=CORS_ALLOW_HEADERS,

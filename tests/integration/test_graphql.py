@@ -338,3 +338,24 @@ def test_generated_queries_and_mutations_get_explained_answers(client, user, sho
     assert r.status_code == 200, r.data[:500]
     for error in r.json.get("errors", []):
         assert error["extensions"]["code"] in EXPLAINED, (document, error)
+
+
+def test_cors_origins_reach_graphql_too():
+    """A browser front end on an allowed origin talks to /graphql as to REST."""
+    from dataclasses import replace
+
+    from app.config import Settings
+    from app.web import create_app
+
+    application = create_app(replace(Settings.from_env(), cors_origins=("https://app.example",)))
+    client = application.test_client()
+    preflight = client.options("/graphql", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "Authorization, Content-Type, Idempotency-Key, Admission-Token"})
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    r = client.post("/graphql", json={"query": "{ cities { pageInfo { total } } }"},
+                    headers={"Origin": "https://app.example"})
+    assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "Access-Control-Allow-Origin" not in client.post(
+        "/graphql", json={"query": "{ cities { pageInfo { total } } }"}, headers={"Origin": "https://evil.example"}).headers
