@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app import bootstrap, db
 from app.api import Api, register_blueprints
+from app.api.graphql import bp as graphql_bp
 from app.api.ops import bp as ops_bp
 from app.api.problems import domain_error_response, problem
 from app.api.security import VerifiedTokens, client_address
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     register_blueprints(api)
     app.register_blueprint(ops_bp)
+    app.register_blueprint(graphql_bp)
     _register_error_handlers(app)
     _register_request_hooks(app)
     register_cli(app)
@@ -106,7 +108,7 @@ def _enable_cors(app: Flask, settings: Settings) -> None:
         return
     cors.init_app(
         app,
-        resources={r"/api/*": {}, r"/openapi.json": {}},
+        resources={r"/api/*": {}, r"/openapi.json": {}, r"/graphql": {}},
         origins=list(settings.cors_origins),
         methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
         allow_headers=CORS_ALLOW_HEADERS,

@@ -43,11 +43,7 @@ def idempotent(func):
         key = request.headers.get(HEADER)
         if key is None:
             return func(*args, **kwargs)
-        if not _VALID.match(key):
-            raise errors.Invalid(
-                f"{HEADER} must be 1-255 visible ASCII characters",
-                errors={HEADER: ["1-255 visible ASCII characters"]},
-            )
+        check_key(key)
         records = marquee().idempotency
         record_key = records.record_key(get_jwt()["sub"], request.method, request.path, key)
         fp = fingerprint(request.method, request.path, request.get_data(cache=True))
@@ -76,6 +72,13 @@ def idempotent(func):
         "description": "Send the same key again to get the first response instead of acting twice.",
     })
     return wrapper
+
+
+def check_key(key: str) -> None:
+    """An ``Idempotency-Key`` is 1-255 visible ASCII characters (422 otherwise)."""
+    if not _VALID.match(key):
+        raise errors.Invalid(f"{HEADER} must be 1-255 visible ASCII characters",
+                             errors={HEADER: ["1-255 visible ASCII characters"]})
 
 
 def _replay(record: IdempotencyRecord, fp: str) -> Response:

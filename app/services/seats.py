@@ -528,6 +528,25 @@ def seat_map_snapshot(showtime_id: int) -> dict:
             "seats": [{**seat, "status": statuses.get(seat["id"], "available")} for seat in seat_map["seats"]]}
 
 
+def seat_maps_now(showtime_ids: Iterable[int]) -> dict[int, dict]:
+    """``seat_map_snapshot`` of several showtimes (without focal points): the seats from
+    one PostgreSQL query whatever their number (``catalog.seat_maps``), each showtime's
+    statuses and version from one atomic Redis call. A showtime whose booked seats Redis
+    has lost is rebuilt from PostgreSQL first, as ``seats_now`` does. Unknown ids are
+    left out."""
+    out = {}
+    store = _store()
+    for showtime_id, seat_map in catalog.seat_maps(showtime_ids).items():
+        places = [[seat["id"], seat["x"], seat["y"], seat["category"]] for seat in seat_map["seats"]]
+        room = store.room(("seating", _fingerprint(places)), lambda places=places: [tuple(p) for p in places])
+        now_ = store.read(showtime_id, room)
+        version, statuses = (now_.version, now_.statuses) if now_.synced else seats_now(showtime_id)
+        out[showtime_id] = {**seat_map, "version": version,
+                            "seats": [{**seat, "status": statuses.get(seat["id"], "available")}
+                                      for seat in seat_map["seats"]]}
+    return out
+
+
 def free_seat_ids(showtime_id: int) -> list[int]:
     """Seats neither held nor booked, in layout order."""
     ids = [int(s) for s in showtime_seating(showtime_id)["seats"]]
