@@ -438,10 +438,10 @@ def _not_modified(error: HTTPException) -> Response:
 
 
 def register_blueprints(api: Api) -> None:
-    from app.api import auth, booking, catalog, ops, payments, reviews, tickets, waiting_room, waitlist  # noqa: F401
+    from app.api import auth, booking, catalog, ops, payments, reviews, search, tickets, waiting_room, waitlist  # noqa: F401
 
     api.register_blueprint(auth.blp)
     api.register_blueprint(auth.users_blp)
-    for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments):
+    for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments, search):
         for blp in module.blueprints:
             api.register_blueprint(blp)

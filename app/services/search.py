@@ -1,0 +1,158 @@
+"""Search over movies, theaters and cities: one ranked list, and prefix suggestions.
+
+PostgreSQL does it all (migration 0013): each table has a weighted ``search_vector``
+(movies: title A, genres B, description C; theaters: name A, address B, and their
+city as C; cities: name A, country B) and a ``search_name`` (the title or name,
+lower-cased and unaccented) with a trigram index.
+
+- A hit matches the text query (``websearch_to_tsquery`` in both configurations:
+  ``marquee_english``, stemmed, and ``marquee_names``, words as written) or is
+  close to it by trigrams (``<%``: ``word_similarity`` at least
+  ``pg_trgm.word_similarity_threshold``, 0.6), which forgives typos ("godfathr").
+- Its score: ``ts_rank`` (a title word weighs 1.0, a genre 0.4, a description
+  word 0.2) + ``word_similarity`` + half the whole-name ``similarity``. Higher is
+  better; scores compare within one answer.
+- The text of a query only ever reaches SQL as a bound parameter, and only through
+  functions that take any text (``websearch_to_tsquery`` never fails on syntax), so
+  operators, quotes or backslashes in it are words or nothing, never syntax.
+"""
+from __future__ import annotations
+
+import unicodedata
+
+from sqlalchemy import text
+
+from app import db
+from app.services import errors
+
+KINDS = ("movie", "theater", "city")
+MAX_QUERY_LENGTH = 200
+MAX_SUGGESTION_QUERY_LENGTH = 100
+MAX_SUGGESTIONS = 20
+
+# Unicode categories that are no text a person searches for: controls (NUL
+# included), format characters, surrogates, private use. They become spaces.
+_NOT_TEXT = {"Cc", "Cf", "Cs", "Co"}
+
+# The query as SQL sees it: both text queries OR-ed, and the folded text.
+_TSQUERY = "(websearch_to_tsquery('marquee_english', :q) || websearch_to_tsquery('marquee_names', :q))"
+_FOLDED = "marquee_fold(:q)"
+# The folded text as a LIKE pattern that matches just itself (backslash escapes, LIKE's default).
+_LITERAL = r"replace(replace(replace(marquee_fold(:q), '\', '\\'), '%', '\%'), '_', '\_')"
+
+
+def _score(vector: str, name: str) -> str:
+    return (f"ts_rank({vector}, {_TSQUERY}) + word_similarity({_FOLDED}, {name})"
+            f" + 0.5 * similarity({_FOLDED}, {name})")
+
+
+# One SELECT per kind, all with the same named columns (any one may come alone):
+# kind, id, name, score, year, genres, city, country.
+_HITS = {
+    "movie": f"""
+        SELECT 'movie' AS kind, m.id, m.title AS name, {_score('m.search_vector', 'm.search_name')} AS score,
+               extract(year FROM m.release_date)::int AS year, m.genres, NULL::varchar AS city, NULL::varchar AS country
+        FROM movies m
+        WHERE m.search_vector @@ {_TSQUERY} OR {_FOLDED} <% m.search_name""",
+    # A theater also matches by its city's name and country (weighed as C).
+    "theater": f"""
+        SELECT 'theater' AS kind, t.id, t.name,
+               {_score("t.search_vector || setweight(c.search_vector, 'C')", 't.search_name')} AS score,
+               NULL::int AS year, NULL::varchar[] AS genres, c.name AS city, c.country
+        FROM theaters t JOIN cities c ON c.id = t.city_id
+        WHERE t.search_vector @@ {_TSQUERY} OR {_FOLDED} <% t.search_name OR c.search_vector @@ {_TSQUERY}""",
+    "city": f"""
+        SELECT 'city' AS kind, c.id, c.name, {_score('c.search_vector', 'c.search_name')} AS score,
+               NULL::int AS year, NULL::varchar[] AS genres, NULL::varchar AS city, c.country
+        FROM cities c
+        WHERE c.search_vector @@ {_TSQUERY} OR {_FOLDED} <% c.search_name""",
+}
+
+# Suggestions: names containing the text (the trigram index serves LIKE '%...%')
+# or close to it; a name that starts with it first, then one with a word that
+# starts with it, then the rest, each by closeness, then the shorter.
+_SUGGESTIONS = {
+    kind: f"""
+        SELECT '{kind}' AS kind, x.id, x.{name} AS text,
+               CASE WHEN x.search_name LIKE {_LITERAL} || '%' THEN 0
+                    WHEN x.search_name LIKE '% ' || {_LITERAL} || '%' THEN 1 ELSE 2 END
+                   AS tier,
+               word_similarity({_FOLDED}, x.search_name) AS closeness, length(x.search_name) AS size
+        FROM {table} x
+        WHERE x.search_name LIKE '%' || {_LITERAL} || '%' OR {_FOLDED} <% x.search_name"""
+    for kind, table, name in (("movie", "movies", "title"), ("theater", "theaters", "name"), ("city", "cities", "name"))
+}
+
+
+def normalise_query(q: str, max_length: int = MAX_QUERY_LENGTH) -> str:
+    """The text of a search as it is searched: NFKC (full-width letters, ligatures
+    become plain ones), characters that are not text (controls, NUL, format
+    characters) turned into spaces, runs of spaces made one, trimmed. An
+    ``Invalid`` (field ``q``) when nothing is left or more than ``max_length``
+    characters are."""
+    normal = unicodedata.normalize("NFKC", q)
+    normal = "".join(" " if unicodedata.category(ch) in _NOT_TEXT else ch for ch in normal)
+    normal = " ".join(normal.split())
+    if not normal:
+        raise _invalid_q("Must contain some text besides spaces and control characters")
+    if len(normal) > max_length:
+        raise _invalid_q(f"At most {max_length} characters")
+    return normal
+
+
+def _invalid_q(message: str) -> errors.Invalid:
+    return errors.Invalid(message, errors={"q": [message]})
+
+
+def _kinds(kind: str | None) -> tuple[str, ...]:
+    if kind is None:
+        return KINDS
+    if kind not in KINDS:
+        message = f"Must be one of {', '.join(KINDS)}"
+        raise errors.Invalid(message, errors={"kind": [message]})
+    return (kind,)
+
+
+def search(q: str, page: int, page_size: int, kind: str | None = None) -> tuple[list[dict], int]:
+    """One page of hits for ``q`` across movies, theaters and cities (or the one
+    ``kind``), best first, and how many there are. Each hit: ``kind``, ``id``,
+    ``name``, ``score`` and its context (``year``, ``genres``; ``city``; ``country``)."""
+    params = {"q": normalise_query(q)}
+    hits = " UNION ALL ".join(_HITS[k] for k in _kinds(kind))
+    rows = db.session.execute(text(f"""
+        WITH hits AS ({hits})
+        SELECT *, count(*) OVER () AS total FROM hits
+        ORDER BY score DESC, length(name), kind, id
+        LIMIT :limit OFFSET :offset"""), {**params, "limit": page_size, "offset": (page - 1) * page_size}).mappings().all()
+    if rows:
+        total = rows[0]["total"]
+    else:  # past the last page (or nothing at all): count them alone
+        total = db.session.scalar(text(f"SELECT count(*) FROM ({hits}) AS hits"), params)
+    return [_hit(row) for row in rows], int(total or 0)
+
+
+def _hit(row) -> dict:
+    hit = {"kind": row["kind"], "id": row["id"], "name": row["name"], "score": round(float(row["score"]), 4)}
+    if row["kind"] == "movie":
+        hit.update(year=row["year"], genres=list(row["genres"] or []))
+    elif row["kind"] == "theater":
+        hit.update(city=row["city"], country=row["country"])
+    else:
+        hit["country"] = row["country"]
+    return hit
+
+
+def suggest(q: str, limit: int = 10, kind: str | None = None) -> list[dict]:
+    """Up to ``limit`` (at most ``MAX_SUGGESTIONS``) completions of ``q``: names
+    that start with it, or have a word that does, or come close, as ``kind``,
+    ``id``, ``text``."""
+    normal = normalise_query(q, MAX_SUGGESTION_QUERY_LENGTH)
+    limit = max(1, min(limit, MAX_SUGGESTIONS))
+    params = {"q": normal, "limit": limit}
+    candidates = " UNION ALL ".join(_SUGGESTIONS[k] for k in _kinds(kind))
+    rows = db.session.execute(text(f"""
+        SELECT kind, id, text FROM ({candidates}) AS candidates
+        ORDER BY tier, closeness DESC, size, kind, id
+        LIMIT :limit"""), params).mappings().all()
+    return [dict(row) for row in rows]
+
