@@ -18,7 +18,9 @@ lower-cased and unaccented) with a trigram index.
 """
 from __future__ import annotations
 
+import re
 import unicodedata
+from contextlib import contextmanager
 
 from sqlalchemy import text
 
@@ -68,20 +70,63 @@ _HITS = {
         WHERE c.search_vector @@ {_TSQUERY} OR {_FOLDED} <% c.search_name""",
 }
 
-# Suggestions: names containing the text (the trigram index serves LIKE '%...%')
-# or close to it; a name that starts with it first, then one with a word that
-# starts with it, then the rest, each by closeness, then the shorter.
-_SUGGESTIONS = {
-    kind: f"""
+# Suggestions come in two steps, each a top-N the indexes serve, never a sort of
+# thousands of rows with trigram arithmetic in each:
+# 1. Completions. From three letters on, names containing the text (the trigram
+#    index serves LIKE '%...%'): a name that starts with it first, then one with a
+#    word that starts with it, then the rest, each shorter first. With one or two
+#    letters (a trigram index finds nothing that short), names that start with it,
+#    in order (the btree index on search_name serves LIKE '...%' in that order).
+# 2. Only when that leaves room: names close to the text (typos), closest first.
+_SUGGESTION_TABLES = {"movie": ("movies", "title"), "theater": ("theaters", "name"), "city": ("cities", "name")}
+_COMPLETIONS = {
+    kind: f"""(
         SELECT '{kind}' AS kind, x.id, x.{name} AS text,
                CASE WHEN x.search_name LIKE {_LITERAL} || '%' THEN 0
-                    WHEN x.search_name LIKE '% ' || {_LITERAL} || '%' THEN 1 ELSE 2 END
-                   AS tier,
-               word_similarity({_FOLDED}, x.search_name) AS closeness, length(x.search_name) AS size
+                    WHEN x.search_name LIKE '% ' || {_LITERAL} || '%' THEN 1 ELSE 2 END AS tier,
+               length(x.search_name) AS size
         FROM {table} x
-        WHERE x.search_name LIKE '%' || {_LITERAL} || '%' OR {_FOLDED} <% x.search_name"""
-    for kind, table, name in (("movie", "movies", "title"), ("theater", "theaters", "name"), ("city", "cities", "name"))
+        WHERE x.search_name LIKE '%' || {_LITERAL} || '%'
+        ORDER BY tier, size, x.id LIMIT :limit)"""
+    for kind, (table, name) in _SUGGESTION_TABLES.items()
 }
+_SHORT_COMPLETIONS = {
+    kind: f"""(
+        SELECT '{kind}' AS kind, x.id, x.{name} AS text, 0 AS tier, length(x.search_name) AS size
+        FROM {table} x
+        WHERE x.search_name COLLATE "C" LIKE {_LITERAL} || '%'
+        ORDER BY x.search_name COLLATE "C", x.id LIMIT :limit)"""
+    for kind, (table, name) in _SUGGESTION_TABLES.items()
+}
+_CLOSE_NAMES = {
+    kind: f"""(
+        SELECT '{kind}' AS kind, x.id, x.{name} AS text, word_similarity({_FOLDED}, x.search_name) AS closeness,
+               length(x.search_name) AS size
+        FROM {table} x
+        WHERE {_FOLDED} <% x.search_name AND x.search_name NOT LIKE '%' || {_LITERAL} || '%'
+        ORDER BY closeness DESC, size, x.id LIMIT :limit)"""
+    for kind, (table, name) in _SUGGESTION_TABLES.items()
+}
+# Three letters or digits in a row: what a trigram index can look up.
+_TRIGRAM_WORD = re.compile(r"\w{3}")
+
+
+@contextmanager
+def _planned_for_the_indexes():
+    """Statements run here are planned with sequential scans discouraged, in a
+    savepoint rolled back at the end (reads only), so the setting ends with it.
+
+    PostgreSQL's planner prices ``word_similarity`` (``<%``) like an integer
+    comparison and a GIN scan pessimistically, so it would read the whole table
+    and compute trigrams for every row: 69 ms where the bitmap scan of the two
+    indexes takes 12 ms (20,000 movies, "godfathr"; loadtests/bench_search.py
+    --explain shows the plans)."""
+    savepoint = db.session.begin_nested()
+    try:
+        db.session.execute(text("SET LOCAL enable_seqscan = off"))
+        yield
+    finally:
+        savepoint.rollback()
 
 
 def normalise_query(q: str, max_length: int = MAX_QUERY_LENGTH) -> str:
@@ -119,15 +164,17 @@ def search(q: str, page: int, page_size: int, kind: str | None = None) -> tuple[
     ``name``, ``score`` and its context (``year``, ``genres``; ``city``; ``country``)."""
     params = {"q": normalise_query(q)}
     hits = " UNION ALL ".join(_HITS[k] for k in _kinds(kind))
-    rows = db.session.execute(text(f"""
-        WITH hits AS ({hits})
-        SELECT *, count(*) OVER () AS total FROM hits
-        ORDER BY score DESC, length(name), kind, id
-        LIMIT :limit OFFSET :offset"""), {**params, "limit": page_size, "offset": (page - 1) * page_size}).mappings().all()
-    if rows:
-        total = rows[0]["total"]
-    else:  # past the last page (or nothing at all): count them alone
-        total = db.session.scalar(text(f"SELECT count(*) FROM ({hits}) AS hits"), params)
+    with _planned_for_the_indexes():
+        rows = db.session.execute(text(f"""
+            WITH hits AS ({hits})
+            SELECT *, count(*) OVER () AS total FROM hits
+            ORDER BY score DESC, length(name), kind, id
+            LIMIT :limit OFFSET :offset"""), {**params, "limit": page_size, "offset": (page - 1) * page_size}
+        ).mappings().all()
+        if rows:
+            total = rows[0]["total"]
+        else:  # past the last page (or nothing at all): count them alone
+            total = db.session.scalar(text(f"SELECT count(*) FROM ({hits}) AS hits"), params)
     return [_hit(row) for row in rows], int(total or 0)
 
 
@@ -143,16 +190,20 @@ def _hit(row) -> dict:
 
 
 def suggest(q: str, limit: int = 10, kind: str | None = None) -> list[dict]:
-    """Up to ``limit`` (at most ``MAX_SUGGESTIONS``) completions of ``q``: names
-    that start with it, or have a word that does, or come close, as ``kind``,
-    ``id``, ``text``."""
+    """Up to ``limit`` (at most ``MAX_SUGGESTIONS``) completions of ``q`` as
+    ``kind``, ``id``, ``text``: names that start with it, then names with a word
+    that starts with it (from three letters on), then names close to it (typos)."""
     normal = normalise_query(q, MAX_SUGGESTION_QUERY_LENGTH)
-    limit = max(1, min(limit, MAX_SUGGESTIONS))
-    params = {"q": normal, "limit": limit}
-    candidates = " UNION ALL ".join(_SUGGESTIONS[k] for k in _kinds(kind))
-    rows = db.session.execute(text(f"""
-        SELECT kind, id, text FROM ({candidates}) AS candidates
-        ORDER BY tier, closeness DESC, size, kind, id
-        LIMIT :limit"""), params).mappings().all()
-    return [dict(row) for row in rows]
-
+    params = {"q": normal, "limit": max(1, min(limit, MAX_SUGGESTIONS))}
+    kinds = _kinds(kind)
+    completions = _COMPLETIONS if _TRIGRAM_WORD.search(normal) else _SHORT_COMPLETIONS
+    with _planned_for_the_indexes():
+        found = db.session.execute(text(
+            f"SELECT * FROM ({' UNION ALL '.join(completions[k] for k in kinds)}) AS completions"
+            " ORDER BY tier, size, kind, id LIMIT :limit"), params).mappings().all()
+        if len(found) < params["limit"]:
+            found += db.session.execute(text(
+                f"SELECT * FROM ({' UNION ALL '.join(_CLOSE_NAMES[k] for k in kinds)}) AS close_names"
+                " ORDER BY closeness DESC, size, kind, id LIMIT :limit"),
+                {**params, "limit": params["limit"] - len(found)}).mappings().all()
+    return [{"kind": row["kind"], "id": row["id"], "text": row["text"]} for row in found]

@@ -8,7 +8,8 @@ proper nouns (titles, names, addresses: a film called "It" stays findable).
 
 Each table gets a stored generated ``search_vector`` (GIN) and ``search_name``, its
 title or name lower-cased and unaccented, with a trigram GIN index for typos
-(``word_similarity``) and prefixes (``LIKE``).
+(``word_similarity``) and word prefixes (``LIKE '%...%'``), and a btree index in
+byte order for the prefixes of one or two letters (``LIKE '...%'``).
 
 Revision ID: 0013
 Revises: 0012
@@ -71,6 +72,8 @@ def upgrade():
                    f" ADD COLUMN search_name text GENERATED ALWAYS AS (marquee_fold({NAMES[table]})) STORED")
         op.execute(f"CREATE INDEX ix_{table}_search_vector ON {table} USING gin (search_vector)")
         op.execute(f"CREATE INDEX ix_{table}_search_name_trgm ON {table} USING gin (search_name gin_trgm_ops)")
+        # Byte order: serves LIKE 'ab%' for the shortest prefixes, in order.
+        op.execute(f'CREATE INDEX ix_{table}_search_name_prefix ON {table} (search_name COLLATE "C")')
 
 
 def downgrade():
