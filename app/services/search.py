@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from contextlib import contextmanager
 
 from sqlalchemy import text
 
@@ -111,24 +110,6 @@ _CLOSE_NAMES = {
 _TRIGRAM_WORD = re.compile(r"\w{3}")
 
 
-@contextmanager
-def _planned_for_the_indexes():
-    """Statements run here are planned with sequential scans discouraged, in a
-    savepoint rolled back at the end (reads only), so the setting ends with it.
-
-    PostgreSQL's planner prices ``word_similarity`` (``<%``) like an integer
-    comparison and a GIN scan pessimistically, so it would read the whole table
-    and compute trigrams for every row: 69 ms where the bitmap scan of the two
-    indexes takes 12 ms (20,000 movies, "godfathr"; loadtests/bench_search.py
-    --explain shows the plans)."""
-    savepoint = db.session.begin_nested()
-    try:
-        db.session.execute(text("SET LOCAL enable_seqscan = off"))
-        yield
-    finally:
-        savepoint.rollback()
-
-
 def normalise_query(q: str, max_length: int = MAX_QUERY_LENGTH) -> str:
     """The text of a search as it is searched: NFKC (full-width letters, ligatures
     become plain ones), characters that are not text (controls, NUL, format
@@ -164,17 +145,15 @@ def search(q: str, page: int, page_size: int, kind: str | None = None) -> tuple[
     ``name``, ``score`` and its context (``year``, ``genres``; ``city``; ``country``)."""
     params = {"q": normalise_query(q)}
     hits = " UNION ALL ".join(_HITS[k] for k in _kinds(kind))
-    with _planned_for_the_indexes():
-        rows = db.session.execute(text(f"""
-            WITH hits AS ({hits})
-            SELECT *, count(*) OVER () AS total FROM hits
-            ORDER BY score DESC, length(name), kind, id
-            LIMIT :limit OFFSET :offset"""), {**params, "limit": page_size, "offset": (page - 1) * page_size}
-        ).mappings().all()
-        if rows:
-            total = rows[0]["total"]
-        else:  # past the last page (or nothing at all): count them alone
-            total = db.session.scalar(text(f"SELECT count(*) FROM ({hits}) AS hits"), params)
+    rows = db.session.execute(text(f"""
+        WITH hits AS ({hits})
+        SELECT *, count(*) OVER () AS total FROM hits
+        ORDER BY score DESC, length(name), kind, id
+        LIMIT :limit OFFSET :offset"""), {**params, "limit": page_size, "offset": (page - 1) * page_size}).mappings().all()
+    if rows:
+        total = rows[0]["total"]
+    else:  # past the last page (or nothing at all): count them alone
+        total = db.session.scalar(text(f"SELECT count(*) FROM ({hits}) AS hits"), params)
     return [_hit(row) for row in rows], int(total or 0)
 
 
@@ -191,19 +170,21 @@ def _hit(row) -> dict:
 
 def suggest(q: str, limit: int = 10, kind: str | None = None) -> list[dict]:
     """Up to ``limit`` (at most ``MAX_SUGGESTIONS``) completions of ``q`` as
-    ``kind``, ``id``, ``text``: names that start with it, then names with a word
-    that starts with it (from three letters on), then names close to it (typos)."""
+    ``kind``, ``id``, ``text``: names that start with it, then (from three letters
+    or digits in a row on) names with a word that starts with it, then names close
+    to it (typos)."""
     normal = normalise_query(q, MAX_SUGGESTION_QUERY_LENGTH)
     params = {"q": normal, "limit": max(1, min(limit, MAX_SUGGESTIONS))}
     kinds = _kinds(kind)
-    completions = _COMPLETIONS if _TRIGRAM_WORD.search(normal) else _SHORT_COMPLETIONS
-    with _planned_for_the_indexes():
-        found = db.session.execute(text(
-            f"SELECT * FROM ({' UNION ALL '.join(completions[k] for k in kinds)}) AS completions"
-            " ORDER BY tier, size, kind, id LIMIT :limit"), params).mappings().all()
-        if len(found) < params["limit"]:
-            found += db.session.execute(text(
-                f"SELECT * FROM ({' UNION ALL '.join(_CLOSE_NAMES[k] for k in kinds)}) AS close_names"
-                " ORDER BY closeness DESC, size, kind, id LIMIT :limit"),
-                {**params, "limit": params["limit"] - len(found)}).mappings().all()
+    long_enough = _TRIGRAM_WORD.search(normal) is not None
+    completions = _COMPLETIONS if long_enough else _SHORT_COMPLETIONS
+    found = db.session.execute(text(
+        f"SELECT * FROM ({' UNION ALL '.join(completions[k] for k in kinds)}) AS completions"
+        " ORDER BY tier, size, kind, id LIMIT :limit"), params).mappings().all()
+    # A typo needs a word to be in: "of" is close to every "X of the Y".
+    if long_enough and len(found) < params["limit"]:
+        found += db.session.execute(text(
+            f"SELECT * FROM ({' UNION ALL '.join(_CLOSE_NAMES[k] for k in kinds)}) AS close_names"
+            " ORDER BY closeness DESC, size, kind, id LIMIT :limit"),
+            {**params, "limit": params["limit"] - len(found)}).mappings().all()
     return [{"kind": row["kind"], "id": row["id"], "text": row["text"]} for row in found]

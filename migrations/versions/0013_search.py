@@ -70,8 +70,13 @@ def upgrade():
         op.execute(f"ALTER TABLE {table}"
                    f" ADD COLUMN search_vector tsvector GENERATED ALWAYS AS ({vector}) STORED,"
                    f" ADD COLUMN search_name text GENERATED ALWAYS AS (marquee_fold({NAMES[table]})) STORED")
-        op.execute(f"CREATE INDEX ix_{table}_search_vector ON {table} USING gin (search_vector)")
-        op.execute(f"CREATE INDEX ix_{table}_search_name_trgm ON {table} USING gin (search_name gin_trgm_ops)")
+        # fastupdate off: the catalog is written rarely and searched all the time, and a
+        # GIN pending list is read in full by every search (and prices index scans as
+        # dear as the table): 9 ms instead of 0.8 ms for a suggestion after 20,000 inserts.
+        op.execute(f"CREATE INDEX ix_{table}_search_vector ON {table} USING gin (search_vector)"
+                   " WITH (fastupdate = off)")
+        op.execute(f"CREATE INDEX ix_{table}_search_name_trgm ON {table} USING gin (search_name gin_trgm_ops)"
+                   " WITH (fastupdate = off)")
         # Byte order: serves LIKE 'ab%' for the shortest prefixes, in order.
         op.execute(f'CREATE INDEX ix_{table}_search_name_prefix ON {table} (search_name COLLATE "C")')
 
