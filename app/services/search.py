@@ -110,8 +110,9 @@ _CLOSE_NAMES = {
         ORDER BY closeness DESC, size, x.id LIMIT :limit)"""
     for kind, (table, name) in _SUGGESTION_TABLES.items()
 }
-# Three letters or digits in a row: what a trigram index can look up.
-_TRIGRAM_WORD = re.compile(r"\w{3}")
+# Three letters or digits in a row: what a trigram index can look up (pg_trgm
+# ignores everything else, the underscore included).
+_TRIGRAM_WORD = re.compile(r"[^\W_]{3}")
 
 
 def normalise_query(q: str, max_length: int = MAX_QUERY_LENGTH) -> str:
