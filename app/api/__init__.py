@@ -446,6 +446,7 @@ def register_blueprints(api: Api) -> None:
         ops,
         payments,
         reviews,
+        search,
         tickets,
         waiting_room,
         waitlist,
@@ -453,6 +454,6 @@ def register_blueprints(api: Api) -> None:
 
     api.register_blueprint(auth.blp)
     api.register_blueprint(auth.users_blp)
-    for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments, notifications):
+    for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments, notifications, search):
         for blp in module.blueprints:
             api.register_blueprint(blp)
