@@ -39,8 +39,10 @@ from app import db
 from app.models import (
     LIVE_WAITLIST_STATUSES,
     Email,
+    NotificationPreference,
     PasswordResetToken,
     Payment,
+    Reminder,
     Reservation,
     ReservationSeat,
     ReservationStatus,
@@ -191,6 +193,8 @@ EXPORTS.register("waitlist_entries", rows_of(WaitlistEntry))
 EXPORTS.register("reviews", rows_of(Review))
 EXPORTS.register("emails", rows_of(Email))
 EXPORTS.register("password_reset_tokens", rows_of(PasswordResetToken, exclude=("token_hash",)))
+EXPORTS.register("notification_preferences", rows_of(NotificationPreference))
+EXPORTS.register("reminders", rows_of(Reminder))
 # Waiting-room queue places live in Redis only, for the hours of an on-sale: not exported.
 
 
@@ -282,5 +286,6 @@ ERASERS.register("waitlist_entries", _leave_waitlists)
 ERASERS.register("reservations", _cancel_unpaid)
 ERASERS.register("reviews", blank(Review, text=""))
 ERASERS.register("password_reset_tokens", delete_rows(PasswordResetToken))
+ERASERS.register("notification_preferences", delete_rows(NotificationPreference))  # the phone; reminders stop
 ERASERS.register("outbox", _scrub_outbox)
 ERASERS.register("users", _anonymise)  # last: emails follow the placeholder address

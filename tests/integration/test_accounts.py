@@ -110,6 +110,11 @@ def _scalar(app, query):
         return value
 
 
+def _prefer_sms(api, token):
+    return api.call("PUT", f"{ME}/notifications", token, json={
+        "email": True, "sms": True, "push": False, "reminders": True, "reminder_minutes": 60, "phone": PHONE})
+
+
 def test_erasure_leaves_no_personal_data_and_keeps_the_accounts(api, app, admin, other, zebulon, show,
                                                                broker, smtp):
     seats = seat_ids(api, show["showtime"])
@@ -136,6 +141,8 @@ def test_erasure_leaves_no_personal_data_and_keeps_the_accounts(api, app, admin,
             "user_id": user_id, "movie_id": show["movie"], "rating": 4, "text": f"Signed {NAME}, {PHONE}"}))
         db.session.commit()
     assert api.post("/api/v1/auth/password-reset", {"email": EMAIL}).status_code == 202
+    # the phone the SMS reminders go to
+    assert _prefer_sms(api, zebulon).status_code == 200
     laptop = api.login(EMAIL)
     assert _where_found(app, [EMAIL, NAME, PHONE])  # the search finds what is there
     payments_before = _scalar(app, select(func.sum(Payment.amount_cents)))
