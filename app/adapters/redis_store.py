@@ -35,8 +35,11 @@ class RedisStore:
         return self.key("{st:%d}" % showtime_id, *parts)
 
     def pushed_channel(self, name: str) -> str:
-        """The pub/sub channel of a state mirrored in every process (``app.adapters.pushed``)."""
-        return self.key("pushed", name)
+        """The pub/sub channel of a state mirrored in every process (``app.adapters.pushed``).
+        Channels are global to a Redis server, whatever the database, so the channel names
+        the database too: two users of one prefix in two databases never hear each other."""
+        database = self.client.get_connection_kwargs().get("db", 0) if hasattr(self.client, "get_connection_kwargs") else 0
+        return self.key("pushed", f"db{database}", name)
 
     def script(self, name: str, *, prelude: str | None = None):
         """Load ``lua/<name>.lua`` once (after ``lua/<prelude>.lua``, its shared

@@ -58,11 +58,17 @@ def test_a_profile_edit_refuses_bad_input(api, user):
 
 # --- export -----------------------------------------------------------------------
 
+def _prefer_sms(api, token):
+    return api.call("PUT", f"{ME}/notifications", token, json={
+        "email": True, "sms": True, "push": False, "reminders": True, "reminder_minutes": 60, "phone": PHONE})
+
+
 def test_the_export_holds_the_callers_objects_and_none_of_anothers(api, app, user, other, show):
     seats = seat_ids(api, show["showtime"])
     mine = reserve(api, user, hold(api, user, show["showtime"], seats[:1]).json["id"]).json
     theirs = reserve(api, other, hold(api, other, show["showtime"], seats[1:2]).json["id"]).json
     my_hold = hold(api, user, show["showtime"], seats[2:3]).json
+    assert _prefer_sms(api, user).status_code == 200
     r = api.get(f"{ME}/export", user)
     assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
     data = r.json["data"]
@@ -70,6 +76,7 @@ def test_the_export_holds_the_callers_objects_and_none_of_anothers(api, app, use
     assert [x["id"] for x in data["reservations"]] == [mine["id"]]
     assert {x["reservation_id"] for x in data["reservation_seats"]} == {mine["id"]}
     assert [x["id"] for x in data["holds"]] == [my_hold["id"]]
+    assert [x["phone"] for x in data["notification_preferences"]] == [PHONE]
     dumped = json.dumps(r.json)
     assert "other@test.example" not in dumped and f'"reservation_id": {theirs["id"]}' not in dumped
     assert api.get(f"{ME}/export").status_code == 401
@@ -108,11 +115,6 @@ def _scalar(app, query):
         value = db.session.scalar(query)
         db.session.rollback()
         return value
-
-
-def _prefer_sms(api, token):
-    return api.call("PUT", f"{ME}/notifications", token, json={
-        "email": True, "sms": True, "push": False, "reminders": True, "reminder_minutes": 60, "phone": PHONE})
 
 
 def test_erasure_leaves_no_personal_data_and_keeps_the_accounts(api, app, admin, other, zebulon, show,
