@@ -37,6 +37,7 @@ up:
 	  echo "Marquee is up:"; \
 	  echo "  API      http://127.0.0.1:$(PORT)/api/v1"; \
 	  echo "  Docs     http://127.0.0.1:$(PORT)/docs   (spec: /openapi.json)"; \
+	  echo "  GraphQL  http://127.0.0.1:$(PORT)/graphql   (GraphiQL in a browser)"; \
 	  echo "  Health   http://127.0.0.1:$(PORT)/health  /ready  /metrics"; \
 	  echo "  Live     seat-map events: http://127.0.0.1:$(PORT)/api/v1/showtimes/<id>/seats/events"; \
 	  echo "           (the live process on 127.0.0.1:8004, /health /metrics)"; \
@@ -45,6 +46,7 @@ up:
 	  echo "  Admin    $$ADMIN_EMAIL / $$ADMIN_PASSWORD   (from .env)"; \
 	  echo "  Demo     customer1@demo.marquee.test ... customer1000@demo.marquee.test / marquee-demo"; \
 	  echo "  Mail     var/mail/  (every email sent, from the SMTP sink on 127.0.0.1:8025)"; \
+	  echo "  SMS/push var/sms/  var/push/  (every reminder sent, from the development sinks)"; \
 	  echo "  Logs     var/log/   (make logs)     Stop: make down"
 
 down:
