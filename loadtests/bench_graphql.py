@@ -3,7 +3,7 @@ city and seat map.
 
     .venv/bin/python -m loadtests.bench_graphql [--database marquee_bench_graphql]
         [--redis-url redis://127.0.0.1:6379/11] [--amqp-prefix mqbenchgql.] [--seconds 5]
-        [--concurrency 8] [--rounds 3]
+        [--concurrency 8] [--rounds 3] [--keep-database]
 
 Starts its own gunicorn (2 workers x 8 threads, as an app instance of the stack) on a
 scratch database (created and migrated if missing, its catalog tables emptied first) and
@@ -15,7 +15,8 @@ client of loadtests/client.py over ``--concurrency`` keep-alive connections:
     the other on the connection (51 requests).
 Then the same without the seat maps (GraphQL without ``seatMap``; REST the list only).
 Prints ms per page view, page views/s and HTTP requests/s of each. The server is
-stopped and the Redis keys removed at the end, whatever happens.
+stopped, the Redis keys removed and the database dropped (unless ``--keep-database``)
+at the end, whatever happens.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ import requests
 
 from loadtests.bench_catalog import bench_parser
 from loadtests.client import Connection, Tally, run_clients
+from loadtests.servers import drop_database, free_port, start_gunicorn, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOWTIMES = 50
@@ -43,39 +45,6 @@ QUERY = """{ showtimes(pageSize: %d) { items {
   %s } } }""" % (SHOWTIMES, SEAT_MAP)
 LIST_QUERY = QUERY.replace(SEAT_MAP, "")
 ADMIN = ("bench-admin@example.test", "bench-" + secrets.token_urlsafe(12))
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen:
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
-                                 "wsgi:app"], cwd=ROOT, env={**env, "BIND": f"127.0.0.1:{port}"},
-                                stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except requests.RequestException:
-            time.sleep(0.2)
-    stop_server(proc)
-    raise SystemExit("gunicorn did not start: " + log_path.read_text()[-2000:])
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _post(base: str, path: str, body: dict, token: str) -> dict:
@@ -133,7 +102,8 @@ def main() -> None:
     parser = bench_parser(__doc__)
     parser.set_defaults(concurrency=8)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--database", default="marquee_bench_graphql", help="scratch database (emptied)")
+    parser.add_argument("--database", default="marquee_bench_graphql", help="scratch database (emptied, then dropped)")
+    parser.add_argument("--keep-database", action="store_true", help="leave the scratch database for a look")
     parser.add_argument("--postgres", default="postgresql+psycopg2://postgres@127.0.0.1:5432")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--amqp-prefix", default="mqbenchgql.")
@@ -152,7 +122,7 @@ def main() -> None:
     store = redis.Redis.from_url(args.redis_url)
     port = free_port()
     log_path = Path(f"/tmp/bench_graphql-{port}.log")
-    proc = start_server(env, port, log_path)
+    proc = start_gunicorn(env, port, log_path)
     base = f"http://127.0.0.1:{port}"
     try:
         seed(base)
@@ -176,10 +146,12 @@ def main() -> None:
                   f"{statistics.median(t.percentile_ms(95) for t in tallies):8.1f} {views:8.1f} "
                   f"{views * per_view:8.1f} {sum(t.errors for t in tallies):7d}")
     finally:
-        stop_server(proc)
+        stop_process(proc)
         keys = list(store.scan_iter(match=prefix + "*", count=1000))
         for start in range(0, len(keys), 500):
             store.delete(*keys[start:start + 500])
+        if not args.keep_database:
+            drop_database(env["DATABASE_URL"], args.database)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import os
 import re
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,14 +40,9 @@ from pathlib import Path
 import requests
 
 from loadtests.bench_catalog import percentile_ms, require_loopback
+from loadtests.servers import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, seconds: float = 20) -> None:
@@ -61,17 +55,6 @@ def wait_http(url: str, seconds: float = 20) -> None:
             pass
         time.sleep(0.1)
     raise SystemExit(f"{url} did not answer 200")
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
-    """SIGTERM, then SIGKILL after ``timeout`` seconds."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def rss_mib(pid: int) -> float:

@@ -24,7 +24,6 @@ import asyncio
 import os
 import random
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,8 @@ from pathlib import Path
 import psycopg2
 from psycopg2.extras import execute_values
 from sqlalchemy.engine import make_url
+
+from loadtests.servers import drop_database, free_port, start_gunicorn, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "marquee_bench_search"
@@ -191,39 +192,6 @@ def _explain(db, search) -> None:
         db.session.rollback()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_gunicorn(env: dict, port: int, log_path: Path) -> subprocess.Popen:
-    import requests
-
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
-                                 "wsgi:app"], cwd=ROOT, env={**env, "BIND": f"127.0.0.1:{port}"},
-                                stdout=log_file, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except requests.RequestException:
-            time.sleep(0.2)
-    _stop(proc)
-    raise RuntimeError("gunicorn did not start: " + log_path.read_text()[-2000:])
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def bench_http(port: int, searches: list[str], prefixes: list[str]) -> list[str]:
     from urllib.parse import quote
 
@@ -247,13 +215,6 @@ def bench_http(port: int, searches: list[str], prefixes: list[str]) -> list[str]
                         ("HTTP GET /search/suggest", [f"/api/v1/search/suggest?q={quote(q)}" for q in prefixes])]:
         lines.append(_summary(name, asyncio.run(timed(paths))))
     return lines
-
-
-def _admin_connection(url):
-    conn = psycopg2.connect(host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-                            dbname="postgres")
-    conn.autocommit = True
-    return conn
 
 
 def main() -> None:
@@ -285,19 +246,16 @@ def main() -> None:
         lines = bench_service(searches, prefixes, args.explain)
         if not args.no_http:
             with tempfile.TemporaryDirectory() as metrics_dir:
-                port = _free_port()
+                port = free_port()
                 proc = start_gunicorn({**env, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}, port,
                                       Path(metrics_dir) / "gunicorn.log")
                 try:
                     lines += bench_http(port, searches, prefixes)
                 finally:
-                    _stop(proc)
+                    stop_process(proc)
         print("\n".join(lines))
     finally:
-        conn = _admin_connection(url)  # FORCE: this process's own pooled connections end too
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        conn.close()
+        drop_database(bench_url, DATABASE)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ from dotenv import dotenv_values
 
 from loadtests.audit import audit
 from loadtests.bench_catalog import require_loopback
-from loadtests.bench_proxy import stop_process
 from loadtests.run import pick_showtime, sign_in
+from loadtests.servers import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "http://127.0.0.1:8000"

@@ -1,0 +1,66 @@
+"""Processes the benchmarks start for themselves: a free loopback port, a gunicorn
+instance of the app on it (answering ``/health`` before it is handed back), and a
+stop that always ends the process (SIGTERM, then SIGKILL)."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_gunicorn(env: dict[str, str], port: int, log_path: Path, *, seconds: float = 30) -> subprocess.Popen:
+    """gunicorn with the project's config on 127.0.0.1:``port``, its output in ``log_path``;
+    returned once ``/health`` answers 200 (stopped, and SystemExit, if it does not)."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
+                                 "wsgi:app"], cwd=ROOT, env={**env, "BIND": f"127.0.0.1:{port}"},
+                                stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return proc
+        except requests.RequestException:
+            time.sleep(0.2)
+    stop_process(proc)
+    raise SystemExit("gunicorn did not start: " + log_path.read_text()[-2000:])
+
+
+def drop_database(database_url: str, name: str) -> None:
+    """Drop a benchmark's scratch database on the server of ``database_url`` (FORCE: the
+    benchmark's own pooled connections end too)."""
+    import psycopg2
+    from psycopg2 import sql
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    conn = psycopg2.connect(host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+                            dbname="postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        conn.close()
