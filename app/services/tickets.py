@@ -88,6 +88,16 @@ def for_reservation(reservation: Reservation) -> list[Ticket]:
         select(Ticket).where(Ticket.reservation_id == reservation.id).order_by(Ticket.id)))
 
 
+def of_reservations(reservation_ids: list[int]) -> dict[int, list[Ticket]]:
+    """The tickets of several reservations in one query, by reservation id (the caller
+    has checked whose each reservation is; one not confirmed has none)."""
+    found: dict[int, list[Ticket]] = {reservation_id: [] for reservation_id in reservation_ids}
+    for ticket in db.session.scalars(select(Ticket).where(Ticket.reservation_id.in_(reservation_ids))
+                                     .order_by(Ticket.reservation_id, Ticket.id)):
+        found[ticket.reservation_id].append(ticket)
+    return found
+
+
 def showtime_of_reservation(reservation: Reservation) -> dict:
     """What a ticket says of its show: the movie, the theater, the showtime with
     its local start (one query)."""

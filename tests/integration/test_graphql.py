@@ -13,6 +13,7 @@ from sqlalchemy import event
 
 from app.api.graphql.limits import MAX_ALIASES, MAX_DEPTH
 from app.api.graphql.schema import schema as graphql_schema
+from app.services import booking
 from tests.integration.booking_helpers import hold, reserve, seat_ids
 
 HOLD = """mutation Hold($showtime: ID!, $seats: [ID!], $quantity: Int) {
@@ -211,6 +212,33 @@ def test_fifty_showtimes_with_everything_cost_the_statements_of_five(api, admin,
     five, fifty = cost(5), cost(50)
     assert fifty == five, (five, fifty)
     assert five <= 10
+
+
+def test_a_page_of_reservations_with_their_tickets_costs_the_statements_of_one(api, app, user, show, statements):
+    """The tickets of a page of confirmed reservations load together, and they are the ones
+    REST hands out."""
+    seats = seat_ids(api, show["showtime"])
+    made = []
+    for seat in seats[:5]:
+        made.append(reserve(api, user, hold(api, user, show["showtime"], [seat]).json["id"]).json["id"])
+        with app.app_context():
+            assert booking.confirm_payment(made[-1]) == "confirmed"
+    query = "{ reservations(pageSize: %d) { items { id status tickets { code seatLabel qrUrl } } } }"
+
+    def cost(size: int) -> tuple[int, list]:
+        statements.clear()
+        answer = gql(api, query % size, token=user)
+        assert "errors" not in answer, answer
+        return len(statements), answer["data"]["reservations"]["items"]
+
+    (one, _), (five, items) = cost(1), cost(5)
+    assert five == one, (one, five)
+    assert sorted(int(item["id"]) for item in items) == sorted(made)
+    for item in items:
+        rest = api.get(f"/api/v1/reservations/{item['id']}/tickets", user).json
+        rest_tickets = rest["tickets"] if isinstance(rest, dict) else rest
+        assert [(t["code"], t["seat_label"]) for t in rest_tickets] == \
+               [(t["code"], t["seatLabel"]) for t in item["tickets"]]
 
 
 # --- limits, before anything runs ------------------------------------------------------

@@ -16,7 +16,7 @@ from app.api.problems import status_of
 from app.api.security import _verify_access_token, current_user_id, is_admin
 from app.bootstrap import marquee
 from app.models import City, Movie, Showtime, Theater
-from app.services import catalog, errors, seats
+from app.services import catalog, errors, seats, tickets
 
 
 class TokenMissing(errors.Unauthorized):
@@ -82,6 +82,7 @@ class Loaders:
         self.showtimes = Batch(self._showtime_details)
         self.seat_maps = Batch(seats.seat_maps_now)
         self.seats_available = Batch(seats.seats_available)
+        self.tickets = Batch(tickets.of_reservations)  # keys: reservations the caller was shown
 
     def _showtime_details(self, ids: list[int]) -> dict[int, dict]:
         details = catalog.showtime_details(list(catalog.by_ids(Showtime, ids).values()))
