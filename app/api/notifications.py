@@ -27,7 +27,7 @@ class StrictBoolean(fields.Boolean):
 
 
 class NotificationPreferencesSchema(Schema):
-    email = fields.Boolean(metadata={"description": "Reservation emails and email reminders"})
+    email = fields.Boolean(metadata={"description": "Reminders by email (tickets, receipts and account emails always go by email)"})
     sms = fields.Boolean(metadata={"description": "SMS reminders (needs phone)"})
     push = fields.Boolean(metadata={"description": "Push reminders"})
     reminders = fields.Boolean(metadata={"description": "Any reminder at all"})
