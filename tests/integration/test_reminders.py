@@ -149,7 +149,8 @@ def test_a_restart_queues_nothing_again(api, app, soon, user, other):
 def test_two_scheduler_processes_then_a_restart_queue_each_reminder_once(api, app, soon, user, other, broker):
     """The real scheduler (``--once``: every job, then the relay), twice at once and once more."""
     ids = three_customers(api, app, soon, user, other)
-    env = {**os.environ, "AMQP_PREFIX": broker.prefix}
+    # the broker fixture's prefix and delays, so that its clean-up removes every queue they declare
+    env = {**os.environ, "AMQP_PREFIX": broker.prefix, "RETRY_DELAYS_MS": ",".join(map(str, broker.retry_delays_ms))}
 
     def start():
         return subprocess.Popen([sys.executable, "-m", "worker.scheduler", "--once"], cwd=ROOT, env=env,
