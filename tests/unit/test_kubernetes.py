@@ -286,7 +286,8 @@ def test_ports_agree_with_the_stack(rendered):
 
 def test_the_proxy_routes_to_the_app_and_live_services_as_the_stack_does(rendered, tmp_path):
     """The cluster's proxy.toml loads as the proxy loads it; its pools reach the Services in
-    front of the app and the live process, with the pool settings and routes of scripts/proxy.toml."""
+    front of the app and the live process, with the pool settings and routes of scripts/proxy.toml
+    (and so do Compose's)."""
     container = _container(rendered, "marquee-proxy")
     config_path = container["command"][container["command"].index("--config") + 1]
     mount = next(m for m in container["volumeMounts"] if config_path.startswith(m["mountPath"] + "/"))
@@ -300,15 +301,19 @@ def test_the_proxy_routes_to_the_app_and_live_services_as_the_stack_does(rendere
     env = {k: v for k, v in _cluster_env(rendered, container).items() if v is not None}
     cluster = load_proxy_config(str(path), env)
     stack = load_proxy_config(str(ROOT / "scripts" / "proxy.toml"), {})
-    assert cluster.routes == stack.routes
-    assert cluster.default_pool == stack.default_pool
-    assert {p.name for p in cluster.pools} == {p.name for p in stack.pools}
+    compose_env = {k: str(v) for k, v in _compose()["services"]["proxy"]["environment"].items() if "${" not in str(v)}
+    compose = load_proxy_config(str(ROOT / "compose" / "proxy.toml"), compose_env)
     stack_pools = {p.name: p for p in stack.pools}
+    for other in (cluster, compose):
+        assert other.routes == stack.routes
+        assert other.default_pool == stack.default_pool
+        assert {p.name for p in other.pools} == set(stack_pools)
+        for pool in other.pools:
+            for setting in POOL_SETTINGS:
+                assert getattr(pool, setting) == getattr(stack_pools[pool.name], setting), (pool.name, setting)
     targets = {"app": _port(_container(rendered, "marquee-app"), "http"),
                "live": _port(_container(rendered, "marquee-live"), "http")}
     for pool in cluster.pools:
-        for setting in POOL_SETTINGS:
-            assert getattr(pool, setting) == getattr(stack_pools[pool.name], setting), (pool.name, setting)
         assert [_service_port(rendered, b.host, b.port) for b in pool.backends] == [targets[pool.name]], pool.name
 
 
