@@ -333,7 +333,7 @@ def test_probes_ask_what_the_stacks_health_checks_ask(rendered):
         if healthcheck.get("disable"):
             assert "livenessProbe" not in container and "readinessProbe" not in container, program
             continue
-        port, path = _http_check(healthcheck["test"] if "test" in healthcheck else image_check)
+        port, path = _http_check(healthcheck.get("test", image_check))
         live, ready = container["livenessProbe"]["httpGet"], container["readinessProbe"]["httpGet"]
         assert (_port(container, live["port"]), live["path"]) == (port, path), program
         # ready: the app once PostgreSQL and Redis answer (/ready), the others as they are alive
