@@ -109,8 +109,15 @@ def _container(objects, name):
     return _one(objects, kind, name)["spec"]["template"]["spec"]["containers"][0]
 
 
-def _data(objects, kind, name) -> dict[str, str]:
-    obj = _one(objects, kind, name)
+def _data(objects, kind, name, *, exact=False) -> dict[str, str]:
+    """A ConfigMap's or Secret's data (decoded). ``exact``: ``name`` is a reference as rendered,
+    which must name an object exactly (kustomize rewrites references to generated names)."""
+    if exact:
+        found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+        assert len(found) == 1, f"{kind} {name}: referenced, not rendered"
+        obj = found[0]
+    else:
+        obj = _one(objects, kind, name)
     if kind == "Secret":
         return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
     return obj.get("data") or {}
@@ -118,13 +125,15 @@ def _data(objects, kind, name) -> dict[str, str]:
 
 def _cluster_env(objects, container) -> dict[str, str | None]:
     """Every variable the container gets: envFrom's ConfigMaps and Secrets, then env (which
-    wins); a value from a secretKeyRef is None."""
+    wins); a value from a secretKeyRef is None (the Secret and its key must exist)."""
     env: dict[str, str | None] = {}
     for source in container.get("envFrom", []):
         kind, ref = ("ConfigMap", source["configMapRef"]) if "configMapRef" in source else ("Secret", source["secretRef"])
-        env.update(_data(objects, kind, re.sub(r"-[a-z0-9]{10}$", "", ref["name"])))
+        env.update(_data(objects, kind, ref["name"], exact=True))
     for item in container.get("env", []):
         env[item["name"]] = item.get("value")
+        if ref := item.get("valueFrom", {}).get("secretKeyRef"):
+            assert ref["key"] in _data(objects, "Secret", ref["name"], exact=True), item["name"]
     return env
 
 
@@ -293,7 +302,7 @@ def test_the_proxy_routes_to_the_app_and_live_services_as_the_stack_does(rendere
     mount = next(m for m in container["volumeMounts"] if config_path.startswith(m["mountPath"] + "/"))
     volume = next(v for v in _one(rendered, "Deployment", "marquee-proxy")["spec"]["template"]["spec"]["volumes"]
                   if v["name"] == mount["name"])
-    files = _data(rendered, "ConfigMap", re.sub(r"-[a-z0-9]{10}$", "", volume["configMap"]["name"]))
+    files = _data(rendered, "ConfigMap", volume["configMap"]["name"], exact=True)
     toml = Path(config_path).name
     assert toml in files
     path = tmp_path / toml
