@@ -46,7 +46,22 @@ ENV
 fi
 mkdir -p var/log var/run var/prometheus var/sms var/push
 
-# 4. Databases and migrations.
+# 4. kustomize, for tests/unit/test_kubernetes.py (it renders k8s/): kubectl's built-in one,
+#    or a standalone kustomize. Neither: Debian's kubernetes-client (kubectl 1.20, kustomize
+#    v2.0.3) with apt, as root or with password-less sudo, as scripts/services.sh installs
+#    the servers. If that cannot be done the test fails, saying what to install.
+if ! command -v kubectl >/dev/null && ! command -v kustomize >/dev/null; then
+  echo "[setup] no kubectl or kustomize: installing kubernetes-client with apt"
+  if [ "$(id -u)" -eq 0 ]; then root=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then root="sudo";
+  else root="none"; fi
+  if [ "$root" = none ] || ! command -v apt-get >/dev/null || ! { $root apt-get update -qq &&
+      $root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null; }; then
+    echo "WARNING: could not install kubernetes-client: tests/unit/test_kubernetes.py will fail until" >&2
+    echo "         kubectl (1.20 or later) or kustomize (v2.0.3 or later) is on PATH" >&2
+  fi
+fi
+
+# 5. Databases and migrations.
 for name in "$@"; do
   .venv/bin/python scripts/ensure_database.py "$name"
 done
