@@ -75,7 +75,8 @@ def setup(service: str) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
     name = os.environ.get("OTEL_SERVICE_NAME") or service
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))  # its sampler: the env's
+    provider.sampler = _no_stray_statements(provider.sampler)
     if _otlp_endpoint():
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -92,6 +93,27 @@ def setup(service: str) -> bool:
     if not instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.instrument(tracer_provider=provider)
     return True
+
+
+def _no_stray_statements(sampler):
+    """``sampler``, except that a client span (a SQL statement, a Redis command, an SMTP
+    send) with no span around it starts no trace: the scheduler's jobs and polls, the
+    live process's stream reads and the worker's bookkeeping would otherwise make a
+    one-span trace of each statement, every second. Requests, messages and the relay's
+    publishes start or continue traces as the sampler says."""
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+    class NoStrayStatements(Sampler):
+        def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None,
+                          trace_state=None):
+            if kind is trace.SpanKind.CLIENT and not trace.get_current_span(parent_context).get_span_context().is_valid:
+                return SamplingResult(Decision.DROP)
+            return sampler.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+        def get_description(self) -> str:
+            return f"NoStrayStatements{{{sampler.get_description()}}}"
+
+    return NoStrayStatements()
 
 
 def instrument_engine(engine) -> None:
