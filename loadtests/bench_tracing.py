@@ -11,7 +11,9 @@ customers) and its own Redis key prefix: one with TRACING off, one with TRACING=
 development exporter, a file write per span batch), and a second one with tracing off,
 whose distance from the first is the run's noise. Then ``--rounds`` times, each in turn:
 ``/health`` and hold-and-release cycles (loadtests/bench_holds.py) over ``--concurrency``
-keep-alive connections. Prints the medians, and each traced case against the untraced one.
+keep-alive connections. Prints the medians, and the app's CPU time per cycle (its workers'
+user + system time over the cycles, from /proc): on a shared machine rates swing with
+the neighbours' load, CPU per cycle much less; each case against the untraced one.
 The servers are stopped, the Redis keys and the spans removed and the database dropped at
 the end, whatever happens.
 """
@@ -41,6 +43,23 @@ CASES = {
     # a second untraced instance: how far two identical ones differ here (the noise floor)
     "off (control)": {"TRACING": "off"},
 }
+
+
+def cpu_seconds(master: int) -> float:
+    """CPU time (user + system) used so far by the workers of the gunicorn ``master``:
+    per cycle, the cost that other load on the machine does not blur the way it blurs rates."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == master:  # ppid
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -73,28 +92,31 @@ def main() -> None:
         tokens, showtime = _tokens(first, args.concurrency), _showtime(first)
         runs: dict[str, list] = {name: [] for name in CASES}
         for _ in range(args.rounds):  # alternated: a noisy neighbour spreads over every case
-            for name, (_proc, base) in servers.items():
-                runs[name].append((run_clients(base, getter(lambda: "/health"), args.concurrency, args.seconds),
-                                   hold_cycles(base, tokens, showtime, args.seconds)))
+            for name, (proc, base) in servers.items():
+                health = run_clients(base, getter(lambda: "/health"), args.concurrency, args.seconds)
+                used = cpu_seconds(proc.pid)
+                cycles = hold_cycles(base, tokens, showtime, args.seconds)
+                used = cpu_seconds(proc.pid) - used
+                runs[name].append((health, cycles, used * 1000 / max(1, len(cycles.latencies))))
         for proc, _base in servers.values():
             stop_process(proc)  # their last spans are written as they stop
         written = sum(len(p.read_text().splitlines()) for p in spans.glob("*.jsonl"))
         print(f"gunicorn 2 workers x 8 threads each, {args.concurrency} keep-alive connections, {args.seconds:.0f}s "
               f"per case, {args.rounds} rounds alternated (medians); {written} spans written by the traced ones")
         for n in range(args.rounds):
-            print(f"  round {n + 1}: " + "; ".join(f"{name} {runs[name][n][1].rate:.0f}" for name in CASES)
-                  + " cycles/s")
-        print(f"{'case':14} {'/health req/s':>14} {'hold+release cycles/s':>22} {'cycle p50 ms':>13} "
-              f"{'p99 ms':>7} {'vs off':>7} {'errors':>7}")
-        base_rate = None
+            print(f"  round {n + 1}: " + "; ".join(f"{name} {runs[name][n][1].rate:.0f}/s {runs[name][n][2]:.2f} ms"
+                                                     for name in CASES) + " (cycles, CPU per cycle)")
+        print(f"{'case':14} {'/health req/s':>14} {'cycles/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'CPU ms/cycle':>13} {'vs off':>7} {'errors':>7}")
+        base_cpu = None
         for name, tallies in runs.items():
-            health = statistics.median(h.rate for h, _ in tallies)
-            cycles = statistics.median(c.rate for _, c in tallies)
-            base_rate = base_rate or cycles
-            print(f"{name:14} {health:14.0f} {cycles:22.0f} "
-                  f"{statistics.median(c.percentile_ms(50) for _, c in tallies):13.1f} "
-                  f"{statistics.median(c.percentile_ms(99) for _, c in tallies):7.1f} {cycles / base_rate:7.1%} "
-                  f"{sum(h.errors + c.errors for h, c in tallies):7d}")
+            cpu = statistics.median(t[2] for t in tallies)
+            base_cpu = base_cpu or cpu
+            print(f"{name:14} {statistics.median(t[0].rate for t in tallies):14.0f} "
+                  f"{statistics.median(t[1].rate for t in tallies):9.0f} "
+                  f"{statistics.median(t[1].percentile_ms(50) for t in tallies):7.1f} "
+                  f"{statistics.median(t[1].percentile_ms(99) for t in tallies):7.1f} {cpu:13.2f} "
+                  f"{cpu / base_cpu - 1:+7.0%} {sum(t[0].errors + t[1].errors for t in tallies):7d}")
     finally:
         for proc, _base in servers.values():
             stop_process(proc)
