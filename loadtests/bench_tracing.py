@@ -68,7 +68,12 @@ def main() -> None:
     parser.add_argument("--database", default="marquee_bench_tracing", help="scratch database (dropped at the end)")
     parser.add_argument("--postgres", default="postgresql+psycopg2://postgres@127.0.0.1:5432")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--baseline", type=Path, help="a copy of the code from before traces (e.g. `git archive "
+                        "<commit> | tar -x -C DIR`): served as a fifth case, what tracing off is measured against")
     args = parser.parse_args()
+    cases = dict(CASES)
+    if args.baseline:
+        cases["before traces"] = {"TRACING": "off"}
     prefix = "mqbenchtrace:"
     spans = Path(tempfile.mkdtemp(prefix="bench_tracing-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACING"))}
@@ -84,13 +89,14 @@ def main() -> None:
     try:
         subprocess.run([str(ROOT / ".venv" / "bin" / "flask"), "--app", "wsgi", "seed-demo", "--customers",
                         str(args.concurrency)], cwd=ROOT, env=env, check=True, capture_output=True)
-        for name, settings in CASES.items():
+        for name, settings in cases.items():
             port = free_port()
-            proc = start_gunicorn({**env, **settings}, port, Path(spans.parent / f"bench_tracing-{port}.log"))
+            proc = start_gunicorn({**env, **settings}, port, Path(spans.parent / f"bench_tracing-{port}.log"),
+                                  root=args.baseline if name == "before traces" else ROOT)
             servers[name] = (proc, f"http://127.0.0.1:{port}")
         first = next(iter(servers.values()))[1]
         tokens, showtime = _tokens(first, args.concurrency), _showtime(first)
-        runs: dict[str, list] = {name: [] for name in CASES}
+        runs: dict[str, list] = {name: [] for name in cases}
         for _ in range(args.rounds):  # alternated: a noisy neighbour spreads over every case
             for name, (proc, base) in servers.items():
                 health = run_clients(base, getter(lambda: "/health"), args.concurrency, args.seconds)
@@ -105,7 +111,7 @@ def main() -> None:
               f"per case, {args.rounds} rounds alternated (medians); {written} spans written by the traced ones")
         for n in range(args.rounds):
             print(f"  round {n + 1}: " + "; ".join(f"{name} {runs[name][n][1].rate:.0f}/s {runs[name][n][2]:.2f} ms"
-                                                     for name in CASES) + " (cycles, CPU per cycle)")
+                                                     for name in cases) + " (cycles, CPU per cycle)")
         print(f"{'case':14} {'/health req/s':>14} {'cycles/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
               f"{'CPU ms/cycle':>13} {'vs off':>7} {'errors':>7}")
         base_cpu = None
