@@ -20,6 +20,8 @@ help:
 	@echo "make status  show the stack's processes"
 	@echo "make logs    follow the stack's logs"
 
+# Traces: `make up TRACING=on` (from a stopped stack: a running one keeps its setting) writes
+# JSON lines to var/traces/; OTEL_* variables (an OTLP endpoint, sampling) pass through too.
 up:
 	@scripts/setup.sh marquee
 	@set -a; source .env; set +a; \
@@ -29,7 +31,7 @@ up:
 	  echo "[up] stack already running: restarting it on the current code"; \
 	  $(CTL) update >/dev/null; $(CTL) restart all >/dev/null; \
 	else \
-	  $(VENV)/supervisord -c $(SUPERVISOR_CONF); \
+	  TRACING="$${TRACING:-off}" $(VENV)/supervisord -c $(SUPERVISOR_CONF); \
 	fi
 	@scripts/wait_ready.sh http://127.0.0.1:$(PORT)/ready 60
 	@set -a; source .env; set +a; \

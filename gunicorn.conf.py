@@ -54,3 +54,10 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker):
+    """Export the spans this worker still holds (app.adapters.tracing; nothing when off)."""
+    from app.adapters import tracing
+
+    tracing.shutdown()

@@ -25,6 +25,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
 from app import db
+from app.adapters import tracing
 from app.adapters.broker import Publisher, Topology
 from app.adapters.cache import Cache
 from app.adapters.idempotency import IdempotencyStore
@@ -85,9 +86,11 @@ def build(settings: Settings | None = None) -> Marquee:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
     store = RedisStore(settings.redis_url, settings.redis_prefix)
+    engine = create_engine(settings.database_url, **settings.engine_options())
+    tracing.instrument_engine(engine)  # when the process set tracing up (app.adapters.tracing)
     return Marquee(
         settings=settings,
-        engine=create_engine(settings.database_url, **settings.engine_options()),
+        engine=engine,
         redis=store,
         cache=Cache(store, settings.cache_ttl_seconds),
         passwords=PasswordHasher(

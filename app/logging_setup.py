@@ -9,6 +9,8 @@ from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
 
+from app.adapters.tracing import ids as trace_ids
+
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -24,6 +26,9 @@ def accept_or_create_request_id(incoming: str | None) -> str:
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        span = trace_ids()
+        if span is not None:  # logs and traces join on these (app.adapters.tracing)
+            record.trace_id, record.span_id = span
         return True
 
 

@@ -13,6 +13,7 @@ from flask.ctx import AppContext, _sentinel
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app import bootstrap, db
+from app.adapters import tracing
 from app.api import Api, register_blueprints
 from app.api.graphql import bp as graphql_bp
 from app.api.ops import bp as ops_bp
@@ -56,8 +57,15 @@ class MarqueeFlask(Flask):
 
 
 def create_app(settings: Settings | None = None) -> Flask:
+    # gunicorn builds the app in each worker, after the fork: each sets its own tracing up
+    traced = tracing.setup("marquee-app")
     deps = bootstrap.build(settings)
     app = MarqueeFlask(__name__)
+    if traced:
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        # the server span of each request, continuing the proxy's traceparent
+        FlaskInstrumentor.instrument_app(app, excluded_urls="/health,/ready,/metrics")
     app.config.update(deps.settings.flask_config())
     app.extensions["marquee"] = deps
     app.extensions["verified_tokens"] = VerifiedTokens()

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import uvloop
 from dotenv import load_dotenv
 
-from app.adapters import waiting_room_store
+from app.adapters import tracing, waiting_room_store
 from app.bootstrap import Marquee, bootstrap
 from live.config import LiveConfigError, LiveSettings
 from live.connection import Connection
@@ -127,5 +127,7 @@ def main() -> int:
     # each watcher is a file descriptor: allow as many as the hard limit does
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    tracing.setup("marquee-live")  # its Redis and SQL calls (app.adapters.tracing)
     uvloop.run(run(settings))
+    tracing.shutdown()
     return 0

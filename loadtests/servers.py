@@ -30,12 +30,14 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
             proc.wait()
 
 
-def start_gunicorn(env: dict[str, str], port: int, log_path: Path, *, seconds: float = 30) -> subprocess.Popen:
+def start_gunicorn(env: dict[str, str], port: int, log_path: Path, *, seconds: float = 30,
+                   root: Path = ROOT) -> subprocess.Popen:
     """gunicorn with the project's config on 127.0.0.1:``port``, its output in ``log_path``;
-    returned once ``/health`` answers 200 (stopped, and SystemExit, if it does not)."""
+    returned once ``/health`` answers 200 (stopped, and SystemExit, if it does not).
+    ``root``: another copy of the code to serve (an older commit, to compare against)."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
-                                 "wsgi:app"], cwd=ROOT, env={**env, "BIND": f"127.0.0.1:{port}"},
+        proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", str(root / "gunicorn.conf.py"),
+                                 "wsgi:app"], cwd=root, env={**env, "BIND": f"127.0.0.1:{port}"},
                                 stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and proc.poll() is None:

@@ -231,8 +231,11 @@ class ClientProtocol(asyncio.Protocol):
             request_id = new_request_id()
         # an Upgrade is ignored (RFC 9110 7.8): answered in HTTP/1.1, then the connection closes
         keep_alive = parser.should_keep_alive() and not upgrade and not self.server.stopping
-        return Cycle(self, method, target, version, self.headers, request_id, keep_alive,
-                     chunked, content_length)
+        cycle = Cycle(self, method, target, version, self.headers, request_id, keep_alive,
+                      chunked, content_length)
+        if self.server.tracer is not None:
+            cycle.span = self.server.tracer.start(method, target, self.headers)
+        return cycle
 
     def _start_next(self, cycle: Cycle) -> None:
         """A pipelined request's turn: it starts on the loop's next turn, once the one

@@ -43,6 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _DROP_REQUEST = HOP_BY_HOP | {b"content-length", b"x-forwarded-proto", b"x-request-id",
                               b"expect", b"via"}
+# traced (proxy/tracing.py): the incoming traceparent is replaced by the proxy span's
+_DROP_TRACED = _DROP_REQUEST | {b"traceparent"}
 _DROP_RESPONSE = HOP_BY_HOP | {b"content-length", b"x-request-id", b"via"}
 _BUFFER_PAUSE = 256 * 1024  # request bytes kept while no backend is attached yet
 _SMALL_BODY = 64 * 1024  # a response body up to this, with a Content-Length, goes out in one write
@@ -66,6 +68,7 @@ class Cycle:
         "status", "response_started", "response_chunked", "response_done",
         "upstream_keep_alive", "bytes_out", "write_paused_since", "error", "finished", "out",
         "eof_body", "hold_small", "streaming",
+        "span",  # the proxy's span of this request, when traced (proxy/tracing.py)
     )
 
     def __init__(self, client: "ClientProtocol", method: str, target: bytes, version: str,
@@ -113,6 +116,7 @@ class Cycle:
         self.eof_body = False
         self.hold_small = False
         self.streaming = False  # the response is an event stream
+        self.span = None
 
     # -- request body from the client (parser callbacks) ------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -281,9 +285,10 @@ class Cycle:
         forwarded_for = None
         via = None
         tokens = named_in_connection(self.headers)
+        drop = _DROP_REQUEST if self.span is None else _DROP_TRACED
         for name, value in self.headers:
             lname = name.lower()
-            if lname in _DROP_REQUEST or (tokens and lname in tokens):
+            if lname in drop or (tokens and lname in tokens):
                 if lname == b"via":
                     via = value
                 continue
@@ -296,6 +301,8 @@ class Cycle:
         lines.append(b"X-Forwarded-Proto: http")
         lines.append(b"X-Request-ID: " + self.request_id)
         lines.append(b"Via: " + (via + b", " + VIA if via else VIA))
+        if self.span is not None:
+            lines.append(self.server.tracer.traceparent(self.span))
         if self.chunked_in:
             lines.append(b"Transfer-Encoding: chunked")
         elif self.content_length is not None:

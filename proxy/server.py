@@ -29,6 +29,7 @@ from proxy.cycle import Cycle
 from proxy.health import HealthChecker
 from proxy.metrics import ProxyMetrics
 from proxy.pools import Router
+from proxy.tracing import setup as setup_tracing
 
 log = logging.getLogger("proxy")
 _PLAIN_PATH = re.compile(r"[!#-\[\]-~]*")  # printable ASCII without " and \\
@@ -96,6 +97,7 @@ class ProxyServer:
         self.admin = AdminServer(self)
         self.log = log
         self.access_log = AccessLog(self.loop)
+        self.tracer = setup_tracing()  # None unless traces are asked for (proxy/tracing.py)
         self.connections: set[ClientProtocol] = set()
         self.tasks: set[asyncio.Task] = set()
         self.stopping = False
@@ -162,6 +164,8 @@ class ProxyServer:
         for backend in self.balancer.backends:
             backend.close_idle()
         self.access_log.flush()
+        if self.tracer is not None:
+            self.tracer.shutdown()  # exports what is left
         log.info("stopped", extra={"event": "stop", "left": len(self.connections)})
 
     # -- connections and requests ----------------------------------------------------
@@ -198,7 +202,11 @@ class ProxyServer:
         self.totals["requests"] += 1
         if status >= 500 or cycle.error:
             self.totals["errors"] += 1
-        self.metrics.observe(cycle.pool.name if cycle.pool is not None else "-", backend, status, seconds)
+        pool = cycle.pool.name if cycle.pool is not None else "-"
+        self.metrics.observe(pool, backend, status, seconds)
+        if cycle.span is not None:
+            self.tracer.end(cycle.span, pool=pool, backend=backend, status=status, tries=cycle.tries,
+                            error=cycle.error)
         if self.config.access_log:
             self.access_log.write(cycle, backend, seconds)
 

@@ -38,6 +38,7 @@ import redis
 from sqlalchemy.exc import OperationalError
 
 from app import db
+from app.adapters import tracing
 from app.adapters.broker import TOPICS, BrokerError, close_quietly, connect, publish_confirmed
 from app.adapters.payments import TransientPaymentError
 from app.bootstrap import Marquee, bootstrap, using
@@ -111,7 +112,13 @@ class Consumer:
         result = "handled"
         try:
             started = time.perf_counter()
-            with db.scoped():
+            # a child of the relay's publish (the traceparent it put in the headers);
+            # retries and dead letters copy the headers, so they keep it too
+            with db.scoped(), tracing.child_span(headers, f"process {topic}", kind="CONSUMER",
+                                                 attributes={"messaging.system": "rabbitmq",
+                                                             "messaging.destination.name": topic,
+                                                             "messaging.message.id": str(properties.message_id),
+                                                             "marquee.attempt": attempt}):
                 outcome = handle(topic, message)
             log.info("handled", extra={"topic": topic, "outcome": outcome, "attempt": attempt,
                                        "event_id": message.get("event_id"),
@@ -211,6 +218,7 @@ def main() -> int:
     from dotenv import load_dotenv
 
     load_dotenv(override=False)
+    tracing.setup("marquee-worker")
     consumer = Consumer(bootstrap(), threads_from(os.environ.get("WORKER_THREADS", "")))
 
     def stop(signum, _frame):
@@ -220,6 +228,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     consumer.run()
+    tracing.shutdown()
     return 1 if consumer.failed else 0
 
 

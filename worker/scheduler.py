@@ -38,6 +38,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from dotenv import load_dotenv
 
 from app import db
+from app.adapters import tracing
 from app.bootstrap import Marquee, bootstrap, using
 from app.ops_metrics import record_job_run
 from app.services.booking import expire_unpaid_reservations
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="run every job once and exit")
     args = parser.parse_args(argv)
     load_dotenv(override=False)
+    tracing.setup("marquee-scheduler")
     deps = bootstrap()
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per run
     scheduler = build(deps)
@@ -121,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("scheduler started", extra={"jobs": [j.id for j in scheduler.get_jobs()] + ["relay"]})
     scheduler.start()
     relay.join(30)
+    tracing.shutdown()
     return 0
 
 

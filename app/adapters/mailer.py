@@ -21,6 +21,8 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formatdate, make_msgid, parseaddr
 
+from opentelemetry import trace
+
 
 class Mailer:
     def __init__(self, host: str, port: int, *, starttls: bool, username: str | None,
@@ -44,12 +46,16 @@ class Mailer:
         message["Message-ID"] = make_msgid(domain=self.domain)
         message.attach(MIMEText(text, "plain", "utf-8"))
         message.attach(MIMEText(html, "html", "utf-8"))
-        smtp = self._session()
-        try:
-            smtp.send_message(message)
-        except BaseException:
-            self._drop()
-            raise
+        # a span of the worker's trace when tracing is on (a no-op otherwise)
+        with trace.get_tracer("marquee").start_as_current_span(
+                "smtp send", kind=trace.SpanKind.CLIENT,
+                attributes={"server.address": self.host, "server.port": self.port}):
+            smtp = self._session()
+            try:
+                smtp.send_message(message)
+            except BaseException:
+                self._drop()
+                raise
 
     def _session(self) -> smtplib.SMTP:
         """This thread's open session, checked with a NOOP; a new one if it is gone."""

@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.adapters.tracing import current_carrier
 from app.db import Base
 from app.logging_setup import request_id_var
 
@@ -162,6 +163,9 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The W3C context (traceparent, tracestate) of the span that wrote the row, so the
+    # relay's publish and the worker's handling join the request's trace; None untraced.
+    trace_context: Mapped[dict | None] = mapped_column(JSONB)
 
     def __init__(self, **kw) -> None:
         # The request (or message) that caused the event travels with it, so the worker's
@@ -170,6 +174,8 @@ class OutboxEvent(Base):
         payload = kw.get("payload")
         if request_id and isinstance(payload, dict) and "request_id" not in payload:
             kw["payload"] = {**payload, "request_id": request_id}
+        if "trace_context" not in kw:
+            kw["trace_context"] = current_carrier()
         super().__init__(**kw)
 
 

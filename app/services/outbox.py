@@ -15,6 +15,7 @@ import time
 from sqlalchemy import func, select, update
 
 from app import db
+from app.adapters import tracing
 from app.adapters.broker import BrokerError, Publisher
 from app.bootstrap import Marquee, marquee, using
 from app.models import OutboxEvent
@@ -37,9 +38,14 @@ def relay_outbox(publisher: Publisher, *, batch: int = 200) -> int | None:
         published = 0
         for row in rows:
             try:
-                publisher.publish(row.topic, {"event_id": row.id, "topic": row.topic,
-                                              "published_at": time.time(), **row.payload},
-                                  message_id=f"outbox-{row.id}")
+                # a child of the writing request's span; its traceparent rides in the headers
+                with tracing.child_span(row.trace_context, f"publish {row.topic}", kind="PRODUCER",
+                                        attributes={"messaging.system": "rabbitmq",
+                                                    "messaging.destination.name": row.topic,
+                                                    "messaging.message.id": f"outbox-{row.id}"}) as headers:
+                    publisher.publish(row.topic, {"event_id": row.id, "topic": row.topic,
+                                                  "published_at": time.time(), **row.payload},
+                                      headers=headers, message_id=f"outbox-{row.id}")
             except BrokerError:
                 log.warning("outbox relay: broker unavailable, will retry", exc_info=True,
                             extra={"event_id": row.id})
