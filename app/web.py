@@ -87,20 +87,21 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def _register_jwt_callbacks() -> None:
-    def unauthorized(code: str, detail: str):
-        return problem(401, code=code, title="Unauthorized", detail=detail, headers={"WWW-Authenticate": "Bearer"})
+    def unauthorized(error: errors.Unauthorized):
+        return problem(401, code=error.code, title="Unauthorized", detail=error.detail,
+                       headers={"WWW-Authenticate": "Bearer"})
 
     jwt.token_in_blocklist_loader(lambda _header, payload: is_token_revoked(payload))
-    jwt.unauthorized_loader(lambda reason: unauthorized("token_missing", "A Bearer token is required"))
+    jwt.unauthorized_loader(lambda reason: unauthorized(errors.TokenMissing()))
     def invalid_token(reason: str):
         # The decoder's reason ("Invalid header string: 'utf-8' codec can't decode...")
         # is for the log, not for the client.
         log.info("invalid token refused", extra={"reason": reason[:500]})
-        return unauthorized("token_invalid", "Invalid token")
+        return unauthorized(errors.TokenInvalid())
 
     jwt.invalid_token_loader(invalid_token)
-    jwt.expired_token_loader(lambda _h, _p: unauthorized("token_expired", "The token has expired"))
-    jwt.revoked_token_loader(lambda _h, _p: unauthorized("token_revoked", "The token has been revoked"))
+    jwt.expired_token_loader(lambda _h, _p: unauthorized(errors.TokenExpired()))
+    jwt.revoked_token_loader(lambda _h, _p: unauthorized(errors.TokenRevoked("The token has been revoked")))
 
 
 # CORS (CORS_ORIGINS): what a browser script on an allowed origin may send and read.

@@ -43,13 +43,11 @@ def idempotent(func):
         key = request.headers.get(HEADER)
         if key is None:
             return func(*args, **kwargs)
-        check_key(key)
         records = marquee().idempotency
-        record_key = records.record_key(get_jwt()["sub"], request.method, request.path, key)
-        fp = fingerprint(request.method, request.path, request.get_data(cache=True))
-        earlier = records.claim(record_key, fp)
+        record_key, fp, earlier = claim(key, get_jwt()["sub"], request.method, request.path,
+                                        request.get_data(cache=True))
         if earlier is not None:
-            return _replay(earlier, fp)
+            return _replay(finished(earlier, fp))
         try:
             response = current_app.make_response(func(*args, **kwargs))
         except errors.DomainError as exc:
@@ -81,12 +79,29 @@ def check_key(key: str) -> None:
                              errors={HEADER: ["1-255 visible ASCII characters"]})
 
 
-def _replay(record: IdempotencyRecord, fp: str) -> Response:
+def claim(key: str, user_id: str, method: str, path: str, body: bytes) -> tuple[str, str, IdempotencyRecord | None]:
+    """Check ``key`` and claim it for this request (REST's method and path, or GraphQL's
+    "GRAPHQL" and operation): its record key, the request's fingerprint, and the earlier
+    request's record when the key was claimed before (None: this request goes ahead)."""
+    check_key(key)
+    records = marquee().idempotency
+    record_key = records.record_key(user_id, method, path, key)
+    fp = fingerprint(method, path, body)
+    return record_key, fp, records.claim(record_key, fp)
+
+
+def finished(record: IdempotencyRecord, fp: str) -> IdempotencyRecord:
+    """The earlier request's record, to answer again: refused (422) when it was another
+    request, or (409, retry soon) while it is still running."""
     if record.fingerprint != fp:
         raise IdempotencyKeyReused(f"This {HEADER} was used with a different request")
     if not record.done:
         raise IdempotencyInProgress("The first request with this key is still running; retry shortly",
                                     retry_after=1)
+    return record
+
+
+def _replay(record: IdempotencyRecord) -> Response:
     response = Response(record.body, status=record.status, content_type=record.content_type)
     for name, value in (record.headers or {}).items():
         response.headers[name] = value

@@ -115,6 +115,18 @@ class InvalidCredentials(Unauthorized):
     code, title = "invalid_credentials", "Invalid email or password"
 
 
+class TokenMissing(Unauthorized):
+    code, title = "token_missing", "A Bearer token is required"
+
+
+class TokenInvalid(Unauthorized):
+    code, title = "token_invalid", "Invalid token"
+
+
+class TokenExpired(Unauthorized):
+    code, title = "token_expired", "The token has expired"
+
+
 class TokenRevoked(Unauthorized):
     code, title = "token_revoked", "Token has been revoked"
 

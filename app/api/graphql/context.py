@@ -10,25 +10,12 @@ import jwt as pyjwt
 from flask import Request, Response
 from flask_jwt_extended.exceptions import JWTExtendedException, NoAuthorizationError, RevokedTokenError
 
-from app.adapters.idempotency import fingerprint
-from app.api.idempotency import HEADER, IdempotencyInProgress, IdempotencyKeyReused, check_key
+from app.api.idempotency import HEADER, claim, finished
 from app.api.problems import status_of
 from app.api.security import _verify_access_token, current_user_id, is_admin
 from app.bootstrap import marquee
 from app.models import City, Movie, Showtime, Theater
 from app.services import catalog, errors, seats, tickets
-
-
-class TokenMissing(errors.Unauthorized):
-    code, title = "token_missing", "A Bearer token is required"
-
-
-class TokenInvalid(errors.Unauthorized):
-    code, title = "token_invalid", "Invalid token"
-
-
-class TokenExpired(errors.Unauthorized):
-    code, title = "token_expired", "The token has expired"
 
 
 class Replayed(Exception):
@@ -107,7 +94,7 @@ class Context:
         self.request = request
         self.response = response
         self.loaders = Loaders()
-        self.built: dict[tuple[str, int], Any] = {}  # GraphQL objects made once per request
+        self.built: dict[tuple[Batch, int], Any] = {}  # GraphQL objects made once per request
         self._verified = False
 
     def user_id(self) -> int:
@@ -117,13 +104,13 @@ class Context:
             try:
                 _verify_access_token()
             except NoAuthorizationError as exc:
-                raise TokenMissing("A Bearer token is required") from exc
+                raise errors.TokenMissing() from exc
             except RevokedTokenError as exc:
                 raise errors.TokenRevoked("The token has been revoked") from exc
             except pyjwt.ExpiredSignatureError as exc:
-                raise TokenExpired("The token has expired") from exc
+                raise errors.TokenExpired() from exc
             except (JWTExtendedException, pyjwt.PyJWTError) as exc:
-                raise TokenInvalid("Invalid token") from exc
+                raise errors.TokenInvalid() from exc
             self._verified = True
         return current_user_id()
 
@@ -139,13 +126,11 @@ class Context:
         key = self.request.headers.get(HEADER)
         if key is None:
             return run()
-        check_key(key)
         records = marquee().idempotency
-        record_key = records.record_key(str(self.user_id()), "GRAPHQL", operation, key)
-        fp = fingerprint("GRAPHQL", operation, json.dumps(arguments, sort_keys=True).encode())
-        earlier = records.claim(record_key, fp)
+        record_key, fp, earlier = claim(key, str(self.user_id()), "GRAPHQL", operation,
+                                        json.dumps(arguments, sort_keys=True).encode())
         if earlier is not None:
-            return self._replay(earlier, fp)
+            return self._replay(finished(earlier, fp))
         try:
             data = run()
         except errors.DomainError as exc:
@@ -161,12 +146,7 @@ class Context:
         records.complete(record_key, fp, 200, json.dumps({"data": data}), "application/json")
         return data
 
-    def _replay(self, record, fp: str) -> dict:
-        if record.fingerprint != fp:
-            raise IdempotencyKeyReused(f"This {HEADER} was used with a different request")
-        if not record.done:
-            raise IdempotencyInProgress("The first request with this key is still running; retry shortly",
-                                        retry_after=1)
+    def _replay(self, record) -> dict:
         self.response.headers["Idempotent-Replayed"] = "true"
         answer = json.loads(record.body)
         if "error" in answer:

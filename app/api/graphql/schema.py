@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
 
 from app.api import schemas as s
-from app.api.graphql.context import Context
+from app.api.graphql.context import Batch, Context
 from app.api.graphql.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TOKENS, QueryLimits
 from app.api.problems import flatten_validation_messages, validation_detail
 from app.api.waiting_room import queue_url
@@ -30,12 +30,14 @@ def _build(cls, data: dict[str, Any]):
     return cls(**{field.name: data.get(field.name) for field in dataclasses.fields(cls) if field.init})
 
 
-def _once(info: Info, kind: str, key: int, make: Callable[[], Any]) -> Any:
-    """``make()`` once per request for each object: fifty showtimes of one movie dump it once."""
+def _loaded(info: Info, loader: Batch, key: int, build: Callable[[Any], Any]) -> Any:
+    """The object ``key`` of a request's loader as a GraphQL object (None when there is
+    none), built once per request: fifty showtimes of one movie dump it once."""
     built = info.context.built
-    if (kind, key) not in built:
-        built[kind, key] = make()
-    return built[kind, key]
+    if (loader, key) not in built:
+        found = loader.get(key)
+        built[loader, key] = None if found is None else build(found)
+    return built[loader, key]
 
 
 def _load(schema, data: dict) -> dict:
@@ -95,11 +97,7 @@ class Theater:
 
 
 def _city(info: Info, city_id: int) -> City | None:
-    def make():
-        city = info.context.loaders.cities.get(city_id)
-        return None if city is None else _build(City, s.CitySchema().dump(city))
-
-    return _once(info, "city", city_id, make)
+    return _loaded(info, info.context.loaders.cities, city_id, lambda city: _build(City, s.CitySchema().dump(city)))
 
 
 @strawberry.type
@@ -168,19 +166,11 @@ class Showtime:
 
     @strawberry.field
     def movie(self, info: Info) -> Movie | None:
-        def make():
-            movie = info.context.loaders.movies.get(self.movie_id)
-            return None if movie is None else _movie(movie)
-
-        return _once(info, "movie", self.movie_id, make)
+        return _loaded(info, info.context.loaders.movies, self.movie_id, _movie)
 
     @strawberry.field
     def theater(self, info: Info) -> Theater | None:
-        def make():
-            theater = info.context.loaders.theaters.get(self.theater_id)
-            return None if theater is None else _theater(theater)
-
-        return _once(info, "theater", self.theater_id, make)
+        return _loaded(info, info.context.loaders.theaters, self.theater_id, _theater)
 
     @strawberry.field
     def city(self, info: Info) -> City | None:
