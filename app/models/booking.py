@@ -98,6 +98,10 @@ class Reservation(Base):
     )
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What a voucher took off the seats' prices (total_cents is what is charged).
+    discount_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What a cancellation refunded under the theater's refund policy (None: not refunded).
+    refund_cents: Mapped[int | None] = mapped_column(Integer)
 
     seats: Mapped[list["ReservationSeat"]] = relationship(
         back_populates="reservation", order_by="ReservationSeat.id", lazy="selectin"

@@ -1,0 +1,23 @@
+"""Outbound webhooks.
+
+Revision ID: 0022
+Revises: 0021
+Create Date: 2026-11-23 00:20:00.000000
+
+"""
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+
+
+revision = '0022'
+down_revision = '0021'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    pass
+
+
+def downgrade():
+    pass
