@@ -1,9 +1,14 @@
 """One request through the proxy: route it to a backend pool, choose a backend there,
 send, stream both ways, retry where safe, answer 502/503/504 with problem JSON where not.
 
-Bodies are never held whole: request bytes go to the backend as they arrive (only an
-idempotent request's small body is kept, so it can be sent again); response bytes go to
-the client as they arrive, and a client that reads slowly pauses reading from the backend.
+A small request body (a Content-Length up to 64 KiB: every JSON call of the API) is
+received whole before a backend is chosen, as nginx's ``proxy_request_buffering`` does:
+a request whose body never comes whole (a client that stops or half-closes early) is
+answered 408 and never reaches a backend, and a slow sender holds no backend connection.
+Larger or chunked bodies are not held whole: their bytes go to the backend as they arrive
+(only an idempotent request's small body is kept, so it can be sent again). Response bytes
+go to the client as they arrive, and a client that reads slowly pauses reading from the
+backend.
 
 Retry rules (DESIGN.md): a connect failure may be retried for any request, since nothing
 reached a backend; a failure after the request was sent only for an idempotent method
@@ -47,6 +52,7 @@ _DROP_REQUEST = HOP_BY_HOP | {b"content-length", b"x-forwarded-proto", b"x-reque
 _DROP_TRACED = _DROP_REQUEST | {b"traceparent"}
 _DROP_RESPONSE = HOP_BY_HOP | {b"content-length", b"x-request-id", b"via"}
 _BUFFER_PAUSE = 256 * 1024  # request bytes kept while no backend is attached yet
+_WHOLE_REQUEST = 64 * 1024  # a request body up to this, with a Content-Length, is received whole first
 _SMALL_BODY = 64 * 1024  # a response body up to this, with a Content-Length, goes out in one write
 
 # How an attempt ended
@@ -67,7 +73,7 @@ class Cycle:
         # the response
         "status", "response_started", "response_chunked", "response_done",
         "upstream_keep_alive", "bytes_out", "write_paused_since", "error", "finished", "out",
-        "eof_body", "hold_small", "streaming",
+        "eof_body", "hold_small", "streaming", "awaiting_body",
         "span",  # the proxy's span of this request, when traced (proxy/tracing.py)
     )
 
@@ -116,6 +122,7 @@ class Cycle:
         self.eof_body = False
         self.hold_small = False
         self.streaming = False  # the response is an event stream
+        self.awaiting_body = False  # started, waiting for its small body to come whole
         self.span = None
 
     # -- request body from the client (parser callbacks) ------------------------------
@@ -147,6 +154,10 @@ class Cycle:
 
     def body_complete(self) -> None:
         self.body_done = True
+        if self.awaiting_body:  # its small body is all here: choose a backend once the parser is done
+            self.awaiting_body = False
+            self.loop.call_soon(self._begin)
+            return
         if self.upstream is not None and self.sent:
             if self.chunked_in:
                 self.upstream.write(CHUNK_END)
@@ -159,8 +170,17 @@ class Cycle:
     # request cost about a tenth of the CPU the whole exchange took). An attempt ends in
     # ``_settle``; a failed one continues in ``_attempt_failed`` on the loop's next turn.
     def start(self) -> None:
-        """Route the request, then make the first attempt."""
+        """Route the request, then make the first attempt (once a small body is all here)."""
         self.pool = self.server.balancer.route(self.target)
+        if not self.body_done and not self.chunked_in and self.content_length <= _WHOLE_REQUEST:
+            self.awaiting_body = True  # body_complete() goes on; the client body timeout runs
+            self._arm()
+            return
+        self._begin()
+
+    def _begin(self) -> None:
+        if self.finished:
+            return
         if not self.server.has_room():  # for its backend connection
             self._answer_full()
             return

@@ -12,7 +12,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.proxy.conftest import exchange
+from tests.proxy.conftest import exchange, wait_until
 
 TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-!#$%&'*+.^_`|~",
                 min_size=1, max_size=12)
@@ -100,3 +100,25 @@ def test_after_the_fuzzing_the_proxy_still_serves(fuzz_proxy, backends):
     assert response.status_code == 200
     errors = [line for line in fuzz_proxy.log_lines() if line.get("level") == "ERROR"]
     assert errors == []  # no "proxy error" (a bug of ours) was logged
+
+
+@pytest.mark.parametrize("method,target", [("GET", "/whoami"), ("POST", "/echo")])
+def test_a_body_that_never_comes_whole_never_reaches_a_backend(fuzz_proxy, backends, method, target):
+    """What Hypothesis once drew: a head declaring five body bytes, four of them, then a
+    half-close. The proxy waits for the rest (the client body timeout), answers 408, and
+    no backend ever saw the request (a small body is received whole before one is chosen)."""
+    request_id = "fz" + uuid.uuid4().hex
+    raw = (f"{method} {target} HTTP/1.1\r\nHost: fuzz\r\nX-Request-ID: {request_id}\r\n"
+           f"Content-Length: 5\r\n\r\nabcd").encode()
+    response = exchange(fuzz_proxy.port, raw, timeout=3, half_close=True)
+    assert response.startswith(b"HTTP/1.1 408"), response[:300]
+
+    def logged():
+        return [line for line in fuzz_proxy.log_lines() if line.get("request_id") == request_id]
+
+    wait_until(logged, 10, 0.05, "the proxy's access line")
+    [line] = logged()
+    assert (line["status"], line["tries"], line["backend"]) == (408, 0, "-"), line  # no backend chosen
+    assert request_id not in {r["request_id"] for r in backends.received()}
+    whole = raw.replace(b"abcd", b"abcde").replace(request_id.encode(), b"fz" + uuid.uuid4().hex.encode())
+    assert exchange(fuzz_proxy.port, whole, timeout=3, half_close=True).startswith(b"HTTP/1.1 200")
