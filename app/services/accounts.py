@@ -212,22 +212,31 @@ def erase(user_id: int, password: str) -> None:
     auth.end_sessions(user.id)
 
 
-def _locked_with_admins(user_id: int) -> User:
-    """The user's row, locked with every live admin's in one statement, in id order:
-    two admins erasing themselves at once wait for each other instead of deadlocking,
-    and the second sees the first gone."""
+def lock_with_admins(user_id: int) -> None:
+    """Lock the user's row with every live admin's in one statement, in id order: two
+    admins erasing (or demoting: ``roles.set_roles``) themselves or each other at once
+    wait for each other instead of deadlocking, and the second sees the first gone."""
     db.session.execute(select(User.id).where(or_(User.id == user_id, and_(User.role == "admin",
                                                                           User.erased_at.is_(None))))
                        .order_by(User.id).with_for_update())
+
+
+def _locked_with_admins(user_id: int) -> User:
+    lock_with_admins(user_id)
     return _locked_user(user_id)
 
 
-def _check_not_last_admin(user: User) -> None:
-    """Under ``_locked_with_admins``."""
+def is_last_admin(user: User) -> bool:
+    """Whether ``user`` is the only live admin (under ``lock_with_admins``)."""
     if user.role != "admin":
-        return
+        return False
     admins = db.session.scalars(select(User.id).where(User.role == "admin", User.erased_at.is_(None))).all()
-    if admins == [user.id]:
+    return admins == [user.id]
+
+
+def _check_not_last_admin(user: User) -> None:
+    """Under ``lock_with_admins``."""
+    if is_last_admin(user):
         raise LastAdmin("The last admin cannot erase itself; make another admin first")
 
 
