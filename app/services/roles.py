@@ -104,3 +104,19 @@ def set_roles(user_id: int, roles: list[dict], *, actor: staff.Actor) -> dict:
     if admin_changed:
         auth.end_sessions(user_id)
     return {"user_id": user_id, "roles": after}
+
+
+def ensure_admin(email: str, password: str | None, name: str = "Administrator", *, via: str) -> tuple[User, bool]:
+    """``auth.ensure_admin`` (the CLI's ``create-admin`` and ``bootstrap-admin``), audited:
+    an account created or promoted to admin, or an admin's password set from the command
+    line, records ``user.admin.ensure`` (no actor: whoever runs the command) right after
+    that commit. A start-up that finds its admin already there records nothing."""
+    with db.unit_of_work():
+        previous = db.session.scalar(select(User.role).where(User.email == auth.normalize_email(email)))
+    user, created = auth.ensure_admin(email, password, name)
+    promoted = not created and previous != ADMIN
+    password_set = bool(password) and not created
+    if created or promoted or (password_set and via == "create-admin"):
+        audit.record_event("user.admin.ensure", actor_id=None, object_type="user", object_id=user.id, via=via,
+                           created=created, promoted=promoted, password_set=password_set)
+    return user, created

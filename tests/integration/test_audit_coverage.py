@@ -262,3 +262,45 @@ def test_only_an_admin_reads_the_audit_log(api, admin, user, show):
              json={"roles": [{"role": "manager", "theater_id": show["theater"]}]})
     assert api.get(LOG, user).status_code == 403
     assert api.get(LOG).status_code == 401
+
+
+def test_an_admin_cancelling_a_customers_reservation_is_recorded_and_the_customers_own_is_not(
+        api, admin, user, show, auditor):
+    from tests.integration.booking_helpers import hold, reserve, seat_ids
+
+    seats = seat_ids(api, show["showtime"])
+    reservations = []
+    for seat in seats[:2]:
+        held = hold(api, user, show["showtime"], [seat])
+        assert held.status_code == 201, held.json
+        r = reserve(api, user, held.json["id"])
+        assert r.status_code == 202, r.json
+        reservations.append(r.json["id"])
+    before = len(entries(api, admin))
+    auditor.write(user, "POST", f"/api/v1/reservations/{reservations[0]}/cancel", status=202)
+    assert len(entries(api, admin)) == before
+    r, rid = auditor.write(admin, "POST", f"/api/v1/reservations/{reservations[1]}/cancel", status=202)
+    check(auditor.entry_of(rid), action="reservation.cancel", actor=me(api, admin), object_type="reservation",
+          object_id=reservations[1], before={"status": "pending_payment"}, after={"status": "cancelled"})
+
+
+def test_admins_made_from_the_command_line_are_recorded_once(app, api, admin):
+    from dataclasses import replace
+
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["create-admin", "boss@example.com", "--password", "boss-pass-1"]).exit_code == 0
+    api.post("/api/v1/auth/register", {"email": "later@example.com", "password": "later-pass-1", "name": "L"})
+    assert runner.invoke(args=["create-admin", "later@example.com", "--password", "new-pass-12"]).exit_code == 0
+    ext = app.extensions["marquee"]
+    original = ext.settings
+    ext.settings = replace(original, admin_email="later@example.com", admin_password="new-pass-12")
+    try:  # a start-up that finds its admin there already records nothing
+        assert runner.invoke(args=["bootstrap-admin"]).exit_code == 0
+    finally:
+        ext.settings = original
+    found = entries(api, admin, action="user.admin.ensure")
+    assert [(e["actor_id"], e["after"]) for e in found] == [
+        (None, {"via": "create-admin", "created": False, "promoted": True, "password_set": True}),
+        (None, {"via": "create-admin", "created": True, "promoted": False, "password_set": False}),
+    ]
+    assert not any(secret in json.dumps(e) for e in found for secret in ("boss-pass-1", "new-pass-12", "argon2"))
