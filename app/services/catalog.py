@@ -131,14 +131,15 @@ def showtime_theater_id(showtime_id: int, *, lock: bool = False) -> int:
     """The theater of a showtime (``NotFound`` for an unknown one). With ``lock``, the
     showtime's row is locked FOR SHARE until the end of the transaction, so it cannot
     move to another screen while the caller acts on the strength of that theater."""
-    query = (select(Screen.theater_id).join(Showtime, Showtime.screen_id == Screen.id)
-             .where(Showtime.id == showtime_id))
+    # The showtime's row alone, then its screen's theater: a join locked FOR SHARE would
+    # re-check a row changed meanwhile against the old screen's and find nothing.
+    query = select(Showtime.screen_id).where(Showtime.id == showtime_id)
     if lock:
-        query = query.with_for_update(read=True, of=Showtime)
-    theater_id = db.session.scalar(query)
-    if theater_id is None:
+        query = query.with_for_update(read=True)
+    screen_id = db.session.scalar(query)
+    if screen_id is None:
         raise errors.NotFound(f"Showtime {showtime_id} does not exist")
-    return theater_id
+    return screen_theater_id(screen_id)
 
 
 def cached(name: str, params: Any, compute: Callable[[], Any], *, local: bool = False) -> Any:

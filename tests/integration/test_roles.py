@@ -337,3 +337,55 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(live_server, app
 
             assert db.session.scalar(select(func.count()).where(User.role == "admin")) == 1
             db.session.remove()
+
+
+def test_a_block_racing_a_move_of_its_showtime_to_another_theater_is_judged_on_the_new_theater(
+        live_server, app, api, admin, user, two_theaters):
+    """An admin's transaction moves a showtime of A to B's screen and holds it open; a manager
+    of A blocks a seat of it meanwhile, through gunicorn. The block waits for the move (the
+    showtime's row is share-locked where the theater is decided) and is then refused: it
+    never blocks seats of A's screen on a showtime that is B's."""
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import TEST_ENV
+    from tests.helpers import wait_until
+
+    ids = two_theaters
+    grant(api, admin, user, ("manager", ids["A"]))
+    starts = (datetime.now(timezone.utc) + timedelta(days=6)).replace(microsecond=0)
+    show = api.showtime(admin, ids["movie"], ids["A_screen"], starts_at=starts)["id"]
+    seat = seats_of(api, ids["A_screen"])[0]
+    engine = create_engine(TEST_ENV["DATABASE_URL"])
+    result = {}
+    try:
+        with engine.connect() as move:
+            move.execute(text("UPDATE showtimes SET screen_id = :screen WHERE id = :show"),
+                         {"screen": ids["B_screen"], "show": show})
+
+            def block():
+                result["response"] = requests.post(
+                    f"{live_server}/api/v1/showtimes/{show}/blocked-seats", json={"seat_ids": [seat]},
+                    headers={"Authorization": f"Bearer {user}"}, timeout=30)
+
+            thread = threading.Thread(target=block)
+            thread.start()
+
+            def waiting_for_the_move():
+                with engine.connect() as probe:
+                    return probe.execute(text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock' AND query LIKE '%showtimes%'")).scalar()
+
+            wait_until(lambda: waiting_for_the_move() or not thread.is_alive(), timeout=15, what="the block")
+            move.commit()
+            thread.join(30)
+    finally:
+        engine.dispose()
+    r = result["response"]
+    assert r.status_code == 403, r.text
+    with app.app_context():
+        from app import db
+
+        assert db.session.execute(text("SELECT count(*) FROM blocked_seats WHERE showtime_id = :s"),
+                                  {"s": show}).scalar() == 0
+        db.session.remove()
