@@ -189,8 +189,9 @@ class ScreenById(MethodView):
     @screens.alt_response(404, response="NOT_FOUND")
     @screens.alt_response(409, response="CONFLICT", description="layout_in_use")
     def patch(self, data, screen_id, actor):
-        """Rename a screen or replace its layout (seats keeping their label keep their id;
-        admin, or a manager of the screen's theater)"""
+        """Rename a screen or replace its layout (admin, or a manager of its theater)
+
+        Seats keeping their label keep their id."""
         catalog.update_screen(screen_id, data, actor=actor)
         return _screen_detail(screen_id)
 
@@ -296,8 +297,9 @@ class Showtimes(MethodView):
     @showtimes.response(201, s.ShowtimeSchema, example=s.SHOWTIME)
     @showtimes.alt_response(409, response="CONFLICT", description="showtime_overlap")
     def post(self, data, actor):
-        """Schedule a movie on a screen, no overlap with another showtime there (admin, or a
-        manager of the screen's theater)"""
+        """Schedule a movie on a screen (admin, or a manager of the screen's theater)
+
+        No overlap with another showtime on that screen."""
         return _showtime_out(catalog.create_showtime(data, actor=actor).id)
 
 
@@ -316,8 +318,9 @@ class ShowtimeById(MethodView):
     @showtimes.alt_response(404, response="NOT_FOUND")
     @showtimes.alt_response(409, response="CONFLICT", description="showtime_overlap")
     def patch(self, data, showtime_id, actor):
-        """Move or re-price a showtime (admin, or a manager of its theater; to a screen of
-        another theater, of both)"""
+        """Move or re-price a showtime (admin, or a manager of its theater)
+
+        Moving it to a screen of another theater needs that theater too."""
         return _showtime_out(catalog.update_showtime(showtime_id, data, actor=actor).id)
 
     @staff_required
@@ -364,8 +367,9 @@ class ShowtimeBlockedSeats(MethodView):
                             description="seats_unavailable (with seat_ids: held, booked or blocked already; "
                                         "none were blocked), showtime_started")
     def post(self, data, showtime_id, actor):
-        """Take free seats out of sale for this showtime, all or none (admin, or a manager of its
-        theater): shown as blocked, never held"""
+        """Take free seats out of sale for this showtime (admin, or a manager of its theater)
+
+        All or none; shown as blocked, never held."""
         return blocked_seats.block(showtime_id, data["seat_ids"], data.get("reason"), actor=actor)
 
 

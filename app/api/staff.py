@@ -82,8 +82,10 @@ class UserRoles(MethodView):
                         description="validation_error: an unknown role or theater, a theater role without "
                                     "theater_id, an admin role with one")
     def put(self, data, user_id):
-        """Replace a user's roles (admin), at once: theater roles are checked at every request, and a
-        change of the admin role ends the user's sessions (they sign in again with the new role)"""
+        """Replace a user's roles (admin)
+
+        At once: theater roles are checked at every request, and a change of the admin role
+        ends the user's sessions (they sign in again with the new role)."""
         return roles.set_roles(user_id, data["roles"], actor=current_actor())
 
 
@@ -94,6 +96,8 @@ class AuditLog(MethodView):
     @staff.response(200, AuditEntrySchema(many=True), example=[AUDIT_ENTRY])
     @staff.paginate()
     def get(self, args, pagination_parameters):
-        """Every staff write and security event, newest first (admin): who, what, on which object,
-        before and after, from which request"""
+        """The audit log, newest first (admin)
+
+        Every staff write and security event: who, what, on which object, before and after,
+        from which request and address."""
         return paged(pagination_parameters, audit.list_entries(**args, **page_args(pagination_parameters)))

@@ -39,8 +39,9 @@ class ShowtimeWaitingRoom(MethodView):
     @rooms.alt_response(404, response="NOT_FOUND")
     @rooms.alt_response(409, response="CONFLICT", description="showtime_started")
     def put(self, data, showtime_id, actor):
-        """Turn the waiting room on, or change it during the sale (admin, or a manager of the
-        showtime's theater): the next second follows"""
+        """Turn the waiting room on, or change it during the sale (admin, or a manager of the theater)
+
+        The next second follows."""
         return waiting_room.configure(showtime_id, data["opens_at"], data["admit_per_minute"], data["max_active"],
                                       data["session_seconds"], actor=actor)
 
@@ -48,8 +49,9 @@ class ShowtimeWaitingRoom(MethodView):
     @rooms.response(204)
     @rooms.alt_response(404, response="NOT_FOUND")
     def delete(self, showtime_id, actor):
-        """Turn the waiting room off (admin, or a manager of the showtime's theater): holds need no
-        admission; every entry and session ends"""
+        """Turn the waiting room off (admin, or a manager of the theater)
+
+        Holds need no admission; every entry and session ends."""
         waiting_room.disable(showtime_id, actor=actor)
 
 
