@@ -49,6 +49,7 @@ from app.models import (
     Review,
     Ticket,
     User,
+    UserRole,
     WaitlistEntry,
 )
 from app.services import auth, booking, errors, seats, waitlist
@@ -195,6 +196,7 @@ EXPORTS.register("emails", rows_of(Email))
 EXPORTS.register("password_reset_tokens", rows_of(PasswordResetToken, exclude=("token_hash",)))
 EXPORTS.register("notification_preferences", rows_of(NotificationPreference))
 EXPORTS.register("reminders", rows_of(Reminder))
+EXPORTS.register("user_roles", rows_of(UserRole))
 # Waiting-room queue places live in Redis only, for the hours of an on-sale: not exported.
 
 
@@ -297,4 +299,5 @@ ERASERS.register("reviews", blank(Review, text=""))
 ERASERS.register("password_reset_tokens", delete_rows(PasswordResetToken))
 ERASERS.register("notification_preferences", delete_rows(NotificationPreference))  # the phone; reminders stop
 ERASERS.register("outbox", _scrub_outbox)
+ERASERS.register("user_roles", delete_rows(UserRole))  # an erased account holds no staff role
 ERASERS.register("users", _anonymise)  # last: emails follow the placeholder address

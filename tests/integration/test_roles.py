@@ -389,3 +389,21 @@ def test_a_block_racing_a_move_of_its_showtime_to_another_theater_is_judged_on_t
         assert db.session.execute(text("SELECT count(*) FROM blocked_seats WHERE showtime_id = :s"),
                                   {"s": show}).scalar() == 0
         db.session.remove()
+
+
+def test_an_erased_account_keeps_no_staff_role_and_its_export_lists_them(api, admin, user, two_theaters):
+    uid = user_id(api, user)
+    grant(api, admin, user, ("manager", two_theaters["A"]), ("scanner", two_theaters["B"]))
+    exported = api.get("/api/v1/users/me/export", user).json["data"]["user_roles"]
+    assert sorted((r["role"], r["theater_id"]) for r in exported) == [
+        ("manager", two_theaters["A"]), ("scanner", two_theaters["B"])]
+    assert api.call("DELETE", "/api/v1/users/me", user, json={"password": PASSWORD}).status_code == 204
+    assert api.get(f"/api/v1/users/{uid}/roles", admin).status_code == 404
+    with api.client.application.app_context():
+        from sqlalchemy import func, select
+
+        from app import db
+        from app.models import UserRole
+
+        assert db.session.scalar(select(func.count()).select_from(UserRole)) == 0
+        db.session.remove()
