@@ -348,7 +348,7 @@ def create_screen(theater_id: int, data: dict, *, actor: staff.Actor | None) -> 
     """An admin's, or a manager's of the theater."""
     specs = _build(data["layout"])
     with _unit_of_work("screen"):
-        _lock(Theater, theater_id, "Theater")
+        _get(Theater, theater_id, "Theater")
         _authorize(actor, theater_id)
         screen = Screen(
             theater_id=theater_id, name=data["name"], layout=data["layout"], seat_count=len(specs)
