@@ -27,11 +27,11 @@ def register_cli(app: Flask) -> None:
 @with_appcontext
 def create_admin(email: str, password: str, name: str) -> None:
     """Create an admin account, or promote an existing one to admin."""
-    from app.services.auth import ensure_admin
+    from app.services.roles import ensure_admin
 
     if len(password) < 8:
         raise click.BadParameter("at least 8 characters", param_hint="--password")
-    user, created = ensure_admin(email, password, name)
+    user, created = ensure_admin(email, password, name, via="create-admin")
     click.echo(f"{'created' if created else 'promoted'} admin {user.email} (id {user.id})")
 
 
@@ -39,13 +39,13 @@ def create_admin(email: str, password: str, name: str) -> None:
 @with_appcontext
 def bootstrap_admin() -> None:
     """Ensure the admin named by ADMIN_EMAIL/ADMIN_PASSWORD exists (start-up hook)."""
-    from app.services.auth import ensure_admin
+    from app.services.roles import ensure_admin
 
     settings = marquee().settings
     if not settings.admin_email:
         click.echo("ADMIN_EMAIL not set: no admin to bootstrap")
         return
-    user, created = ensure_admin(settings.admin_email, settings.admin_password)
+    user, created = ensure_admin(settings.admin_email, settings.admin_password, via="bootstrap-admin")
     click.echo(f"{'created' if created else 'ensured'} admin {user.email}")
 
 

@@ -5,6 +5,7 @@ import logging
 import re
 import sys
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
@@ -12,6 +13,9 @@ from pythonjsonlogger.json import JsonFormatter
 from app.adapters.tracing import ids as trace_ids
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# How to find the client's address of the request in hand (resolved only when asked:
+# the audit log's entries carry it).
+client_address_var: ContextVar[Callable[[], str] | None] = ContextVar("client_address", default=None)
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 

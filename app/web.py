@@ -22,7 +22,7 @@ from app.api.security import VerifiedTokens, client_address
 from app.cli import register_cli
 from app.config import Settings
 from app.extensions import cors, jwt
-from app.logging_setup import accept_or_create_request_id, request_id_var
+from app.logging_setup import accept_or_create_request_id, client_address_var, request_id_var
 from app.metrics import LATENCY, REQUESTS
 from app.services import errors
 from app.services.auth import is_token_revoked
@@ -205,6 +205,7 @@ def _register_request_hooks(app: Flask) -> None:
     def start():
         g.request_id = accept_or_create_request_id(request.headers.get("X-Request-ID"))
         g.request_token = request_id_var.set(g.request_id)
+        g.address_token = client_address_var.set(client_address)
         g.started = time.perf_counter()
 
     @app.after_request
@@ -239,3 +240,6 @@ def _register_request_hooks(app: Flask) -> None:
         token = g.pop("request_token", None)
         if token is not None:
             request_id_var.reset(token)
+        address_token = g.pop("address_token", None)
+        if address_token is not None:
+            client_address_var.reset(address_token)

@@ -1,4 +1,6 @@
-"""The catalog: public reads, admin-only writes. Hot reads go through the cache."""
+"""The catalog: public reads; writes by admins, and by a theater's managers for that
+theater's own (the theater, its screens, their showtimes, blocked seats): the services
+decide from the object. Hot reads go through the cache."""
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +12,7 @@ from flask.views import MethodView
 from app.api import Blueprint, page_args, paged
 from app.api import schemas as s
 from app.api.idempotency import idempotent
-from app.api.security import admin_required, current_user_id
+from app.api.security import admin_required, current_actor, staff_required
 from app.services import blocked_seats, catalog, seats
 
 cities = Blueprint("cities", __name__, url_prefix="/api/v1/cities", description="Cities")
@@ -47,7 +49,7 @@ class Cities(MethodView):
     @cities.alt_response(409, response="CONFLICT")
     def post(self, data):
         """Create a city"""
-        return catalog.create_city(data)
+        return catalog.create_city(data, actor=current_actor())
 
 
 @cities.route("/<int:city_id>")
@@ -65,7 +67,7 @@ class CityById(MethodView):
     @cities.alt_response(404, response="NOT_FOUND")
     def patch(self, data, city_id):
         """Update a city"""
-        return catalog.update_city(city_id, data)
+        return catalog.update_city(city_id, data, actor=current_actor())
 
     @admin_required
     @cities.response(204)
@@ -73,7 +75,7 @@ class CityById(MethodView):
     @cities.alt_response(409, response="CONFLICT", description="in_use: it still has theaters")
     def delete(self, city_id):
         """Delete a city that has no theaters"""
-        catalog.delete_city(city_id)
+        catalog.delete_city(city_id, actor=current_actor())
 
 
 # --- theaters ---------------------------------------------------------------
@@ -107,7 +109,7 @@ class Theaters(MethodView):
     @theaters.response(201, s.TheaterSchema, example=s.THEATER)
     def post(self, data):
         """Create a theater in a city"""
-        return catalog.create_theater(data)
+        return catalog.create_theater(data, actor=current_actor())
 
 
 @theaters.route("/<int:theater_id>")
@@ -119,21 +121,21 @@ class TheaterById(MethodView):
         """Get a theater"""
         return catalog.get_theater(theater_id)
 
-    @admin_required
+    @staff_required
     @theaters.arguments(s.TheaterPatchSchema, example={"address": "8 Rue Scribe, 75009 Paris"})
     @theaters.response(200, s.TheaterSchema, example=s.THEATER)
     @theaters.alt_response(404, response="NOT_FOUND")
-    def patch(self, data, theater_id):
-        """Update a theater"""
-        return catalog.update_theater(theater_id, data)
+    def patch(self, data, theater_id, actor):
+        """Update a theater (admin, or a manager of this theater)"""
+        return catalog.update_theater(theater_id, data, actor=actor)
 
-    @admin_required
+    @staff_required
     @theaters.response(204)
     @theaters.alt_response(404, response="NOT_FOUND")
     @theaters.alt_response(409, response="CONFLICT", description="in_use: it still has screens")
-    def delete(self, theater_id):
-        """Delete a theater that has no screens"""
-        catalog.delete_theater(theater_id)
+    def delete(self, theater_id, actor):
+        """Delete a theater that has no screens (admin, or a manager of this theater)"""
+        catalog.delete_theater(theater_id, actor=actor)
 
 
 # --- screens ----------------------------------------------------------------
@@ -160,15 +162,15 @@ class TheaterScreens(MethodView):
         """List a theater's screens (without their seats)"""
         return paged(pagination_parameters, catalog.list_screens(theater_id, **page_args(pagination_parameters)))
 
-    @admin_required
+    @staff_required
     @idempotent
     @screens.arguments(s.ScreenSchema, example=s.SCREEN_IN)
     @screens.response(201, s.ScreenDetailSchema, example=s.SCREEN_DETAIL)
     @screens.alt_response(404, response="NOT_FOUND")
     @screens.alt_response(409, response="CONFLICT")
-    def post(self, data, theater_id):
-        """Create a screen from a layout of rows, seats and gaps"""
-        screen = catalog.create_screen(theater_id, data)
+    def post(self, data, theater_id, actor):
+        """Create a screen from a layout of rows, seats and gaps (admin, or a manager of the theater)"""
+        screen = catalog.create_screen(theater_id, data, actor=actor)
         return _screen_detail(screen.id), 201
 
 
@@ -181,23 +183,25 @@ class ScreenById(MethodView):
         """Get a screen with its seats and their ids"""
         return _screen_detail(screen_id)
 
-    @admin_required
+    @staff_required
     @screens.arguments(s.ScreenPatchSchema, example={"name": "Salle 1 (Dolby)"})
     @screens.response(200, s.ScreenDetailSchema, example=s.SCREEN_DETAIL)
     @screens.alt_response(404, response="NOT_FOUND")
     @screens.alt_response(409, response="CONFLICT", description="layout_in_use")
-    def patch(self, data, screen_id):
-        """Rename a screen or replace its layout (seats keeping their label keep their id)"""
-        catalog.update_screen(screen_id, data)
+    def patch(self, data, screen_id, actor):
+        """Rename a screen or replace its layout (admin, or a manager of its theater)
+
+        Seats keeping their label keep their id."""
+        catalog.update_screen(screen_id, data, actor=actor)
         return _screen_detail(screen_id)
 
-    @admin_required
+    @staff_required
     @screens.response(204)
     @screens.alt_response(404, response="NOT_FOUND")
     @screens.alt_response(409, response="CONFLICT", description="in_use: it has showtimes")
-    def delete(self, screen_id):
-        """Delete a screen that has no showtimes"""
-        catalog.delete_screen(screen_id)
+    def delete(self, screen_id, actor):
+        """Delete a screen that has no showtimes (admin, or a manager of the screen's theater)"""
+        catalog.delete_screen(screen_id, actor=actor)
 
 
 # --- movies -----------------------------------------------------------------
@@ -225,7 +229,7 @@ class Movies(MethodView):
     @movies.response(201, s.MovieSchema, example=s.MOVIE)
     def post(self, data):
         """Add a movie"""
-        return catalog.create_movie(data)
+        return catalog.create_movie(data, actor=current_actor())
 
 
 @movies.route("/<int:movie_id>")
@@ -244,7 +248,7 @@ class MovieById(MethodView):
     @movies.alt_response(409, response="CONFLICT", description="showtime_overlap after a longer duration")
     def patch(self, data, movie_id):
         """Update a movie (a new duration moves its showtimes' end times)"""
-        return catalog.update_movie(movie_id, data)
+        return catalog.update_movie(movie_id, data, actor=current_actor())
 
     @admin_required
     @movies.response(204)
@@ -252,7 +256,7 @@ class MovieById(MethodView):
     @movies.alt_response(409, response="CONFLICT", description="in_use: it has showtimes")
     def delete(self, movie_id):
         """Delete a movie that has no showtimes"""
-        catalog.delete_movie(movie_id)
+        catalog.delete_movie(movie_id, actor=current_actor())
 
 
 # --- showtimes --------------------------------------------------------------
@@ -287,14 +291,16 @@ class Showtimes(MethodView):
         items, total = catalog.cached("showtimes", filters, compute)
         return paged(pagination_parameters, (_with_seats_available(items), total))
 
-    @admin_required
+    @staff_required
     @idempotent
     @showtimes.arguments(s.ShowtimeSchema, example=s.SHOWTIME_IN)
     @showtimes.response(201, s.ShowtimeSchema, example=s.SHOWTIME)
     @showtimes.alt_response(409, response="CONFLICT", description="showtime_overlap")
-    def post(self, data):
-        """Schedule a movie on a screen (no overlap with another showtime there)"""
-        return _showtime_out(catalog.create_showtime(data).id)
+    def post(self, data, actor):
+        """Schedule a movie on a screen (admin, or a manager of the screen's theater)
+
+        No overlap with another showtime on that screen."""
+        return _showtime_out(catalog.create_showtime(data, actor=actor).id)
 
 
 @showtimes.route("/<int:showtime_id>")
@@ -306,22 +312,24 @@ class ShowtimeById(MethodView):
         """Get a showtime with its movie, theater, city, local start and seats available"""
         return _showtime_out(showtime_id)
 
-    @admin_required
+    @staff_required
     @showtimes.arguments(s.ShowtimePatchSchema, example={"prices": {**s.PRICES, "premium": 1500}})
     @showtimes.response(200, s.ShowtimeSchema, example=s.SHOWTIME)
     @showtimes.alt_response(404, response="NOT_FOUND")
     @showtimes.alt_response(409, response="CONFLICT", description="showtime_overlap")
-    def patch(self, data, showtime_id):
-        """Move or re-price a showtime"""
-        return _showtime_out(catalog.update_showtime(showtime_id, data).id)
+    def patch(self, data, showtime_id, actor):
+        """Move or re-price a showtime (admin, or a manager of its theater)
 
-    @admin_required
+        Moving it to a screen of another theater needs that theater too."""
+        return _showtime_out(catalog.update_showtime(showtime_id, data, actor=actor).id)
+
+    @staff_required
     @showtimes.response(204)
     @showtimes.alt_response(404, response="NOT_FOUND")
     @showtimes.alt_response(409, response="CONFLICT", description="in_use: it has bookings")
-    def delete(self, showtime_id):
-        """Delete a showtime without bookings"""
-        catalog.delete_showtime(showtime_id)
+    def delete(self, showtime_id, actor):
+        """Delete a showtime without bookings (admin, or a manager of its theater)"""
+        catalog.delete_showtime(showtime_id, actor=actor)
 
 
 @showtimes.route("/<int:showtime_id>/seats")
@@ -343,14 +351,14 @@ class ShowtimeSeats(MethodView):
 
 @showtimes.route("/<int:showtime_id>/blocked-seats")
 class ShowtimeBlockedSeats(MethodView):
-    @admin_required
+    @staff_required
     @showtimes.response(200, s.BlockedSeatsSchema, example=s.BLOCKED_SEATS)
     @showtimes.alt_response(404, response="NOT_FOUND")
-    def get(self, showtime_id):
-        """Seats taken out of sale for this showtime, in layout order (admin)"""
-        return blocked_seats.list_blocked(showtime_id)
+    def get(self, showtime_id, actor):
+        """Seats taken out of sale for this showtime, in layout order (admin, or a manager of its theater)"""
+        return blocked_seats.list_blocked(showtime_id, actor=actor)
 
-    @admin_required
+    @staff_required
     @idempotent
     @showtimes.arguments(s.BlockSeatsRequestSchema, example=s.BLOCK_SEATS_IN)
     @showtimes.response(201, s.BlockedSeatsSchema, example=s.BLOCKED_SEATS)
@@ -358,20 +366,22 @@ class ShowtimeBlockedSeats(MethodView):
     @showtimes.alt_response(409, response="CONFLICT",
                             description="seats_unavailable (with seat_ids: held, booked or blocked already; "
                                         "none were blocked), showtime_started")
-    def post(self, data, showtime_id):
-        """Take free seats out of sale for this showtime, all or none (admin): shown as blocked, never held"""
-        return blocked_seats.block(showtime_id, data["seat_ids"], data.get("reason"), current_user_id())
+    def post(self, data, showtime_id, actor):
+        """Take free seats out of sale for this showtime (admin, or a manager of its theater)
+
+        All or none; shown as blocked, never held."""
+        return blocked_seats.block(showtime_id, data["seat_ids"], data.get("reason"), actor=actor)
 
 
 @showtimes.route("/<int:showtime_id>/blocked-seats/<int:seat_id>")
 class ShowtimeBlockedSeat(MethodView):
-    @admin_required
+    @staff_required
     @showtimes.response(204)
     @showtimes.alt_response(404, response="NOT_FOUND", description="not_found: no such showtime, or the seat is "
                                                                    "not blocked for it")
-    def delete(self, showtime_id, seat_id):
-        """Put a blocked seat back on sale (admin)"""
-        blocked_seats.unblock(showtime_id, seat_id)
+    def delete(self, showtime_id, seat_id, actor):
+        """Put a blocked seat back on sale (admin, or a manager of its theater)"""
+        blocked_seats.unblock(showtime_id, seat_id, actor=actor)
 
 
 def _seat_map_template(showtime_id: int) -> tuple[str, list[int], list[str]]:

@@ -11,7 +11,7 @@ from flask import current_app, g, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 
 from app.bootstrap import marquee
-from app.services import errors
+from app.services import errors, staff
 from app.services.auth import is_token_revoked
 
 
@@ -95,6 +95,29 @@ def admin_required(func):
         return func(*args, **kwargs)
 
     return _document(wrapper, [(401, "UNAUTHORIZED"), (403, "FORBIDDEN")])
+
+
+def staff_required(func):
+    """Staff: an admin, or a user with a role at some theater (401 anonymous, 403 for a
+    customer). The view gets the caller as ``actor`` (a ``staff.Actor``, keyword) and
+    hands it to its service, which decides from the object which theater's role it
+    needs (``staff.require``): a manager of another theater gets a 403 there."""
+
+    @wraps(func)
+    def wrapper(*args, **kwargs):
+        _verify_access_token()
+        actor = current_actor()
+        if not staff.is_staff(actor):
+            raise errors.Forbidden("This action needs the admin role or a staff role at a theater")
+        return func(*args, actor=actor, **kwargs)
+
+    return _document(wrapper, [(401, "UNAUTHORIZED"), (403, "FORBIDDEN")])
+
+
+def current_actor() -> staff.Actor:
+    """The verified caller as the services take it. ``is_admin`` comes from the token:
+    a change of a user's admin role ends their sessions (``roles.set_roles``)."""
+    return staff.Actor(user_id=current_user_id(), is_admin=is_admin())
 
 
 def is_admin() -> bool:

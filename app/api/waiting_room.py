@@ -8,7 +8,7 @@ from flask.views import MethodView
 from app.api import Blueprint
 from app.api import schemas as s
 from app.api.idempotency import idempotent
-from app.api.security import admin_required, current_user_id, login_required
+from app.api.security import current_user_id, login_required, staff_required
 from app.services import waiting_room
 
 rooms = Blueprint("waiting_rooms", __name__, url_prefix="/api/v1",
@@ -26,29 +26,33 @@ def queue_url(showtime_id: int) -> str:
 
 @rooms.route("/showtimes/<int:showtime_id>/waiting-room")
 class ShowtimeWaitingRoom(MethodView):
-    @admin_required
+    @staff_required
     @rooms.response(200, s.WaitingRoomSchema, example=s.WAITING_ROOM)
     @rooms.alt_response(404, response="NOT_FOUND", description="no such showtime, or it has no waiting room")
-    def get(self, showtime_id):
-        """The waiting room's settings and live figures (admin)"""
-        return waiting_room.get(showtime_id)
+    def get(self, showtime_id, actor):
+        """The waiting room's settings and live figures (admin, or a manager of the showtime's theater)"""
+        return waiting_room.get(showtime_id, actor=actor)
 
-    @admin_required
+    @staff_required
     @rooms.arguments(s.WaitingRoomRequestSchema, example=s.WAITING_ROOM_IN)
     @rooms.response(200, s.WaitingRoomSchema, example={k: v for k, v in s.WAITING_ROOM.items() if k != "stats"})
     @rooms.alt_response(404, response="NOT_FOUND")
     @rooms.alt_response(409, response="CONFLICT", description="showtime_started")
-    def put(self, data, showtime_id):
-        """Turn the waiting room on, or change it during the sale (admin): the next second follows"""
-        return waiting_room.configure(showtime_id, data["opens_at"], data["admit_per_minute"], data["max_active"],
-                                      data["session_seconds"])
+    def put(self, data, showtime_id, actor):
+        """Turn the waiting room on, or change it during the sale (admin, or a manager of the theater)
 
-    @admin_required
+        The next second follows."""
+        return waiting_room.configure(showtime_id, data["opens_at"], data["admit_per_minute"], data["max_active"],
+                                      data["session_seconds"], actor=actor)
+
+    @staff_required
     @rooms.response(204)
     @rooms.alt_response(404, response="NOT_FOUND")
-    def delete(self, showtime_id):
-        """Turn the waiting room off (admin): holds need no admission; every entry and session ends"""
-        waiting_room.disable(showtime_id)
+    def delete(self, showtime_id, actor):
+        """Turn the waiting room off (admin, or a manager of the theater)
+
+        Holds need no admission; every entry and session ends."""
+        waiting_room.disable(showtime_id, actor=actor)
 
 
 @rooms.route("/showtimes/<int:showtime_id>/queue")

@@ -49,6 +49,7 @@ from app.models import (
     Review,
     Ticket,
     User,
+    UserRole,
     WaitlistEntry,
 )
 from app.services import auth, booking, errors, seats, waitlist
@@ -195,6 +196,7 @@ EXPORTS.register("emails", rows_of(Email))
 EXPORTS.register("password_reset_tokens", rows_of(PasswordResetToken, exclude=("token_hash",)))
 EXPORTS.register("notification_preferences", rows_of(NotificationPreference))
 EXPORTS.register("reminders", rows_of(Reminder))
+EXPORTS.register("user_roles", rows_of(UserRole))
 # Waiting-room queue places live in Redis only, for the hours of an on-sale: not exported.
 
 
@@ -212,22 +214,31 @@ def erase(user_id: int, password: str) -> None:
     auth.end_sessions(user.id)
 
 
-def _locked_with_admins(user_id: int) -> User:
-    """The user's row, locked with every live admin's in one statement, in id order:
-    two admins erasing themselves at once wait for each other instead of deadlocking,
-    and the second sees the first gone."""
+def lock_with_admins(user_id: int) -> None:
+    """Lock the user's row with every live admin's in one statement, in id order: two
+    admins erasing (or demoting: ``roles.set_roles``) themselves or each other at once
+    wait for each other instead of deadlocking, and the second sees the first gone."""
     db.session.execute(select(User.id).where(or_(User.id == user_id, and_(User.role == "admin",
                                                                           User.erased_at.is_(None))))
                        .order_by(User.id).with_for_update())
+
+
+def _locked_with_admins(user_id: int) -> User:
+    lock_with_admins(user_id)
     return _locked_user(user_id)
 
 
-def _check_not_last_admin(user: User) -> None:
-    """Under ``_locked_with_admins``."""
+def is_last_admin(user: User) -> bool:
+    """Whether ``user`` is the only live admin (under ``lock_with_admins``)."""
     if user.role != "admin":
-        return
+        return False
     admins = db.session.scalars(select(User.id).where(User.role == "admin", User.erased_at.is_(None))).all()
-    if admins == [user.id]:
+    return admins == [user.id]
+
+
+def _check_not_last_admin(user: User) -> None:
+    """Under ``lock_with_admins``."""
+    if is_last_admin(user):
         raise LastAdmin("The last admin cannot erase itself; make another admin first")
 
 
@@ -288,4 +299,5 @@ ERASERS.register("reviews", blank(Review, text=""))
 ERASERS.register("password_reset_tokens", delete_rows(PasswordResetToken))
 ERASERS.register("notification_preferences", delete_rows(NotificationPreference))  # the phone; reminders stop
 ERASERS.register("outbox", _scrub_outbox)
+ERASERS.register("user_roles", delete_rows(UserRole))  # an erased account holds no staff role
 ERASERS.register("users", _anonymise)  # last: emails follow the placeholder address

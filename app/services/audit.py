@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, inspect, select
 
 from app import db
-from app.logging_setup import request_id_var
+from app.logging_setup import client_address_var, request_id_var
 from app.models import AuditEntry
 
 
@@ -48,7 +48,11 @@ def snapshot(obj: Any, *, exclude: tuple[str, ...] = ()) -> dict | None:
 
 def record(action: str, *, actor_id: int | None, object_type: str | None = None, object_id: Any = None,
            before: dict | None = None, after: dict | None = None, ip: str | None = None) -> AuditEntry:
-    """Add an entry to the caller's unit of work (same transaction as the change)."""
+    """Add an entry to the caller's unit of work (same transaction as the change). The
+    request id and, unless given, the client's address come from the request in hand."""
+    if ip is None:
+        address = client_address_var.get()
+        ip = address() if address is not None else None
     entry = AuditEntry(
         action=action, actor_id=actor_id, object_type=object_type,
         object_id=None if object_id is None else str(object_id),

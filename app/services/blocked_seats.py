@@ -12,8 +12,13 @@ A blocked seat is never held nor sold, whatever Redis knows:
   READ COMMITTED (the default): every statement after the lock reads what committed
   before it was granted.
 
-Order of a block: lock -> PostgreSQL check -> Redis mark (all or none) -> rows -> commit;
-a failed commit undoes the mark. An unblock deletes the row, commits, then frees the mark.
+Order of a block: lock -> authorization -> PostgreSQL check -> Redis mark (all or none)
+-> rows and audit entry -> commit; a failed commit undoes the mark. An unblock deletes the
+row and records its entry, commits, then frees the mark.
+
+Who: an admin, or a manager of the showtime's theater (``staff.require``), decided under
+a share lock of the showtime's row, so it cannot move to another theater's screen
+meanwhile.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from sqlalchemy import delete, select, text
 
 from app import db
 from app.models import BlockedSeat, Seat
-from app.services import errors, seats, waitlist
+from app.services import audit, catalog, errors, seats, staff, waitlist
 
 # pg_advisory_xact_lock(SEAT_LOCK_SPACE, showtime): blocks and reservations of one showtime.
 # The two-key form never meets the one-key locks (seats.SCHEDULER_LOCK).
@@ -55,7 +60,13 @@ def _refuse_taken(taken: list[int]) -> None:
                                       seat_ids=sorted(taken))
 
 
-def block(showtime_id: int, seat_ids: list[int], reason: str | None, admin_id: int) -> dict:
+def _authorize(actor: staff.Actor, showtime_id: int) -> None:
+    """In the caller's transaction: ``NotFound`` for an unknown showtime, ``Forbidden``
+    unless an admin or a manager of its theater (the showtime's row share-locked)."""
+    staff.require(actor, catalog.showtime_theater_id(showtime_id, lock=True), "manager")
+
+
+def block(showtime_id: int, seat_ids: list[int], reason: str | None, *, actor: staff.Actor) -> dict:
     """Take ``seat_ids`` out of sale for the showtime, all or none: every one must be
     free (neither held, booked nor blocked: 409 ``seats_unavailable`` naming the others)
     and the showtime must not have started. Answers the seats blocked (``list_blocked``)."""
@@ -66,11 +77,14 @@ def block(showtime_id: int, seat_ids: list[int], reason: str | None, admin_id: i
     try:
         with db.unit_of_work():
             _lock_showtime_seats(showtime_id, shared=False)
+            _authorize(actor, showtime_id)
             _refuse_taken(seats.live_seats(showtime_id, seat_ids))
             _refuse_taken(seats.block_in_store(showtime_id, seat_ids))
             marked = True
             db.session.add_all([BlockedSeat(showtime_id=showtime_id, seat_id=seat_id, reason=reason,
-                                            blocked_by=admin_id) for seat_id in seat_ids])
+                                            blocked_by=actor.user_id) for seat_id in seat_ids])
+            audit.record("blocked_seats.create", actor_id=actor.user_id, object_type="showtime",
+                         object_id=showtime_id, after={"seat_ids": sorted(seat_ids), "reason": reason})
     except BaseException:
         if marked:  # the rows are not there: no seat may stay blocked in Redis alone
             seats.unblock_in_store(showtime_id, seat_ids)
@@ -78,23 +92,29 @@ def block(showtime_id: int, seat_ids: list[int], reason: str | None, admin_id: i
     return list_blocked(showtime_id, seat_ids)
 
 
-def unblock(showtime_id: int, seat_id: int) -> None:
+def unblock(showtime_id: int, seat_id: int, *, actor: staff.Actor) -> None:
     """Put a blocked seat back on sale (404 when the seat is not blocked for the showtime).
-    It needs no lock: nothing it races can sell a seat twice, and Redis frees the seat
-    only after the commit."""
-    seats.showtime_seating(showtime_id)  # 404 for an unknown showtime
+    It needs no seat lock: nothing it races can sell a seat twice, and Redis frees the
+    seat only after the commit."""
     with db.unit_of_work():
-        removed = db.session.execute(delete(BlockedSeat).where(
-            BlockedSeat.showtime_id == showtime_id, BlockedSeat.seat_id == seat_id)).rowcount
+        _authorize(actor, showtime_id)
+        removed = db.session.scalars(delete(BlockedSeat).where(
+            BlockedSeat.showtime_id == showtime_id, BlockedSeat.seat_id == seat_id)
+            .returning(BlockedSeat.reason)).all()
         if not removed:
             raise errors.NotFound(f"Seat {seat_id} is not blocked for showtime {showtime_id}")
+        audit.record("blocked_seats.delete", actor_id=actor.user_id, object_type="showtime",
+                     object_id=showtime_id, before={"seat_ids": [seat_id], "reason": removed[0]})
     seats.unblock_in_store(showtime_id, [seat_id])
     waitlist.seats_freed(showtime_id)
 
 
-def list_blocked(showtime_id: int, seat_ids: list[int] | None = None) -> dict:
+def list_blocked(showtime_id: int, seat_ids: list[int] | None = None, *, actor: staff.Actor | None = None) -> dict:
     """The showtime's blocked seats (only those of ``seat_ids`` when given), in layout
-    order, with who blocked them, when and why."""
+    order, with who blocked them, when and why. With ``actor``: an admin's or a
+    manager's of the showtime's theater (``Forbidden`` otherwise)."""
+    if actor is not None:
+        staff.require(actor, catalog.showtime_theater_id(showtime_id), "manager")
     seats.showtime_seating(showtime_id)  # 404 for an unknown showtime
     query = (select(BlockedSeat, Seat.label).join(Seat, Seat.id == BlockedSeat.seat_id)
              .where(BlockedSeat.showtime_id == showtime_id).order_by(Seat.row_index, Seat.col_index))

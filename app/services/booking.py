@@ -32,7 +32,7 @@ from app.models import (
     ReservationStatus,
     Showtime,
 )
-from app.services import blocked_seats, errors, notifications, seats, tickets, waiting_room, waitlist
+from app.services import audit, blocked_seats, errors, notifications, seats, tickets, waiting_room, waitlist
 from app.services.pagination import page_of
 from app.services.seats import GRACE_SECONDS, SCHEDULER_LOCK
 
@@ -320,6 +320,9 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
         if now >= starts_at:
             raise errors.ShowtimeStarted("The showtime has started")
         was_confirmed = reservation.status == ReservationStatus.CONFIRMED
+        if reservation.user_id != user_id:  # an admin's, for a customer: a staff write
+            audit.record("reservation.cancel", actor_id=user_id, object_type="reservation", object_id=reservation.id,
+                         before={"status": str(reservation.status)}, after={"status": str(ReservationStatus.CANCELLED)})
         reservation.status, reservation.cancelled_at = ReservationStatus.CANCELLED, now
         freed = _release_seats(reservation, now)
         if was_confirmed:

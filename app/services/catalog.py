@@ -6,6 +6,13 @@ changes (``INVALIDATES``); every cached read names what it depends on
 two admins could race on are enforced by PostgreSQL itself (the showtime
 exclusion constraint, unique keys, foreign keys with RESTRICT), and the
 resulting integrity errors become clean conflicts here.
+
+Every write takes the ``actor`` (a ``staff.Actor``; ``None`` only for the system
+itself: demo seeding) and is authorized from the object it changes, read under its
+lock: cities and movies are chain-wide (admin only, and so is creating a theater);
+a theater, its screens and their showtimes are also a manager's of that theater
+(``staff.require``). Each write records its audit entry (``_audit``) in its own unit
+of work: a write that fails leaves none.
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from app import db
 from app.bootstrap import marquee
 from app.models import BlockedSeat, City, Movie, Reservation, Screen, Seat, Showtime, Theater
-from app.services import errors
+from app.services import audit, errors, staff
 from app.services.layout import LayoutError, SeatSpec, build_seats, focal_point
 from app.services.pagination import page_of
 
@@ -80,6 +87,61 @@ def _unit_of_work(kind: str, *, deleting: str | None = None):
     marquee().cache.invalidate(*INVALIDATES[kind])
 
 
+# Kinds of catalog objects, as the audit log names them.
+AUDITED: dict[type, str] = {City: "city", Theater: "theater", Screen: "screen", Movie: "movie",
+                            Showtime: "showtime"}
+
+
+def _authorize(actor: staff.Actor | None, theater_id: int | None = None) -> None:
+    """``Forbidden`` unless ``actor`` is an admin or (with ``theater_id``) a manager
+    there; ``None`` is the system (demo seeding), never a request."""
+    if actor is not None:
+        staff.require(actor, theater_id, "manager")
+
+
+def _audit(verb: str, obj: Any, actor: staff.Actor | None, before: dict | None = None) -> None:
+    """The audit entry of a catalog create or update, in the write's unit of work: the
+    whole row after a create; for an update, the columns that changed, before and
+    after (``before``: ``audit.snapshot`` taken before the change). Deletes: ``_delete``."""
+    kind = AUDITED[type(obj)]
+    db.session.flush()  # ids, server defaults and the database's verdict before the entry
+    after = audit.snapshot(obj)
+    if verb == "update":
+        changed = [key for key in after if before.get(key) != after[key]]
+        before, after = {k: before[k] for k in changed}, {k: after[k] for k in changed}
+    audit.record(f"{kind}.{verb}", actor_id=actor.user_id if actor else None, object_type=kind,
+                 object_id=obj.id, before=before, after=after)
+
+
+def _delete(obj: Any, actor: staff.Actor | None) -> None:
+    """Delete and audit: the entry keeps the whole row; the flush makes a refusal of
+    the database (RESTRICT) an error before the entry, never after."""
+    before = audit.snapshot(obj)
+    db.session.delete(obj)
+    db.session.flush()
+    audit.record(f"{AUDITED[type(obj)]}.delete", actor_id=actor.user_id if actor else None,
+                 object_type=AUDITED[type(obj)], object_id=obj.id, before=before)
+
+
+def screen_theater_id(screen_id: int) -> int | None:
+    return db.session.scalar(select(Screen.theater_id).where(Screen.id == screen_id))
+
+
+def showtime_theater_id(showtime_id: int, *, lock: bool = False) -> int:
+    """The theater of a showtime (``NotFound`` for an unknown one). With ``lock``, the
+    showtime's row is locked FOR SHARE until the end of the transaction, so it cannot
+    move to another screen while the caller acts on the strength of that theater."""
+    # The showtime's row alone, then its screen's theater: a join locked FOR SHARE would
+    # re-check a row changed meanwhile against the old screen's and find nothing.
+    query = select(Showtime.screen_id).where(Showtime.id == showtime_id)
+    if lock:
+        query = query.with_for_update(read=True)
+    screen_id = db.session.scalar(query)
+    if screen_id is None:
+        raise errors.NotFound(f"Showtime {showtime_id} does not exist")
+    return screen_theater_id(screen_id)
+
+
 def cached(name: str, params: Any, compute: Callable[[], Any], *, local: bool = False) -> Any:
     """A catalog read through the cache (``CACHED_READS`` names what makes it stale)."""
     return marquee().cache.get_or_compute(CACHED_READS[name], name, params, compute, local=local)
@@ -127,26 +189,32 @@ def validate_timezone(name: str) -> None:
 CITY_FIELDS = ("name", "country", "timezone")
 
 
-def create_city(data: dict) -> City:
+def create_city(data: dict, *, actor: staff.Actor | None) -> City:
+    _authorize(actor)
     validate_timezone(data["timezone"])
     with _unit_of_work("city"):
         city = City(**{k: data.get(k) for k in CITY_FIELDS})
         db.session.add(city)
+        _audit("create", city, actor)
     return city
 
 
-def update_city(city_id: int, data: dict) -> City:
+def update_city(city_id: int, data: dict, *, actor: staff.Actor | None) -> City:
+    _authorize(actor)
     if "timezone" in data:
         validate_timezone(data["timezone"])
     with _unit_of_work("city"):
         city = _lock(City, city_id, "City")
+        before = audit.snapshot(city)
         _apply(city, data, CITY_FIELDS)
+        _audit("update", city, actor, before)
     return city
 
 
-def delete_city(city_id: int) -> None:
+def delete_city(city_id: int, *, actor: staff.Actor | None) -> None:
+    _authorize(actor)
     with _unit_of_work("city", deleting="city"):
-        db.session.delete(_lock(City, city_id, "City"))
+        _delete(_lock(City, city_id, "City"), actor)
 
 
 def get_city(city_id: int) -> City:
@@ -170,28 +238,38 @@ def _check_coordinates(theater: Theater) -> None:
         raise _invalid("latitude", "latitude and longitude go together: give both or neither")
 
 
-def create_theater(data: dict) -> Theater:
+def create_theater(data: dict, *, actor: staff.Actor | None) -> Theater:
+    """A new theater (chain-wide: admin only)."""
+    _authorize(actor)
     with _unit_of_work("theater"):
         _ensure_exists(City, data["city_id"], "city_id", "city")
         theater = Theater(**{k: data.get(k) for k in THEATER_FIELDS})
         _check_coordinates(theater)
         db.session.add(theater)
+        _audit("create", theater, actor)
     return theater
 
 
-def update_theater(theater_id: int, data: dict) -> Theater:
+def update_theater(theater_id: int, data: dict, *, actor: staff.Actor | None) -> Theater:
+    """An admin's, or a manager's of this theater."""
     with _unit_of_work("theater"):
         theater = _lock(Theater, theater_id, "Theater")
+        _authorize(actor, theater.id)
+        before = audit.snapshot(theater)
         if "city_id" in data:
             _ensure_exists(City, data["city_id"], "city_id", "city")
         _apply(theater, data, THEATER_FIELDS)
         _check_coordinates(theater)
+        _audit("update", theater, actor, before)
     return theater
 
 
-def delete_theater(theater_id: int) -> None:
+def delete_theater(theater_id: int, *, actor: staff.Actor | None) -> None:
+    """An admin's, or a manager's of this theater (its roles go with it)."""
     with _unit_of_work("theater", deleting="theater"):
-        db.session.delete(_lock(Theater, theater_id, "Theater"))
+        theater = _lock(Theater, theater_id, "Theater")
+        _authorize(actor, theater.id)
+        _delete(theater, actor)
 
 
 def get_theater(theater_id: int) -> Theater:
@@ -266,30 +344,37 @@ def _build(layout: dict):
         raise errors.Invalid("The layout is not valid", errors={"layout": exc.messages}) from exc
 
 
-def create_screen(theater_id: int, data: dict) -> Screen:
+def create_screen(theater_id: int, data: dict, *, actor: staff.Actor | None) -> Screen:
+    """An admin's, or a manager's of the theater."""
     specs = _build(data["layout"])
     with _unit_of_work("screen"):
         _get(Theater, theater_id, "Theater")
+        _authorize(actor, theater_id)
         screen = Screen(
             theater_id=theater_id, name=data["name"], layout=data["layout"], seat_count=len(specs)
         )
         db.session.add(screen)
         db.session.flush()
         db.session.execute(insert(Seat), _seat_rows(screen.id, specs))
+        _audit("create", screen, actor)
     return screen
 
 
-def update_screen(screen_id: int, data: dict) -> Screen:
+def update_screen(screen_id: int, data: dict, *, actor: staff.Actor | None) -> Screen:
     """Rename and/or replace the layout. Seats whose label survives keep their id;
-    removed seats are deleted, which bookings referencing them forbid (409)."""
+    removed seats are deleted, which bookings referencing them forbid (409). An
+    admin's, or a manager's of the screen's theater."""
     specs = _build(data["layout"]) if "layout" in data else None
     with _unit_of_work("screen", deleting="seats"):
         screen = _lock(Screen, screen_id, "Screen")
+        _authorize(actor, screen.theater_id)
+        before = audit.snapshot(screen)
         if "name" in data:
             screen.name = data["name"]
         if specs is not None:
             _replace_seats(screen, specs)
             screen.layout, screen.seat_count = data["layout"], len(specs)
+        _audit("update", screen, actor, before)
     return screen
 
 
@@ -324,9 +409,12 @@ def _check_future_prices(screen_id: int, categories: set[str]) -> None:
             )
 
 
-def delete_screen(screen_id: int) -> None:
+def delete_screen(screen_id: int, *, actor: staff.Actor | None) -> None:
+    """An admin's, or a manager's of the screen's theater."""
     with _unit_of_work("screen", deleting="screen"):
-        db.session.delete(_lock(Screen, screen_id, "Screen"))
+        screen = _lock(Screen, screen_id, "Screen")
+        _authorize(actor, screen.theater_id)
+        _delete(screen, actor)
 
 
 def get_screen(screen_id: int) -> Screen:
@@ -359,19 +447,25 @@ def _normalize_genres(data: dict) -> None:
         data["genres"] = sorted({g.strip().lower() for g in data["genres"] if g.strip()})
 
 
-def create_movie(data: dict) -> Movie:
+def create_movie(data: dict, *, actor: staff.Actor | None) -> Movie:
+    _authorize(actor)
     _normalize_genres(data)
     with _unit_of_work("movie"):
         movie = Movie(**{k: data[k] for k in MOVIE_FIELDS if k in data})
         db.session.add(movie)
+        _audit("create", movie, actor)
     return movie
 
 
-def update_movie(movie_id: int, data: dict) -> Movie:
+def update_movie(movie_id: int, data: dict, *, actor: staff.Actor | None) -> Movie:
+    """Chain-wide (admin only): a new duration moves the showtimes of every theater."""
+    _authorize(actor)
     _normalize_genres(data)
     with _unit_of_work("movie"):
         movie = _lock(Movie, movie_id, "Movie")
+        before = audit.snapshot(movie)
         _apply(movie, data, MOVIE_FIELDS)
+        _audit("update", movie, actor, before)
         if "duration_minutes" in data:
             # Showtimes end when the movie does: a longer cut may now overlap (409).
             db.session.execute(
@@ -382,9 +476,10 @@ def update_movie(movie_id: int, data: dict) -> Movie:
     return movie
 
 
-def delete_movie(movie_id: int) -> None:
+def delete_movie(movie_id: int, *, actor: staff.Actor | None) -> None:
+    _authorize(actor)
     with _unit_of_work("movie", deleting="movie"):
-        db.session.delete(_lock(Movie, movie_id, "Movie"))
+        _delete(_lock(Movie, movie_id, "Movie"), actor)
 
 
 def get_movie(movie_id: int) -> Movie:
@@ -476,10 +571,12 @@ def _schedule(showtime: Showtime) -> None:
     showtime.ends_at = showtime.starts_at + timedelta(minutes=movie.duration_minutes)
 
 
-def create_showtime(data: dict) -> Showtime:
+def create_showtime(data: dict, *, actor: staff.Actor | None) -> Showtime:
+    """An admin's, or a manager's of the screen's theater."""
     with _unit_of_work("showtime"):
         _ensure_exists(Movie, data["movie_id"], "movie_id", "movie")
         _ensure_exists(Screen, data["screen_id"], "screen_id", "screen")
+        _authorize(actor, screen_theater_id(data["screen_id"]))
         _check_prices(data["screen_id"], data["prices"])
         showtime = Showtime(
             movie_id=data["movie_id"],
@@ -491,16 +588,22 @@ def create_showtime(data: dict) -> Showtime:
         )
         _schedule(showtime)
         db.session.add(showtime)
+        _audit("create", showtime, actor)
     return showtime
 
 
-def update_showtime(showtime_id: int, data: dict) -> Showtime:
+def update_showtime(showtime_id: int, data: dict, *, actor: staff.Actor | None) -> Showtime:
+    """An admin's, or a manager's of the screen's theater; moving it to a screen of
+    another theater needs that theater too."""
     with _unit_of_work("showtime"):
         showtime = _lock(Showtime, showtime_id, "Showtime")
+        _authorize(actor, screen_theater_id(showtime.screen_id))
+        before = audit.snapshot(showtime)
         if "movie_id" in data:
             _ensure_exists(Movie, data["movie_id"], "movie_id", "movie")
         if "screen_id" in data:
             _ensure_exists(Screen, data["screen_id"], "screen_id", "screen")
+            _authorize(actor, screen_theater_id(data["screen_id"]))
             if data["screen_id"] != showtime.screen_id and _has_reservations(showtime_id):
                 raise errors.InUse("This showtime has reservations for seats of its screen; "
                                    "it cannot move to another screen")
@@ -513,6 +616,7 @@ def update_showtime(showtime_id: int, data: dict) -> Showtime:
             _apply(showtime, data, ("movie_id", "screen_id", "starts_at", "prices", "currency", "orphan_seats"))
             _check_prices(showtime.screen_id, showtime.prices)
             _schedule(showtime)
+        _audit("update", showtime, actor, before)
     return showtime
 
 
@@ -524,9 +628,12 @@ def _has_blocked_seats(showtime_id: int) -> bool:
     return db.session.scalar(select(exists().where(BlockedSeat.showtime_id == showtime_id)))
 
 
-def delete_showtime(showtime_id: int) -> None:
+def delete_showtime(showtime_id: int, *, actor: staff.Actor | None) -> None:
+    """An admin's, or a manager's of the screen's theater."""
     with _unit_of_work("showtime", deleting="showtime"):
-        db.session.delete(_lock(Showtime, showtime_id, "Showtime"))
+        showtime = _lock(Showtime, showtime_id, "Showtime")
+        _authorize(actor, screen_theater_id(showtime.screen_id))
+        _delete(showtime, actor)
 
 
 def get_showtime(showtime_id: int) -> Showtime:

@@ -102,10 +102,10 @@ def _arm_onsale() -> str:
     opens_at = datetime.now(timezone.utc) + ONSALE_OPENS_IN
     room = db.session.get(WaitingRoom, showtime_id)
     if room is not None and room.opens_at <= datetime.now(timezone.utc):
-        waiting_room.disable(showtime_id)
+        waiting_room.disable(showtime_id, actor=None)
     elif room is not None:
         opens_at = room.opens_at
-    waiting_room.configure(showtime_id, opens_at.replace(microsecond=0), **ONSALE_SETTINGS)
+    waiting_room.configure(showtime_id, opens_at.replace(microsecond=0), **ONSALE_SETTINGS, actor=None)
     return f"; showtime {showtime_id} has a waiting room opening at {opens_at:%H:%M:%S} UTC"
 
 
@@ -115,13 +115,13 @@ def _seed_catalog() -> bool:
     for city_data in CITIES:
         city = db.session.scalar(
             select(City).where(City.name == city_data["name"], City.country == city_data["country"])
-        ) or catalog.create_city({k: city_data[k] for k in ("name", "country", "timezone")})
+        ) or catalog.create_city({k: city_data[k] for k in ("name", "country", "timezone")}, actor=None)
         for t in city_data["theaters"]:
-            theater = catalog.create_theater(dict(t, city_id=city.id))
-            catalog.create_screen(theater.id, {"name": "Grand", "layout": grand_layout()})
-            catalog.create_screen(theater.id, {"name": "Studio", "layout": small_layout()})
+            theater = catalog.create_theater(dict(t, city_id=city.id), actor=None)
+            catalog.create_screen(theater.id, {"name": "Grand", "layout": grand_layout()}, actor=None)
+            catalog.create_screen(theater.id, {"name": "Studio", "layout": small_layout()}, actor=None)
     for movie in MOVIES:
-        catalog.create_movie(dict(movie))
+        catalog.create_movie(dict(movie), actor=None)
     return True
 
 
@@ -156,7 +156,7 @@ def _top_up_showtimes(days: int = 7) -> int:
                 catalog.create_showtime({
                     "movie_id": movie.id, "screen_id": screen.id, "starts_at": starts,
                     "prices": PRICES, "currency": "EUR",
-                })
+                }, actor=None)
                 added += 1
     return added
 

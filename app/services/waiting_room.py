@@ -22,6 +22,10 @@ Waiting costs the app almost nothing: the public status is the same for everyone
 events stream by the live process); a customer's position is their number less the
 serving number, so they need their entry only once after the opening (for their number)
 and once when the serving number reaches it (for the token).
+
+The settings are an admin's, or a manager's of the showtime's theater (``staff.require``,
+decided in the write's transaction with the showtime's row locked); each change records
+its audit entry there (``waiting_room.set``, ``waiting_room.delete``).
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ from app.adapters.seat_store import GATE_NO_TOKEN, GATE_TOKEN
 from app.adapters.waiting_room_store import Entry, showtime_of_entry
 from app.bootstrap import marquee
 from app.models import Showtime, WaitingRoom
-from app.services import errors
+from app.services import audit, catalog, errors, staff
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +68,20 @@ def _store():
 
 # --- the admins' ---------------------------------------------------------------------
 
+def _authorize(actor: staff.Actor | None, showtime_id: int) -> None:
+    """``NotFound`` for an unknown showtime; ``Forbidden`` unless ``actor`` is an admin or a
+    manager of its theater (``None``: the system itself, as the demo seeding)."""
+    theater_id = catalog.showtime_theater_id(showtime_id, lock=True)
+    if actor is not None:
+        staff.require(actor, theater_id, "manager")
+
+
+def _actor_id(actor: staff.Actor | None) -> int | None:
+    return actor.user_id if actor else None
+
+
 def configure(showtime_id: int, opens_at: datetime, admit_per_minute: int, max_active: int,
-              session_seconds: int) -> dict:
+              session_seconds: int, *, actor: staff.Actor | None) -> dict:
     """Turn the waiting room on, or change it (200 with the settings). A change of the
     rate or of ``max_active`` during the sale is followed from the next second;
     ``opens_at`` matters only until the queue has opened."""
@@ -78,21 +94,23 @@ def configure(showtime_id: int, opens_at: datetime, admit_per_minute: int, max_a
         raise errors.Invalid("Invalid waiting room settings", errors=problems)
     with db.unit_of_work():
         _lock_rooms()
+        _authorize(actor, showtime_id)
         showtime = db.session.get(Showtime, showtime_id)
-        if showtime is None:
-            raise errors.NotFound(f"Showtime {showtime_id} does not exist")
         if showtime.starts_at <= _now():
             raise errors.ShowtimeStarted("The showtime has started: no waiting room for it")
         if opens_at >= showtime.starts_at:
             raise errors.Invalid("The waiting room must open before the showtime starts",
                                  errors={"opens_at": ["Before the showtime's start"]})
         room = db.session.get(WaitingRoom, showtime_id)
+        before = settings_view(room) if room is not None else None
         if room is None:
             room = WaitingRoom(showtime_id=showtime_id)
             db.session.add(room)
         room.opens_at, room.admit_per_minute = opens_at, admit_per_minute
         room.max_active, room.session_seconds = max_active, session_seconds
         db.session.flush()
+        audit.record("waiting_room.set", actor_id=_actor_id(actor), object_type="showtime",
+                     object_id=showtime_id, before=before, after=settings_view(room))
         starts_at = showtime.starts_at
     _push(room, starts_at, publish=True)
     return settings_view(room)
@@ -124,8 +142,10 @@ def _room(showtime_id: int) -> WaitingRoom:
     return room
 
 
-def get(showtime_id: int) -> dict:
-    """The settings and the live figures (admin)."""
+def get(showtime_id: int, *, actor: staff.Actor | None) -> dict:
+    """The settings and the live figures (an admin's, or a manager's of the theater)."""
+    with db.unit_of_work():  # a read: ends the share lock at once
+        _authorize(actor, showtime_id)
     room = _room(showtime_id)
     stats = _store().stats(showtime_id)
     return {**settings_view(room), "stats": {
@@ -135,11 +155,15 @@ def get(showtime_id: int) -> dict:
         "left": stats.left, "joined": stats.joined}}
 
 
-def disable(showtime_id: int) -> None:
+def disable(showtime_id: int, *, actor: staff.Actor | None) -> None:
     """Turn the waiting room off: holds need no admission, and every entry ends with it."""
     with db.unit_of_work():
         _lock_rooms()
-        db.session.delete(_room(showtime_id))
+        _authorize(actor, showtime_id)
+        room = _room(showtime_id)
+        audit.record("waiting_room.delete", actor_id=_actor_id(actor), object_type="showtime",
+                     object_id=showtime_id, before=settings_view(room))
+        db.session.delete(room)
     _store().disable(showtime_id)
 
 

@@ -76,7 +76,8 @@ def test_onsale_customers_run_clean(app, live_server, background, tmp_path):
             "AND NOT EXISTS (SELECT 1 FROM waiting_rooms w WHERE w.showtime_id = st.id) "
             "GROUP BY st.id HAVING count(*) >= 300 ORDER BY min(st.starts_at) LIMIT 1")).scalar_one()
         opens_at = (datetime.now(timezone.utc) + timedelta(seconds=8)).replace(microsecond=0)
-        waiting_room.configure(showtime, opens_at, admit_per_minute=6000, max_active=50, session_seconds=60)
+        waiting_room.configure(showtime, opens_at, admit_per_minute=6000, max_active=50, session_seconds=60,
+                               actor=None)
     tokens = [requests.post(live_server + "/api/v1/auth/login", timeout=30, json={
         "email": f"customer{n}@demo.marquee.test", "password": "marquee-demo"}).json()["access_token"]
         for n in range(1, 9)]

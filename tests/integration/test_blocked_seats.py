@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app import db
 from app.models import BlockedSeat
-from app.services import blocked_seats, booking
+from app.services import blocked_seats, booking, staff
 from app.services import seats as seats_service
 from tests.helpers import ApiClient
 from tests.integration.booking_helpers import (
@@ -159,7 +159,8 @@ def test_blocked_seats_are_refused_after_redis_forgets_everything(api, app, admi
 def test_a_block_whose_commit_fails_leaves_no_seat_blocked_in_redis(api, app, admin, user, show):
     s1 = seat_ids(api, show["showtime"])[0]
     with app.app_context(), pytest.raises(Exception, match="too long"):
-        blocked_seats.block(show["showtime"], [s1], "x" * 201, admin_id=1)  # the column holds 200: the insert fails
+        # the column holds 200: the insert fails
+        blocked_seats.block(show["showtime"], [s1], "x" * 201, actor=staff.Actor(1, is_admin=True))
     assert statuses(api, show["showtime"])[s1] == "available"
     assert hold(api, user, show["showtime"], [s1]).status_code == 201
 

@@ -27,7 +27,7 @@ def _now() -> datetime:
 
 def configure(app, showtime_id, opens_at, *, admit_per_minute=60000, max_active=100, session_seconds=300):
     with app.app_context():
-        waiting_room.configure(showtime_id, opens_at, admit_per_minute, max_active, session_seconds)
+        waiting_room.configure(showtime_id, opens_at, admit_per_minute, max_active, session_seconds, actor=None)
 
 
 def open_now(app, showtime_id, **settings):

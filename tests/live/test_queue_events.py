@@ -165,7 +165,7 @@ def test_resuming_during_a_sale_misses_no_seat_change_and_sees_every_status_in_o
         with app.app_context():
             opens_at = datetime.now(timezone.utc) - timedelta(seconds=1)
             for rate in range(1001, 1041):
-                waiting_room.configure(showtime, opens_at, rate, 100, 600)
+                waiting_room.configure(showtime, opens_at, rate, 100, 600, actor=None)
                 done.wait(0.03)
 
     threads = [threading.Thread(target=write_seats, daemon=True), threading.Thread(target=raise_rates, daemon=True)]
