@@ -31,5 +31,6 @@ __all__ = [
     "AuditEntry", "BlockedSeat", "Channel", "City", "Email", "EmailStatus", "Movie", "NotificationDefaults", "NotificationPreference",
     "OutboxEvent", "PasswordResetToken", "Payment", "PaymentKind", "PaymentStatus", "PriceRule",
     "Reminder", "Reservation", "ReservationSeat", "ReservationStatus", "Review", "Screen", "Seat", "Showtime", "StaffRole", "Theater",
-    "Ticket", "TicketStatus", "User", "UserRole", "Voucher", "VoucherRedemption", "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
+    "Ticket", "TicketStatus", "User", "UserRole", "Voucher", "VoucherRedemption",
+    "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
 ]

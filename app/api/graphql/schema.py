@@ -220,6 +220,8 @@ class Hold:
     showtime_id: strawberry.ID
     seat_ids: list[strawberry.ID]
     expires_at: str
+    total_cents: int | None = strawberry.field(default=None, description="The seats' prices, fixed by the hold")
+    currency: str | None = None
 
 
 @strawberry.type
