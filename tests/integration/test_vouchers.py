@@ -280,3 +280,17 @@ def test_guessing_codes_is_rate_limited_even_for_a_valid_one(api, app, admin, us
     assert theirs.status_code == 202 and theirs.json["discount_cents"] == 100
     # and the guesser can still buy without a code
     assert reserve(api, user, h["id"]).status_code == 202
+
+
+def test_graphql_holds_and_reserves_through_the_same_prices_and_vouchers(api, admin, user, show):
+    api.post("/api/v1/price-rules", {"name": "Up", "adjust": {"amount_cents": 100}}, admin)
+    voucher(api, admin, code="GQL", percent_off=50)
+    seat = seat_ids(api, show["showtime"])[0]
+    held = api.post("/graphql", {"query": """mutation ($s: ID!, $seats: [ID!]) {
+        hold(showtimeId: $s, seatIds: $seats) { id totalCents currency } }""",
+                                 "variables": {"s": show["showtime"], "seats": [str(seat)]}}, user).json
+    assert held["data"]["hold"]["totalCents"] == 1100 and held["data"]["hold"]["currency"] == "EUR"
+    made = api.post("/graphql", {"query": """mutation ($h: ID!) {
+        reserve(holdId: $h, paymentToken: "tok_visa", voucherCode: "gql") { totalCents discountCents } }""",
+                                 "variables": {"h": held["data"]["hold"]["id"]}}, user).json
+    assert made["data"]["reserve"] == {"totalCents": 550, "discountCents": 550}
