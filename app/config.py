@@ -105,6 +105,9 @@ class Settings:
     password_reset_max_per_email: int = 3
     password_reset_max_per_client: int = 20
     password_reset_window_seconds: int = 3600
+    # Voucher codes: failed attempts a user may make in a window (429 with Retry-After beyond).
+    voucher_max_failures: int = 10
+    voucher_window_seconds: int = 900
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -171,6 +174,8 @@ class Settings:
             password_reset_max_per_email=_int("PASSWORD_RESET_MAX_PER_EMAIL", 3),
             password_reset_max_per_client=_int("PASSWORD_RESET_MAX_PER_CLIENT", 20),
             password_reset_window_seconds=_int("PASSWORD_RESET_WINDOW_SECONDS", 3600),
+            voucher_max_failures=_int("VOUCHER_MAX_FAILURES", 10),
+            voucher_window_seconds=_int("VOUCHER_WINDOW_SECONDS", 900),
         )
 
     def engine_options(self) -> dict:

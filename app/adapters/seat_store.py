@@ -16,7 +16,9 @@ edit gives new keys; the old ones end with their TTL):
                           call, ``seats`` = JSON ``[{"id", "status"}]``; its entry ids are the
                           seat map's versions (DESIGN.md, invariant 9)
 - ``{st:S}:hold:<id>``    the hold: user, seats (JSON), their indices, the layout version,
-                          expires_at, state (``HoldState``)
+                          expires_at, state (``HoldState``), and its prices fixed when it took its
+                          seats: each seat's (``prices``), the currency (``cur``), and the
+                          occupancy they followed (``occ`` of ``cap`` sellable seats taken)
 - ``{st:S}:user:<id>``    the user's live hold on this showtime
 
 Expiry is lazy (Redis 7.0 has no per-field TTL): every script first frees the seats whose
@@ -142,7 +144,7 @@ class Room:
     with what every script call needs already packed."""
 
     __slots__ = ("ids", "index", "places", "version", "segments", "_row_segments", "packed_ids", "width",
-                 "categories", "_classes")
+                 "categories", "_classes", "kinds", "codes")
 
     def __init__(self, seats: Iterable[tuple[int, int, int, str]]) -> None:
         """``seats``: (id, x, y, category) in row then position order."""
@@ -163,6 +165,10 @@ class Room:
         self.width = max((len(str(i)) for i in self.ids), default=1)
         self.packed_ids = "".join(str(i).rjust(self.width, "0") for i in self.ids)
         self._classes: dict[tuple, str] = {}
+        # the categories in a fixed order, and each seat's as one byte ('A' the first) for the
+        # hold scripts' prices (``HoldPricing.tiers_arg``)
+        self.kinds = sorted(set(self.categories))
+        self.codes = "".join(chr(65 + self.kinds.index(c)) for c in self.categories)
 
     def indices(self, seat_ids: Iterable[int]) -> list[int]:
         return [self.index[s] for s in seat_ids]
@@ -182,6 +188,22 @@ class Room:
 
 
 @dataclass(frozen=True)
+class HoldPricing:
+    """What a hold script needs to fix a hold's prices in the step that takes its seats:
+    ``tiers`` is ``[(occupancy percent, {category: price})]``, ascending, the first at 0;
+    the tier a hold pays is the last whose percent the occupancy it sees reaches."""
+
+    tiers: list[tuple[int, dict[str, int]]]
+    currency: str
+
+    def tiers_arg(self, room: Room) -> str:
+        return "".join(f"{pct}={','.join(str(prices.get(k, 0)) for k in room.kinds)};" for pct, prices in self.tiers)
+
+
+NO_PRICING = HoldPricing([], "")
+
+
+@dataclass(frozen=True)
 class Hold:
     id: str
     showtime_id: int
@@ -191,6 +213,14 @@ class Hold:
     state: str
     indices: tuple[int, ...] = ()  # the seats' indices in the room of ``version``
     version: str = ""
+    prices: tuple[int, ...] = ()  # each seat's price, fixed when the hold took it (empty: an older hold)
+    currency: str = ""
+    occupied: int | None = None  # seats taken (of ``capacity`` sellable ones) when the hold took its own
+    capacity: int | None = None
+
+    @property
+    def total_cents(self) -> int | None:
+        return sum(self.prices) if self.prices else None
 
 
 @dataclass(frozen=True)
@@ -201,6 +231,9 @@ class HoldResult:
     needs_sync: bool = False  # Redis lost this showtime's booked seats: rebuild first
     stranded: list[int] | None = None  # seats the hold would leave alone (orphan rule; when not held)
     not_admitted: bool = False  # the waiting room's gate refused it
+    occupied: int | None = None  # when held: seats taken before it, of ``capacity`` sellable ones
+    capacity: int | None = None
+    prices: tuple[int, ...] = ()  # when held: each seat's price, as the script fixed it
 
 
 # The waiting room's gate, as a hold script takes it (``refused_before_taking`` in seat_state.lua)
@@ -228,7 +261,18 @@ def _parse_hold(hold_id: str, showtime_id: int, raw: dict) -> Hold | None:
         return None
     data = {k.decode(): v.decode() for k, v in raw.items()}
     return Hold(hold_id, showtime_id, int(data["user"]), json.loads(data["seats"]), data["expires_at"],
-                data["state"], tuple(int(i) for i in data.get("idx", "").split(",") if i), data.get("ver", ""))
+                data["state"], tuple(int(i) for i in data.get("idx", "").split(",") if i), data.get("ver", ""),
+                _prices(data.get("prices", "")), data.get("cur", ""),
+                int(data["occ"]) if "occ" in data else None, int(data["cap"]) if "cap" in data else None)
+
+
+def _prices(packed) -> tuple[int, ...]:
+    return tuple(int(p) for p in _text(packed).split(",") if p)
+
+
+def _held(result) -> HoldResult:
+    """A hold script's answer when held: {1, occupied, capacity, prices, ...}."""
+    return HoldResult(True, [], occupied=int(result[1]), capacity=int(result[2]), prices=_prices(result[3]))
 
 
 def _csv(numbers: Iterable[int]) -> str:
@@ -314,27 +358,29 @@ class SeatStore:
 
     def hold(self, showtime_id: int, room: Room, user_id: int, seat_ids: list[int], ttl_ms: int,
              expires_at: datetime, *, unsynced_ok: bool = False, orphan_rule: bool = False,
-             gate: str = GATE_NOT_ASKED) -> tuple[str, HoldResult]:
+             gate: str = GATE_NOT_ASKED, pricing: HoldPricing = NO_PRICING) -> tuple[str, HoldResult]:
         """Take all of ``seat_ids`` for a new hold of ``user_id``, or none.
 
         ``unsynced_ok``: decide even if Redis may have lost booked seats; the
         caller must then check them against PostgreSQL itself. ``orphan_rule``: a
         hold that would strand a seat is refused (``HoldResult.stranded``).
-        ``gate``: the waiting room's (``GATE_*``), checked in the same step."""
+        ``gate``: the waiting room's (``GATE_*``), checked in the same step. ``pricing``: the
+        hold's prices follow the occupancy the script sees as it takes the seats."""
         hold_id = new_hold_id(showtime_id)
         wanted = room.indices(seat_ids)
         keys = self._hold_keys(showtime_id, room, user_id, hold_id)
         result = self._hold(keys=keys, args=[hold_id, ttl_ms, user_id, json.dumps(seat_ids), expires_at.isoformat(),
                                              "1" if unsynced_ok else "0", SeatOwner.hold(hold_id).token,
                                              _csv(wanted), room.rows_of(seat_ids) if orphan_rule else "",
-                                             room.version, gate])
+                                             room.version, gate, pricing.tiers_arg(room), room.codes,
+                                             len(room.ids), pricing.currency])
         outcome = HoldOutcome(int(result[0]))
         if outcome is HoldOutcome.NOT_ADMITTED:
             return hold_id, HoldResult(False, [], not_admitted=True)
         if outcome is HoldOutcome.ORPHAN:
             return hold_id, HoldResult(False, [], stranded=[room.ids[int(i) - 1] for i in result[1:]])
         if outcome is HoldOutcome.HELD:
-            return hold_id, HoldResult(True, [])
+            return hold_id, _held(result)
         if outcome is HoldOutcome.NEEDS_SYNC:
             return hold_id, HoldResult(False, [], needs_sync=True)
         if outcome is HoldOutcome.ALREADY_HOLDING:
@@ -343,7 +389,8 @@ class SeatStore:
 
     def hold_best(self, showtime_id: int, room: Room, user_id: int, classes: str, n: int, focal6: tuple[int, int],
                   ttl_ms: int, expires_at: datetime, *, accessible: int = 0, max_rows: int = 3,
-                  unsynced_ok: bool = False, gate: str = GATE_NOT_ASKED) -> tuple[str, HoldResult, list[int]]:
+                  unsynced_ok: bool = False, gate: str = GATE_NOT_ASKED,
+                  pricing: HoldPricing = NO_PRICING) -> tuple[str, HoldResult, list[int]]:
         """Choose ``n`` seats by the best-available rules and hold them, in one script.
 
         ``classes``: ``room.classes(...)``, where the party may sit; ``focal6``: the focal
@@ -354,12 +401,13 @@ class SeatStore:
         result = self._hold_best(keys=keys, args=[
             hold_id, ttl_ms, user_id, expires_at.isoformat(), "1" if unsynced_ok else "0",
             SeatOwner.hold(hold_id).token, n, focal6[0], focal6[1], max_rows, room.segments, classes, accessible,
-            room.packed_ids, room.width, room.version, gate])
+            room.packed_ids, room.width, room.version, gate, pricing.tiers_arg(room), room.codes, len(room.ids),
+            pricing.currency])
         outcome = HoldOutcome(int(result[0]))
         if outcome is HoldOutcome.NOT_ADMITTED:
             return hold_id, HoldResult(False, [], not_admitted=True), []
         if outcome is HoldOutcome.HELD:
-            return hold_id, HoldResult(True, []), [int(s) for s in result[1:]]
+            return hold_id, _held(result), [int(s) for s in result[4:]]
         if outcome is HoldOutcome.NEEDS_SYNC:
             return hold_id, HoldResult(False, [], needs_sync=True), []
         if outcome is HoldOutcome.ALREADY_HOLDING:

@@ -447,6 +447,7 @@ def register_blueprints(api: Api) -> None:
         payments,
         reviews,
         search,
+        selling,
         staff,
         tickets,
         waiting_room,
@@ -456,6 +457,6 @@ def register_blueprints(api: Api) -> None:
     api.register_blueprint(auth.blp)
     api.register_blueprint(auth.users_blp)
     for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments, notifications, search,
-                   staff):
+                   staff, selling):
         for blp in module.blueprints:
             api.register_blueprint(blp)

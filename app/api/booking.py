@@ -118,11 +118,16 @@ class Reservations(MethodView):
     @reservations.alt_response(409, response="CONFLICT",
                                description="hold_expired, hold_reserved (with reservation_id: this hold is "
                                            "already that reservation), hold_in_use, seats_unavailable, "
-                                           "showtime_started")
+                                           "showtime_started, voucher_invalid (unknown, not yet valid, expired, "
+                                           "not for this showtime or used up; the hold stays usable)")
+    @reservations.alt_response(429, response="TOO_MANY_REQUESTS", description="rate_limited: too many wrong voucher "
+                                                                              "codes (with Retry-After)")
     def post(self, data):
-        """Reserve the seats of a live hold; payment follows in the background"""
+        """Reserve the seats of a live hold at the prices it showed (less a voucher's discount); payment follows
+        in the background"""
         reservation = _reservation_out(
-            booking.create_reservation(current_user_id(), data["hold_id"], data["payment_token"]))
+            booking.create_reservation(current_user_id(), data["hold_id"], data["payment_token"],
+                                       voucher_code=data.get("voucher_code")))
         return reservation, 202, {"Location": reservation["links"]["self"]}
 
 

@@ -340,11 +340,13 @@ class ShowtimeSeats(MethodView):
     def get(self, showtime_id):
         """The seat map: every seat with its price and live status, and the version it reflects
         (follow changes from there on /seats/events; cheap to poll with ETags)"""
-        head, seat_ids, fragments = _seat_map_template(showtime_id)
-        version, statuses = seats.seats_now(showtime_id)
+        head, seat_ids, categories, fragments = _seat_map_template(showtime_id)
+        version, statuses, prices = seats.priced_seats_now(showtime_id)
+        price_of = {category: json.dumps(prices.get(category)) for category in set(categories)}
         body = "".join((head, ",".join(
-            f'{fragment}"{statuses.get(seat_id, "available")}"}}'
-            for seat_id, fragment in zip(seat_ids, fragments, strict=True)), f'],"version":"{version}"}}')).encode()
+            f'{fragment}{price_of[category]},"status":"{statuses.get(seat_id, "available")}"}}'
+            for seat_id, category, fragment in zip(seat_ids, categories, fragments, strict=True)),
+            f'],"version":"{version}"}}')).encode()
         showtimes.set_etag(hashlib.sha1(body).hexdigest())
         return Response(body, mimetype="application/json")
 
@@ -384,17 +386,19 @@ class ShowtimeBlockedSeat(MethodView):
         blocked_seats.unblock(showtime_id, seat_id, actor=actor)
 
 
-def _seat_map_template(showtime_id: int) -> tuple[str, list[int], list[str]]:
-    """The static part of a seat map as JSON fragments, each seat's ending where
-    its status goes. Memoised in-process under the cache's generations (exact)."""
+def _seat_map_template(showtime_id: int) -> tuple[str, list[int], list[str], list[str]]:
+    """The static part of a seat map as JSON fragments, each seat's ending where its
+    price (which follows the price rules) and status go. Memoised in-process under the
+    cache's generations (exact)."""
     def compute():
         seat_map = s.SeatMapSchema().dump(catalog.seat_map(showtime_id))
         head = json.dumps({"showtime_id": seat_map["showtime_id"], "currency": seat_map["currency"],
                            "focal_point": seat_map["focal_point"]}, separators=(",", ":"))[:-1] + ',"seats":['
         fragments = []
         for seat in seat_map["seats"]:
-            fields = {k: v for k, v in seat.items() if k != "status"}
-            fragments.append(json.dumps(fields, separators=(",", ":"))[:-1] + ',"status":')
-        return [head, [seat["id"] for seat in seat_map["seats"]], fragments]
+            fields = {k: v for k, v in seat.items() if k not in ("status", "price_cents")}
+            fragments.append(json.dumps(fields, separators=(",", ":"))[:-1] + ',"price_cents":')
+        return [head, [seat["id"] for seat in seat_map["seats"]], [seat["category"] for seat in seat_map["seats"]],
+                fragments]
 
-    return catalog.cached("seatmap-template", showtime_id, compute, local=True)
+    return catalog.cached("seatmap-template-priced", showtime_id, compute, local=True)

@@ -535,15 +535,38 @@ class HoldRequestSchema(StrictSchema):
             raise ValidationError("At most quantity wheelchair spaces", "accessible")
 
 
+class HoldSeatSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    price_cents = fields.Integer(dump_only=True, allow_none=True)
+
+
 class HoldSchema(Schema):
     id = fields.String(dump_only=True, metadata={"description": "Unguessable hold id"})
     showtime_id = fields.Integer(dump_only=True)
     seat_ids = fields.List(fields.Integer(), dump_only=True)
     expires_at = fields.String(dump_only=True, metadata={"format": "date-time"})
+    seats = fields.Method("_seats", dump_only=True, metadata={
+        "type": "array", "items": {"type": "object", "properties": {"id": {"type": "integer"},
+                                                                   "price_cents": {"type": "integer"}}},
+        "description": "Each seat with its price, fixed when the hold took it (price rules included)"})
+    total_cents = fields.Integer(dump_only=True, allow_none=True, metadata={
+        "description": "What reserving this hold charges before any voucher: the sum of its seats' prices"})
+    currency = fields.Method("_currency", dump_only=True, metadata={"type": "string"})
+
+    def _seats(self, hold):
+        prices = list(hold.prices) if len(hold.prices) == len(hold.seat_ids) else [None] * len(hold.seat_ids)
+        return [{"id": seat_id, "price_cents": price} for seat_id, price in zip(hold.seat_ids, prices, strict=True)]
+
+    def _currency(self, hold):
+        return hold.currency or None
 
 
 class ReservationRequestSchema(StrictSchema):
     hold_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    voucher_code = fields.String(validate=validate.Length(min=1, max=64), metadata={
+        "description": "A voucher code (any case): its discount shows as discount_cents. 409 voucher_invalid when "
+                       "it cannot be used (the hold stays yours: reserve again without it); 429 after "
+                       "VOUCHER_MAX_FAILURES wrong codes in VOUCHER_WINDOW_SECONDS"})
     payment_token = fields.String(
         required=True,
         validate=validate.Regexp(r"^tok_[A-Za-z0-9_]{1,64}$", error="A payment token such as tok_visa"),
@@ -569,7 +592,10 @@ class ReservationSchema(Schema):
         [str(v) for v in ReservationStatus]))
     showtime_id = fields.Integer(dump_only=True)
     seats = fields.List(fields.Nested(ReservationSeatSchema), dump_only=True)
-    total_cents = fields.Integer(dump_only=True)
+    total_cents = fields.Integer(dump_only=True, metadata={
+        "description": "What is charged: the sum of the seats' prices (as the hold fixed them) less "
+                       "discount_cents, never below 0"})
+    discount_cents = fields.Integer(dump_only=True, metadata={"description": "The voucher's discount (0 without)"})
     currency = fields.String(dump_only=True)
     expires_at = mfields.DateTime(dump_only=True, allow_none=True, metadata={
         "description": "Payment deadline, while the status is pending_payment (null otherwise)"})
@@ -594,6 +620,147 @@ class ReservationQuerySchema(InputSchema):
         [str(v) for v in ReservationStatus]))
     all = fields.Boolean(load_default=False, metadata={"description": "Admins: everyone's reservations"})
     user_id = fields.Integer(validate=validate.Range(min=1), metadata={"description": "Admins: one user's"})
+
+
+# --- selling: price rules and vouchers ----------------------------------------
+
+MAX_INT = 2**31 - 1
+MAX_ID = 2**63 - 1
+CLOCK = validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", error="A local time as HH:MM")
+
+
+def _id_field(**kw) -> fields.Integer:
+    return fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID), **kw)
+
+
+class PriceRuleScopeSchema(StrictSchema):
+    theater_id = _id_field()
+    movie_id = _id_field()
+    showtime_id = _id_field()
+    category = fields.String(validate=CATEGORY, metadata={"description": "Only seats of this category"})
+
+
+class PriceRuleWhenSchema(StrictSchema):
+    weekdays = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1, max=7)),
+                           validate=validate.Length(min=1, max=7), metadata={
+                               "description": "ISO weekdays of the showtime's local start: 1 Monday .. 7 Sunday"})
+    local_time_from = fields.String(validate=CLOCK, metadata={
+        "description": "HH:MM, inclusive, of the showtime's start in its city's time zone"})
+    local_time_to = fields.String(validate=CLOCK, metadata={
+        "description": "HH:MM, exclusive; before local_time_from it wraps past midnight"})
+    days_before_max = fields.Integer(strict=True, validate=validate.Range(min=0, max=3650), metadata={
+        "description": "Sales at most this many days (24 h) before the start (last minute)"})
+    days_before_min = fields.Integer(strict=True, validate=validate.Range(min=0, max=3650), metadata={
+        "description": "Sales at least this many days (24 h) before the start (early bird)"})
+    occupancy_min = fields.Integer(strict=True, validate=validate.Range(min=1, max=100), metadata={
+        "description": "From this percent of sellable seats (all but blocked) held or booked, as the hold sees "
+                       "them before taking its own"})
+
+    @validates_schema
+    def distinct_weekdays(self, data, **kwargs):
+        if "weekdays" in data and len(set(data["weekdays"])) != len(data["weekdays"]):
+            raise ValidationError("Each weekday once", "weekdays")
+        if data.get("local_time_from") is not None and data.get("local_time_from") == data.get("local_time_to"):
+            raise ValidationError("An empty window", "local_time_to")
+
+
+class PriceRuleAdjustSchema(StrictSchema):
+    percent = fields.Integer(strict=True, validate=validate.Range(min=-100, max=1000), metadata={
+        "description": "Percent of the running price (negative: a discount), rounded half up to the cent"})
+    amount_cents = fields.Integer(strict=True, validate=validate.Range(min=-MAX_PRICE_CENTS, max=MAX_PRICE_CENTS),
+                                  metadata={"description": "Cents added (negative: taken off)"})
+
+    @validates_schema
+    def exactly_one(self, data, **kwargs):
+        if ("percent" in data) == ("amount_cents" in data):
+            raise ValidationError("Give exactly one of percent and amount_cents", "_schema")
+
+
+class PriceRuleSchema(StrictSchema):
+    id = fields.Integer(dump_only=True)
+    name = _text(120)
+    scope = fields.Nested(PriceRuleScopeSchema, load_default=dict, metadata={
+        "description": "What it applies to; each field left out matches everything"})
+    when = fields.Nested(PriceRuleWhenSchema, load_default=dict, metadata={
+        "description": "When it applies; each condition left out always holds"})
+    adjust = fields.Nested(PriceRuleAdjustSchema, required=True)
+    priority = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=-1_000_000, max=1_000_000),
+                              metadata={"description": "Matching rules apply in ascending priority (then id), each "
+                                                       "on the running price"})
+    created_at = mfields.DateTime(dump_only=True)
+    updated_at = mfields.DateTime(dump_only=True)
+
+
+class PriceRulePatchSchema(PriceRuleSchema):
+    name = _text(120, required=False)
+    scope = fields.Nested(PriceRuleScopeSchema, metadata={"description": "Replaces the scope"})
+    when = fields.Nested(PriceRuleWhenSchema, metadata={"description": "Replaces the conditions"})
+    adjust = fields.Nested(PriceRuleAdjustSchema)
+    priority = fields.Integer(strict=True, validate=validate.Range(min=-1_000_000, max=1_000_000))
+
+
+class PriceRuleQuerySchema(InputSchema):
+    showtime_id = _id_field(metadata={"description": "Rules scoped to this showtime"})
+
+
+class VoucherScopeSchema(StrictSchema):
+    theater_id = _id_field()
+    movie_id = _id_field()
+    showtime_id = _id_field()
+
+
+VOUCHER_CODE = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$",
+                               error="3 to 64 letters, digits, - or _ (case-insensitive)")
+
+
+class VoucherSchema(StrictSchema):
+    id = fields.Integer(dump_only=True)
+    code = fields.String(required=True, validate=VOUCHER_CODE, metadata={
+        "description": "Case-insensitive, unique; shown lower-case"})
+    percent_off = fields.Integer(strict=True, validate=validate.Range(min=1, max=100))
+    amount_off_cents = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_PRICE_CENTS))
+    currency = fields.String(validate=CURRENCY, metadata={"description": "Of amount_off_cents (required with it)"})
+    max_uses = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=MAX_INT))
+    max_uses_per_user = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=MAX_INT))
+    valid_from = mfields.DateTime(allow_none=True)
+    valid_until = mfields.DateTime(allow_none=True, metadata={"description": "Exclusive"})
+    scope = fields.Nested(VoucherScopeSchema, metadata={"description": "Only reservations of these"})
+    uses = fields.Integer(dump_only=True, metadata={
+        "description": "Live redemptions (a cancelled or unpaid reservation gives its use back)"})
+    created_at = mfields.DateTime(dump_only=True)
+    updated_at = mfields.DateTime(dump_only=True)
+
+    @validates_schema
+    def one_discount(self, data, **kwargs):
+        if ("percent_off" in data) == ("amount_off_cents" in data):
+            raise ValidationError("Give exactly one of percent_off and amount_off_cents", "_schema")
+        if "currency" in data and "percent_off" in data:
+            raise ValidationError("currency goes with amount_off_cents", "currency")
+
+
+class VoucherPatchSchema(VoucherSchema):
+    code = fields.String(validate=VOUCHER_CODE)
+
+    @validates_schema
+    def one_discount(self, data, **kwargs):
+        if "percent_off" in data and "amount_off_cents" in data:
+            raise ValidationError("Give at most one of percent_off and amount_off_cents", "_schema")
+        if "currency" in data and "percent_off" in data:
+            raise ValidationError("currency goes with amount_off_cents", "currency")
+
+
+class VoucherQuerySchema(InputSchema):
+    code = fields.String(validate=validate.Length(min=1, max=64), metadata={"description": "Any case"})
+
+
+PRICE_RULE_IN = {"name": "Busy evenings", "scope": {"theater_id": 7}, "when": {"weekdays": [5, 6],
+                 "local_time_from": "18:00", "occupancy_min": 80}, "adjust": {"percent": 15}, "priority": 10}
+PRICE_RULE = {"id": 3, **PRICE_RULE_IN, "created_at": "2026-11-01T10:00:00+00:00",
+              "updated_at": "2026-11-01T10:00:00+00:00"}
+VOUCHER_IN = {"code": "WINTER10", "percent_off": 10, "max_uses": 500, "max_uses_per_user": 1,
+              "valid_until": "2027-03-01T00:00:00+00:00"}
+VOUCHER = {"id": 9, **VOUCHER_IN, "code": "winter10", "valid_from": None, "scope": {}, "uses": 12,
+           "created_at": "2026-11-01T10:00:00+00:00", "updated_at": "2026-11-01T10:00:00+00:00"}
 
 
 # --- tickets ----------------------------------------------------------------
@@ -761,13 +928,15 @@ BLOCKED_SEATS = {"showtime_id": 42, "seats": [
 ]}
 HOLD_IN = {"seat_ids": [104, 105]}
 HOLD = {"id": "42.9f86d081884c7d659a2feaa0c55ad015", "showtime_id": 42, "seat_ids": [104, 105],
-        "expires_at": "2026-12-01T18:36:00+00:00"}
+        "expires_at": "2026-12-01T18:36:00+00:00",
+        "seats": [{"id": 104, "price_cents": 1250}, {"id": 105, "price_cents": 1250}], "total_cents": 2500,
+        "currency": "EUR"}
 RESERVATION_IN = {"hold_id": HOLD["id"], "payment_token": "tok_visa"}
 RESERVATION = {
     "id": 314, "user_id": 5, "status": "pending_payment", "showtime_id": 42,
     "seats": [{"id": 104, "label": "A4", "category": "standard", "price_cents": 1250},
               {"id": 105, "label": "A5", "category": "standard", "price_cents": 1250}],
-    "total_cents": 2500, "currency": "EUR", "expires_at": "2026-12-01T18:40:00+00:00",
+    "total_cents": 2500, "discount_cents": 0, "currency": "EUR", "expires_at": "2026-12-01T18:40:00+00:00",
     "payment_status": "pending", "failure_reason": None,
     "created_at": "2026-12-01T18:30:00+00:00", "confirmed_at": None, "cancelled_at": None,
     "links": {"self": "/api/v1/reservations/314", "tickets": "/api/v1/reservations/314/tickets"},

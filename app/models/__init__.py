@@ -23,12 +23,14 @@ from app.models.booking import (
 from app.models.catalog import City, Movie, Screen, Seat, Showtime, Theater
 from app.models.notifications import Channel, NotificationDefaults, NotificationPreference, Reminder
 from app.models.operating import AuditEntry, StaffRole, UserRole
+from app.models.selling import PriceRule, Voucher, VoucherRedemption
 from app.models.user import ROLES, PasswordResetToken, User
 
 __all__ = [
     "LIVE_STATUSES", "LIVE_WAITLIST_STATUSES", "ROLES",
     "AuditEntry", "BlockedSeat", "Channel", "City", "Email", "EmailStatus", "Movie", "NotificationDefaults", "NotificationPreference",
-    "OutboxEvent", "PasswordResetToken", "Payment", "PaymentKind", "PaymentStatus",
+    "OutboxEvent", "PasswordResetToken", "Payment", "PaymentKind", "PaymentStatus", "PriceRule",
     "Reminder", "Reservation", "ReservationSeat", "ReservationStatus", "Review", "Screen", "Seat", "Showtime", "StaffRole", "Theater",
-    "Ticket", "TicketStatus", "User", "UserRole", "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
+    "Ticket", "TicketStatus", "User", "UserRole", "Voucher", "VoucherRedemption",
+    "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
 ]

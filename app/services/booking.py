@@ -32,7 +32,18 @@ from app.models import (
     ReservationStatus,
     Showtime,
 )
-from app.services import audit, blocked_seats, errors, notifications, seats, tickets, waiting_room, waitlist
+from app.services import (
+    audit,
+    blocked_seats,
+    errors,
+    notifications,
+    pricing,
+    seats,
+    tickets,
+    vouchers,
+    waiting_room,
+    waitlist,
+)
 from app.services.pagination import page_of
 from app.services.seats import GRACE_SECONDS, SCHEDULER_LOCK
 
@@ -113,11 +124,24 @@ def release_hold(user_id: int, hold_id: str) -> None:
 
 # --- reservations -----------------------------------------------------------
 
-def create_reservation(user_id: int, hold_id: str, payment_token: str) -> Reservation:
-    """Turn the caller's live hold into a reservation awaiting payment.
+def hold_prices(hold: Hold, seating: dict) -> tuple[list[int], str]:
+    """Each seat's price and the currency as the hold fixed them when it took its seats
+    (a hold made before holds carried prices pays the showtime's category prices)."""
+    if hold.prices and len(hold.prices) == len(hold.seat_ids):
+        return list(hold.prices), hold.currency or seating["currency"]
+    return [seating["prices"][seating["seats"][str(s)][1]] for s in hold.seat_ids], seating["currency"]
 
-    One unit of work writes the reservation, one row per seat (the unique index
-    is the final guard) and the payment request in the outbox.
+
+def create_reservation(user_id: int, hold_id: str, payment_token: str, *, voucher_code: str | None = None) -> Reservation:
+    """Turn the caller's live hold into a reservation awaiting payment, charging exactly
+    the prices the hold showed, less the voucher's discount (``voucher_code``).
+
+    One unit of work redeems the voucher (under its row's lock), claims the hold in
+    Redis, and writes the reservation, one row per seat (the unique index is the final
+    guard) and the payment request in the outbox. The voucher is checked before the
+    claim: when it is refused (409 ``voucher_invalid``, its use not taken), the hold is
+    untouched and can be reserved again without it. A failure after the claim releases
+    the hold.
     """
     settings = marquee().settings
     store = marquee().seats
@@ -132,22 +156,27 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str) -> Reserv
     now = seats.now()
     seats.ensure_not_started(seating, now)
     window = settings.payment_window_seconds
-    claimed = store.claim(hold, user_id, (window + GRACE_SECONDS) * 1000)
-    if claimed is ClaimOutcome.ALREADY_CLAIMED:
-        raise errors.HoldInUse("This hold is already being turned into a reservation")
-    if claimed is not ClaimOutcome.CLAIMED:
-        raise errors.HoldExpired("The hold has expired; hold the seats again")
-
-    prices, by_id = seating["prices"], seating["seats"]
+    prices, currency = hold_prices(hold, seating)
+    by_id = seating["seats"]
+    if voucher_code is not None:
+        vouchers.count_attempt(user_id)
+    claimed = False
     try:
         with db.unit_of_work():
+            discount, voucher = 0, None
+            if voucher_code is not None:
+                voucher, discount = vouchers.redeem(user_id, voucher_code, pricing.context(hold.showtime_id),
+                                                    sum(prices), currency, now)
+            _claim(store, hold, user_id, (window + GRACE_SECONDS) * 1000)
+            claimed = True
             blocked_seats.refuse_blocked(hold.showtime_id, hold.seat_ids)
             reservation = Reservation(
                 user_id=user_id,
                 showtime_id=hold.showtime_id,
                 status=ReservationStatus.PENDING_PAYMENT,
-                total_cents=sum(prices[by_id[str(s)][1]] for s in hold.seat_ids),
-                currency=seating["currency"],
+                total_cents=max(sum(prices) - discount, 0),
+                discount_cents=discount,
+                currency=currency,
                 hold_id=hold.id,
                 expires_at=now + timedelta(seconds=window),
             )
@@ -155,23 +184,48 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str) -> Reserv
             db.session.flush()
             db.session.add_all([
                 ReservationSeat(reservation_id=reservation.id, showtime_id=hold.showtime_id, seat_id=s,
-                                label=by_id[str(s)][0], category=by_id[str(s)][1],
-                                price_cents=prices[by_id[str(s)][1]])
-                for s in hold.seat_ids
+                                label=by_id[str(s)][0], category=by_id[str(s)][1], price_cents=price)
+                for s, price in zip(hold.seat_ids, prices, strict=True)
             ])
+            if voucher is not None:
+                vouchers.record_redemption(voucher, reservation.id, user_id, discount)
             db.session.add(_payment_request(reservation, payment_token))
     except IntegrityError as exc:
+        _voucher_not_at_fault(user_id, voucher_code)
+        if not claimed:
+            raise
         store.release(hold)
         taken = seats.live_seats(hold.showtime_id, hold.seat_ids)
         raise errors.SeatsUnavailable("Some of these seats were sold meanwhile; none were reserved",
                                       seat_ids=taken) from exc
-    except BaseException:
-        seats.after_commit("release hold after failure", store.release, hold)
+    except BaseException as exc:
+        if not isinstance(exc, vouchers.VoucherInvalid):
+            _voucher_not_at_fault(user_id, voucher_code)
+        if claimed:
+            seats.after_commit("release hold after failure", store.release, hold)
         raise
+    _voucher_not_at_fault(user_id, voucher_code)
     seats.after_commit("bind seats to reservation", store.bind_reservation, hold, reservation.id,
                        (window + GRACE_SECONDS) * 1000)
     seats.after_commit("end the waiting-room session", waiting_room.session_done, hold.showtime_id, user_id)
     return reservation
+
+
+def _voucher_not_at_fault(user_id: int, voucher_code: str | None) -> None:
+    """Only refused codes count against the user's voucher attempts: the attempt counted
+    before the check is taken back when the checkout succeeded or failed for another reason."""
+    if voucher_code is not None:
+        seats.after_commit("un-count a voucher attempt", vouchers.attempt_succeeded, user_id)
+
+
+def _claim(store, hold: Hold, user_id: int, ttl_ms: int) -> None:
+    """Claim the hold for checkout in Redis (``claim_hold.lua``): ``HoldInUse`` or
+    ``HoldExpired`` when it cannot be."""
+    claimed = store.claim(hold, user_id, ttl_ms)
+    if claimed is ClaimOutcome.ALREADY_CLAIMED:
+        raise errors.HoldInUse("This hold is already being turned into a reservation")
+    if claimed is not ClaimOutcome.CLAIMED:
+        raise errors.HoldExpired("The hold has expired; hold the seats again")
 
 
 def _ended_hold(user_id: int, hold_id: str) -> errors.DomainError:
@@ -253,7 +307,7 @@ def reservation_views(reservations: list[Reservation]) -> list[dict]:
     states = payment_states(reservations)
     return [{
         "id": r.id, "user_id": r.user_id, "status": r.status, "showtime_id": r.showtime_id,
-        "seats": r.seats, "total_cents": r.total_cents, "currency": r.currency,
+        "seats": r.seats, "total_cents": r.total_cents, "discount_cents": r.discount_cents, "currency": r.currency,
         "expires_at": r.expires_at if r.status == ReservationStatus.PENDING_PAYMENT else None,
         "payment_status": states[r.id][0], "failure_reason": states[r.id][1],
         "created_at": r.created_at, "confirmed_at": r.confirmed_at, "cancelled_at": r.cancelled_at,
@@ -325,6 +379,7 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
                          before={"status": str(reservation.status)}, after={"status": str(ReservationStatus.CANCELLED)})
         reservation.status, reservation.cancelled_at = ReservationStatus.CANCELLED, now
         freed = _release_seats(reservation, now)
+        vouchers.give_back(reservation.id, now)
         if was_confirmed:
             tickets.cancel(reservation)
             db.session.add(_refund_request(reservation, "cancelled"))
@@ -376,6 +431,7 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
             if reservation.status == ReservationStatus.PENDING_PAYMENT:  # past its window; the job has not run
                 reservation.status = ReservationStatus.EXPIRED
                 freed = _release_seats(reservation, now)
+                vouchers.give_back(reservation.id, now)
             db.session.add(_refund_request(reservation, "payment_after_" + reservation.status))
     if outcome == "confirmed":
         seats.keep_for_reservation(reservation.showtime_id, [s.seat_id for s in reservation.seats],
@@ -405,6 +461,7 @@ def fail_payment(reservation_id: int, *, payment: dict | None = None) -> str:
             return reservation.status
         reservation.status = ReservationStatus.PAYMENT_FAILED
         freed = _release_seats(reservation, now)
+        vouchers.give_back(reservation.id, now)
         db.session.add(notifications.email_event("payment_failed", reservation.user_id,
                                                  reservation_id=reservation.id))
     seats.free_for_reservation(reservation.showtime_id, freed, reservation.id)
@@ -437,6 +494,7 @@ def expire_unpaid_reservations(*, now: datetime | None = None, batch: int = 200)
             if reservation.status != ReservationStatus.PENDING_PAYMENT or reservation.expires_at > now:
                 continue
             reservation.status = ReservationStatus.EXPIRED
+            vouchers.give_back(reservation.id, now)
             freed.append((reservation.showtime_id, reservation.id, _release_seats(reservation, now)))
     for showtime_id, reservation_id, seat_ids in freed:
         seats.free_for_reservation(showtime_id, seat_ids, reservation_id)

@@ -51,6 +51,7 @@ CACHED_READS: dict[str, tuple[str, ...]] = {
     "showtime": ("showtimes",),
     "screen": ("screens",),
     "seatmap-template": ("showtimes", "screens"),
+    "seatmap-template-priced": ("showtimes", "screens"),
     "seat-map": ("showtimes", "screens"),
 }
 

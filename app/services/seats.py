@@ -27,6 +27,7 @@ from app import db
 from app.adapters.seat_store import (
     GATE_NOT_ASKED,
     Hold,
+    HoldPricing,
     HoldState,
     ReleaseOutcome,
     Room,
@@ -38,7 +39,7 @@ from app.adapters.seat_store import (
 from app.bootstrap import marquee
 from app.metrics import HOLDS
 from app.models import LIVE_STATUSES, BlockedSeat, Reservation, ReservationSeat, ReservationStatus, Screen, Seat, Showtime
-from app.services import catalog, errors
+from app.services import catalog, errors, pricing
 from app.services.layout import SeatSpec, focal_point
 from app.services.seat_choice import COMPANION, WHEELCHAIR, sixths
 
@@ -213,18 +214,20 @@ def take_hold(user_id: int, showtime_id: int, seat_ids: list[int], ttl_seconds: 
     server) PostgreSQL decides instead: slower, and right whatever Redis holds.
     ``gate``: the waiting room's (``waiting_room.gate``), checked by the same script
     (``AdmissionRequired``); the system's own holds (waitlist offers) do not ask.
+    The hold's prices are fixed by the same script (``pricing.hold_pricing``: the
+    occupancy they follow is the one the script sees as it takes the seats).
     Reads only: it neither opens nor ends a unit of work of its caller.
     """
     seating = seating or showtime_seating(showtime_id)
     room, orphan_rule = room_of(seating), seating["orphan_seats"] == "prevent"
-    store = _store()
+    store, prices = _store(), pricing.hold_pricing(showtime_id, now())
 
     def attempt(expires_at: datetime, unsynced_ok: bool):
         hold_id, result = store.hold(showtime_id, room, user_id, seat_ids, ttl_seconds * 1000, expires_at,
-                                     unsynced_ok=unsynced_ok, orphan_rule=orphan_rule, gate=gate)
+                                     unsynced_ok=unsynced_ok, orphan_rule=orphan_rule, gate=gate, pricing=prices)
         return hold_id, result, seat_ids
 
-    return _take(user_id, showtime_id, room, ttl_seconds, attempt)
+    return _take(user_id, showtime_id, room, ttl_seconds, attempt, prices)
 
 
 def seat_class(category: str, wanted: str | None, kept: bool, accessible: bool) -> str:
@@ -252,15 +255,17 @@ def take_best(user_id: int, showtime_id: int, quantity: int, ttl_seconds: int, *
     kept = accessible_seats_reserved(seating, now())
     room, focal6, store = room_of(seating), tuple(seating["focal6"]), _store()
     classes = room.classes((category, kept, accessible > 0), lambda c: seat_class(c, category, kept, accessible > 0))
+    prices = pricing.hold_pricing(showtime_id, now())
 
     def attempt(expires_at: datetime, unsynced_ok: bool):
         return store.hold_best(showtime_id, room, user_id, classes, quantity, focal6, ttl_seconds * 1000, expires_at,
-                               accessible=accessible, unsynced_ok=unsynced_ok, gate=gate)
+                               accessible=accessible, unsynced_ok=unsynced_ok, gate=gate, pricing=prices)
 
-    return _take(user_id, showtime_id, room, ttl_seconds, attempt)
+    return _take(user_id, showtime_id, room, ttl_seconds, attempt, prices)
 
 
-def _take(user_id: int, showtime_id: int, room: Room, ttl_seconds: int, attempt: Callable) -> Hold:
+def _take(user_id: int, showtime_id: int, room: Room, ttl_seconds: int, attempt: Callable,
+          prices: HoldPricing) -> Hold:
     """The one way seats are taken: ``attempt(expires_at, unsynced_ok)`` runs a hold
     script and answers ``(hold id, HoldResult, seat ids)``; see ``take_hold``."""
     at = now()
@@ -274,7 +279,8 @@ def _take(user_id: int, showtime_id: int, room: Room, ttl_seconds: int, attempt:
             break
         sync_showtime(showtime_id)
     hold = Hold(hold_id, showtime_id, user_id, seat_ids, expires_at.isoformat(), HoldState.HELD,
-                tuple(room.indices(seat_ids)), room.version)
+                tuple(room.indices(seat_ids)), room.version, result.prices, prices.currency, result.occupied,
+                result.capacity)
     if result.held and checked_by_postgresql:
         booked = live_seats(showtime_id, seat_ids)
         if booked:
@@ -519,13 +525,26 @@ def expire_due(showtime_id: int) -> None:
     _store().read(showtime_id, showtime_room(showtime_id))
 
 
+def priced_seats_now(showtime_id: int) -> tuple[str, dict[int, str], dict[str, int]]:
+    """``seats_now`` and the category prices a hold taken now would pay (price rules
+    applied at the occupancy those statuses show): the seat map's live part. The rules
+    are loaded once per showtime through the cache, never per seat."""
+    version, statuses = seats_now(showtime_id)
+    seat_count = len(showtime_seating(showtime_id)["seats"])
+    return version, statuses, pricing.prices_now(pricing.context(showtime_id), statuses, seat_count, now())
+
+
+def _priced(seat: dict, statuses: dict[int, str], prices: dict[str, int]) -> dict:
+    return {**seat, "status": statuses.get(seat["id"], "available"),
+            "price_cents": prices.get(seat["category"], seat["price_cents"])}
+
+
 def seat_map_snapshot(showtime_id: int) -> dict:
     """The whole seat map as ``GET /showtimes/{id}/seats`` answers it, with its version
     (for the live process's ``snapshot`` event). ``NotFound`` for an unknown showtime."""
     seat_map = catalog.cached("seat-map", showtime_id, lambda: catalog.seat_map(showtime_id), local=True)
-    version, statuses = seats_now(showtime_id)
-    return {**seat_map, "version": version,
-            "seats": [{**seat, "status": statuses.get(seat["id"], "available")} for seat in seat_map["seats"]]}
+    version, statuses, prices = priced_seats_now(showtime_id)
+    return {**seat_map, "version": version, "seats": [_priced(seat, statuses, prices) for seat in seat_map["seats"]]}
 
 
 def seat_maps_now(showtime_ids: Iterable[int]) -> dict[int, dict]:
@@ -535,15 +554,17 @@ def seat_maps_now(showtime_ids: Iterable[int]) -> dict[int, dict]:
     has lost is rebuilt from PostgreSQL first, as ``seats_now`` does. Unknown ids are
     left out."""
     out = {}
-    store = _store()
-    for showtime_id, seat_map in catalog.seat_maps(showtime_ids).items():
+    store, at = _store(), now()
+    maps = catalog.seat_maps(showtime_ids)
+    contexts = pricing.contexts(maps)
+    for showtime_id, seat_map in maps.items():
         places = [[seat["id"], seat["x"], seat["y"], seat["category"]] for seat in seat_map["seats"]]
         room = store.room(("seating", _fingerprint(places)), lambda places=places: [tuple(p) for p in places])
         now_ = store.read(showtime_id, room)
         version, statuses = (now_.version, now_.statuses) if now_.synced else seats_now(showtime_id)
+        prices = pricing.prices_now(contexts.get(showtime_id), statuses, len(places), at)
         out[showtime_id] = {**seat_map, "version": version,
-                            "seats": [{**seat, "status": statuses.get(seat["id"], "available")}
-                                      for seat in seat_map["seats"]]}
+                            "seats": [_priced(seat, statuses, prices) for seat in seat_map["seats"]]}
     return out
 
 

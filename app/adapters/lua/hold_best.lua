@@ -22,7 +22,10 @@
 -- ARGV[14] the seat ids in index order, ARGV[15] digits each   ARGV[16] the layout version
 -- KEYS[8] the showtime's waiting room  KEYS[9] its active sessions  ARGV[17] the gate
 -- (refused_before_taking in seat_state.lua)
--- Returns (HoldOutcome in seat_store.py) {1, seat id, ...} when held; {0} when no placement
+-- ARGV[18] the price tiers, ARGV[19] the seats' category codes, ARGV[20] the room's seat count,
+-- ARGV[21] the currency (hold_prices in seat_state.lua): the prices are kept in the hold's record
+-- Returns (HoldOutcome in seat_store.py) {1, occupied, capacity, "price,...", seat id, ...} when
+-- held (the occupancy the prices followed: seats taken before this hold, of the sellable ones); {0} when no placement
 -- exists (nothing taken); {-1, hold id} when the user already holds seats here; {-2} when
 -- Redis does not know this showtime's booked seats: rebuild, then retry; {-4} when the
 -- waiting room is on and the user has no live admission.
@@ -207,9 +210,10 @@ else
   end
 end
 
+local occupied, capacity, prices = hold_prices(state, tonumber(ARGV[20]), ARGV[18], ARGV[19], chosen)
 local ids, width = ARGV[14], tonumber(ARGV[15])
 local until_ms = NOW + tonumber(ARGV[2])
-local seat_ids, out = {}, {1}
+local seat_ids, out = {}, {1, occupied, capacity, prices}
 for _, i in ipairs(chosen) do
   local id = tonumber(string.sub(ids, (i - 1) * width + 1, i * width))
   take(i, id, ARGV[6], until_ms, 'h')
@@ -219,7 +223,8 @@ end
 keep_alive(until_ms)
 emit()
 redis.call('HSET', KEYS[7], 'user', ARGV[3], 'seats', cjson.encode(seat_ids), 'idx', table.concat(chosen, ','),
-           'ver', ARGV[16], 'expires_at', ARGV[4], 'state', 'held')
+           'ver', ARGV[16], 'expires_at', ARGV[4], 'state', 'held', 'prices', prices, 'cur', ARGV[21],
+           'occ', occupied, 'cap', capacity)
 redis.call('PEXPIRE', KEYS[7], ARGV[2])
 redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[2])
 return out

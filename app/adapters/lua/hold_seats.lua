@@ -11,7 +11,10 @@
 -- ARGV[10] the layout version (kept in the hold's record)
 -- KEYS[8] the showtime's waiting room  KEYS[9] its active sessions  ARGV[11] the gate
 -- (refused_before_taking in seat_state.lua)
--- Returns (HoldOutcome in seat_store.py) {1} when held; {0, k, ...} with the 1-based
+-- ARGV[12] the price tiers, ARGV[13] the seats' category codes, ARGV[14] the room's seat count,
+-- ARGV[15] the currency (hold_prices in seat_state.lua): the prices are kept in the hold's record
+-- Returns (HoldOutcome in seat_store.py) {1, occupied, capacity, "price,..."} when held (the
+-- occupancy the prices followed: seats taken before this hold, of the sellable ones); {0, k, ...} with the 1-based
 -- positions in ARGV[8] of the seats already taken (nothing was taken); {-1, hold id}
 -- when the user already has a live hold here; {-2} when Redis does not know this
 -- showtime's booked seats: rebuild, then retry; {-3, i, ...} with the indices of the
@@ -78,6 +81,7 @@ if ARGV[9] ~= '' then
     end
   end
 end
+local occupied, capacity, prices = hold_prices(state, tonumber(ARGV[14]), ARGV[12], ARGV[13], wanted)
 local until_ms = NOW + tonumber(ARGV[2])
 local ids = cjson.decode(ARGV[4])
 for k, i in ipairs(wanted) do
@@ -86,7 +90,8 @@ end
 keep_alive(until_ms)
 emit()
 redis.call('HSET', KEYS[7], 'user', ARGV[3], 'seats', ARGV[4], 'idx', ARGV[8], 'ver', ARGV[10],
-           'expires_at', ARGV[5], 'state', 'held')
+           'expires_at', ARGV[5], 'state', 'held', 'prices', prices, 'cur', ARGV[15], 'occ', occupied,
+           'cap', capacity)
 redis.call('PEXPIRE', KEYS[7], ARGV[2])
 redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[2])
-return {1}
+return {1, occupied, capacity, prices}

@@ -152,3 +152,28 @@ local function segments(packed)
   return out
 end
 
+
+-- The prices of a new hold, fixed in the same step as its seats (app/services/pricing.py
+-- builds the tiers): the occupancy it sees is the seats held or booked (h, r, c) among the
+-- sellable ones (every seat but the blocked), read from `state` before the hold takes any.
+-- tiers: "pct=p1,p2,...;" ascending by pct, each the category prices (in the room's category
+-- order) that apply from pct percent occupancy on; '' for no prices. codes: one byte per
+-- seat, its category's position ('A' is the first). Returns occupied, capacity and the
+-- chosen seats' prices as "p,p,..." ('' without tiers).
+local function hold_prices(state, seat_count, tiers, codes, chosen)
+  local seen = string.sub(state, 1, seat_count)
+  local occupied = select(2, string.gsub(seen, '[hrc]', ''))
+  local capacity = seat_count - select(2, string.gsub(seen, 'b', ''))
+  if tiers == '' then
+    return occupied, capacity, ''
+  end
+  local applies = ''
+  for pct, list in string.gmatch(tiers, '(%d+)=([^;]*);') do
+    if occupied * 100 >= tonumber(pct) * capacity then applies = list end
+  end
+  local by_kind = {}
+  for p in string.gmatch(applies, '[^,]+') do by_kind[#by_kind + 1] = p end
+  local prices = {}
+  for k, i in ipairs(chosen) do prices[k] = by_kind[string.byte(codes, i) - 64] or '0' end
+  return occupied, capacity, table.concat(prices, ',')
+end

@@ -220,6 +220,8 @@ class Hold:
     showtime_id: strawberry.ID
     seat_ids: list[strawberry.ID]
     expires_at: str
+    total_cents: int | None = strawberry.field(default=None, description="The seats' prices, fixed by the hold")
+    currency: str | None = None
 
 
 @strawberry.type
@@ -255,6 +257,7 @@ class Reservation:
     created_at: str
     confirmed_at: str | None
     cancelled_at: str | None
+    discount_cents: int = 0
 
     @strawberry.field
     def showtime(self, info: Info) -> Showtime | None:
@@ -446,14 +449,20 @@ class Mutation:
         booking.release_hold(info.context.user_id(), str(id))
         return True
 
-    @strawberry.mutation(description="Reserve the seats of a live hold; payment follows in the background")
-    def reserve(self, info: Info, hold_id: strawberry.ID, payment_token: str) -> Reservation:
+    @strawberry.mutation(description="Reserve the seats of a live hold at the prices it showed (less a voucher's "
+                                     "discount); payment follows in the background")
+    def reserve(self, info: Info, hold_id: strawberry.ID, payment_token: str,
+                voucher_code: str | None = None) -> Reservation:
         context = info.context
         user_id = context.user_id()
-        data = _load(s.ReservationRequestSchema(), {"hold_id": str(hold_id), "payment_token": payment_token})
+        wanted = {"hold_id": str(hold_id), "payment_token": payment_token}
+        if voucher_code is not None:
+            wanted["voucher_code"] = voucher_code
+        data = _load(s.ReservationRequestSchema(), wanted)
 
         def run() -> dict:
-            return _reservation_data([booking.create_reservation(user_id, data["hold_id"], data["payment_token"])])[0]
+            return _reservation_data([booking.create_reservation(user_id, data["hold_id"], data["payment_token"],
+                                                                 voucher_code=data.get("voucher_code"))])[0]
 
         return _reservation(context.idempotent("reserve", data, run))
 
