@@ -23,6 +23,7 @@ from app.models.booking import (
 from app.models.catalog import City, Movie, Screen, Seat, Showtime, Theater
 from app.models.notifications import Channel, NotificationDefaults, NotificationPreference, Reminder
 from app.models.operating import AuditEntry, StaffRole, UserRole
+from app.models.ticket_keys import TicketKey
 from app.models.user import ROLES, PasswordResetToken, User
 
 __all__ = [
@@ -30,5 +31,5 @@ __all__ = [
     "AuditEntry", "BlockedSeat", "Channel", "City", "Email", "EmailStatus", "Movie", "NotificationDefaults", "NotificationPreference",
     "OutboxEvent", "PasswordResetToken", "Payment", "PaymentKind", "PaymentStatus",
     "Reminder", "Reservation", "ReservationSeat", "ReservationStatus", "Review", "Screen", "Seat", "Showtime", "StaffRole", "Theater",
-    "Ticket", "TicketStatus", "User", "UserRole", "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
+    "Ticket", "TicketKey", "TicketStatus", "User", "UserRole", "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
 ]
