@@ -625,7 +625,7 @@ class TicketSchema(Schema):
 
 
 class CheckInRequestSchema(StrictSchema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    code = fields.String(required=True, validate=validate.Length(min=1, max=255))
 
 
 class CheckInSchema(Schema):
@@ -639,7 +639,7 @@ class CheckInSchema(Schema):
 
 
 class ScanSchema(StrictSchema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    code = fields.String(required=True, validate=validate.Length(min=1, max=255))
     scanned_at = mfields.DateTime(required=True, metadata={
         "description": "When the scanner read the code (its clock; at most 5 minutes ahead of the server's)"})
 
@@ -851,7 +851,7 @@ RESERVATION = {
 }
 RESERVATION_CANCELLED = {**RESERVATION, "status": "cancelled", "expires_at": None, "payment_status": "refund_pending",
                          "confirmed_at": "2026-12-01T18:30:04+00:00", "cancelled_at": "2026-12-02T09:00:00+00:00"}
-_CODE = ("v2.Qm9mR2xZbGVm.OTAxOjMxNDo0MjoxMDQ6MTc5NjQxMjgwMA."
+_CODE = ("v2.kPrK_qmxVWaY.OTAxOjMxNDo0MjoxMDQ6MTc5NjQxMjgwMA."
          "3hX9rTqC0m1ZfE2yL0aVw8K5sJ7nP4dUo6bRg2cY1iHtQ9eWlMx3vNzk8pAfSjD7uBq0wGr5yTc2XhLeV4oI1g")
 TICKET = {
     "id": 901, "reservation_id": 314, "code": _CODE, "seat_label": "A4", "status": "valid", "checked_in_at": None,
@@ -864,21 +864,21 @@ CHECKIN_IN = {"code": _CODE}
 CHECKIN = {"status": "admitted", "code": _CODE, "seat_label": "A4", "showtime_id": 42, "reservation_id": 314,
            "checked_in_at": "2026-12-04T18:52:10+00:00", "checked_in_by": 57}
 CHECKIN_BATCH_IN = {"scans": [{"code": _CODE, "scanned_at": "2026-12-04T18:52:10+00:00"},
-                              {"code": "v2.Qm9mR2xZbGVm.Zm9yZ2Vk.AAAA", "scanned_at": "2026-12-04T18:53:02+00:00"}]}
+                              {"code": "v2.kPrK_qmxVWaY.Zm9yZ2Vk.AAAA", "scanned_at": "2026-12-04T18:53:02+00:00"}]}
 CHECKIN_BATCH = {"results": [
     {"code": _CODE, "status": "conflict", "scanned_at": "2026-12-04T18:52:10+00:00",
      "detail": "Another scan admitted this ticket first", "ticket_id": 901, "showtime_id": 42,
      "reservation_id": 314, "seat_label": "A4", "checked_in_at": "2026-12-04T18:51:40+00:00", "by": 58},
-    {"code": "v2.Qm9mR2xZbGVm.Zm9yZ2Vk.AAAA", "status": "invalid", "scanned_at": "2026-12-04T18:53:02+00:00",
+    {"code": "v2.kPrK_qmxVWaY.Zm9yZ2Vk.AAAA", "status": "invalid", "scanned_at": "2026-12-04T18:53:02+00:00",
      "detail": "This code is not a genuine Marquee ticket", "ticket_id": None, "showtime_id": None,
      "reservation_id": None, "seat_label": None, "checked_in_at": None, "by": None}],
     "counts": {"admitted": 0, "conflict": 1, "invalid": 1, "cancelled": 0, "forbidden": 0}}
 CHECKIN_LIST = [{"ticket_id": 901, "code": _CODE, "reservation_id": 314, "seat_id": 104, "seat_label": "A4",
                  "status": "valid", "checked_in": False, "checked_in_at": None}]
 JWKS = {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
-                  "kid": "Qm9mR2xZbGVm", "use": "sig", "alg": "EdDSA"}]}
+                  "kid": "kPrK_qmxVWaY", "use": "sig", "alg": "EdDSA"}]}
 TICKET_KEY_ROTATION = {"key": {**JWKS["keys"][0], "kid": "c2Vjb25kS2V5", "x": "3p7bfXt9wbTTW2HC7OQ1Nz-DQ8hbeGdNrfx-FG-IK08"},
-                       "retired_kid": "Qm9mR2xZbGVm"}
+                       "retired_kid": "kPrK_qmxVWaY"}
 REVIEW_IN = {"rating": 5, "text": "The bank scene alone is worth the ticket."}
 REVIEW_ACCEPTED = {"status": "accepted"}
 REVIEW_LIST = {"movie_id": 12, "page": 1, "page_size": 10, "total": 1, "average_rating": 4.5, "review_count": 1,

@@ -13,7 +13,7 @@ from app.services import booking, staff, ticket_keys, tickets
 blp = Blueprint("tickets", __name__, url_prefix="/api/v1", description="Tickets and check-in")
 blueprints = [blp]
 
-QR_CODE = "<string(maxlength=200):code>"
+QR_CODE = "<string(maxlength=255):code>"
 JWKS_MAX_AGE = 300  # seconds a scanner or cache may keep the key set (refetch on an unknown kid)
 
 

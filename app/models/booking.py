@@ -235,7 +235,7 @@ class Ticket(Base):
     showtime_id: Mapped[int] = mapped_column(ForeignKey("showtimes.id", ondelete="RESTRICT"))
     seat_id: Mapped[int] = mapped_column(ForeignKey("seats.id", ondelete="RESTRICT"))
     seat_label: Mapped[str] = mapped_column(String(16))
-    code: Mapped[str] = mapped_column(String(200), unique=True)
+    code: Mapped[str] = mapped_column(String(255), unique=True)
     status: Mapped[str] = mapped_column(String(10), server_default=TicketStatus.VALID.value)
     checked_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     checked_in_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

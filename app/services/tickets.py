@@ -2,7 +2,7 @@
 verify offline, a QR image of that code, and check-in at the door (one scan online,
 or a batch of scans made offline and uploaded later).
 
-A code is ``v2.<kid>.<payload>.<signature>`` (about 150 characters, a version 8 QR
+A code is ``v2.<kid>.<payload>.<signature>`` (about 150 characters, a version 8 or 9 QR
 code at level M):
 
 - ``payload`` is base64url (unpadded) of ASCII ``ticket:reservation:showtime:seat:starts``,
@@ -45,8 +45,8 @@ from app.services.catalog import local_time
 from app.services.pagination import page_of
 
 CODE_VERSION = "v2"
-MAX_CODE_LENGTH = 200  # tickets.code
-CODE_SHAPE = re.compile(r"^v2\.([A-Za-z0-9_-]{12})\.([A-Za-z0-9_-]{8,120})\.([A-Za-z0-9_-]{86})$")
+MAX_CODE_LENGTH = 255  # tickets.code
+CODE_SHAPE = re.compile(r"^v2\.([A-Za-z0-9_-]{12})\.([A-Za-z0-9_-]{8,160})\.([A-Za-z0-9_-]{86})$")
 LEGACY_CODE_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,120}\.[A-Za-z0-9_-]{1,40}$")
 MAX_BATCH = 500  # scans in one upload
 CLOCK_SKEW = timedelta(minutes=5)  # a scan dated later than now plus this is refused

@@ -42,7 +42,7 @@ def upgrade():
     op.create_index('uq_ticket_keys_current', 'ticket_keys', [sa.text('(retired_at IS NULL)')], unique=True,
                     postgresql_where=sa.text('retired_at IS NULL'))
 
-    op.alter_column('tickets', 'code', type_=sa.String(length=200), existing_type=sa.String(length=128),
+    op.alter_column('tickets', 'code', type_=sa.String(length=255), existing_type=sa.String(length=128),
                     existing_nullable=False)
     op.add_column('tickets', sa.Column('checked_in_by', sa.BigInteger(), nullable=True))
     op.create_foreign_key(op.f('fk_tickets_checked_in_by_users'), 'tickets', 'users', ['checked_in_by'], ['id'],
@@ -57,7 +57,7 @@ def downgrade():
     # Codes longer than 128 (Ed25519 ones) would not fit back: a downgrade refuses while any exist.
     op.execute("DO $$ BEGIN IF EXISTS (SELECT 1 FROM tickets WHERE length(code) > 128) THEN "
                "RAISE EXCEPTION 'tickets with Ed25519 codes exist: cannot downgrade'; END IF; END $$")
-    op.alter_column('tickets', 'code', type_=sa.String(length=128), existing_type=sa.String(length=200),
+    op.alter_column('tickets', 'code', type_=sa.String(length=128), existing_type=sa.String(length=255),
                     existing_nullable=False)
     op.drop_index('uq_ticket_keys_current', table_name='ticket_keys')
     op.drop_table('ticket_keys')
