@@ -262,6 +262,8 @@ def check_in_scans(actor: staff.Actor, scans: list[Scan], *, now: datetime | Non
     tickets' rows are locked in id order, so parallel uploads of the same code
     serialise and the later one finds it taken (``conflict``, with who and when), and
     two uploads never deadlock. Within one upload the earliest ``scanned_at`` wins.
+    A scan sent again (same scanner, same ``scanned_at``: an upload retried after its
+    answer was lost) gets ``admitted`` again, not a conflict with itself.
     Results come back in the order of ``scans``. One transaction, one audit entry.
     """
     if not staff.is_staff(actor):
@@ -329,6 +331,9 @@ def _judge(actor: staff.Actor, ticket: Ticket, theater_id: int, scope: set[int] 
         result.reservation_id, result.seat_label = ticket.reservation_id, ticket.seat_label
         if ticket.status == TicketStatus.CANCELLED:
             result.status, result.detail = ScanStatus.CANCELLED, "This ticket was cancelled"
+        elif ticket.checked_in_by == actor.user_id and ticket.checked_in_at == scan.scanned_at:
+            # The very scan that admitted it, sent again (an upload retried after a lost answer).
+            result.status, result.detail = ScanStatus.ADMITTED, "This scan was recorded before (a repeated upload)"
         elif ticket.checked_in_at is not None:
             result.status, result.detail = ScanStatus.CONFLICT, "Another scan admitted this ticket first"
         else:

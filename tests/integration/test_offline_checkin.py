@@ -218,6 +218,31 @@ def test_a_key_that_signed_nothing_leaves_at_once_and_rotation_from_the_cli(api,
     assert [(k["kid"], k["can_sign"]) for k in listed] == [(first, False), (keys[0]["kid"], True)]
 
 
+def test_parallel_rotations_each_retire_the_one_before(app):
+    with app.app_context():
+        first = ticket_keys.current().kid
+    barrier = threading.Barrier(4)
+
+    def rotate(_):
+        with app.app_context():
+            barrier.wait()
+            try:
+                new, old = ticket_keys.rotate(actor_id=None)
+                return new.kid, old.kid
+            finally:
+                db.session.remove()
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        pairs = list(pool.map(rotate, range(4)))
+    # A chain: each rotation retired the key the one before it made.
+    retired = {old for _new, old in pairs}
+    made = {new for new, _old in pairs}
+    assert len(retired) == 4 and first in retired and len(made - retired) == 1
+    with app.app_context():
+        current = db.session.scalars(select(TicketKey.kid).where(TicketKey.retired_at.is_(None))).all()
+        assert current == list(made - retired) and ticket_keys.current().kid == current[0]
+
+
 # --- who may check in ---------------------------------------------------------------
 
 def test_scanners_check_in_only_their_theaters_tickets(api, app, admin, scanner, user, other, show):
@@ -315,6 +340,23 @@ def test_within_a_batch_the_earliest_scan_wins_and_later_uploads_conflict(api, a
     later = batch(api, second_scanner, (code, early - timedelta(minutes=1))).json["results"][0]
     assert later["status"] == "conflict" and later["by"] == user_id(app, "scanner@test.example")
     assert datetime.fromisoformat(later["checked_in_at"]) == early
+
+
+def test_an_upload_sent_again_is_answered_the_same(api, app, scanner, user, show):
+    """A scanner that lost the answer to an upload sends it again: its own scans are
+    still `admitted` (not conflicts with themselves), and nothing changes."""
+    codes = confirmed_codes(api, app, user, show["showtime"], 2)
+    scans = [(codes[0], NOW - timedelta(minutes=1)), (codes[1], NOW - timedelta(seconds=30))]
+    first = batch(api, scanner, *scans).json
+    again = batch(api, scanner, *scans).json
+    assert [r["status"] for r in again["results"]] == ["admitted", "admitted"]
+    assert [r["checked_in_at"] for r in again["results"]] == [r["checked_in_at"] for r in first["results"]]
+    rescanned = batch(api, scanner, (codes[0], NOW)).json["results"][0]  # a second scan, not a repeat
+    assert rescanned["status"] == "conflict"
+    with app.app_context():
+        entries = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "ticket.check_in")
+                                     .order_by(AuditEntry.id)).all()
+        assert [len(e.after["admitted"]) for e in entries] == [2, 0, 0]
 
 
 def test_batches_are_bounded(api, scanner):
