@@ -2,7 +2,7 @@
 verify offline, a QR image of that code, and check-in at the door (one scan online,
 or a batch of scans made offline and uploaded later).
 
-A code is ``v2.<kid>.<payload>.<signature>`` (about 150 characters, a version 8 or 9 QR
+A code is ``v2.<kid>.<payload>.<signature>`` (127 characters with small ids, a version 8 QR
 code at level M):
 
 - ``payload`` is base64url (unpadded) of ASCII ``ticket:reservation:showtime:seat:starts``,
@@ -228,7 +228,7 @@ SCANNING_ROLES = ("scanner", "manager")
 class ScanStatus:
     ADMITTED = "admitted"
     CONFLICT = "conflict"  # another scan of this ticket was admitted first
-    INVALID = "invalid"  # not a genuine code, no such ticket, or dated in the future
+    INVALID = "invalid"  # not a genuine code, no such ticket, or dated in the future or before the ticket
     CANCELLED = "cancelled"
     FORBIDDEN = "forbidden"  # a ticket of a theater where the scanner has no role
 
@@ -258,7 +258,8 @@ def check_in_scans(actor: staff.Actor, scans: list[Scan], *, now: datetime | Non
 
     Each code is verified (signature, key), its ticket looked up, the scanner's role at
     the ticket's theater checked. The first scan of a ticket to commit admits it
-    (``checked_in_at`` is when it was scanned; ``checked_in_by`` who scanned it): the
+    (``checked_in_at`` is when it was scanned, by the scanner's clock, which may be up to
+    ``CLOCK_SKEW`` ahead; ``checked_in_by`` who scanned it): the
     tickets' rows are locked in id order, so parallel uploads of the same code
     serialise and the later one finds it taken (``conflict``, with who and when), and
     two uploads never deadlock. Within one upload the earliest ``scanned_at`` wins.
@@ -292,7 +293,7 @@ def check_in_scans(actor: staff.Actor, scans: list[Scan], *, now: datetime | Non
                 continue
             ticket, theater_id = found[code]
             indexes.sort(key=lambda i: (scans[i].scanned_at, i))
-            if _judge(actor, ticket, theater_id, scope, [(results[i], scans[i]) for i in indexes], now):
+            if _judge(actor, ticket, theater_id, scope, [(results[i], scans[i]) for i in indexes]):
                 admitted.append(ticket.id)
         audit.record("ticket.check_in", actor_id=actor.user_id, object_type="ticket",
                      object_id=admitted[0] if len(admitted) == 1 else None,
@@ -313,12 +314,13 @@ def _lock_tickets(codes: list[str]) -> dict[str, tuple[Ticket, int]]:
         .where(Ticket.code.in_(codes))
         .order_by(Ticket.id)
         .with_for_update(of=Ticket)
+        .execution_options(populate_existing=True)  # the locked row's values, whatever the session held
     ).all()
     return {ticket.code: (ticket, theater_id) for ticket, theater_id in rows}
 
 
 def _judge(actor: staff.Actor, ticket: Ticket, theater_id: int, scope: set[int] | None,
-           scans: list[tuple[ScanResult, Scan]], now: datetime) -> bool:
+           scans: list[tuple[ScanResult, Scan]]) -> bool:
     """Fill in the results of one ticket's scans (earliest first), its row locked;
     True if one of them admitted it."""
     admits = False
@@ -329,6 +331,9 @@ def _judge(actor: staff.Actor, ticket: Ticket, theater_id: int, scope: set[int] 
             result.ticket_id = result.showtime_id = None  # nothing more of another theater's ticket
             continue
         result.reservation_id, result.seat_label = ticket.reservation_id, ticket.seat_label
+        if scan.scanned_at < ticket.created_at - CLOCK_SKEW:
+            result.status, result.detail = ScanStatus.INVALID, "scanned_at is before the ticket was issued"
+            continue
         if ticket.status == TicketStatus.CANCELLED:
             result.status, result.detail = ScanStatus.CANCELLED, "This ticket was cancelled"
         elif ticket.checked_in_by == actor.user_id and ticket.checked_in_at == scan.scanned_at:
@@ -337,7 +342,7 @@ def _judge(actor: staff.Actor, ticket: Ticket, theater_id: int, scope: set[int] 
         elif ticket.checked_in_at is not None:
             result.status, result.detail = ScanStatus.CONFLICT, "Another scan admitted this ticket first"
         else:
-            ticket.checked_in_at, ticket.checked_in_by = min(scan.scanned_at, now), actor.user_id
+            ticket.checked_in_at, ticket.checked_in_by = scan.scanned_at, actor.user_id
             result.status, admits = ScanStatus.ADMITTED, True
         result.checked_in_at, result.by = ticket.checked_in_at, ticket.checked_in_by
     return admits
