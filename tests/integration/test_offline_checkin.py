@@ -406,20 +406,28 @@ def test_parallel_uploads_of_the_same_codes_admit_each_once(live_server, api, ap
                                  .where(Ticket.checked_in_at.is_not(None))) == 6
 
 
-def test_two_scanners_uploading_one_code_at_once_one_admitted_one_conflict(live_server, api, app, user, show):
-    code = confirmed_codes(api, app, user, show["showtime"], 1)[0]
+def test_two_scanners_uploading_one_code_at_once_one_admitted_one_conflict(live_server, api, app, admin, user,
+                                                                           other, show):
+    """Two doors, one code, uploaded at the same instant: one admitted, one conflict.
+    Twenty rounds (a fresh ticket each), so that a lost race cannot hide by luck."""
+    layout = {"rows": [{"label": row, "seats": ["standard"] * 10} for row in "AB"]}
+    screen = api.screen(admin, show["theater"], layout=layout, name="Two")
+    showtime = api.showtime(admin, show["movie"], screen["id"])["id"]
+    codes = confirmed_codes(api, app, user, showtime, 10) + confirmed_codes(api, app, other, showtime, 10)
     doors = [staff_member(api, app, f"gate{i}@test.example", "scanner", show["theater"]) for i in range(2)]
     barrier = threading.Barrier(2)
-    at = now()
 
-    def upload(token):
+    def upload(token, code, at):
         barrier.wait()
         return requests.post(live_server + "/api/v1/checkin/batch", timeout=30,
                              json={"scans": [{"code": code, "scanned_at": at.isoformat()}]},
                              headers={"Authorization": f"Bearer {token}"}).json()["results"][0]["status"]
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        assert sorted(pool.map(upload, doors)) == ["admitted", "conflict"]
+        for code in codes:
+            at = now()
+            answers = sorted(pool.map(upload, doors, [code, code], [at, at]))
+            assert answers == ["admitted", "conflict"], code
 
 
 # --- codes from before Ed25519 ------------------------------------------------------
