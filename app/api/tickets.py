@@ -7,7 +7,8 @@ from flask.views import MethodView
 
 from app.api import Blueprint, page_args, paged
 from app.api import schemas as s
-from app.api.security import admin_required, current_user_id, is_admin, login_required
+from app.api.idempotency import idempotent
+from app.api.security import admin_required, client_address, current_user_id, is_admin, login_required
 from app.services import booking, staff, ticket_keys, tickets
 
 blp = Blueprint("tickets", __name__, url_prefix="/api/v1", description="Tickets and check-in")
@@ -79,6 +80,7 @@ class TicketKeys(MethodView):
         return ticket_keys.jwks(), 200, {"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"}
 
     @admin_required
+    @idempotent
     @blp.response(201, s.TicketKeyRotationSchema, example=s.TICKET_KEY_ROTATION)
     def post(self):
         """Rotate the ticket signing key (admin): new tickets are signed with a new key
@@ -87,7 +89,7 @@ class TicketKeys(MethodView):
         the showtimes it signed tickets for have ended, so tickets already issued keep
         verifying offline and checking in.
         """
-        new, old = ticket_keys.rotate(actor_id=current_user_id())
+        new, old = ticket_keys.rotate(actor_id=current_user_id(), ip=client_address())
         return {"key": ticket_keys.jwk(new), "retired_kid": old.kid if old else None}
 
 

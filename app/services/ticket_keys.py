@@ -177,7 +177,7 @@ def note_signed(kid: str, showtime_ends_at: datetime) -> None:
 
 # --- rotation and the public set ----------------------------------------------------------
 
-def rotate(*, actor_id: int | None) -> tuple[TicketKey, TicketKey | None]:
+def rotate(*, actor_id: int | None, ip: str | None = None) -> tuple[TicketKey, TicketKey | None]:
     """Retire the current key (its private half erased) and make a new one current:
     new tickets are signed with the new key from the commit on. Returns (new, retired)."""
     with db.unit_of_work():
@@ -194,7 +194,7 @@ def rotate(*, actor_id: int | None) -> tuple[TicketKey, TicketKey | None]:
         db.session.add(new)
         db.session.flush()
         audit.record("ticket_key.rotate", actor_id=actor_id, object_type="ticket_key", object_id=new.kid,
-                     before=before, after=_described(new))
+                     before=before, after=_described(new), ip=ip)
     return new, old
 
 

@@ -169,8 +169,10 @@ def test_rotation_signs_new_tickets_with_the_new_key_and_old_ones_still_check_in
     old_codes = confirmed_codes(api, app, user, show["showtime"], 2)
     old_kid = old_codes[0].split(".")[1]
     assert api.post("/api/v1/tickets/keys", token=scanner).status_code == 403
-    r = api.post("/api/v1/tickets/keys", token=admin)
+    r = api.post("/api/v1/tickets/keys", token=admin, headers={"Idempotency-Key": "rotate-1"})
     assert r.status_code == 201 and r.json["retired_kid"] == old_kid
+    replay = api.post("/api/v1/tickets/keys", token=admin, headers={"Idempotency-Key": "rotate-1"})
+    assert replay.json == r.json  # the same rotation answered again, not a second one
     new_kid = r.json["key"]["kid"]
     assert new_kid != old_kid and "d" not in r.json["key"]
 
