@@ -97,7 +97,7 @@ def _read_v2(code: str) -> Claims | None:
         ticket_id, reservation_id, showtime_id, seat_id, starts = raw_payload.decode().split(":")
         return Claims(int(reservation_id), int(showtime_id), int(seat_id), int(ticket_id),
                       datetime.fromtimestamp(int(starts), timezone.utc), kid)
-    except (InvalidSignature, ValueError, UnicodeDecodeError, OverflowError):
+    except (InvalidSignature, ValueError, UnicodeDecodeError, OverflowError, OSError):
         return None
 
 
