@@ -199,6 +199,17 @@ def test_rotation_signs_new_tickets_with_the_new_key_and_old_ones_still_check_in
         assert (entry.before["kid"], entry.after["kid"]) == (old_kid, new_kid)
 
 
+def test_a_key_is_published_until_the_end_of_the_latest_show_it_signed_for(api, app, admin, user, other, show):
+    """Tickets of a later show raise the key's horizon; tickets of an earlier one sold after
+    do not lower it."""
+    later = api.showtime(admin, show["movie"], show["screen"],
+                         starts_at=(now() + timedelta(days=3)).replace(microsecond=0))
+    confirmed_codes(api, app, user, later["id"], 1)
+    confirmed_codes(api, app, other, show["showtime"], 1)
+    with app.app_context():
+        assert db.session.scalar(select(TicketKey.signed_until)) == datetime.fromisoformat(later["ends_at"])
+
+
 def test_a_retired_key_leaves_the_set_when_its_shows_are_over(api, app, admin, user, show):
     """Through HTTP, with a show that is over: the key that signed its tickets is
     published until the show's end, then no more."""
