@@ -1,5 +1,6 @@
 """Flask CLI commands (``flask --app wsgi ...``): ``create-admin``,
-``bootstrap-admin``, ``seed-demo`` and ``dead-letters list|replay``."""
+``bootstrap-admin``, ``seed-demo``, ``dead-letters list|replay``, ``rotate-ticket-key``
+and ``ticket-keys``."""
 from __future__ import annotations
 
 import json
@@ -17,6 +18,8 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(seed_demo)
     app.cli.add_command(bootstrap_admin)
     app.cli.add_command(dead_letters)
+    app.cli.add_command(rotate_ticket_key)
+    app.cli.add_command(list_ticket_keys)
 
 
 @click.command("create-admin")
@@ -81,3 +84,23 @@ def replay_dead_letters(topic, limit):
     deps = marquee()
     for name in [topic] if topic else TOPICS:
         click.echo(f"{name}: {replay_dead(deps.settings.amqp_url, deps.topology, name, limit)} replayed")
+
+
+@click.command("rotate-ticket-key")
+@with_appcontext
+def rotate_ticket_key() -> None:
+    """Sign new tickets with a new Ed25519 key; the old one keeps verifying until its shows end."""
+    from app.services import ticket_keys
+
+    new, old = ticket_keys.rotate(actor_id=None)
+    click.echo(f"new signing key {new.kid}" + (f"; retired {old.kid}" if old else ""))
+
+
+@click.command("ticket-keys")
+@with_appcontext
+def list_ticket_keys() -> None:
+    """List the ticket signing keys (kid, created, retired, published until): no secret."""
+    from app.services import ticket_keys
+
+    for key in ticket_keys.describe_all():
+        click.echo(json.dumps(key, default=str))

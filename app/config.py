@@ -42,6 +42,16 @@ def _derived_key(name: str, jwt_secret: str, purpose: bytes) -> bytes:
     return hmac.new(jwt_secret.encode(), purpose, hashlib.sha256).digest()
 
 
+def _encryption_key(name: str, fallback: bytes, purpose: bytes) -> bytes:
+    """A 256-bit key by HKDF-SHA256 (RFC 5869) from the secret in ``name``, or from
+    ``fallback`` when it is unset (an ``.env`` written before ``name`` existed)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    material = os.environ.get(name, "").encode() or fallback
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(material)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed view of the environment; ``Settings.from_env()`` builds it."""
@@ -80,7 +90,10 @@ class Settings:
     relay_interval_seconds: float = 1.0
     retry_delays_ms: tuple = (1000, 5000, 30000)
     max_delivery_attempts: int = 5
-    ticket_signing_key: bytes = b""
+    ticket_signing_key: bytes = b""  # HMAC of the codes issued before Ed25519 (they keep checking in)
+    # AES-256-GCM key of the Ed25519 ticket keys' private halves in ticket_keys (HKDF of
+    # TICKET_KEYS_ENCRYPTION_KEY, or of the ticket signing key when that is unset)
+    ticket_keys_encryption_key: bytes = b""
     waitlist_offer_seconds: int = 300
     # wheelchair spaces and companion seats open to everyone this long before the show
     accessible_release_minutes: int = 120
@@ -154,7 +167,9 @@ class Settings:
             relay_interval_seconds=float(os.environ.get("RELAY_INTERVAL_SECONDS") or 1.0),
             retry_delays_ms=tuple(int(x) for x in os.environ.get("RETRY_DELAYS_MS", "1000,5000,30000").split(",")),
             max_delivery_attempts=_int("MAX_DELIVERY_ATTEMPTS", 5),
-            ticket_signing_key=_derived_key("TICKET_SIGNING_KEY", secret, b"marquee ticket signing"),
+            ticket_signing_key=(ticket_key := _derived_key("TICKET_SIGNING_KEY", secret, b"marquee ticket signing")),
+            ticket_keys_encryption_key=_encryption_key("TICKET_KEYS_ENCRYPTION_KEY", ticket_key,
+                                                       b"marquee ticket keys at rest v1"),
             waitlist_offer_seconds=_int("WAITLIST_OFFER_SECONDS", 300),
             accessible_release_minutes=_int("ACCESSIBLE_RELEASE_MINUTES", 120),
             smtp_host=os.environ.get("SMTP_HOST", "127.0.0.1"),

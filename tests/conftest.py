@@ -35,6 +35,7 @@ TEST_ENV = {
     # Every setting the stack's .env may carry is pinned here, so that a test
     # process (and the gunicorn it starts, which loads .env) never inherits one.
     "TICKET_SIGNING_KEY": "test-tickets-" + secrets.token_urlsafe(32),
+    "TICKET_KEYS_ENCRYPTION_KEY": "test-ticket-keys-" + secrets.token_urlsafe(32),
     "PAYMENT_WEBHOOK_SECRET": "test-webhook-" + secrets.token_urlsafe(32),
     "ADMIN_EMAIL": "",
     "ADMIN_PASSWORD": "",

@@ -792,7 +792,7 @@ class TicketSchema(Schema):
 
 
 class CheckInRequestSchema(StrictSchema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    code = fields.String(required=True, validate=validate.Length(min=1, max=255))
 
 
 class CheckInSchema(Schema):
@@ -802,6 +802,83 @@ class CheckInSchema(Schema):
     showtime_id = fields.Integer(dump_only=True)
     reservation_id = fields.Integer(dump_only=True)
     checked_in_at = mfields.DateTime(dump_only=True)
+    checked_in_by = fields.Integer(dump_only=True, allow_none=True, metadata={"description": "who scanned it"})
+
+
+class ScanSchema(StrictSchema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    scanned_at = mfields.DateTime(required=True, metadata={
+        "description": "When the scanner read the code (its clock; at most 5 minutes ahead of the server's)"})
+
+
+class CheckInBatchRequestSchema(StrictSchema):
+    scans = fields.List(fields.Nested(ScanSchema), required=True, validate=validate.Length(min=1, max=500),
+                        metadata={"description": "At most 500 scans an upload"})
+
+
+SCAN_STATUSES = ["admitted", "conflict", "invalid", "cancelled", "forbidden"]
+
+
+class ScanResultSchema(Schema):
+    code = fields.String(dump_only=True)
+    status = fields.String(dump_only=True, validate=validate.OneOf(SCAN_STATUSES), metadata={
+        "description": "admitted: this scan checked the ticket in; conflict: another scan did first (see "
+                       "checked_in_at and by); invalid: not a genuine code, no such ticket, or dated in the "
+                       "future; cancelled; forbidden: a ticket of a theater where the caller has no role"})
+    scanned_at = mfields.DateTime(dump_only=True)
+    detail = fields.String(dump_only=True, allow_none=True)
+    ticket_id = fields.Integer(dump_only=True, allow_none=True)
+    showtime_id = fields.Integer(dump_only=True, allow_none=True)
+    reservation_id = fields.Integer(dump_only=True, allow_none=True)
+    seat_label = fields.String(dump_only=True, allow_none=True)
+    checked_in_at = mfields.DateTime(dump_only=True, allow_none=True, metadata={
+        "description": "When the admitting scan was made"})
+    by = fields.Integer(dump_only=True, allow_none=True, metadata={
+        "description": "The user id of the staff member whose scan admitted the ticket"})
+
+
+class ScanCountsSchema(Schema):
+    admitted = fields.Integer(dump_only=True)
+    conflict = fields.Integer(dump_only=True)
+    invalid = fields.Integer(dump_only=True)
+    cancelled = fields.Integer(dump_only=True)
+    forbidden = fields.Integer(dump_only=True)
+
+
+class CheckInBatchSchema(Schema):
+    results = fields.List(fields.Nested(ScanResultSchema), dump_only=True,
+                          metadata={"description": "One a scan, in the order sent"})
+    counts = fields.Nested(ScanCountsSchema, dump_only=True)
+
+
+class CheckInListItemSchema(Schema):
+    ticket_id = fields.Integer(dump_only=True)
+    code = fields.String(dump_only=True)
+    reservation_id = fields.Integer(dump_only=True)
+    seat_id = fields.Integer(dump_only=True)
+    seat_label = fields.String(dump_only=True)
+    status = fields.String(dump_only=True, validate=validate.OneOf([str(v) for v in TicketStatus]))
+    checked_in = fields.Boolean(dump_only=True)
+    checked_in_at = mfields.DateTime(dump_only=True, allow_none=True)
+
+
+class JwkSchema(Schema):
+    kty = fields.String(dump_only=True, metadata={"description": "OKP"})
+    crv = fields.String(dump_only=True, metadata={"description": "Ed25519"})
+    x = fields.String(dump_only=True, metadata={"description": "The public key, base64url (RFC 8037)"})
+    kid = fields.String(dump_only=True, metadata={"description": "The key id a code names (v2.<kid>...)"})
+    use = fields.String(dump_only=True, metadata={"description": "sig"})
+    alg = fields.String(dump_only=True, metadata={"description": "EdDSA"})
+
+
+class JwksSchema(Schema):
+    keys = fields.List(fields.Nested(JwkSchema), dump_only=True)
+
+
+class TicketKeyRotationSchema(Schema):
+    key = fields.Nested(JwkSchema, dump_only=True, metadata={"description": "The new current key"})
+    retired_kid = fields.String(dump_only=True, allow_none=True, metadata={
+        "description": "The key retired: it stays in the JWKS until the showtimes it signed for have ended"})
 
 
 # --- reviews ----------------------------------------------------------------
@@ -943,7 +1020,8 @@ RESERVATION = {
 }
 RESERVATION_CANCELLED = {**RESERVATION, "status": "cancelled", "expires_at": None, "payment_status": "refund_pending",
                          "confirmed_at": "2026-12-01T18:30:04+00:00", "cancelled_at": "2026-12-02T09:00:00+00:00"}
-_CODE = "MzE0OjQyOjEwNDo5Zjg2ZDA4MTg4NGM3ZDY1OWEyZg.kGz3Yc0Q0b3Jv8h4mQ1cN2pR5sT"
+_CODE = ("v2.kPrK_qmxVWaY.OTAxOjMxNDo0MjoxMDQ6MTc5NjQxMjgwMA."
+         "3hX9rTqC0m1ZfE2yL0aVw8K5sJ7nP4dUo6bRg2cY1iHtQ9eWlMx3vNzk8pAfSjD7uBq0wGr5yTc2XhLeV4oI1g")
 TICKET = {
     "id": 901, "reservation_id": 314, "code": _CODE, "seat_label": "A4", "status": "valid", "checked_in_at": None,
     "movie": {"id": 12, "title": "Heat"}, "theater": {"id": 3, "name": "Opéra"},
@@ -953,7 +1031,23 @@ TICKET = {
 }
 CHECKIN_IN = {"code": _CODE}
 CHECKIN = {"status": "admitted", "code": _CODE, "seat_label": "A4", "showtime_id": 42, "reservation_id": 314,
-           "checked_in_at": "2026-12-04T18:52:10+00:00"}
+           "checked_in_at": "2026-12-04T18:52:10+00:00", "checked_in_by": 57}
+CHECKIN_BATCH_IN = {"scans": [{"code": _CODE, "scanned_at": "2026-12-04T18:52:10+00:00"},
+                              {"code": "v2.kPrK_qmxVWaY.Zm9yZ2Vk.AAAA", "scanned_at": "2026-12-04T18:53:02+00:00"}]}
+CHECKIN_BATCH = {"results": [
+    {"code": _CODE, "status": "conflict", "scanned_at": "2026-12-04T18:52:10+00:00",
+     "detail": "Another scan admitted this ticket first", "ticket_id": 901, "showtime_id": 42,
+     "reservation_id": 314, "seat_label": "A4", "checked_in_at": "2026-12-04T18:51:40+00:00", "by": 58},
+    {"code": "v2.kPrK_qmxVWaY.Zm9yZ2Vk.AAAA", "status": "invalid", "scanned_at": "2026-12-04T18:53:02+00:00",
+     "detail": "This code is not a genuine Marquee ticket", "ticket_id": None, "showtime_id": None,
+     "reservation_id": None, "seat_label": None, "checked_in_at": None, "by": None}],
+    "counts": {"admitted": 0, "conflict": 1, "invalid": 1, "cancelled": 0, "forbidden": 0}}
+CHECKIN_LIST = [{"ticket_id": 901, "code": _CODE, "reservation_id": 314, "seat_id": 104, "seat_label": "A4",
+                 "status": "valid", "checked_in": False, "checked_in_at": None}]
+JWKS = {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+                  "kid": "kPrK_qmxVWaY", "use": "sig", "alg": "EdDSA"}]}
+TICKET_KEY_ROTATION = {"key": {**JWKS["keys"][0], "kid": "c2Vjb25kS2V5", "x": "3p7bfXt9wbTTW2HC7OQ1Nz-DQ8hbeGdNrfx-FG-IK08"},
+                       "retired_kid": "kPrK_qmxVWaY"}
 REVIEW_IN = {"rating": 5, "text": "The bank scene alone is worth the ticket."}
 REVIEW_ACCEPTED = {"status": "accepted"}
 REVIEW_LIST = {"movie_id": 12, "page": 1, "page_size": 10, "total": 1, "average_rating": 4.5, "review_count": 1,

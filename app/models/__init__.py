@@ -24,6 +24,7 @@ from app.models.catalog import City, Movie, Screen, Seat, Showtime, Theater
 from app.models.notifications import Channel, NotificationDefaults, NotificationPreference, Reminder
 from app.models.operating import AuditEntry, StaffRole, UserRole
 from app.models.selling import PriceRule, Voucher, VoucherRedemption
+from app.models.ticket_keys import TicketKey
 from app.models.user import ROLES, PasswordResetToken, User
 
 __all__ = [
@@ -31,6 +32,6 @@ __all__ = [
     "AuditEntry", "BlockedSeat", "Channel", "City", "Email", "EmailStatus", "Movie", "NotificationDefaults", "NotificationPreference",
     "OutboxEvent", "PasswordResetToken", "Payment", "PaymentKind", "PaymentStatus", "PriceRule",
     "Reminder", "Reservation", "ReservationSeat", "ReservationStatus", "Review", "Screen", "Seat", "Showtime", "StaffRole", "Theater",
-    "Ticket", "TicketStatus", "User", "UserRole", "Voucher", "VoucherRedemption",
+    "Ticket", "TicketKey", "TicketStatus", "User", "UserRole", "Voucher", "VoucherRedemption",
     "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
 ]

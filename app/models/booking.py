@@ -220,12 +220,14 @@ class Payment(Base):
 
 class Ticket(Base):
     """One ticket a seat of a confirmed reservation. ``code`` is signed (see
-    ``app.services.tickets``) so that a scanner can check it offline."""
+    ``app.services.tickets``) so that a scanner can check it offline;
+    ``checked_in_by`` is the staff member whose scan admitted it."""
 
     __tablename__ = "tickets"
     __table_args__ = (
         CheckConstraint(one_of("status", TicketStatus), name="status_known"),
         Index("uq_tickets_reservation_seat", "reservation_id", "seat_id", unique=True),
+        Index("ix_tickets_showtime_id_id", "showtime_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -233,9 +235,10 @@ class Ticket(Base):
     showtime_id: Mapped[int] = mapped_column(ForeignKey("showtimes.id", ondelete="RESTRICT"))
     seat_id: Mapped[int] = mapped_column(ForeignKey("seats.id", ondelete="RESTRICT"))
     seat_label: Mapped[str] = mapped_column(String(16))
-    code: Mapped[str] = mapped_column(String(128), unique=True)
+    code: Mapped[str] = mapped_column(String(255), unique=True)
     status: Mapped[str] = mapped_column(String(10), server_default=TicketStatus.VALID.value)
     checked_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    checked_in_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
