@@ -42,6 +42,16 @@ def _derived_key(name: str, jwt_secret: str, purpose: bytes) -> bytes:
     return hmac.new(jwt_secret.encode(), purpose, hashlib.sha256).digest()
 
 
+def _sealing_key(name: str, jwt_secret: str, purpose: bytes) -> bytes:
+    """A 256-bit AES key by HKDF-SHA256 (RFC 5869) from the secret in ``name``, or from
+    the JWT secret when it is unset (an ``.env`` written before ``name`` existed)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    material = (os.environ.get(name) or jwt_secret).encode()
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(material)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed view of the environment; ``Settings.from_env()`` builds it."""
@@ -105,6 +115,14 @@ class Settings:
     password_reset_max_per_email: int = 3
     password_reset_max_per_client: int = 20
     password_reset_window_seconds: int = 3600
+    # Staff MFA (app.services.mfa): the TOTP secrets' sealing key, the issuer shown by
+    # authenticator apps, how long a sign-in's mfa_token lasts and how many wrong codes
+    # it takes; with require_staff_mfa, staff without a second factor cannot write.
+    mfa_encryption_key: bytes = b""
+    mfa_issuer: str = "Marquee"
+    mfa_token_seconds: int = 300
+    mfa_max_attempts: int = 5
+    require_staff_mfa: bool = False
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -171,6 +189,11 @@ class Settings:
             password_reset_max_per_email=_int("PASSWORD_RESET_MAX_PER_EMAIL", 3),
             password_reset_max_per_client=_int("PASSWORD_RESET_MAX_PER_CLIENT", 20),
             password_reset_window_seconds=_int("PASSWORD_RESET_WINDOW_SECONDS", 3600),
+            mfa_encryption_key=_sealing_key("MFA_ENCRYPTION_KEY", secret, b"marquee mfa secrets at rest v1"),
+            mfa_issuer=os.environ.get("MFA_ISSUER") or "Marquee",
+            mfa_token_seconds=_int("MFA_TOKEN_SECONDS", 300),
+            mfa_max_attempts=_int("MFA_MAX_ATTEMPTS", 5),
+            require_staff_mfa=_bool("REQUIRE_STAFF_MFA", False),
         )
 
     def engine_options(self) -> dict:

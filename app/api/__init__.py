@@ -442,6 +442,7 @@ def register_blueprints(api: Api) -> None:
         auth,
         booking,
         catalog,
+        mfa,
         notifications,
         ops,
         payments,
@@ -454,6 +455,6 @@ def register_blueprints(api: Api) -> None:
 
     api.register_blueprint(auth.blp)
     api.register_blueprint(auth.users_blp)
-    for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments, notifications, search):
+    for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments, notifications, search, mfa):
         for blp in module.blueprints:
             api.register_blueprint(blp)

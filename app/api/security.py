@@ -11,7 +11,7 @@ from flask import current_app, g, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 
 from app.bootstrap import marquee
-from app.services import errors
+from app.services import errors, staff
 from app.services.auth import is_token_revoked
 
 
@@ -92,9 +92,28 @@ def admin_required(func):
         _verify_access_token()
         if not is_admin():
             raise errors.Forbidden("This action needs the admin role")
+        require_staff_mfa()
         return func(*args, **kwargs)
 
     return _document(wrapper, [(401, "UNAUTHORIZED"), (403, "FORBIDDEN")])
+
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def require_staff_mfa() -> None:
+    """With ``REQUIRE_STAFF_MFA``, a write by staff (an admin, or anyone holding a
+    manager or scanner role) needs an access token issued through a second factor
+    (``amr`` holding ``otp``): 403 ``mfa_required`` otherwise. Reads stay open, and so
+    does setting MFA up (its endpoints need only a signed-in user)."""
+    if not marquee().settings.require_staff_mfa or request.method in _READS:
+        return
+    claims = get_jwt()
+    if "otp" in (claims.get("amr") or ()):
+        return
+    if claims.get("role") == "admin" or staff.is_staff(staff.Actor(int(claims["sub"]))):
+        raise errors.MfaRequired("Staff must sign in with a second factor to make changes: "
+                                 "set it up at /api/v1/auth/mfa/setup, then sign in again")
 
 
 def is_admin() -> bool:

@@ -23,12 +23,13 @@ from app.models.booking import (
 from app.models.catalog import City, Movie, Screen, Seat, Showtime, Theater
 from app.models.notifications import Channel, NotificationDefaults, NotificationPreference, Reminder
 from app.models.operating import AuditEntry, StaffRole, UserRole
-from app.models.user import ROLES, PasswordResetToken, User
+from app.models.user import ROLES, MfaRecoveryCode, PasswordResetToken, User, UserMfa
 
 __all__ = [
     "LIVE_STATUSES", "LIVE_WAITLIST_STATUSES", "ROLES",
-    "AuditEntry", "BlockedSeat", "Channel", "City", "Email", "EmailStatus", "Movie", "NotificationDefaults", "NotificationPreference",
+    "AuditEntry", "BlockedSeat", "Channel", "City", "Email", "EmailStatus", "MfaRecoveryCode", "Movie",
+    "NotificationDefaults", "NotificationPreference",
     "OutboxEvent", "PasswordResetToken", "Payment", "PaymentKind", "PaymentStatus",
     "Reminder", "Reservation", "ReservationSeat", "ReservationStatus", "Review", "Screen", "Seat", "Showtime", "StaffRole", "Theater",
-    "Ticket", "TicketStatus", "User", "UserRole", "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
+    "Ticket", "TicketStatus", "User", "UserMfa", "UserRole", "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
 ]

@@ -57,6 +57,7 @@ def test_no_secret_is_written_in_the_compose_file():
     assert env["JWT_SECRET_KEY"].startswith("${JWT_SECRET_KEY:?")
     assert env["ADMIN_PASSWORD"].startswith("${")
     assert env["TICKET_SIGNING_KEY"].startswith("${TICKET_SIGNING_KEY:?")
+    assert env["MFA_ENCRYPTION_KEY"].startswith("${MFA_ENCRYPTION_KEY:?")
 
 
 def test_every_setting_compose_passes_is_one_the_app_reads():
