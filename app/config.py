@@ -121,6 +121,14 @@ class Settings:
     # Voucher codes: failed attempts a user may make in a window (429 with Retry-After beyond).
     voucher_max_failures: int = 10
     voucher_window_seconds: int = 900
+    # Staff MFA (app.services.mfa): the TOTP secrets' sealing key, the issuer shown by
+    # authenticator apps, how long a sign-in's mfa_token lasts and how many wrong codes
+    # it takes; with require_staff_mfa, staff without a second factor cannot write.
+    mfa_encryption_key: bytes = b""
+    mfa_issuer: str = "Marquee"
+    mfa_token_seconds: int = 300
+    mfa_max_attempts: int = 5
+    require_staff_mfa: bool = False
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -191,6 +199,11 @@ class Settings:
             password_reset_window_seconds=_int("PASSWORD_RESET_WINDOW_SECONDS", 3600),
             voucher_max_failures=_int("VOUCHER_MAX_FAILURES", 10),
             voucher_window_seconds=_int("VOUCHER_WINDOW_SECONDS", 900),
+            mfa_encryption_key=_encryption_key("MFA_ENCRYPTION_KEY", secret.encode(), b"marquee mfa secrets at rest v1"),
+            mfa_issuer=os.environ.get("MFA_ISSUER") or "Marquee",
+            mfa_token_seconds=_int("MFA_TOKEN_SECONDS", 300),
+            mfa_max_attempts=_int("MFA_MAX_ATTEMPTS", 5),
+            require_staff_mfa=_bool("REQUIRE_STAFF_MFA", False),
         )
 
     def engine_options(self) -> dict:

@@ -37,6 +37,8 @@ TEST_ENV = {
     "TICKET_SIGNING_KEY": "test-tickets-" + secrets.token_urlsafe(32),
     "TICKET_KEYS_ENCRYPTION_KEY": "test-ticket-keys-" + secrets.token_urlsafe(32),
     "PAYMENT_WEBHOOK_SECRET": "test-webhook-" + secrets.token_urlsafe(32),
+    "MFA_ENCRYPTION_KEY": "test-mfa-" + secrets.token_urlsafe(32),
+    "REQUIRE_STAFF_MFA": "",
     "ADMIN_EMAIL": "",
     "ADMIN_PASSWORD": "",
     # SMS and push sinks: never the stack's var/ (tests that read them swap in their own)

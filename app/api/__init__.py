@@ -442,6 +442,7 @@ def register_blueprints(api: Api) -> None:
         auth,
         booking,
         catalog,
+        mfa,
         notifications,
         ops,
         payments,
@@ -457,6 +458,6 @@ def register_blueprints(api: Api) -> None:
     api.register_blueprint(auth.blp)
     api.register_blueprint(auth.users_blp)
     for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments, notifications, search,
-                   staff, selling):
+                   staff, selling, mfa):
         for blp in module.blueprints:
             api.register_blueprint(blp)

@@ -9,7 +9,7 @@ from app.api import Blueprint
 from app.api import schemas as s
 from app.api.schemas import LoginSchema, RegisterSchema, StrictSchema, TokenPairSchema, UserSchema
 from app.api.security import BEARER, client_address, current_user_id, login_required
-from app.services import accounts
+from app.services import accounts, mfa
 from app.services import auth as auth_service
 
 # --- schemas of the account endpoints --------------------------------------------
@@ -83,6 +83,16 @@ EXPORT = {"user_id": 5, "exported_at": "2026-11-22T21:30:00+00:00",
                    "holds": [], "waitlist_entries": [], "reviews": [], "emails": [], "password_reset_tokens": []}}
 
 
+class LoginAnswerSchema(TokenPairSchema):
+    """The pair, or (MFA on) the challenge."""
+
+    access_token = fields.String()
+    refresh_token = fields.String()
+    token_type = fields.String()
+    mfa_required = fields.Boolean(metadata={"description": "true: send mfa_token and a code to /auth/mfa/verify"})
+    mfa_token = fields.String(metadata={"description": "single use, for expires_in seconds"})
+
+
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign-up, sign-in and sessions")
 users_blp = Blueprint("users", __name__, url_prefix="/api/v1/users", description="Profiles")
 
@@ -100,12 +110,14 @@ class Register(MethodView):
 @blp.route("/login")
 class Login(MethodView):
     @blp.arguments(LoginSchema, example=s.LOGIN_IN)
-    @blp.response(200, TokenPairSchema, example=s.TOKEN_PAIR)
+    @blp.response(200, LoginAnswerSchema, example=s.TOKEN_PAIR, description=(
+        "The token pair; for an account with multi-factor authentication on, "
+        "`{mfa_required: true, mfa_token, expires_in}` instead: POST it with a code to /auth/mfa/verify"))
     @blp.alt_response(401, response="UNAUTHORIZED")
     @blp.alt_response(429, response="TOO_MANY_REQUESTS")
     def post(self, data):
-        """Sign in: an access token and a refresh token"""
-        return auth_service.sign_in(data["email"], data["password"], client_address()).as_dict()
+        """Sign in: an access token and a refresh token (or a second-factor challenge)"""
+        return mfa.sign_in(data["email"], data["password"], client_address()).as_dict()
 
 
 @blp.route("/refresh")
@@ -141,8 +153,8 @@ class Password(MethodView):
                       description="too many wrong passwords for the account (counted as failed sign-ins)")
     def post(self, data):
         """Change the password: every other session ends at once; a new pair for this one"""
-        return auth_service.change_password(current_user_id(), data["current_password"],
-                                            data["new_password"]).as_dict()
+        return auth_service.change_password(current_user_id(), data["current_password"], data["new_password"],
+                                            amr=get_jwt().get("amr") or ("pwd",)).as_dict()
 
 
 @blp.route("/password-reset")

@@ -92,6 +92,7 @@ def admin_required(func):
         _verify_access_token()
         if not is_admin():
             raise errors.Forbidden("This action needs the admin role")
+        require_staff_mfa()
         return func(*args, **kwargs)
 
     return _document(wrapper, [(401, "UNAUTHORIZED"), (403, "FORBIDDEN")])
@@ -109,6 +110,7 @@ def staff_required(func):
         actor = current_actor()
         if not staff.is_staff(actor):
             raise errors.Forbidden("This action needs the admin role or a staff role at a theater")
+        require_staff_mfa()
         return func(*args, actor=actor, **kwargs)
 
     return _document(wrapper, [(401, "UNAUTHORIZED"), (403, "FORBIDDEN")])
@@ -118,6 +120,24 @@ def current_actor() -> staff.Actor:
     """The verified caller as the services take it. ``is_admin`` comes from the token:
     a change of a user's admin role ends their sessions (``roles.set_roles``)."""
     return staff.Actor(user_id=current_user_id(), is_admin=is_admin())
+
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def require_staff_mfa() -> None:
+    """With ``REQUIRE_STAFF_MFA``, a write by staff (an admin, or anyone holding a
+    manager or scanner role) needs an access token issued through a second factor
+    (``amr`` holding ``otp``): 403 ``mfa_required`` otherwise. Reads stay open, and so
+    does setting MFA up (its endpoints need only a signed-in user)."""
+    if not marquee().settings.require_staff_mfa or request.method in _READS:
+        return
+    claims = get_jwt()
+    if "otp" in (claims.get("amr") or ()):
+        return
+    if claims.get("role") == "admin" or staff.is_staff(staff.Actor(int(claims["sub"]))):
+        raise errors.MfaRequired("Staff must sign in with a second factor to make changes: "
+                                 "set it up at /api/v1/auth/mfa/setup, then sign in again")
 
 
 def is_admin() -> bool:

@@ -8,7 +8,15 @@ from flask.views import MethodView
 from app.api import Blueprint, page_args, paged
 from app.api import schemas as s
 from app.api.idempotency import idempotent
-from app.api.security import admin_required, client_address, current_user_id, is_admin, login_required
+from app.api.security import (
+    admin_required,
+    client_address,
+    current_actor,
+    current_user_id,
+    is_admin,
+    login_required,
+    require_staff_mfa,
+)
 from app.services import booking, staff, ticket_keys, tickets
 
 blp = Blueprint("tickets", __name__, url_prefix="/api/v1", description="Tickets and check-in")
@@ -61,7 +69,9 @@ def qr_svg(code):
 
 
 def _actor() -> staff.Actor:
-    return staff.Actor(current_user_id(), is_admin())
+    """The caller; a scan is a staff write, so REQUIRE_STAFF_MFA applies to it."""
+    require_staff_mfa()
+    return current_actor()
 
 
 @blp.route("/tickets/keys")

@@ -25,13 +25,14 @@ from app.models.notifications import Channel, NotificationDefaults, Notification
 from app.models.operating import AuditEntry, StaffRole, UserRole
 from app.models.selling import PriceRule, Voucher, VoucherRedemption
 from app.models.ticket_keys import TicketKey
-from app.models.user import ROLES, PasswordResetToken, User
+from app.models.user import ROLES, MfaRecoveryCode, PasswordResetToken, User, UserMfa
 
 __all__ = [
     "LIVE_STATUSES", "LIVE_WAITLIST_STATUSES", "ROLES",
-    "AuditEntry", "BlockedSeat", "Channel", "City", "Email", "EmailStatus", "Movie", "NotificationDefaults", "NotificationPreference",
+    "AuditEntry", "BlockedSeat", "Channel", "City", "Email", "EmailStatus", "MfaRecoveryCode", "Movie",
+    "NotificationDefaults", "NotificationPreference",
     "OutboxEvent", "PasswordResetToken", "Payment", "PaymentKind", "PaymentStatus", "PriceRule",
     "Reminder", "Reservation", "ReservationSeat", "ReservationStatus", "Review", "Screen", "Seat", "Showtime", "StaffRole", "Theater",
-    "Ticket", "TicketKey", "TicketStatus", "User", "UserRole", "Voucher", "VoucherRedemption",
+    "Ticket", "TicketKey", "TicketStatus", "User", "UserMfa", "UserRole", "Voucher", "VoucherRedemption",
     "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
 ]

@@ -24,7 +24,7 @@ from app.bootstrap import marquee
 from app.logging_setup import request_id_var
 from app.models import OutboxEvent, PasswordResetToken, User
 from app.models.booking import OUTBOX_NOTIFY_CHANNEL
-from app.services import errors
+from app.services import audit, errors
 
 
 class WrongPassword(errors.Forbidden):
@@ -126,6 +126,8 @@ def authenticate(email: str, password: str, client_address: str) -> User:
             store.client.delete(key)
 
     if acct_n > settings.login_max_failures_per_account:
+        audit.record_event("auth.login_throttled", actor_id=None, ip=client_address,
+                           email_sha256=hashlib.sha256(email.encode()).hexdigest()[:16])
         raise errors.RateLimited(
             "Too many failed sign-ins for this account; try again later", retry_after=acct_ttl
         )
@@ -138,6 +140,11 @@ def authenticate(email: str, password: str, client_address: str) -> User:
     user = db.session.scalar(select(User).where(User.email == email))
     hasher = marquee().passwords
     if not hasher.verify(user.password_hash if user else None, password):
+        # a security event for the audit log (the address, never the password; an address
+        # that is no account's only as a hash: it is personal data of nobody we know)
+        audit.record_event("auth.login_failed", actor_id=user.id if user else None, ip=client_address,
+                           object_type="user", object_id=user.id if user else None,
+                           **({} if user else {"email_sha256": hashlib.sha256(email.encode()).hexdigest()[:16]}))
         raise errors.InvalidCredentials("Invalid email or password")
     # Success: the account's record is wiped, the address's attempt un-counted.
     store.client.delete(acct_key)
@@ -166,9 +173,19 @@ def sign_in(email: str, password: str, client_address: str) -> TokenPair:
     """``authenticate``, then a new session; refused if the user's sessions were cut off
     meanwhile (a password change or reset committed while the old password was being
     checked: the pair would come after the cut-off and outlive it)."""
-    started_us = time.time_ns() // 1000
-    user = authenticate(email, password, client_address)
-    pair = issue_tokens(user)
+    started_us = now_us()
+    return start_session(authenticate(email, password, client_address), started_us)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def start_session(user: User, started_us: int, amr: tuple[str, ...] = ("pwd",)) -> TokenPair:
+    """A new session for ``user``, whose password was checked at ``started_us``:
+    refused if the user's sessions were cut off since (the pair would outlive the
+    cut-off). ``amr`` (RFC 8176) names the factors the sign-in took."""
+    pair = issue_tokens(user, amr=amr)
     cutoff = marquee().redis.client.get(_cutoff_key(user.id))  # Redis itself: the mirror may lag here
     if cutoff is not None and int(cutoff) > started_us:
         raise errors.InvalidCredentials("Invalid email or password")
@@ -189,13 +206,15 @@ def _revoked_jti_key(jti: str) -> str:
     return marquee().redis.key("auth", "jti", jti)
 
 
-def issue_tokens(user: User, family: str | None = None) -> TokenPair:
-    """A new access/refresh pair; a new family unless rotating an existing one."""
+def issue_tokens(user: User, family: str | None = None, amr: tuple[str, ...] | list[str] = ("pwd",)) -> TokenPair:
+    """A new access/refresh pair; a new family unless rotating an existing one. Both
+    carry ``amr``, the sign-in's factors, so a refreshed pair keeps what it proved."""
     deps = marquee()
     new_family = family is None
     family = family or uuid.uuid4().hex
-    access = deps.tokens.mint("access", str(user.id), {"role": user.role, "fam": family})
-    refresh = deps.tokens.mint("refresh", str(user.id), {"fam": family})
+    amr = list(amr)
+    access = deps.tokens.mint("access", str(user.id), {"role": user.role, "fam": family, "amr": amr})
+    refresh = deps.tokens.mint("refresh", str(user.id), {"fam": family, "amr": amr})
     if new_family:
         deps.redis.client.set(_family_key(family), refresh.jti, ex=deps.settings.refresh_token_seconds)
     return TokenPair(access.token, refresh.token, deps.settings.access_token_seconds, refresh.jti)
@@ -208,7 +227,7 @@ def rotate_refresh_token(claims: dict) -> TokenPair:
     user = db.session.get(User, int(claims["sub"])) if family else None
     if user is None:
         raise errors.TokenRevoked("This session has ended; sign in again")
-    pair = issue_tokens(user, family=family)
+    pair = issue_tokens(user, family=family, amr=[str(f) for f in claims.get("amr") or ("pwd",)][:4])
     outcome = RotateOutcome(int(marquee().rotate_refresh(
         keys=[_family_key(family), _family_revoked_key(family), _revocations_key(), _cutoff_key(claims["sub"])],
         args=[claims["jti"], pair.refresh_jti, settings.refresh_token_seconds, settings.access_token_seconds,
@@ -278,10 +297,12 @@ def end_sessions(user_id: int) -> int:
     return int(cutoff)
 
 
-def change_password(user_id: int, current_password: str, new_password: str) -> TokenPair:
+def change_password(user_id: int, current_password: str, new_password: str,
+                    amr: tuple[str, ...] | list[str] = ("pwd",)) -> TokenPair:
     """Replace the caller's password (``WrongPassword`` if ``current_password`` is
-    wrong), end every session of theirs, this one included, and hand back a new pair:
-    the caller stays signed in, every other device must sign in again."""
+    wrong), end every session of theirs, this one included, and hand back a new pair
+    (keeping ``amr``, the factors the caller's session proved): the caller stays
+    signed in, every other device must sign in again."""
     hasher = marquee().passwords
     new_hash = hasher.hash(new_password)
     with db.unit_of_work():
@@ -291,7 +312,7 @@ def change_password(user_id: int, current_password: str, new_password: str) -> T
         confirm_password(user, current_password)
         user.password_hash = new_hash
     _wait_past(end_sessions(user.id))
-    return issue_tokens(user)
+    return issue_tokens(user, amr=amr)
 
 
 def _wait_past(cutoff_us: int, most_seconds: float = 1.0) -> None:

@@ -115,6 +115,10 @@ class InvalidCredentials(Unauthorized):
     code, title = "invalid_credentials", "Invalid email or password"
 
 
+class MfaInvalid(Unauthorized):
+    code, title = "mfa_invalid", "The code or the sign-in challenge is not right"
+
+
 class TokenMissing(Unauthorized):
     code, title = "token_missing", "A Bearer token is required"
 
@@ -137,6 +141,10 @@ class RefreshTokenReused(TokenRevoked):
 
 class Forbidden(DomainError):
     code, title = "forbidden", "Not allowed"
+
+
+class MfaRequired(Forbidden):
+    code, title = "mfa_required", "This action needs a session signed in with a second factor"
 
 
 class AdmissionRequired(Forbidden):

@@ -58,6 +58,7 @@ def test_no_secret_is_written_in_the_compose_file():
     assert env["ADMIN_PASSWORD"].startswith("${")
     assert env["TICKET_SIGNING_KEY"].startswith("${TICKET_SIGNING_KEY:?")
     assert env["TICKET_KEYS_ENCRYPTION_KEY"].startswith("${TICKET_KEYS_ENCRYPTION_KEY:?")
+    assert env["MFA_ENCRYPTION_KEY"].startswith("${MFA_ENCRYPTION_KEY:?")
 
 
 def test_every_setting_compose_passes_is_one_the_app_reads():
