@@ -107,7 +107,7 @@ class Disable(MethodView):
 
 @blp.route("/verify")
 class Verify(MethodView):
-    @blp.arguments(VerifySchema, example={"mfa_token": "hY3k0...", "code": "492039"})
+    @blp.arguments(VerifySchema, example={"mfa_token": "hY3k0mX8wqL2nVb7rT4sZ9pJc6dF1gK5aE3uW0yHi2o", "code": "492039"})
     @blp.response(200, s.TokenPairSchema, example=s.TOKEN_PAIR)
     @blp.alt_response(401, response="UNAUTHORIZED", description="mfa_invalid")
     @blp.alt_response(429, response="TOO_MANY_REQUESTS")
