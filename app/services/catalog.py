@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from app import db
 from app.bootstrap import marquee
 from app.models import BlockedSeat, City, Movie, Reservation, Screen, Seat, Showtime, Theater
-from app.services import errors
+from app.services import errors, refunds
 from app.services.layout import LayoutError, SeatSpec, build_seats, focal_point
 from app.services.pagination import page_of
 
@@ -162,7 +162,7 @@ def list_cities(page: int, page_size: int, q: str | None = None) -> tuple[list[C
 
 # --- theaters ---------------------------------------------------------------
 
-THEATER_FIELDS = ("name", "city_id", "address", "latitude", "longitude")
+THEATER_FIELDS = ("name", "city_id", "address", "latitude", "longitude", "refund_policy")
 
 
 def _check_coordinates(theater: Theater) -> None:
@@ -171,6 +171,7 @@ def _check_coordinates(theater: Theater) -> None:
 
 
 def create_theater(data: dict) -> Theater:
+    data = {**data, "refund_policy": refunds.validated(data.get("refund_policy"))}
     with _unit_of_work("theater"):
         _ensure_exists(City, data["city_id"], "city_id", "city")
         theater = Theater(**{k: data.get(k) for k in THEATER_FIELDS})
@@ -180,6 +181,8 @@ def create_theater(data: dict) -> Theater:
 
 
 def update_theater(theater_id: int, data: dict) -> Theater:
+    if "refund_policy" in data:  # replaced whole (null clears it), never merged
+        data = {**data, "refund_policy": refunds.validated(data["refund_policy"])}
     with _unit_of_work("theater"):
         theater = _lock(Theater, theater_id, "Theater")
         if "city_id" in data:
