@@ -445,6 +445,7 @@ def register_blueprints(api: Api) -> None:
         notifications,
         ops,
         payments,
+        reports,
         reviews,
         search,
         tickets,
@@ -454,6 +455,7 @@ def register_blueprints(api: Api) -> None:
 
     api.register_blueprint(auth.blp)
     api.register_blueprint(auth.users_blp)
-    for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments, notifications, search):
+    for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments, notifications, search,
+                   reports):
         for blp in module.blueprints:
             api.register_blueprint(blp)

@@ -1,0 +1,190 @@
+"""Reports (API.md "Operating": Reports): sales and occupancy, for an admin, or a
+manager for their theaters only.
+
+Sales read ``sales_daily`` (migration 0019), which triggers keep equal to the sums of
+the ``payments`` table in the transaction of each payment: ``gross`` is the successful
+charges (what customers paid, after any voucher), ``discounts`` the vouchers' discounts
+of the reservations charged, ``refunds`` the successful refunds, ``net`` = gross -
+refunds, ``tickets`` the net change of live tickets (+seats on confirmation, -seats on
+cancellation). Each figure falls on the local day (the theater's city time zone) of
+the payment or change it comes from, and on the showtime it is for. One aggregate
+query a report (``GROUPING SETS``: the rows and the totals together), one row per
+group and currency: amounts in different currencies are never added up.
+
+``from`` and ``to`` are local dates, both included, at most ``MAX_RANGE_DAYS`` apart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from sqlalchemy import text
+
+from app import db
+from app.services import errors, seats, staff
+
+GROUPS = ("day", "week", "month", "movie", "theater", "showtime")
+MAX_RANGE_DAYS = 400
+
+# group_by -> (key, label, joins it needs). Only these fixed strings reach the SQL.
+_SHOWTIME = "JOIN showtimes st ON st.id = s.showtime_id"
+_SCREEN = "JOIN screens sc ON sc.id = st.screen_id"
+_GROUPING = {
+    "day": ("s.day", "NULL::text", ()),
+    "week": ("date_trunc('week', s.day)::date", "NULL::text", ()),
+    "month": ("date_trunc('month', s.day)::date", "NULL::text", ()),
+    "movie": ("st.movie_id", "m.title", (_SHOWTIME, "JOIN movies m ON m.id = st.movie_id")),
+    "theater": ("sc.theater_id", "t.name", (_SHOWTIME, _SCREEN, "JOIN theaters t ON t.id = sc.theater_id")),
+    "showtime": ("s.showtime_id",
+                 "m.title || ', ' || t.name || ', ' || to_char(st.starts_at AT TIME ZONE c.timezone, "
+                 "'YYYY-MM-DD HH24:MI')",
+                 (_SHOWTIME, _SCREEN, "JOIN movies m ON m.id = st.movie_id",
+                  "JOIN theaters t ON t.id = sc.theater_id", "JOIN cities c ON c.id = t.city_id")),
+}
+
+
+@dataclass(frozen=True)
+class Period:
+    start: date
+    end: date  # included
+
+
+def period(start: date, end: date) -> Period:
+    """422 unless ``start`` <= ``end`` and the range spans at most ``MAX_RANGE_DAYS`` days."""
+    if end < start:
+        raise errors.Invalid("to is before from", errors={"to": ["Must not be before from."]})
+    if (end - start).days + 1 > MAX_RANGE_DAYS:
+        raise errors.Invalid(f"At most {MAX_RANGE_DAYS} days a report",
+                             errors={"to": [f"At most {MAX_RANGE_DAYS} days after from."]})
+    return Period(start, end)
+
+
+def theaters_in_scope(actor: staff.Actor, theater_id: int | None) -> list[int] | None:
+    """The theaters the report may cover: None for all (an admin, unfiltered).
+    403 for someone who manages no theater, or asks for a theater they do not manage
+    (theaters are public, so naming one hides nothing)."""
+    allowed = staff.scope(actor, "manager")
+    if allowed is not None and not allowed:
+        raise errors.Forbidden("Reports need the admin role or a manager role at a theater")
+    if theater_id is not None:
+        if allowed is not None and theater_id not in allowed:
+            raise errors.Forbidden(f"You do not manage theater {theater_id}")
+        return [theater_id]
+    return None if allowed is None else sorted(allowed)
+
+
+def _key_text(group_by: str, key) -> str:
+    if group_by == "month":
+        return key.strftime("%Y-%m")
+    if isinstance(key, date):
+        return key.isoformat()
+    return str(key)
+
+
+def _figures(row) -> dict:
+    gross, discounts, refunds, tickets = (int(v or 0) for v in (row.gross, row.discounts, row.refunds, row.tickets))
+    return {"currency": row.currency, "gross_cents": gross, "discount_cents": discounts, "refund_cents": refunds,
+            "net_cents": gross - refunds, "tickets": tickets}
+
+
+def sales(actor: staff.Actor, when: Period, group_by: str = "day", *, theater_id: int | None = None) -> dict:
+    """Sales from ``when.start`` to ``when.end`` (local days), grouped by ``group_by``:
+    ``{"rows": [{key, label, currency, gross_cents, discount_cents, refund_cents,
+    net_cents, tickets}], "totals": [the same without key and label, a currency each]}``,
+    rows in key order."""
+    if group_by not in GROUPS:
+        raise errors.Invalid("Unknown grouping", errors={"group_by": [f"Must be one of: {', '.join(GROUPS)}."]})
+    theaters = theaters_in_scope(actor, theater_id)
+    key, label, joins = _GROUPING[group_by]
+    joins = list(dict.fromkeys(joins))
+    where = ["s.day BETWEEN :start AND :end"]
+    if theaters is not None:
+        joins = list(dict.fromkeys([*joins, _SHOWTIME, _SCREEN]))
+        where.append("sc.theater_id = ANY(:theaters)")
+    sql = f"""
+        SELECT {key} AS key, {label} AS label, s.currency, GROUPING({key}) AS is_total,
+               sum(s.gross_cents) AS gross, sum(s.discount_cents) AS discounts,
+               sum(s.refund_cents) AS refunds, sum(s.tickets) AS tickets
+          FROM sales_daily s {' '.join(joins)}
+         WHERE {' AND '.join(where)}
+         GROUP BY GROUPING SETS (({key}, {label}, s.currency), (s.currency))
+         ORDER BY is_total, key, s.currency
+    """  # noqa: S608 - every piece is one of the fixed strings above; values are bound
+    result = db.session.execute(text(sql), {"start": when.start, "end": when.end, "theaters": theaters})
+    rows, totals = [], []
+    for row in result:
+        if row.is_total:
+            totals.append(_figures(row))
+        else:
+            key_text = _key_text(group_by, row.key)
+            rows.append({"key": key_text, "label": row.label or key_text, **_figures(row)})
+    return {"from": when.start, "to": when.end, "group_by": group_by, "rows": rows, "totals": totals}
+
+
+def occupancy(actor: staff.Actor, when: Period, *, theater_id: int | None = None, page: int = 1,
+              page_size: int | None = 50) -> tuple[list[dict], int]:
+    """Showtimes starting from ``when.start`` to ``when.end`` (local days), by start:
+    ``capacity`` (the screen's seats), ``sold`` (seats of confirmed reservations),
+    ``held`` (seats held now or in reservations awaiting payment, from Redis, for
+    showtimes not started; 0 after) and ``available``. ``page_size`` None: all of them
+    (the CSV export). One PostgreSQL query, then one Redis read per live showtime of the page."""
+    theaters = theaters_in_scope(actor, theater_id)
+    where = ["st.starts_at >= :lo", "st.starts_at < :hi",
+             "(st.starts_at AT TIME ZONE c.timezone)::date BETWEEN :start AND :end"]
+    if theaters is not None:
+        where.append("sc.theater_id = ANY(:theaters)")
+    sql = f"""
+        SELECT st.id AS showtime_id, st.starts_at, c.timezone, st.movie_id, m.title AS movie_title,
+               sc.theater_id, t.name AS theater_name, sc.id AS screen_id, sc.name AS screen_name,
+               sc.seat_count AS capacity,
+               coalesce((SELECT sum(sd.tickets) FROM sales_daily sd WHERE sd.showtime_id = st.id), 0) AS sold,
+               count(*) OVER () AS total
+          FROM showtimes st
+          JOIN screens sc ON sc.id = st.screen_id
+          JOIN theaters t ON t.id = sc.theater_id
+          JOIN cities c ON c.id = t.city_id
+          JOIN movies m ON m.id = st.movie_id
+         WHERE {' AND '.join(where)}
+         ORDER BY st.starts_at, st.id
+         LIMIT :limit OFFSET :offset
+    """  # noqa: S608 - fixed strings only; values are bound
+    # Any time zone is within a day of UTC: the UTC bounds narrow by the index, the local date decides.
+    lo = datetime.combine(when.start - timedelta(days=1), datetime.min.time(), timezone.utc)
+    hi = datetime.combine(when.end + timedelta(days=2), datetime.min.time(), timezone.utc)
+    offset = 0 if page_size is None else (page - 1) * page_size
+    result = db.session.execute(text(sql), {"start": when.start, "end": when.end, "lo": lo, "hi": hi,
+                                            "theaters": theaters, "limit": page_size, "offset": offset}).all()
+    total = int(result[0].total) if result else 0
+    now = seats.now()
+    out = []
+    for row in result:
+        held = _held(row.showtime_id) if row.starts_at > now else 0
+        sold = int(row.sold)
+        out.append({
+            "showtime_id": row.showtime_id, "starts_at": row.starts_at, "timezone": row.timezone,
+            "movie_id": row.movie_id, "movie_title": row.movie_title, "theater_id": row.theater_id,
+            "theater_name": row.theater_name, "screen_id": row.screen_id, "screen_name": row.screen_name,
+            "capacity": row.capacity, "sold": sold, "held": held,
+            "available": max(0, row.capacity - sold - held),
+            "occupancy_percent": round(100 * sold / row.capacity, 1) if row.capacity else 0.0,
+        })
+    if not result and page > 1:  # past the end: the count still says how many there are
+        total = occupancy_count(theaters, when, lo, hi)
+    return out, total
+
+
+def occupancy_count(theaters: list[int] | None, when: Period, lo: datetime, hi: datetime) -> int:
+    where = ["st.starts_at >= :lo", "st.starts_at < :hi",
+             "(st.starts_at AT TIME ZONE c.timezone)::date BETWEEN :start AND :end"]
+    if theaters is not None:
+        where.append("sc.theater_id = ANY(:theaters)")
+    sql = f"""SELECT count(*) FROM showtimes st JOIN screens sc ON sc.id = st.screen_id
+              JOIN theaters t ON t.id = sc.theater_id JOIN cities c ON c.id = t.city_id
+              WHERE {' AND '.join(where)}"""  # noqa: S608 - fixed strings only
+    return int(db.session.scalar(text(sql), {"start": when.start, "end": when.end, "lo": lo, "hi": hi,
+                                             "theaters": theaters}))
+
+
+def _held(showtime_id: int) -> int:
+    """Seats held now in Redis (holds, and reservations awaiting payment)."""
+    return sum(1 for status in seats.seat_statuses(showtime_id).values() if status == "held")
