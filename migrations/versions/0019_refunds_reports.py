@@ -102,10 +102,10 @@ END $$;
 BACKFILL = """
 INSERT INTO sales_daily (showtime_id, day, currency, gross_cents, discount_cents, refund_cents, tickets,
                          charges, refunds)
-SELECT showtime_id, day, currency, sum(gross), sum(discount), sum(refund), sum(tickets), sum(charges),
-       sum(refunds)
+SELECT facts.showtime_id, (facts.at AT TIME ZONE c.timezone)::date, facts.currency, sum(gross), sum(discount),
+       sum(refund), sum(tickets), sum(charges), sum(refunds)
   FROM (
-    SELECT r.showtime_id, sales_local_day(r.showtime_id, p.created_at) AS day, p.currency,
+    SELECT r.showtime_id, p.created_at AS at, p.currency,
            CASE WHEN p.kind = 'charge' THEN p.amount_cents ELSE 0 END AS gross,
            CASE WHEN p.kind = 'charge' THEN r.discount_cents ELSE 0 END AS discount,
            CASE WHEN p.kind = 'refund' THEN p.amount_cents ELSE 0 END AS refund,
@@ -113,13 +113,18 @@ SELECT showtime_id, day, currency, sum(gross), sum(discount), sum(refund), sum(t
            CASE WHEN p.kind = 'charge' THEN 1 ELSE 0 END AS charges,
            CASE WHEN p.kind = 'refund' THEN 1 ELSE 0 END AS refunds
       FROM payments p JOIN reservations r ON r.id = p.reservation_id
-     WHERE p.status = 'succeeded'
+     WHERE p.status = 'succeeded' AND p.kind IN ('charge', 'refund')
     UNION ALL
-    SELECT r.showtime_id, sales_local_day(r.showtime_id, coalesce(r.confirmed_at, r.created_at)), r.currency,
-           0, 0, 0, (SELECT count(*) FROM reservation_seats rs WHERE rs.reservation_id = r.id), 0, 0
-      FROM reservations r WHERE r.status = 'confirmed'
+    SELECT r.showtime_id, coalesce(r.confirmed_at, r.created_at), r.currency, 0, 0, 0, count(rs.id), 0, 0
+      FROM reservations r JOIN reservation_seats rs ON rs.reservation_id = r.id
+     WHERE r.status = 'confirmed'
+     GROUP BY r.id
   ) AS facts
- GROUP BY showtime_id, day, currency;
+  JOIN showtimes st ON st.id = facts.showtime_id
+  JOIN screens sc ON sc.id = st.screen_id
+  JOIN theaters t ON t.id = sc.theater_id
+  JOIN cities c ON c.id = t.city_id
+ GROUP BY facts.showtime_id, (facts.at AT TIME ZONE c.timezone)::date, facts.currency;
 """
 
 
