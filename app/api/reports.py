@@ -15,7 +15,7 @@ from flask import Response
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
-from app.api import Blueprint, page_args, paged
+from app.api import MAX_ID, Blueprint, page_args, paged
 from app.api import fields as mfields
 from app.api.schemas import InputSchema
 from app.api.security import current_user_id, is_admin, login_required
@@ -33,7 +33,7 @@ class ReportQuerySchema(InputSchema):
                          metadata={"description": "First local day (the theater's time zone), included"})
     to = mfields.Date(required=True, metadata={"description": f"Last local day, included; at most "
                                                               f"{reports.MAX_RANGE_DAYS} days from `from`"})
-    theater_id = fields.Integer(validate=validate.Range(min=1), metadata={
+    theater_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID), metadata={
         "description": "Only this theater (403 for a manager who does not manage it)"})
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]),
                            metadata={"description": "`csv`: the whole report as text/csv"})
@@ -89,7 +89,10 @@ SALES_EXAMPLE = {"from": "2026-11-01", "to": "2026-11-30", "group_by": "day",
                            "discount_cents": 1200, "refund_cents": 2200, "net_cents": 21800, "tickets": 18}],
                  "totals": [{"currency": "EUR", "gross_cents": 24000, "discount_cents": 1200, "refund_cents": 2200,
                              "net_cents": 21800, "tickets": 18}]}
-CSV_DOC = {"responses": {"200": {"content": {"text/csv": {"schema": {"type": "string"}}}}}}
+def _json_or_csv(json_schema: dict) -> dict:
+    """The 200 of a report: JSON, or CSV with ``format=csv`` (both documented)."""
+    return {"responses": {"200": {"content": {"application/json": {"schema": json_schema},
+                                              "text/csv": {"schema": {"type": "string"}}}}}}
 PROBLEMS = "validation_error: from/to missing, to before from, a range over " \
            f"{reports.MAX_RANGE_DAYS} days, an unknown group_by or format"
 
@@ -124,7 +127,7 @@ class Sales(MethodView):
     @login_required
     @blp.arguments(SalesQuerySchema, location="query")
     @blp.response(200, SalesReportSchema, example=SALES_EXAMPLE)
-    @blp.doc(**CSV_DOC)
+    @blp.doc(**_json_or_csv({"$ref": "#/components/schemas/SalesReport"}))
     @blp.paginate()
     @blp.alt_response(403, response="FORBIDDEN",
                       description="forbidden: neither an admin nor a manager, or theater_id not managed")
@@ -149,7 +152,7 @@ class Occupancy(MethodView):
     @login_required
     @blp.arguments(ReportQuerySchema, location="query")
     @blp.response(200, OccupancyRowSchema(many=True))
-    @blp.doc(**CSV_DOC)
+    @blp.doc(**_json_or_csv({"type": "array", "items": {"$ref": "#/components/schemas/OccupancyRow"}}))
     @blp.paginate()
     @blp.alt_response(403, response="FORBIDDEN",
                       description="forbidden: neither an admin nor a manager, or theater_id not managed")
