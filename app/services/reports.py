@@ -26,20 +26,22 @@ from app.services import errors, seats, staff
 GROUPS = ("day", "week", "month", "movie", "theater", "showtime")
 MAX_RANGE_DAYS = 400
 
-# group_by -> (key, label, joins it needs). Only these fixed strings reach the SQL.
+# group_by -> (key, joins the key needs, label, joins the label needs, on the grouped rows ``g``).
+# Only these fixed strings reach the SQL.
 _SHOWTIME = "JOIN showtimes st ON st.id = s.showtime_id"
 _SCREEN = "JOIN screens sc ON sc.id = st.screen_id"
 _GROUPING = {
-    "day": ("s.day", "NULL::text", ()),
-    "week": ("date_trunc('week', s.day)::date", "NULL::text", ()),
-    "month": ("date_trunc('month', s.day)::date", "NULL::text", ()),
-    "movie": ("st.movie_id", "m.title", (_SHOWTIME, "JOIN movies m ON m.id = st.movie_id")),
-    "theater": ("sc.theater_id", "t.name", (_SHOWTIME, _SCREEN, "JOIN theaters t ON t.id = sc.theater_id")),
-    "showtime": ("s.showtime_id",
+    "day": ("s.day", (), "NULL::text", ""),
+    "week": ("date_trunc('week', s.day)::date", (), "NULL::text", ""),
+    "month": ("date_trunc('month', s.day)::date", (), "NULL::text", ""),
+    "movie": ("st.movie_id", (_SHOWTIME,), "m.title", "LEFT JOIN movies m ON m.id = g.key"),
+    "theater": ("sc.theater_id", (_SHOWTIME, _SCREEN), "t.name", "LEFT JOIN theaters t ON t.id = g.key"),
+    "showtime": ("s.showtime_id", (),
                  "m.title || ', ' || t.name || ', ' || to_char(st.starts_at AT TIME ZONE c.timezone, "
                  "'YYYY-MM-DD HH24:MI')",
-                 (_SHOWTIME, _SCREEN, "JOIN movies m ON m.id = st.movie_id",
-                  "JOIN theaters t ON t.id = sc.theater_id", "JOIN cities c ON c.id = t.city_id")),
+                 "LEFT JOIN showtimes st ON st.id = g.key LEFT JOIN screens sc ON sc.id = st.screen_id "
+                 "LEFT JOIN movies m ON m.id = st.movie_id LEFT JOIN theaters t ON t.id = sc.theater_id "
+                 "LEFT JOIN cities c ON c.id = t.city_id"),
 }
 
 
@@ -95,20 +97,24 @@ def sales(actor: staff.Actor, when: Period, group_by: str = "day", *, theater_id
     if group_by not in GROUPS:
         raise errors.Invalid("Unknown grouping", errors={"group_by": [f"Must be one of: {', '.join(GROUPS)}."]})
     theaters = theaters_in_scope(actor, theater_id)
-    key, label, joins = _GROUPING[group_by]
-    joins = list(dict.fromkeys(joins))
+    key, joins, label, label_joins = _GROUPING[group_by]
+    joins = list(joins)
     where = ["s.day BETWEEN :start AND :end"]
     if theaters is not None:
         joins = list(dict.fromkeys([*joins, _SHOWTIME, _SCREEN]))
         where.append("sc.theater_id = ANY(:theaters)")
+    # Aggregate first (rows and totals in one pass), then name the groups: labels are
+    # looked up once a group, not joined into every summary row.
     sql = f"""
-        SELECT {key} AS key, {label} AS label, s.currency, GROUPING({key}) AS is_total,
-               sum(s.gross_cents) AS gross, sum(s.discount_cents) AS discounts,
-               sum(s.refund_cents) AS refunds, sum(s.tickets) AS tickets
-          FROM sales_daily s {' '.join(joins)}
-         WHERE {' AND '.join(where)}
-         GROUP BY GROUPING SETS (({key}, {label}, s.currency), (s.currency))
-         ORDER BY is_total, key, s.currency
+        WITH g AS (
+            SELECT {key} AS key, s.currency, GROUPING({key}) AS is_total,
+                   sum(s.gross_cents) AS gross, sum(s.discount_cents) AS discounts,
+                   sum(s.refund_cents) AS refunds, sum(s.tickets) AS tickets
+              FROM sales_daily s {' '.join(joins)}
+             WHERE {' AND '.join(where)}
+             GROUP BY GROUPING SETS (({key}, s.currency), (s.currency)))
+        SELECT g.*, {label} AS label FROM g {label_joins}
+         ORDER BY g.is_total, g.key, g.currency
     """  # noqa: S608 - every piece is one of the fixed strings above; values are bound
     result = db.session.execute(text(sql), {"start": when.start, "end": when.end, "theaters": theaters})
     rows, totals = [], []
