@@ -258,3 +258,20 @@ def test_occupancy_counts_sold_held_and_capacity(api, app, admin, user, other, s
     row = next(r for r in rows if r["showtime_id"] == show["showtime"])
     assert (row["capacity"], row["sold"], row["held"], row["available"]) == (6, 1, 2, 3)
     assert [{k: str(v) for k, v in r.items()} for r in rows] == _csv_rows(api, admin, OCCUPANCY, **_window())
+
+
+def test_discounts_are_those_of_the_reservations_charged(api, app, admin, user, show):
+    """A voucher's discount (``discount_cents``, as checkout records it) shows beside the
+    charge it reduced; a reservation never charged adds nothing."""
+    seats = seat_ids(api, show["showtime"])
+    charged = reserve(api, user, hold(api, user, show["showtime"], seats[:1]).json["id"]).json
+    unpaid = reserve(api, user, hold(api, user, show["showtime"], seats[1:2]).json["id"]).json
+    with app.app_context():
+        db.session.execute(text("UPDATE reservations SET discount_cents = 250, total_cents = 750 WHERE id IN "
+                                "(:a, :b)"), {"a": charged["id"], "b": unpaid["id"]})
+        db.session.commit()
+    _paid_at(app, charged["id"], datetime.now(timezone.utc), 750)
+    _, body = _all_rows(api, admin, SALES, **_window())
+    assert body["totals"] == [{"currency": "EUR", "gross_cents": 750, "discount_cents": 250, "refund_cents": 0,
+                               "net_cents": 750, "tickets": 1}]
+    assert body["totals"] == [_truth(app)]
