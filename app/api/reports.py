@@ -9,6 +9,7 @@ movie titled ``=HYPERLINK(...)`` is never a formula in a spreadsheet.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 
 from flask import Response
@@ -113,7 +114,9 @@ def _csv(name: str, columns: list[str], rows: list[dict]) -> Response:
     writer.writerow(columns)
     for row in rows:
         writer.writerow([_cell(row[c]) for c in columns])
-    return Response(out.getvalue(), mimetype="text/csv",
+    body = out.getvalue().encode()
+    blp.set_etag(hashlib.sha1(body).hexdigest())  # 304 when unchanged, as for JSON
+    return Response(body, mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
 
@@ -125,6 +128,7 @@ OCCUPANCY_COLUMNS = ["showtime_id", "starts_at", "timezone", "movie_id", "movie_
 @blp.route("/sales")
 class Sales(MethodView):
     @login_required
+    @blp.etag
     @blp.arguments(SalesQuerySchema, location="query")
     @blp.response(200, SalesReportSchema, example=SALES_EXAMPLE)
     @blp.doc(**_json_or_csv({"$ref": "#/components/schemas/SalesReport"}))
@@ -150,6 +154,7 @@ class Sales(MethodView):
 @blp.route("/occupancy")
 class Occupancy(MethodView):
     @login_required
+    @blp.etag
     @blp.arguments(ReportQuerySchema, location="query")
     @blp.response(200, OccupancyRowSchema(many=True))
     @blp.doc(**_json_or_csv({"type": "array", "items": {"$ref": "#/components/schemas/OccupancyRow"}}))

@@ -275,3 +275,12 @@ def test_discounts_are_those_of_the_reservations_charged(api, app, admin, user, 
     assert body["totals"] == [{"currency": "EUR", "gross_cents": 750, "discount_cents": 250, "refund_cents": 0,
                                "net_cents": 750, "tickets": 1}]
     assert body["totals"] == [_truth(app)]
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_a_report_carries_an_etag_and_answers_304_while_nothing_changed(api, admin, show, fmt):
+    params = {**_window(), "format": fmt}
+    first = api.get(SALES, admin, query_string=params)
+    assert first.status_code == 200 and first.headers.get("ETag")
+    again = api.get(SALES, admin, query_string=params, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
