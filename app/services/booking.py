@@ -349,8 +349,8 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
                 db.session.add(_refund_request(reservation, "cancelled", reservation.refund_cents))
         db.session.add(notifications.email_event(
             "cancellation", reservation.user_id, reservation_id=reservation.id, refunded=was_confirmed,
-            refund_cents=reservation.refund_cents, fee_cents=reservation.total_cents - reservation.refund_cents
-            if was_confirmed else 0))
+            refund_cents=reservation.refund_cents,
+            fee_cents=(reservation.total_cents - reservation.refund_cents) if was_confirmed else 0))
     seats.free_for_reservation(reservation.showtime_id, freed, reservation.id)
     waitlist.seats_freed(reservation.showtime_id)
     return reservation
