@@ -139,16 +139,14 @@ class Sales(MethodView):
     def get(self, args, pagination_parameters):
         """Sales per day, week, month, movie, theater or showtime: gross, discounts, refunds, net, tickets.
         Equal to the sums of the payments; days in each theater's time zone; `format=csv` for the whole report"""
+        csv_wanted = args["format"] == "csv"
+        paging = {"page": 1, "page_size": None} if csv_wanted else page_args(pagination_parameters)
         report = reports.sales(_actor(), reports.period(args["from_"], args["to"]), args["group_by"],
-                               theater_id=args.get("theater_id"))
-        if args["format"] == "csv":
-            paged(pagination_parameters, (None, len(report["rows"])))
+                               theater_id=args.get("theater_id"), **paging)
+        paged(pagination_parameters, (None, report.pop("groups")))
+        if csv_wanted:
             return _csv("sales", SALES_COLUMNS, report["rows"])
-        paging = page_args(pagination_parameters)
-        start = (paging["page"] - 1) * paging["page_size"]
-        rows = report["rows"]
-        paged(pagination_parameters, (None, len(rows)))
-        return {**report, "rows": rows[start:start + paging["page_size"]]}
+        return report
 
 
 @blp.route("/occupancy")

@@ -89,11 +89,13 @@ def _figures(row) -> dict:
             "net_cents": gross - refunds, "tickets": tickets}
 
 
-def sales(actor: staff.Actor, when: Period, group_by: str = "day", *, theater_id: int | None = None) -> dict:
+def sales(actor: staff.Actor, when: Period, group_by: str = "day", *, theater_id: int | None = None,
+          page: int = 1, page_size: int | None = None) -> dict:
     """Sales from ``when.start`` to ``when.end`` (local days), grouped by ``group_by``:
     ``{"rows": [{key, label, currency, gross_cents, discount_cents, refund_cents,
-    net_cents, tickets}], "totals": [the same without key and label, a currency each]}``,
-    rows in key order."""
+    net_cents, tickets}], "totals": [the same without key and label, a currency each],
+    "groups": how many rows in all}``, rows in key order, the ``page``-th ``page_size``
+    of them (all of them when ``page_size`` is None)."""
     if group_by not in GROUPS:
         raise errors.Invalid("Unknown grouping", errors={"group_by": [f"Must be one of: {', '.join(GROUPS)}."]})
     theaters = theaters_in_scope(actor, theater_id)
@@ -103,28 +105,41 @@ def sales(actor: staff.Actor, when: Period, group_by: str = "day", *, theater_id
     if theaters is not None:
         joins = list(dict.fromkeys([*joins, _SHOWTIME, _SCREEN]))
         where.append("sc.theater_id = ANY(:theaters)")
-    # Aggregate first (rows and totals in one pass), then name the groups: labels are
-    # looked up once a group, not joined into every summary row.
+    # One statement: aggregate once (the groups and the totals per currency in one pass),
+    # then take the page of groups and name only those (labels are looked up for the
+    # rows answered, not joined into every summary row); the totals carry the count.
     sql = f"""
-        WITH g AS (
+        WITH g AS MATERIALIZED (
             SELECT {key} AS key, s.currency, GROUPING({key}) AS is_total,
                    sum(s.gross_cents) AS gross, sum(s.discount_cents) AS discounts,
                    sum(s.refund_cents) AS refunds, sum(s.tickets) AS tickets
               FROM sales_daily s {' '.join(joins)}
              WHERE {' AND '.join(where)}
-             GROUP BY GROUPING SETS (({key}, s.currency), (s.currency)))
-        SELECT g.*, {label} AS label FROM g {label_joins}
-         ORDER BY g.is_total, g.key, g.currency
+             GROUP BY GROUPING SETS (({key}, s.currency), (s.currency))),
+        page AS (
+            SELECT * FROM g WHERE is_total = 0 ORDER BY key, currency LIMIT :limit OFFSET :offset)
+        (SELECT g.key, g.currency, g.is_total, g.gross, g.discounts, g.refunds, g.tickets, {label} AS label,
+                NULL::bigint AS groups
+           FROM page g {label_joins}
+          ORDER BY g.key, g.currency)
+        UNION ALL
+        (SELECT key, currency, is_total, gross, discounts, refunds, tickets, NULL,
+                (SELECT count(*) FROM g WHERE is_total = 0)
+           FROM g WHERE is_total = 1 ORDER BY currency)
     """  # noqa: S608 - every piece is one of the fixed strings above; values are bound
-    result = db.session.execute(text(sql), {"start": when.start, "end": when.end, "theaters": theaters})
-    rows, totals = [], []
+    offset = 0 if page_size is None else (page - 1) * page_size
+    result = db.session.execute(text(sql), {"start": when.start, "end": when.end, "theaters": theaters,
+                                            "limit": page_size, "offset": offset})
+    rows, totals, groups = [], [], 0
     for row in result:
         if row.is_total:
             totals.append(_figures(row))
+            groups = int(row.groups)
         else:
             key_text = _key_text(group_by, row.key)
             rows.append({"key": key_text, "label": row.label or key_text, **_figures(row)})
-    return {"from": when.start, "to": when.end, "group_by": group_by, "rows": rows, "totals": totals}
+    return {"from": when.start, "to": when.end, "group_by": group_by, "rows": rows, "totals": totals,
+            "groups": groups}
 
 
 def occupancy(actor: staff.Actor, when: Period, *, theater_id: int | None = None, page: int = 1,

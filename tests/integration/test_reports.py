@@ -284,3 +284,17 @@ def test_a_report_carries_an_etag_and_answers_304_while_nothing_changed(api, adm
     assert first.status_code == 200 and first.headers.get("ETag")
     again = api.get(SALES, admin, query_string=params, headers={"If-None-Match": first.headers["ETag"]})
     assert again.status_code == 304
+
+
+def test_sales_rows_are_paginated_with_the_totals_on_every_page(api, admin, two_theaters):
+    import json
+
+    seen = []
+    for page in (1, 2, 3):
+        r = api.get(SALES, admin, query_string={**_window(), "group_by": "showtime", "page": page, "page_size": 1})
+        assert r.status_code == 200
+        assert json.loads(r.headers["X-Pagination"])["total"] == 2
+        assert r.json["totals"][0]["gross_cents"] == 2000
+        seen += r.json["rows"]
+    assert len(seen) == 2 and seen[0]["key"] != seen[1]["key"] and sum(r["gross_cents"] for r in seen) == 2000
+    assert all(", Opera, " in r["label"] or ", Rex, " in r["label"] for r in seen)
