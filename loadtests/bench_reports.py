@@ -9,7 +9,7 @@ generate_series``, not the API): 4 cities in 4 time zones, 20 theaters of 2 scre
 ``--reservations-per-showtime`` reservations of 2 seats each (12: 525,600 reservations,
 1,051,200 tickets), each with its successful charge; one in ten cancelled with its
 refund (80 %). The rows are loaded with the triggers off, then ``sales_daily`` is built by
-migration 0019's own backfill statement (the triggers and it say the same).
+migration 0019's own backfill statements (the triggers and they say the same).
 
 Then it times, through the app in this process (the Flask test client: view, service,
 SQL, serialization), as an admin over the whole year: the sales report for each
@@ -98,12 +98,12 @@ SET session_replication_role = origin;
 
 
 def _backfill_sql() -> str:
-    """Migration 0019's backfill: the summary from the payments and reservations there are."""
+    """Migration 0019's backfills: the summaries from the payments and reservations there are."""
     path = ROOT / "migrations" / "versions" / "0019_refunds_reports.py"
     spec = importlib.util.spec_from_file_location("migration_0019", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.BACKFILL
+    return module.BACKFILL + module.BACKFILL_THEATERS
 
 
 def generate(url, per_showtime: int) -> None:

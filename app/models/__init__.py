@@ -23,14 +23,14 @@ from app.models.booking import (
 from app.models.catalog import City, Movie, Screen, Seat, Showtime, Theater
 from app.models.notifications import Channel, NotificationDefaults, NotificationPreference, Reminder
 from app.models.operating import AuditEntry, StaffRole, UserRole
-from app.models.reports import SalesDaily
+from app.models.reports import SalesDaily, SalesTheaterDaily
 from app.models.user import ROLES, PasswordResetToken, User
 
 __all__ = [
     "LIVE_STATUSES", "LIVE_WAITLIST_STATUSES", "ROLES",
     "AuditEntry", "BlockedSeat", "Channel", "City", "Email", "EmailStatus", "Movie", "NotificationDefaults", "NotificationPreference",
     "OutboxEvent", "PasswordResetToken", "Payment", "PaymentKind", "PaymentStatus",
-    "Reminder", "Reservation", "ReservationSeat", "ReservationStatus", "Review", "SalesDaily",
+    "Reminder", "Reservation", "ReservationSeat", "ReservationStatus", "Review", "SalesDaily", "SalesTheaterDaily",
     "Screen", "Seat", "Showtime", "StaffRole", "Theater",
     "Ticket", "TicketStatus", "User", "UserRole", "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
 ]

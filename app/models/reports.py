@@ -27,3 +27,18 @@ class SalesDaily(Base):
     tickets: Mapped[int] = mapped_column(Integer, server_default="0")
     charges: Mapped[int] = mapped_column(Integer, server_default="0")
     refunds: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class SalesTheaterDaily(Base):
+    """``SalesDaily`` summed by theater (same triggers, same transaction): what the
+    reports by day, week, month and theater read."""
+
+    __tablename__ = "sales_theater_daily"
+
+    theater_id: Mapped[int] = mapped_column(ForeignKey("theaters.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True, index=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    gross_cents: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    discount_cents: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    refund_cents: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    tickets: Mapped[int] = mapped_column(Integer, server_default="0")

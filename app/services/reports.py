@@ -1,8 +1,9 @@
 """Reports (API.md "Operating": Reports): sales and occupancy, for an admin, or a
 manager for their theaters only.
 
-Sales read ``sales_daily`` (migration 0019), which triggers keep equal to the sums of
-the ``payments`` table in the transaction of each payment: ``gross`` is the successful
+Sales read ``sales_daily`` (by showtime) or ``sales_theater_daily`` (by theater;
+migration 0019), which triggers keep equal to the sums of the ``payments`` table in
+the transaction of each payment: ``gross`` is the successful
 charges (what customers paid, after any voucher), ``discounts`` the vouchers' discounts
 of the reservations charged, ``refunds`` the successful refunds, ``net`` = gross -
 refunds, ``tickets`` the net change of live tickets (+seats on confirmation, -seats on
@@ -26,17 +27,18 @@ from app.services import errors, seats, staff
 GROUPS = ("day", "week", "month", "movie", "theater", "showtime")
 MAX_RANGE_DAYS = 400
 
-# group_by -> (key, joins the key needs, label, joins the label needs, on the grouped rows ``g``).
-# Only these fixed strings reach the SQL.
+# group_by -> (summary read, key, joins the key needs, label, joins naming the grouped
+# rows ``g``). Only these fixed strings reach the SQL.
 _SHOWTIME = "JOIN showtimes st ON st.id = s.showtime_id"
 _SCREEN = "JOIN screens sc ON sc.id = st.screen_id"
+_BY_THEATER, _BY_SHOWTIME = "sales_theater_daily", "sales_daily"
 _GROUPING = {
-    "day": ("s.day", (), "NULL::text", ""),
-    "week": ("date_trunc('week', s.day)::date", (), "NULL::text", ""),
-    "month": ("date_trunc('month', s.day)::date", (), "NULL::text", ""),
-    "movie": ("st.movie_id", (_SHOWTIME,), "m.title", "LEFT JOIN movies m ON m.id = g.key"),
-    "theater": ("sc.theater_id", (_SHOWTIME, _SCREEN), "t.name", "LEFT JOIN theaters t ON t.id = g.key"),
-    "showtime": ("s.showtime_id", (),
+    "day": (_BY_THEATER, "s.day", (), "NULL::text", ""),
+    "week": (_BY_THEATER, "date_trunc('week', s.day)::date", (), "NULL::text", ""),
+    "month": (_BY_THEATER, "date_trunc('month', s.day)::date", (), "NULL::text", ""),
+    "theater": (_BY_THEATER, "s.theater_id", (), "t.name", "LEFT JOIN theaters t ON t.id = g.key"),
+    "movie": (_BY_SHOWTIME, "st.movie_id", (_SHOWTIME,), "m.title", "LEFT JOIN movies m ON m.id = g.key"),
+    "showtime": (_BY_SHOWTIME, "s.showtime_id", (),
                  "m.title || ', ' || t.name || ', ' || to_char(st.starts_at AT TIME ZONE c.timezone, "
                  "'YYYY-MM-DD HH24:MI')",
                  "LEFT JOIN showtimes st ON st.id = g.key LEFT JOIN screens sc ON sc.id = st.screen_id "
@@ -99,10 +101,12 @@ def sales(actor: staff.Actor, when: Period, group_by: str = "day", *, theater_id
     if group_by not in GROUPS:
         raise errors.Invalid("Unknown grouping", errors={"group_by": [f"Must be one of: {', '.join(GROUPS)}."]})
     theaters = theaters_in_scope(actor, theater_id)
-    key, joins, label, label_joins = _GROUPING[group_by]
+    source, key, joins, label, label_joins = _GROUPING[group_by]
     joins = list(joins)
     where = ["s.day BETWEEN :start AND :end"]
-    if theaters is not None:
+    if theaters is not None and source == _BY_THEATER:
+        where.append("s.theater_id = ANY(:theaters)")
+    elif theaters is not None:
         joins = list(dict.fromkeys([*joins, _SHOWTIME, _SCREEN]))
         where.append("sc.theater_id = ANY(:theaters)")
     # One statement: aggregate once (the groups and the totals per currency in one pass),
@@ -113,7 +117,7 @@ def sales(actor: staff.Actor, when: Period, group_by: str = "day", *, theater_id
             SELECT {key} AS key, s.currency, GROUPING({key}) AS is_total,
                    sum(s.gross_cents) AS gross, sum(s.discount_cents) AS discounts,
                    sum(s.refund_cents) AS refunds, sum(s.tickets) AS tickets
-              FROM sales_daily s {' '.join(joins)}
+              FROM {source} s {' '.join(joins)}
              WHERE {' AND '.join(where)}
              GROUP BY GROUPING SETS (({key}, s.currency), (s.currency))),
         page AS (

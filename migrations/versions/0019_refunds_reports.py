@@ -7,9 +7,11 @@ full refund): ``{cutoff_minutes, fee_percent?, fee_cents?}``.
 currency: the successful charges (gross), the discounts of the reservations charged,
 the successful refunds, and the net change of live tickets. Triggers keep it in the
 transaction of the write that changes it, so it always equals the sums of
-``payments`` (and of confirmed reservations' seats); the reports read it with one
-aggregate, a year grouped by day in well under a second. The backfill at the end
-builds it from what is already there.
+``payments`` (and of confirmed reservations' seats). ``sales_theater_daily`` is the
+same by theater, kept by the same trigger function. The reports read them with one
+aggregate: by movie and showtime from the first, by day, week, month and theater from
+the second (a year of 20 theaters: 7,300 rows). The backfills at the end build both
+from what is already there.
 
 Revision ID: 0019
 Revises: 0018
@@ -54,7 +56,16 @@ LANGUAGE sql AS $$
         refund_cents = s.refund_cents + EXCLUDED.refund_cents,
         tickets = s.tickets + EXCLUDED.tickets,
         charges = s.charges + EXCLUDED.charges,
-        refunds = s.refunds + EXCLUDED.refunds
+        refunds = s.refunds + EXCLUDED.refunds;
+    INSERT INTO sales_theater_daily AS s (theater_id, day, currency, gross_cents, discount_cents, refund_cents,
+                                          tickets)
+    SELECT sc.theater_id, p_day, p_currency, p_gross, p_discount, p_refund, p_tickets
+      FROM showtimes st JOIN screens sc ON sc.id = st.screen_id WHERE st.id = p_showtime_id
+    ON CONFLICT (theater_id, day, currency) DO UPDATE SET
+        gross_cents = s.gross_cents + EXCLUDED.gross_cents,
+        discount_cents = s.discount_cents + EXCLUDED.discount_cents,
+        refund_cents = s.refund_cents + EXCLUDED.refund_cents,
+        tickets = s.tickets + EXCLUDED.tickets;
 $$;
 """
 
@@ -127,6 +138,14 @@ SELECT facts.showtime_id, (facts.at AT TIME ZONE c.timezone)::date, facts.curren
  GROUP BY facts.showtime_id, (facts.at AT TIME ZONE c.timezone)::date, facts.currency;
 """
 
+BACKFILL_THEATERS = """
+INSERT INTO sales_theater_daily (theater_id, day, currency, gross_cents, discount_cents, refund_cents, tickets)
+SELECT sc.theater_id, s.day, s.currency, sum(s.gross_cents), sum(s.discount_cents), sum(s.refund_cents),
+       sum(s.tickets)
+  FROM sales_daily s JOIN showtimes st ON st.id = s.showtime_id JOIN screens sc ON sc.id = st.screen_id
+ GROUP BY sc.theater_id, s.day, s.currency;
+"""
+
 
 def upgrade():
     op.add_column('theaters', sa.Column('refund_policy', postgresql.JSONB(astext_type=sa.Text()), nullable=True))
@@ -158,6 +177,24 @@ def upgrade():
     op.execute("CREATE INDEX ix_sales_daily_day ON sales_daily (day) INCLUDE "
                "(showtime_id, currency, gross_cents, discount_cents, refund_cents, tickets)")
 
+    # The same by theater and day (a year of 20 theaters: 7,300 rows): what the reports
+    # by day, week, month and theater read. Its rows are hotter (every sale of a theater
+    # on a day adds to one), held only to the commit of the payment's short transaction.
+    op.create_table(
+        'sales_theater_daily',
+        sa.Column('theater_id', sa.BigInteger(), nullable=False),
+        sa.Column('day', sa.Date(), nullable=False),
+        sa.Column('currency', sa.String(length=3), nullable=False),
+        sa.Column('gross_cents', sa.BigInteger(), server_default='0', nullable=False),
+        sa.Column('discount_cents', sa.BigInteger(), server_default='0', nullable=False),
+        sa.Column('refund_cents', sa.BigInteger(), server_default='0', nullable=False),
+        sa.Column('tickets', sa.Integer(), server_default='0', nullable=False),
+        sa.ForeignKeyConstraint(['theater_id'], ['theaters.id'],
+                                name=op.f('fk_sales_theater_daily_theater_id_theaters'), ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('theater_id', 'day', 'currency', name=op.f('pk_sales_theater_daily')),
+    )
+    op.create_index('ix_sales_theater_daily_day', 'sales_theater_daily', ['day'])
+
     op.execute(LOCAL_DAY)
     op.execute(ADD)
     op.execute(ON_PAYMENT)
@@ -173,6 +210,7 @@ def upgrade():
             EXECUTE FUNCTION sales_daily_on_reservation();
     """)
     op.execute(BACKFILL)
+    op.execute(BACKFILL_THEATERS)
 
 
 def downgrade():
@@ -183,6 +221,7 @@ def downgrade():
     op.execute("DROP FUNCTION IF EXISTS sales_daily_add(bigint, date, varchar, bigint, bigint, bigint, integer, "
                "integer, integer)")
     op.execute("DROP FUNCTION IF EXISTS sales_local_day(bigint, timestamptz)")
+    op.drop_table('sales_theater_daily')
     op.drop_table('sales_daily')
     op.drop_constraint('refund_policy_valid', 'theaters', type_='check')
     op.drop_column('theaters', 'refund_policy')
