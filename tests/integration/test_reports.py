@@ -81,25 +81,28 @@ def _refund_count(app) -> int:
 
 
 def test_after_a_rush_the_sales_report_equals_the_payments(api, app, admin, show, broker, smtp, live_server):
-    """Six customers book at once through gunicorn (some cards declined); the real
+    """Six customers book two showtimes at once through gunicorn (some cards declined); the real
     worker charges them; half the paid ones are cancelled at once and refunded, with
     a fee, by the same worker. Totals equal the payments table, grouped rows sum to
     the totals whatever the grouping, and the CSV has the same rows."""
     layout = {"rows": [{"label": r, "seats": ["standard"] * 8} for r in "ABC"]}
     screen = api.screen(admin, show["theater"], layout=layout, name="Big")
-    second = api.showtime(admin, show["movie"], screen["id"],
-                          starts_at=(datetime.now(timezone.utc) + timedelta(days=2)).replace(microsecond=0))
+    # two showtimes of one theater: charges race on the theater's summary row, not only the showtime's
+    shows = [api.showtime(admin, show["movie"], screen["id"],
+                          starts_at=(datetime.now(timezone.utc) + timedelta(days=days)).replace(microsecond=0))
+             for days in (2, 3)]
     api.patch(f"/api/v1/theaters/{show['theater']}", {"refund_policy": {"cutoff_minutes": 0, "fee_percent": 20}},
               admin)
-    seats = seat_ids(api, second["id"])
+    seats = seat_ids(api, shows[0]["id"])  # the same screen
     users = [api.make_user(f"rush{i}@example.com") for i in range(6)]
 
     def customer(i):
         session, out = requests.Session(), []
         headers = {"Authorization": f"Bearer {users[i]}"}
+        showtime_id, first = shows[i % 2]["id"], (i // 2) * 4
         for k in range(3):
-            chosen = seats[i * 4 + k: i * 4 + k + 1] if k < 2 else seats[i * 4 + 2: i * 4 + 4]
-            h = session.post(f"{live_server}/api/v1/showtimes/{second['id']}/holds", json={"seat_ids": chosen},
+            chosen = seats[first + k: first + k + 1] if k < 2 else seats[first + 2: first + 4]
+            h = session.post(f"{live_server}/api/v1/showtimes/{showtime_id}/holds", json={"seat_ids": chosen},
                              headers=headers)
             assert h.status_code == 201, h.text
             token = "tok_declined" if (i + k) % 4 == 0 else "tok_visa"
