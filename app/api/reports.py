@@ -81,6 +81,7 @@ class OccupancyRowSchema(Schema):
     capacity = fields.Integer(metadata={"description": "Seats of the screen"})
     sold = fields.Integer(metadata={"description": "Seats of confirmed reservations"})
     held = fields.Integer(metadata={"description": "Seats held now or awaiting payment (Redis); 0 once started"})
+    blocked = fields.Integer(metadata={"description": "Seats blocked by staff (Redis); 0 once started"})
     available = fields.Integer()
     occupancy_percent = fields.Float(metadata={"description": "sold / capacity, in percent"})
 
@@ -122,7 +123,8 @@ def _csv(name: str, columns: list[str], rows: list[dict]) -> Response:
 
 SALES_COLUMNS = ["key", "label", "currency", "gross_cents", "discount_cents", "refund_cents", "net_cents", "tickets"]
 OCCUPANCY_COLUMNS = ["showtime_id", "starts_at", "timezone", "movie_id", "movie_title", "theater_id", "theater_name",
-                     "screen_id", "screen_name", "capacity", "sold", "held", "available", "occupancy_percent"]
+                     "screen_id", "screen_name", "capacity", "sold", "held", "blocked", "available",
+                     "occupancy_percent"]
 
 
 @blp.route("/sales")

@@ -151,13 +151,9 @@ def occupancy(actor: staff.Actor, when: Period, *, theater_id: int | None = None
     """Showtimes starting from ``when.start`` to ``when.end`` (local days), by start:
     ``capacity`` (the screen's seats), ``sold`` (seats of confirmed reservations),
     ``held`` (seats held now or in reservations awaiting payment, from Redis, for
-    showtimes not started; 0 after) and ``available``. ``page_size`` None: all of them
+    showtimes not started; 0 after), ``blocked`` (by staff, likewise) and ``available``. ``page_size`` None: all of them
     (the CSV export). One PostgreSQL query, then one Redis read per live showtime of the page."""
     theaters = theaters_in_scope(actor, theater_id)
-    where = ["st.starts_at >= :lo", "st.starts_at < :hi",
-             "(st.starts_at AT TIME ZONE c.timezone)::date BETWEEN :start AND :end"]
-    if theaters is not None:
-        where.append("sc.theater_id = ANY(:theaters)")
     sql = f"""
         SELECT st.id AS showtime_id, st.starts_at, c.timezone, st.movie_id, m.title AS movie_title,
                sc.theater_id, t.name AS theater_name, sc.id AS screen_id, sc.name AS screen_name,
@@ -169,7 +165,7 @@ def occupancy(actor: staff.Actor, when: Period, *, theater_id: int | None = None
           JOIN theaters t ON t.id = sc.theater_id
           JOIN cities c ON c.id = t.city_id
           JOIN movies m ON m.id = st.movie_id
-         WHERE {' AND '.join(where)}
+         WHERE {_showtimes_in_range(theaters)}
          ORDER BY st.starts_at, st.id
          LIMIT :limit OFFSET :offset
     """  # noqa: S608 - fixed strings only; values are bound
@@ -183,33 +179,39 @@ def occupancy(actor: staff.Actor, when: Period, *, theater_id: int | None = None
     now = seats.now()
     out = []
     for row in result:
-        held = _held(row.showtime_id) if row.starts_at > now else 0
+        held, blocked = _held_and_blocked(row.showtime_id) if row.starts_at > now else (0, 0)
         sold = int(row.sold)
         out.append({
             "showtime_id": row.showtime_id, "starts_at": row.starts_at, "timezone": row.timezone,
             "movie_id": row.movie_id, "movie_title": row.movie_title, "theater_id": row.theater_id,
             "theater_name": row.theater_name, "screen_id": row.screen_id, "screen_name": row.screen_name,
-            "capacity": row.capacity, "sold": sold, "held": held,
-            "available": max(0, row.capacity - sold - held),
+            "capacity": row.capacity, "sold": sold, "held": held, "blocked": blocked,
+            "available": max(0, row.capacity - sold - held - blocked),
             "occupancy_percent": round(100 * sold / row.capacity, 1) if row.capacity else 0.0,
         })
     if not result and page > 1:  # past the end: the count still says how many there are
-        total = occupancy_count(theaters, when, lo, hi)
+        total = _count_showtimes(theaters, when, lo, hi)
     return out, total
 
 
-def occupancy_count(theaters: list[int] | None, when: Period, lo: datetime, hi: datetime) -> int:
+def _showtimes_in_range(theaters: list[int] | None) -> str:
+    """The WHERE of showtimes starting on the local days asked for (fixed strings only)."""
     where = ["st.starts_at >= :lo", "st.starts_at < :hi",
              "(st.starts_at AT TIME ZONE c.timezone)::date BETWEEN :start AND :end"]
     if theaters is not None:
         where.append("sc.theater_id = ANY(:theaters)")
+    return " AND ".join(where)
+
+
+def _count_showtimes(theaters: list[int] | None, when: Period, lo: datetime, hi: datetime) -> int:
     sql = f"""SELECT count(*) FROM showtimes st JOIN screens sc ON sc.id = st.screen_id
               JOIN theaters t ON t.id = sc.theater_id JOIN cities c ON c.id = t.city_id
-              WHERE {' AND '.join(where)}"""  # noqa: S608 - fixed strings only
+              WHERE {_showtimes_in_range(theaters)}"""  # noqa: S608 - fixed strings only
     return int(db.session.scalar(text(sql), {"start": when.start, "end": when.end, "lo": lo, "hi": hi,
                                              "theaters": theaters}))
 
 
-def _held(showtime_id: int) -> int:
-    """Seats held now in Redis (holds, and reservations awaiting payment)."""
-    return sum(1 for status in seats.seat_statuses(showtime_id).values() if status == "held")
+def _held_and_blocked(showtime_id: int) -> tuple[int, int]:
+    """Seats held now in Redis (holds, and reservations awaiting payment), and seats blocked."""
+    statuses = list(seats.seat_statuses(showtime_id).values())
+    return statuses.count("held"), statuses.count("blocked")
