@@ -446,6 +446,7 @@ def register_blueprints(api: Api) -> None:
         notifications,
         ops,
         payments,
+        reports,
         reviews,
         search,
         selling,
@@ -458,6 +459,6 @@ def register_blueprints(api: Api) -> None:
     api.register_blueprint(auth.blp)
     api.register_blueprint(auth.users_blp)
     for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments, notifications, search,
-                   staff, selling, mfa):
+                   staff, selling, mfa, reports):
         for blp in module.blueprints:
             api.register_blueprint(blp)

@@ -172,6 +172,19 @@ class CityQuerySchema(InputSchema):
 
 # --- theaters ---------------------------------------------------------------
 
+class RefundPolicySchema(StrictSchema):
+    """A theater's refund policy (``services.refunds``)."""
+
+    cutoff_minutes = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=43200), metadata={
+        "description": "A paid reservation can be cancelled until this many minutes before the show (409 "
+                       "cancellation_closed after)"})
+    fee_percent = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=0, max=100), metadata={
+        "description": "Percent of the charge kept, rounded down to the cent"})
+    fee_cents = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=0, max=MAX_PRICE_CENTS),
+                               metadata={"description": "Fixed fee kept, added to the percent fee; the fee never "
+                                                        "exceeds the charge"})
+
+
 class TheaterSchema(StrictSchema):
     id = fields.Integer(dump_only=True)
     name = _text(200)
@@ -179,6 +192,9 @@ class TheaterSchema(StrictSchema):
     address = _text(500)
     latitude = fields.Float(allow_none=True, validate=validate.Range(min=-90, max=90))
     longitude = fields.Float(allow_none=True, validate=validate.Range(min=-180, max=180))
+    refund_policy = fields.Nested(RefundPolicySchema, allow_none=True, metadata={
+        "description": "Null (default): the site-wide cancellation cut-off (CANCELLATION_CUTOFF_MINUTES) and a full "
+                       "refund"})
     distance_km = fields.Float(dump_only=True)
     created_at = mfields.DateTime(dump_only=True)
 
@@ -575,7 +591,7 @@ class ReservationRequestSchema(StrictSchema):
     )
 
 
-PAYMENT_STATUSES = ["pending", "succeeded", "declined", "refund_pending", "refunded", "not_charged"]
+PAYMENT_STATUSES = ["pending", "succeeded", "declined", "refund_pending", "refunded", "not_refunded", "not_charged"]
 
 
 class ReservationSeatSchema(Schema):
@@ -601,7 +617,12 @@ class ReservationSchema(Schema):
         "description": "Payment deadline, while the status is pending_payment (null otherwise)"})
     payment_status = fields.String(dump_only=True, validate=validate.OneOf(PAYMENT_STATUSES), metadata={
         "description": "pending (awaiting the charge), succeeded, declined (see failure_reason), "
-                       "refund_pending, refunded, not_charged (ended before any charge)"})
+                       "refund_pending, refunded, not_refunded (cancelled with a fee of the whole charge), "
+                       "not_charged (ended before any charge)"})
+    refund_cents = fields.Integer(dump_only=True, allow_none=True, metadata={
+        "description": "Once cancelled: what is refunded, fixed at cancellation by the theater's refund policy "
+                       "(the charge less the fee; 0 when nothing had been charged; the whole charge when a "
+                       "payment arrived after the reservation ended). Null while not cancelled"})
     failure_reason = fields.String(dump_only=True, allow_none=True, metadata={
         "description": "Why the charge was declined: declined, unknown_token, ... (null otherwise)"})
     created_at = mfields.DateTime(dump_only=True)

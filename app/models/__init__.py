@@ -23,6 +23,7 @@ from app.models.booking import (
 from app.models.catalog import City, Movie, Screen, Seat, Showtime, Theater
 from app.models.notifications import Channel, NotificationDefaults, NotificationPreference, Reminder
 from app.models.operating import AuditEntry, StaffRole, UserRole
+from app.models.reports import SalesDaily, SalesTheaterDaily
 from app.models.selling import PriceRule, Voucher, VoucherRedemption
 from app.models.ticket_keys import TicketKey
 from app.models.user import ROLES, MfaRecoveryCode, PasswordResetToken, User, UserMfa
@@ -32,7 +33,8 @@ __all__ = [
     "AuditEntry", "BlockedSeat", "Channel", "City", "Email", "EmailStatus", "MfaRecoveryCode", "Movie",
     "NotificationDefaults", "NotificationPreference",
     "OutboxEvent", "PasswordResetToken", "Payment", "PaymentKind", "PaymentStatus", "PriceRule",
-    "Reminder", "Reservation", "ReservationSeat", "ReservationStatus", "Review", "Screen", "Seat", "Showtime", "StaffRole", "Theater",
+    "Reminder", "Reservation", "ReservationSeat", "ReservationStatus", "Review", "SalesDaily", "SalesTheaterDaily",
+    "Screen", "Seat", "Showtime", "StaffRole", "Theater",
     "Ticket", "TicketKey", "TicketStatus", "User", "UserMfa", "UserRole", "Voucher", "VoucherRedemption",
     "WaitingRoom", "WaitlistEntry", "WaitlistStatus", "WebhookEvent",
 ]

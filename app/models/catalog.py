@@ -53,6 +53,8 @@ class Theater(Base):
     address: Mapped[str] = mapped_column(String(500))
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
+    # {cutoff_minutes, fee_percent?, fee_cents?}; None: the site-wide cut-off, full refund (services.refunds)
+    refund_policy: Mapped[dict | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

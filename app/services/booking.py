@@ -30,7 +30,9 @@ from app.models import (
     Reservation,
     ReservationSeat,
     ReservationStatus,
+    Screen,
     Showtime,
+    Theater,
 )
 from app.services import (
     audit,
@@ -45,6 +47,7 @@ from app.services import (
     waitlist,
 )
 from app.services.pagination import page_of
+from app.services.refunds import RefundPolicy
 from app.services.seats import GRACE_SECONDS, SCHEDULER_LOCK
 
 log = logging.getLogger(__name__)
@@ -260,8 +263,10 @@ def _payment_request(reservation: Reservation, payment_token: str) -> OutboxEven
                          payment_token=payment_token)
 
 
-def _refund_request(reservation: Reservation, reason: str) -> OutboxEvent:
-    return _outbox_event(reservation, "payments.refund", f"refund-reservation-{reservation.id}", reason=reason)
+def _refund_request(reservation: Reservation, reason: str, amount_cents: int) -> OutboxEvent:
+    """Ask the worker to refund ``amount_cents`` (what the refund policy leaves, or all of a late charge)."""
+    return _outbox_event(reservation, "payments.refund", f"refund-reservation-{reservation.id}", reason=reason,
+                         amount_cents=amount_cents)
 
 
 def get_reservation(user_id: int, reservation_id: int, *, is_admin: bool = False) -> Reservation:
@@ -275,7 +280,8 @@ def payment_states(reservations: list[Reservation]) -> dict[int, tuple[str, str 
     """``(payment_status, failure_reason)`` of each reservation, in one query:
     ``pending`` (awaiting the charge), ``succeeded``, ``declined`` (with a
     reason), ``refund_pending`` (charged, then cancelled or too late),
-    ``refunded``, or ``not_charged`` (ended before any charge)."""
+    ``refunded``, ``not_refunded`` (cancelled with a fee of the whole charge) or
+    ``not_charged`` (ended before any charge)."""
     ids = [r.id for r in reservations]
     found: dict[int, dict[str, tuple[str, str | None]]] = {}
     if ids:
@@ -298,6 +304,8 @@ def _payment_state(reservation: Reservation, payments: dict) -> tuple[str, str |
         return "declined", failure_reason(charge[1])
     if reservation.status in (ReservationStatus.CONFIRMED, ReservationStatus.PENDING_PAYMENT):
         return "succeeded", None
+    if reservation.refund_cents == 0:
+        return "not_refunded", None
     return "refund_pending", None
 
 
@@ -310,6 +318,7 @@ def reservation_views(reservations: list[Reservation]) -> list[dict]:
         "seats": r.seats, "total_cents": r.total_cents, "discount_cents": r.discount_cents, "currency": r.currency,
         "expires_at": r.expires_at if r.status == ReservationStatus.PENDING_PAYMENT else None,
         "payment_status": states[r.id][0], "failure_reason": states[r.id][1],
+        "refund_cents": r.refund_cents,
         "created_at": r.created_at, "confirmed_at": r.confirmed_at, "cancelled_at": r.cancelled_at,
     } for r in reservations]
 
@@ -349,15 +358,26 @@ def _starts_at(showtime_id: int) -> datetime:
     return db.session.scalar(select(Showtime.starts_at).where(Showtime.id == showtime_id))
 
 
+def _starts_at_and_policy(showtime_id: int) -> tuple[datetime, RefundPolicy]:
+    """When the showtime starts and its theater's refund policy (the site-wide rule if none)."""
+    starts_at, stored = db.session.execute(
+        select(Showtime.starts_at, Theater.refund_policy)
+        .join(Screen, Screen.id == Showtime.screen_id).join(Theater, Theater.id == Screen.theater_id)
+        .where(Showtime.id == showtime_id)).one()
+    return starts_at, RefundPolicy.of(stored, marquee().settings.cancellation_cutoff_minutes)
+
+
 def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = False) -> Reservation:
     """Cancel: seats free at once; a confirmed one is refunded through the outbox.
 
-    A confirmed reservation can be cancelled until ``CANCELLATION_CUTOFF_MINUTES``
-    before the show; one awaiting payment at any time before it starts. Cancelling
-    again is harmless (the same answer).
+    A confirmed reservation can be cancelled until its theater's refund policy's
+    ``cutoff_minutes`` (else ``CANCELLATION_CUTOFF_MINUTES``) before the show, and
+    is refunded what was charged less the policy's fee (``services.refunds``), an
+    amount fixed now on the reservation (``refund_cents``) and in the refund request.
+    One awaiting payment can be cancelled at any time before it starts, and refunds 0.
+    Cancelling again is harmless (the same answer).
     """
     now = seats.now()
-    cutoff_minutes = marquee().settings.cancellation_cutoff_minutes
     with db.unit_of_work():
         reservation = _lock_reservation(reservation_id)
         if reservation.user_id != user_id and not is_admin:
@@ -366,11 +386,11 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
             return reservation
         if reservation.status not in LIVE_STATUSES:
             raise errors.NotCancellable(f"A reservation that is {reservation.status} cannot be cancelled")
-        starts_at = _starts_at(reservation.showtime_id)
-        cutoff = starts_at - timedelta(minutes=cutoff_minutes)
+        starts_at, policy = _starts_at_and_policy(reservation.showtime_id)
+        cutoff = starts_at - timedelta(minutes=policy.cutoff_minutes)
         if reservation.status == ReservationStatus.CONFIRMED and now >= cutoff:
             raise errors.CancellationClosed(
-                f"Cancellation closed at {cutoff.isoformat()}, {cutoff_minutes} minutes before the show")
+                f"Cancellation closed at {cutoff.isoformat()}, {policy.cutoff_minutes} minutes before the show")
         if now >= starts_at:
             raise errors.ShowtimeStarted("The showtime has started")
         was_confirmed = reservation.status == ReservationStatus.CONFIRMED
@@ -378,13 +398,17 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
             audit.record("reservation.cancel", actor_id=user_id, object_type="reservation", object_id=reservation.id,
                          before={"status": str(reservation.status)}, after={"status": str(ReservationStatus.CANCELLED)})
         reservation.status, reservation.cancelled_at = ReservationStatus.CANCELLED, now
+        reservation.refund_cents = policy.refund(reservation.total_cents) if was_confirmed else 0
         freed = _release_seats(reservation, now)
         vouchers.give_back(reservation.id, now)
         if was_confirmed:
             tickets.cancel(reservation)
-            db.session.add(_refund_request(reservation, "cancelled"))
-        db.session.add(notifications.email_event("cancellation", reservation.user_id,
-                                                 reservation_id=reservation.id, refunded=was_confirmed))
+            if reservation.refund_cents > 0:  # a fee of everything leaves nothing to send back
+                db.session.add(_refund_request(reservation, "cancelled", reservation.refund_cents))
+        db.session.add(notifications.email_event(
+            "cancellation", reservation.user_id, reservation_id=reservation.id, refunded=was_confirmed,
+            refund_cents=reservation.refund_cents,
+            fee_cents=(reservation.total_cents - reservation.refund_cents) if was_confirmed else 0))
     seats.free_for_reservation(reservation.showtime_id, freed, reservation.id)
     waitlist.seats_freed(reservation.showtime_id)
     return reservation
@@ -432,7 +456,10 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
                 reservation.status = ReservationStatus.EXPIRED
                 freed = _release_seats(reservation, now)
                 vouchers.give_back(reservation.id, now)
-            db.session.add(_refund_request(reservation, "payment_after_" + reservation.status))
+            # A charge that came too late is refunded in full: no fee on money never earned.
+            reservation.refund_cents = reservation.total_cents
+            db.session.add(_refund_request(reservation, "payment_after_" + reservation.status,
+                                           reservation.total_cents))
     if outcome == "confirmed":
         seats.keep_for_reservation(reservation.showtime_id, [s.seat_id for s in reservation.seats],
                                    reservation.id, starts_at)

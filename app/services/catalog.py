@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from app import db
 from app.bootstrap import marquee
 from app.models import BlockedSeat, City, Movie, Reservation, Screen, Seat, Showtime, Theater
-from app.services import audit, errors, staff
+from app.services import audit, errors, refunds, staff
 from app.services.layout import LayoutError, SeatSpec, build_seats, focal_point
 from app.services.pagination import page_of
 
@@ -231,7 +231,7 @@ def list_cities(page: int, page_size: int, q: str | None = None) -> tuple[list[C
 
 # --- theaters ---------------------------------------------------------------
 
-THEATER_FIELDS = ("name", "city_id", "address", "latitude", "longitude")
+THEATER_FIELDS = ("name", "city_id", "address", "latitude", "longitude", "refund_policy")
 
 
 def _check_coordinates(theater: Theater) -> None:
@@ -242,6 +242,7 @@ def _check_coordinates(theater: Theater) -> None:
 def create_theater(data: dict, *, actor: staff.Actor | None) -> Theater:
     """A new theater (chain-wide: admin only)."""
     _authorize(actor)
+    data = {**data, "refund_policy": refunds.validated(data.get("refund_policy"))}
     with _unit_of_work("theater"):
         _ensure_exists(City, data["city_id"], "city_id", "city")
         theater = Theater(**{k: data.get(k) for k in THEATER_FIELDS})
@@ -253,6 +254,8 @@ def create_theater(data: dict, *, actor: staff.Actor | None) -> Theater:
 
 def update_theater(theater_id: int, data: dict, *, actor: staff.Actor | None) -> Theater:
     """An admin's, or a manager's of this theater."""
+    if "refund_policy" in data:  # replaced whole (null clears it), never merged
+        data = {**data, "refund_policy": refunds.validated(data["refund_policy"])}
     with _unit_of_work("theater"):
         theater = _lock(Theater, theater_id, "Theater")
         _authorize(actor, theater.id)

@@ -108,6 +108,9 @@ def _context(payload: dict) -> dict:
         # The zone is said: a customer may be elsewhere when reading it.
         "starts_at": showtime.starts_at.astimezone(zone).strftime("%A %d %B %Y, %H:%M") + f" ({zone.key})",
         "refunded": bool(payload.get("refunded")),
+        # the amounts fixed at cancellation (a notice from before they were sent: all of the total)
+        "refund_cents": int(payload.get("refund_cents", reservation.total_cents if reservation else 0)),
+        "fee_cents": int(payload.get("fee_cents", 0)),
     }
     if reservation is not None:
         context["tickets"] = [

@@ -56,7 +56,12 @@ def _reservation_status(reservation_id: int) -> str:
 
 
 def process_refund(payload: dict) -> str:
-    """Refund a reservation's charge, exactly once (the refund's idempotency key)."""
+    """Refund a reservation's charge, exactly once (the refund's idempotency key).
+
+    The amount is the reservation's ``refund_cents``, fixed when the refund was
+    requested (what the refund policy leaves of the charge, or all of a charge that
+    came too late); a request from before that column was kept carries its amount.
+    """
     reservation_id = int(payload["reservation_id"])
     key = payload["idempotency_key"]
     with db.unit_of_work():  # read, and ended before the gateway call
@@ -65,7 +70,11 @@ def process_refund(payload: dict) -> str:
         charge_reference = db.session.scalar(select(Payment.gateway_ref).where(
             Payment.reservation_id == reservation_id, Payment.kind == PaymentKind.CHARGE,
             Payment.status == PaymentStatus.SUCCEEDED))
-    result = _gateway().refund(amount_cents=int(payload["amount_cents"]), currency=payload["currency"],
+        refund_cents = db.session.scalar(select(Reservation.refund_cents).where(Reservation.id == reservation_id))
+    amount = int(payload["amount_cents"]) if refund_cents is None else refund_cents
+    if amount <= 0:
+        return "nothing_to_refund"
+    result = _gateway().refund(amount_cents=amount, currency=payload["currency"],
                                charge_reference=charge_reference, idempotency_key=key)
     with db.unit_of_work():
         reservation = db.session.get(Reservation, reservation_id)
@@ -73,7 +82,7 @@ def process_refund(payload: dict) -> str:
             raise errors.NotFound(f"Reservation {reservation_id} does not exist")
         booking.record_payment(reservation, {
             "kind": PaymentKind.REFUND, "status": _status(result.succeeded),
-            "amount_cents": int(payload["amount_cents"]), "currency": payload["currency"],
+            "amount_cents": amount, "currency": payload["currency"],
             "gateway_ref": result.reference, "idempotency_key": key})
     return "refunded"
 
