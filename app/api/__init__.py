@@ -450,10 +450,12 @@ def register_blueprints(api: Api) -> None:
         tickets,
         waiting_room,
         waitlist,
+        webhooks,
     )
 
     api.register_blueprint(auth.blp)
     api.register_blueprint(auth.users_blp)
-    for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments, notifications, search):
+    for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments, notifications, search,
+                   webhooks):
         for blp in module.blueprints:
             api.register_blueprint(blp)

@@ -24,6 +24,7 @@ from app.models.catalog import City, Movie, Screen, Seat, Showtime, Theater
 from app.models.notifications import Channel, NotificationDefaults, NotificationPreference, Reminder
 from app.models.operating import AuditEntry, StaffRole, UserRole
 from app.models.user import ROLES, PasswordResetToken, User
+from app.models.webhooks import Webhook, WebhookAttempt, WebhookDelivery  # noqa: F401
 
 __all__ = [
     "LIVE_STATUSES", "LIVE_WAITLIST_STATUSES", "ROLES",

@@ -32,7 +32,7 @@ from app.models import (
     ReservationStatus,
     Showtime,
 )
-from app.services import blocked_seats, errors, notifications, seats, tickets, waiting_room, waitlist
+from app.services import blocked_seats, errors, notifications, outbound_webhooks, seats, tickets, waiting_room, waitlist
 from app.services.pagination import page_of
 from app.services.seats import GRACE_SECONDS, SCHEDULER_LOCK
 
@@ -327,6 +327,8 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
             db.session.add(_refund_request(reservation, "cancelled"))
         db.session.add(notifications.email_event("cancellation", reservation.user_id,
                                                  reservation_id=reservation.id, refunded=was_confirmed))
+        db.session.add(outbound_webhooks.event("reservation.cancelled", reservation, f"{reservation.id}",
+                                               refund_requested=was_confirmed))
     seats.free_for_reservation(reservation.showtime_id, freed, reservation.id)
     waitlist.seats_freed(reservation.showtime_id)
     return reservation
@@ -364,6 +366,7 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
             tickets.issue(reservation)
             db.session.add(notifications.email_event("confirmation", reservation.user_id,
                                                      reservation_id=reservation.id))
+            db.session.add_all(outbound_webhooks.reservation_confirmed(reservation))
             outcome = "confirmed"
             starts_at = _starts_at(reservation.showtime_id)
         elif _refund_requested(reservation):
