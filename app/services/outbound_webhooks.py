@@ -232,7 +232,7 @@ def fan_out(message: dict) -> str:
     seq = int(message["event_id"])
     key = f"reservation:{evt['data'].get('reservation_id')}"
     with db.unit_of_work():
-        targets = db.session.scalars(select(Webhook.id).where(Webhook.events.any(evt["type"]))).all()
+        targets = db.session.scalars(select(Webhook.id).where(Webhook.events.contains([evt["type"]]))).all()
         added = 0
         for webhook_id in targets:
             result = db.session.execute(pg_insert(WebhookDelivery).values(
