@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -341,31 +342,38 @@ def test_the_sale_of_the_last_seat_announces_a_sold_out_showtime_once(api, app, 
 
 def test_concurrent_confirmations_of_the_last_seats_announce_sold_out_exactly_once(api, app, admin, user, show,
                                                                                    hooks):
-    """Two confirmations that together sell the last seats, at the same moment, in two
-    threads: exactly one of them sees the showtime sold out."""
-    reservations = [_book(api, user, show, [0, 1, 2]), _book(api, user, show, [3, 4, 5])]
-    barrier = threading.Barrier(2)
-    failures = []
+    """Two confirmations that together sell the last seats, released at the same moment
+    in two threads: exactly one of them sees the showtime sold out. Five showtimes, so
+    an unguarded count (each confirmation blind to the other's uncommitted one) shows."""
+    showtimes = [show] + [{"showtime": api.showtime(admin, show["movie"], show["screen"], starts_at=(
+        datetime.now(timezone.utc) + timedelta(days=2, hours=4 * k)).replace(microsecond=0))["id"]}
+        for k in range(4)]
+    for one in showtimes:
+        reservations = [_book(api, user, one, [0, 1, 2]), _book(api, user, one, [3, 4, 5])]
+        barrier = threading.Barrier(2)
+        failures = []
 
-    def confirm(reservation_id):
-        try:
-            with app.app_context():
-                barrier.wait(5)
-                booking.confirm_payment(reservation_id)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            failures.append(exc)
+        def confirm(reservation_id, barrier=barrier, failures=failures):
+            try:
+                with app.app_context():
+                    barrier.wait(5)
+                    booking.confirm_payment(reservation_id)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
 
-    threads = [threading.Thread(target=confirm, args=(r,)) for r in reservations]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    assert not failures
-    with app.app_context():
-        events = [p["webhook_event"]["type"] for p in db.session.scalars(
-            select(OutboxEvent.payload).where(OutboxEvent.topic == "webhooks.event"))]
-        db.session.rollback()
-    assert sorted(events) == ["reservation.confirmed", "reservation.confirmed", "showtime.sold_out"]
+        threads = [threading.Thread(target=confirm, args=(r,)) for r in reservations]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert not failures
+        with app.app_context():
+            events = [p["webhook_event"]["type"] for p in db.session.scalars(
+                select(OutboxEvent.payload).where(OutboxEvent.topic == "webhooks.event",
+                                                  OutboxEvent.aggregate_id.in_([f"reservation:{r}"
+                                                                                for r in reservations])))]
+            db.session.rollback()
+        assert sorted(events) == ["reservation.confirmed", "reservation.confirmed", "showtime.sold_out"]
 
 
 # --- SSRF -------------------------------------------------------------------------
