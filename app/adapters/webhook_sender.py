@@ -46,7 +46,7 @@ def resolve(host: str, port: int) -> list[tuple]:
     """getaddrinfo for a TCP connection: [(family, sockaddr), ...]."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except (OSError, UnicodeError, ValueError) as exc:  # gaierror, bad IDNA labels, NUL in a name
         raise RefusedAddress(f"cannot resolve {host!r}: {exc}") from exc
     return [(family, sockaddr) for family, _type, _proto, _name, sockaddr in infos]
 
@@ -136,11 +136,13 @@ class Outcome:
 
 
 class Sender:
-    """POSTs one webhook body; never raises: every failure is an ``Outcome``."""
+    """POSTs one webhook body; never raises: every failure is an ``Outcome``. An attempt
+    lasts at most ``timeout_seconds`` in all (a receiver dripping bytes does not hold it)."""
 
     def __init__(self, *, timeout_seconds: float, allow_private: bool) -> None:
         self.manager = urllib3.PoolManager(num_pools=50, maxsize=4, retries=False,
-                                           timeout=urllib3.Timeout(connect=timeout_seconds, read=timeout_seconds))
+                                           timeout=urllib3.Timeout(total=timeout_seconds, connect=timeout_seconds,
+                                                                   read=timeout_seconds))
         http, https = ((_PrivateHTTPConnection, _PrivateHTTPSConnection) if allow_private
                        else (_VettedHTTPConnection, _VettedHTTPSConnection))
         self.manager.pool_classes_by_scheme = {

@@ -54,6 +54,9 @@ TOPIC = "webhooks.event"
 SOLD_OUT_LOCK = 0x6D71_0022  # with the showtime id: confirmations of one showtime count sold seats one at a time
 _EVENT_NAMESPACE = uuid.UUID("5d0c7c1e-8f0b-4f7e-9a51-6a7d1b0e2f22")
 _wake = threading.Event()  # set by the fan-out: a dispatcher in this process looks at once
+# A claim outlives the attempt (at most WEBHOOK_TIMEOUT_SECONDS) by this much before another
+# dispatcher may take the delivery again (its claimant died mid-attempt).
+LEASE_MARGIN_SECONDS = 10.0
 
 
 # --- the secret -------------------------------------------------------------------
@@ -271,7 +274,7 @@ def dispatch_once(sender: Sender, *, limit: int = 10) -> int:
     settings = marquee().settings
     with db.unit_of_work():  # the claim is committed before any request goes out
         claimed = db.session.execute(_CLAIM, {"limit": limit,
-                                              "lease": settings.webhook_timeout_seconds * 3 + 10}).mappings().all()
+                                              "lease": settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS}).mappings().all()
     for row in claimed:
         body = json.dumps(row["payload"], separators=(",", ":"), sort_keys=True).encode()
         timestamp = int(time.time())

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app import db
 from app.models import AuditEntry, OutboxEvent
@@ -465,3 +465,40 @@ def test_the_secret_is_stored_encrypted(api, app, admin, hooks):
         stored = bytes(db.session.scalar(select(Webhook.secret_ciphertext)))
         db.session.rollback()
     assert created["secret"].encode() not in stored and created["secret"][6:].encode() not in stored
+
+
+def test_a_delivery_whose_dispatcher_died_mid_attempt_is_sent_after_its_lease(
+        api, app, admin, user, show, broker, hooks, monkeypatch):
+    from app.services import outbound_webhooks
+
+    monkeypatch.setattr(outbound_webhooks, "LEASE_MARGIN_SECONDS", 1.0)
+    hooks.settings = replace(hooks.settings, webhook_timeout_seconds=1.0, webhook_dispatch_threads=0)
+    receiver = Receiver().start()
+
+    class Dying:
+        def post(self, url, body, headers):
+            raise SystemExit("the worker died with the request in flight")
+
+    try:
+        hook = _subscribe(api, admin, receiver.url, ["reservation.cancelled"])
+        r = _book(api, user, show, [0])
+        assert api.post(f"/api/v1/reservations/{r}/cancel", token=user).status_code == 202
+        with running_consumer(app):  # fan-out only: no dispatcher
+            _pump(app, broker, lambda: len(_delivery_rows(app)) == 1)
+        with app.app_context(), pytest.raises(SystemExit):
+            outbound_webhooks.dispatch_once(Dying())  # claimed (committed), then the process "dies"
+        with app.app_context():
+            leased = db.session.scalar(select(WebhookDelivery.leased_until > func.now()))
+            db.session.rollback()
+        assert leased
+        hooks.settings = replace(hooks.settings, webhook_dispatch_threads=2)
+        claimed_at = time.monotonic()
+        with running_consumer(app):
+            wait_until(lambda: receiver.acknowledged(), 15, what="the delivery after its lease")
+        assert time.monotonic() - claimed_at >= 1.0  # not before the lease ran out
+        assert len(receiver.seen()) == 1
+        delivery = _deliveries(api, admin, hook["id"])[0]
+        assert delivery["status"] == "delivered" and delivery["attempts"] == 2
+        assert [a["status_code"] for a in delivery["attempt_log"]] == [200]
+    finally:
+        receiver.stop()
