@@ -502,3 +502,26 @@ def test_a_delivery_whose_dispatcher_died_mid_attempt_is_sent_after_its_lease(
         assert [a["status_code"] for a in delivery["attempt_log"]] == [200]
     finally:
         receiver.stop()
+
+
+def test_many_dispatchers_in_two_workers_send_each_event_once(api, app, admin, user, show, broker, hooks):
+    """Two workers with three dispatcher threads each, all woken by the same fan-outs:
+    claims skip each other's rows, so no event goes out twice."""
+    hooks.settings = replace(hooks.settings, webhook_dispatch_threads=3)
+
+    def slow_ok(request):
+        time.sleep(0.05)  # each attempt takes a while: overlapping claims would both send
+        return 200
+
+    receiver = Receiver(slow_ok).start()
+    try:
+        _subscribe(api, admin, receiver.url)
+        with running_consumer(app), running_consumer(app):
+            booked = [_book(api, user, show, [i]) for i in range(6)]
+            _pump(app, broker, lambda: all(status_of(app, r) == "confirmed" for r in booked))
+            _pump(app, broker, lambda: len(receiver.acknowledged()) == 7)  # 6 confirmations, 1 sold out
+            wait_until(lambda: {s for _, _, s, _ in _delivery_rows(app)} == {"delivered"}, 10)
+        ids = [r["event_id"] for r in receiver.seen()]
+        assert len(ids) == len(set(ids)) == 7
+    finally:
+        receiver.stop()
