@@ -70,3 +70,13 @@ class WebhookAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(500))
     duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class WebhookFanout(Base):
+    """An outbox event (topic ``webhooks.event``) whose deliveries exist: until then, later
+    events of its reservation wait (fan-outs may commit out of order across workers)."""
+
+    __tablename__ = "webhook_fanouts"
+
+    outbox_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    fanned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -9,11 +9,12 @@ Delivery (``dispatch_once``, run by the worker's dispatcher threads): a due deli
 is claimed ``FOR UPDATE SKIP LOCKED`` with a lease (``leased_until``) and the claim is
 committed before the HTTP call (no transaction stays open across it); the outcome is
 recorded in a second transaction. A delivery is due when its time has come, its
-webhook is enabled, and no earlier delivery of the same reservation to the same
-webhook is still pending: in order per reservation, per webhook. 2xx is delivered;
-anything else (a 3xx too: redirects are not followed) or a timeout is retried after
-``WEBHOOK_RETRY_DELAYS`` (the last one repeats) and given up (``failed``) after
-``WEBHOOK_MAX_ATTEMPTS``. ``WEBHOOK_DISABLE_AFTER`` consecutive failed attempts
+webhook is enabled, no earlier delivery of the same reservation to the same webhook is
+still pending, and no earlier event of that reservation is still waiting to be fanned
+out (``webhook_fanouts``: fan-outs of two workers, or a retried one, may commit out of
+order): in order per reservation, per webhook. 2xx is delivered; anything else (a 3xx
+too: redirects are not followed) or a timeout is retried after ``WEBHOOK_RETRY_DELAYS``
+(the last one repeats) and given up (``failed``) after ``WEBHOOK_MAX_ATTEMPTS``. ``WEBHOOK_DISABLE_AFTER`` consecutive failed attempts
 disable the webhook; its deliveries stay pending, and re-enabling resumes them.
 A worker that dies mid-attempt leaves a lease that runs out: the delivery is sent
 again (at least once; receivers deduplicate on ``Marquee-Delivery`` or the event id).
@@ -45,7 +46,7 @@ from app.adapters.webhook_sender import Outcome, Sender, check_url
 from app.bootstrap import Marquee, marquee, using
 from app.models import OutboxEvent, Reservation, ReservationSeat, ReservationStatus, Seat, Showtime
 from app.models.booking import BlockedSeat
-from app.models.webhooks import EVENTS, DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
+from app.models.webhooks import EVENTS, DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery, WebhookFanout
 from app.services import audit, errors
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,8 @@ def fan_out(message: dict) -> str:
                 webhook_id=webhook_id, event_id=evt["id"], event=evt["type"], ordering_key=key, seq=seq,
                 payload=evt).on_conflict_do_nothing(index_elements=["webhook_id", "event_id"]))
             added += result.rowcount
+        db.session.execute(pg_insert(WebhookFanout).values(outbox_id=seq)
+                           .on_conflict_do_nothing(index_elements=["outbox_id"]))
     if added:
         _wake.set()
     return f"fanned_out_{added}"
@@ -257,6 +260,9 @@ _CLAIM = text("""
           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
                           WHERE e.webhook_id = d.webhook_id AND e.ordering_key = d.ordering_key
                             AND e.status = 'pending' AND e.seq < d.seq)
+          AND NOT EXISTS (SELECT 1 FROM outbox o
+                          WHERE o.aggregate_id = d.ordering_key AND o.topic = 'webhooks.event' AND o.id < d.seq
+                            AND NOT EXISTS (SELECT 1 FROM webhook_fanouts f WHERE f.outbox_id = o.id))
         ORDER BY d.next_attempt_at, d.seq
         LIMIT :limit
         FOR UPDATE OF d SKIP LOCKED

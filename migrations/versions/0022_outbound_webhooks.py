@@ -1,5 +1,5 @@
-"""Outbound webhooks: subscriptions, their deliveries (one per webhook and event) and
-each delivery's attempts.
+"""Outbound webhooks: subscriptions, their deliveries (one per webhook and event),
+each delivery's attempts, and which outbox events were fanned out.
 
 Revision ID: 0022
 Revises: 0021
@@ -75,9 +75,17 @@ def upgrade():
         sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_attempts')),
     )
     op.create_index('ix_webhook_attempts_delivery_id', 'webhook_attempts', ['delivery_id'])
+    # outbox rows of topic webhooks.event already fanned out (their deliveries exist)
+    op.create_table(
+        'webhook_fanouts',
+        sa.Column('outbox_id', sa.BigInteger(), nullable=False),
+        sa.Column('fanned_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+        sa.PrimaryKeyConstraint('outbox_id', name=op.f('pk_webhook_fanouts')),
+    )
 
 
 def downgrade():
+    op.drop_table('webhook_fanouts')
     op.drop_table('webhook_attempts')
     op.drop_table('webhook_deliveries')
     op.drop_table('webhooks')

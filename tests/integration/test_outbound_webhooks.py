@@ -525,3 +525,37 @@ def test_many_dispatchers_in_two_workers_send_each_event_once(api, app, admin, u
         assert len(ids) == len(set(ids)) == 7
     finally:
         receiver.stop()
+
+
+def test_an_event_fanned_out_before_an_earlier_one_of_its_reservation_waits_for_it(api, app, admin, user, show,
+                                                                                    hooks):
+    """Two workers, or a retried message, may fan out a reservation's cancellation before
+    its confirmation: the cancellation is not sent until the confirmation is fanned out
+    (and delivered)."""
+    from app.adapters.webhook_sender import Sender
+    from app.services import outbound_webhooks
+
+    receiver = Receiver().start()
+    try:
+        _subscribe(api, admin, receiver.url, ["reservation.confirmed", "reservation.cancelled"])
+        r = _book(api, user, show, [0])
+        with app.app_context():
+            booking.confirm_payment(r)
+        assert api.post(f"/api/v1/reservations/{r}/cancel", token=user).status_code == 202
+        with app.app_context():
+            rows = db.session.scalars(select(OutboxEvent).where(OutboxEvent.topic == "webhooks.event")
+                                      .order_by(OutboxEvent.id)).all()
+            messages = [{"event_id": row.id, "topic": row.topic, **row.payload} for row in rows]
+            db.session.rollback()
+            assert [m["webhook_event"]["type"] for m in messages] == ["reservation.confirmed",
+                                                                     "reservation.cancelled"]
+            sender = Sender(timeout_seconds=2, allow_private=True)
+            outbound_webhooks.fan_out(messages[1])  # the later event first
+            assert outbound_webhooks.dispatch_once(sender) == 0  # it waits for the earlier one
+            outbound_webhooks.fan_out(messages[0])
+            while outbound_webhooks.dispatch_once(sender):
+                pass
+            sender.close()
+        assert [x["type"] for x in receiver.seen()] == ["reservation.confirmed", "reservation.cancelled"]
+    finally:
+        receiver.stop()
