@@ -327,10 +327,20 @@ def _record(delivery_id: int, attempt: int, outcome: Outcome) -> None:
                         extra={"webhook_id": webhook.id, "failures": webhook.consecutive_failures})
 
 
+_NEXT_DUE = text("""
+    SELECT extract(epoch FROM min(greatest(d.next_attempt_at, coalesce(d.leased_until, d.next_attempt_at))) - now())
+    FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+    WHERE d.status = 'pending' AND w.enabled
+      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
+                      WHERE e.webhook_id = d.webhook_id AND e.ordering_key = d.ordering_key
+                        AND e.status = 'pending' AND e.seq < d.seq)
+""")
+
+
 def _seconds_until_due() -> float | None:
-    due = db.session.scalar(select(func.extract("epoch", func.min(WebhookDelivery.next_attempt_at) - func.now()))
-                            .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-                            .where(WebhookDelivery.status == DeliveryStatus.PENDING, Webhook.enabled))
+    """When the next delivery that heads its reservation's line comes due (or its lease
+    runs out); those behind it wait for it, not for their own time."""
+    due = db.session.execute(_NEXT_DUE).scalar()
     db.session.rollback()
     return None if due is None else max(0.0, float(due))
 
@@ -352,7 +362,7 @@ def dispatch_forever(deps: Marquee, stop: threading.Event) -> None:
                             continue
                         due = _seconds_until_due()
                         if due is not None:
-                            pause = min(pause, due + 0.01)
+                            pause = max(0.02, min(pause, due + 0.01))
                 except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
                     log.exception("webhook dispatch failed")
                     pause = 1.0
