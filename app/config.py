@@ -129,6 +129,15 @@ class Settings:
     mfa_token_seconds: int = 300
     mfa_max_attempts: int = 5
     require_staff_mfa: bool = False
+    # Outbound webhooks (app.services.outbound_webhooks)
+    webhook_allow_private_urls: bool = False  # loopback/private receivers: tests and local setups only
+    webhook_retry_delays: tuple = (1.0, 5.0, 30.0, 120.0, 600.0, 3600.0)  # seconds; the last repeats
+    webhook_max_attempts: int = 30  # a delivery is given up (failed) after this many attempts
+    webhook_disable_after: int = 20  # consecutive failed attempts that disable a webhook
+    webhook_timeout_seconds: float = 5.0
+    webhook_poll_seconds: float = 1.0
+    webhook_dispatch_threads: int = 2
+    webhook_secrets_key: bytes = b""  # AES-256-GCM key of the stored signing secrets
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -204,6 +213,16 @@ class Settings:
             mfa_token_seconds=_int("MFA_TOKEN_SECONDS", 300),
             mfa_max_attempts=_int("MFA_MAX_ATTEMPTS", 5),
             require_staff_mfa=_bool("REQUIRE_STAFF_MFA", False),
+            webhook_allow_private_urls=_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False),
+            webhook_retry_delays=tuple(float(x) for x in os.environ.get(
+                "WEBHOOK_RETRY_DELAYS", "1,5,30,120,600,3600").split(",") if x.strip()),
+            webhook_max_attempts=_int("WEBHOOK_MAX_ATTEMPTS", 30),
+            webhook_disable_after=_int("WEBHOOK_DISABLE_AFTER", 20),
+            webhook_timeout_seconds=float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS") or 5.0),
+            webhook_poll_seconds=float(os.environ.get("WEBHOOK_POLL_SECONDS") or 1.0),
+            webhook_dispatch_threads=_int("WEBHOOK_DISPATCH_THREADS", 2),
+            webhook_secrets_key=hashlib.sha256(_derived_key("WEBHOOK_SECRETS_KEY", secret,
+                                                            b"marquee outbound webhook secrets")).digest(),
         )
 
     def engine_options(self) -> dict:

@@ -1,4 +1,5 @@
-"""The worker process: RabbitMQ consumers for payments, refunds, reviews, email, SMS and push (pika).
+"""The worker process: RabbitMQ consumers for payments, refunds, reviews, email, SMS, push and
+outbound webhooks (pika), and the dispatcher threads that deliver outbound webhooks.
 
     python -m worker.consumer
 
@@ -14,13 +15,18 @@ and re-established with backoff.
 
 Each queue has its own consumer threads (``WORKER_THREADS``, default
 ``payments.charge=4,notifications.email=3,payments.refund=1,reviews.submit=1,
-notifications.sms=1,notifications.push=1``):
+notifications.sms=1,notifications.push=1,webhooks.event=1``; one thread fans webhook
+events out in the order the relay published them):
 a charge never waits behind an email, and several charges are in flight while
 each waits on the gateway or PostgreSQL. Every thread has its own connection and
 channel (pika is not thread-safe) and a prefetch of one, so no message sits in a
 busy thread's buffer while another thread is free. A retried or parked message
 is published on the channel that delivered it, with a confirm, before the ack:
 no second connection that could sit idle and die unnoticed.
+
+Besides, ``WEBHOOK_DISPATCH_THREADS`` threads (default 2) deliver outbound webhooks
+(``outbound_webhooks.dispatch_forever``): they claim due deliveries from PostgreSQL
+with ``FOR UPDATE SKIP LOCKED``, so several threads and workers share them.
 
 It boots no web app: ``app.bootstrap`` builds what the services need.
 """
@@ -44,14 +50,14 @@ from app.adapters.payments import TransientPaymentError
 from app.bootstrap import Marquee, bootstrap, using
 from app.logging_setup import request_id_var
 from app.ops_metrics import record_message
-from app.services import notifications, payments, reminders, reviews
+from app.services import notifications, outbound_webhooks, payments, reminders, reviews
 from app.services.notifications import EmailInProgress
 
 log = logging.getLogger("marquee.worker")
 
 PREFETCH = 1  # per thread: see the module's docstring
 DEFAULT_THREADS = {"payments.charge": 4, "notifications.email": 3, "payments.refund": 1, "reviews.submit": 1,
-                   "notifications.sms": 1, "notifications.push": 1}
+                   "notifications.sms": 1, "notifications.push": 1, "webhooks.event": 1}
 # OSError: SMTP (or a sink's folder) unavailable; EmailInProgress: another thread is sending the same notice
 TRANSIENT = (TransientPaymentError, EmailInProgress, OperationalError, redis.RedisError, OSError)
 
@@ -70,6 +76,8 @@ def handle(topic: str, payload: dict) -> str:
         return reminders.send_sms(payload)
     if topic == "notifications.push":
         return reminders.send_push(payload)
+    if topic == "webhooks.event":
+        return outbound_webhooks.fan_out(payload)
     raise ValueError(f"no handler for topic {topic!r}")
 
 
@@ -170,6 +178,9 @@ class Consumer:
         """Consume with every thread until ``stop``; returns when all have finished."""
         threads = [threading.Thread(target=self._thread, args=(topic,), name=f"{topic}-{n}")
                    for topic, count in self.threads.items() for n in range(count)]
+        threads += [threading.Thread(target=outbound_webhooks.dispatch_forever, args=(self.deps, self.stop),
+                                     name=f"webhooks-dispatch-{n}")
+                    for n in range(self.deps.settings.webhook_dispatch_threads)]
         for thread in threads:
             thread.start()
         for thread in threads:

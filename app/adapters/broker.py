@@ -2,7 +2,8 @@
 
 Every name starts with ``AMQP_PREFIX`` (``marquee.`` for the stack, another for
 the tests). For each topic (``payments.charge``, ``payments.refund``, ``reviews.submit``,
-``notifications.email``, ``notifications.sms``, ``notifications.push``):
+``notifications.email``, ``notifications.sms``, ``notifications.push``,
+``webhooks.event``):
 
 - ``<p><topic>``               durable quorum queue, bound to the ``<p>events`` topic exchange
 - ``<p><topic>.retry.<ms>``    a delay tier: messages wait there (queue TTL), then
@@ -19,7 +20,7 @@ import pika
 from pika.exceptions import AMQPError
 
 TOPICS = ("payments.charge", "payments.refund", "reviews.submit", "notifications.email", "notifications.sms",
-          "notifications.push")
+          "notifications.push", "webhooks.event")
 
 BrokerError = AMQPError
 

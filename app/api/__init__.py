@@ -454,11 +454,12 @@ def register_blueprints(api: Api) -> None:
         tickets,
         waiting_room,
         waitlist,
+        webhooks,
     )
 
     api.register_blueprint(auth.blp)
     api.register_blueprint(auth.users_blp)
     for module in (catalog, booking, waiting_room, waitlist, reviews, tickets, payments, notifications, search,
-                   staff, selling, mfa, reports):
+                   staff, selling, mfa, reports, webhooks):
         for blp in module.blueprints:
             api.register_blueprint(blp)

@@ -27,6 +27,7 @@ from app.models.reports import SalesDaily, SalesTheaterDaily
 from app.models.selling import PriceRule, Voucher, VoucherRedemption
 from app.models.ticket_keys import TicketKey
 from app.models.user import ROLES, MfaRecoveryCode, PasswordResetToken, User, UserMfa
+from app.models.webhooks import Webhook, WebhookAttempt, WebhookDelivery  # noqa: F401
 
 __all__ = [
     "LIVE_STATUSES", "LIVE_WAITLIST_STATUSES", "ROLES",

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from app import db
 from app.bootstrap import marquee
 from app.models import Payment, PaymentKind, PaymentStatus, Reservation, ReservationStatus, WebhookEvent
-from app.services import booking, errors
+from app.services import booking, errors, outbound_webhooks
 
 
 def _gateway():
@@ -84,6 +84,9 @@ def process_refund(payload: dict) -> str:
             "kind": PaymentKind.REFUND, "status": _status(result.succeeded),
             "amount_cents": amount, "currency": payload["currency"],
             "gateway_ref": result.reference, "idempotency_key": key})
+        if result.succeeded:
+            db.session.add(outbound_webhooks.event("payment.refunded", reservation, key,
+                                                   refund_cents=amount))
     return "refunded"
 
 
