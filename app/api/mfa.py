@@ -50,7 +50,8 @@ class RecoveryCodesSchema(Schema):
 @blp.route("")
 class MfaStatus(MethodView):
     @login_required
-    @blp.response(200, StatusSchema)
+    @blp.response(200, StatusSchema, example={"enabled": True, "pending": False,
+                                              "enabled_at": "2026-11-22T09:00:00+00:00", "recovery_codes_left": 9})
     def get(self):
         """Whether the caller's second factor is on, pending, and how many recovery codes are left"""
         return mfa.status(current_user_id())
@@ -84,7 +85,9 @@ def qr_svg():
 class Confirm(MethodView):
     @login_required
     @blp.arguments(CodeSchema, example={"code": "492039"})
-    @blp.response(200, RecoveryCodesSchema)
+    @blp.response(200, RecoveryCodesSchema, example={"enabled": True, "recovery_codes": [
+        "k7mq2-x9ptr", "a3hwn-c8dzs", "f2bv7-q4yke", "m9rtx-j3cwa", "p6dsn-h2vkq",
+        "t4wzc-r8ebm", "y3qkp-n7fxd", "e8hms-b2tjw", "w5cnr-k9aqz", "s2vfd-m6hpx"]})
     @blp.alt_response(401, response="UNAUTHORIZED", description="mfa_invalid: the code is not right")
     @blp.alt_response(409, response="CONFLICT", description="nothing pending")
     def post(self, data):

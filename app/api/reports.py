@@ -91,10 +91,17 @@ SALES_EXAMPLE = {"from": "2026-11-01", "to": "2026-11-30", "group_by": "day",
                            "discount_cents": 1200, "refund_cents": 2200, "net_cents": 21800, "tickets": 18}],
                  "totals": [{"currency": "EUR", "gross_cents": 24000, "discount_cents": 1200, "refund_cents": 2200,
                              "net_cents": 21800, "tickets": 18}]}
-def _json_or_csv(json_schema: dict) -> dict:
+def _json_or_csv(json_schema: dict, example, csv_example: str) -> dict:
     """The 200 of a report: JSON, or CSV with ``format=csv`` (both documented)."""
-    return {"responses": {"200": {"content": {"application/json": {"schema": json_schema},
-                                              "text/csv": {"schema": {"type": "string"}}}}}}
+    return {"responses": {"200": {"content": {
+        "application/json": {"schema": json_schema, "example": example},
+        "text/csv": {"schema": {"type": "string"}, "example": csv_example}}}}}
+
+
+OCCUPANCY_EXAMPLE = [{"showtime_id": 42, "starts_at": "2026-11-21T19:30:00+00:00", "timezone": "Europe/Paris",
+                      "movie_id": 7, "movie_title": "Heat", "theater_id": 3, "theater_name": "Opera",
+                      "screen_id": 5, "screen_name": "One", "capacity": 120, "sold": 84, "held": 6,
+                      "blocked": 2, "available": 28, "occupancy_percent": 70.0}]
 PROBLEMS = "validation_error: from/to missing, to before from, a range over " \
            f"{reports.MAX_RANGE_DAYS} days, an unknown group_by or format"
 
@@ -133,7 +140,9 @@ class Sales(MethodView):
     @blp.etag
     @blp.arguments(SalesQuerySchema, location="query")
     @blp.response(200, SalesReportSchema, example=SALES_EXAMPLE)
-    @blp.doc(**_json_or_csv({"$ref": "#/components/schemas/SalesReport"}))
+    @blp.doc(**_json_or_csv({"$ref": "#/components/schemas/SalesReport"}, SALES_EXAMPLE,
+                            "key,label,currency,gross_cents,discount_cents,refund_cents,net_cents,tickets\n"
+                            "2026-11-21,2026-11-21,EUR,125000,5000,12000,108000,98\n"))
     @blp.paginate()
     @blp.alt_response(403, response="FORBIDDEN",
                       description="forbidden: neither an admin nor a manager, or theater_id not managed")
@@ -157,7 +166,8 @@ class Occupancy(MethodView):
     @blp.etag
     @blp.arguments(ReportQuerySchema, location="query")
     @blp.response(200, OccupancyRowSchema(many=True))
-    @blp.doc(**_json_or_csv({"type": "array", "items": {"$ref": "#/components/schemas/OccupancyRow"}}))
+    @blp.doc(**_json_or_csv({"type": "array", "items": {"$ref": "#/components/schemas/OccupancyRow"}},
+                            OCCUPANCY_EXAMPLE, ",".join(OCCUPANCY_COLUMNS) + "\n"))
     @blp.paginate()
     @blp.alt_response(403, response="FORBIDDEN",
                       description="forbidden: neither an admin nor a manager, or theater_id not managed")

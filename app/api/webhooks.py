@@ -63,11 +63,23 @@ class DeliverySchema(Schema):
     attempt_log = fields.List(fields.Nested(AttemptSchema), dump_only=True)
 
 
+WEBHOOK_IN = {"url": "https://example.com/marquee-events", "events": ["reservation.confirmed", "payment.refunded"]}
+WEBHOOK = {"id": 3, "url": "https://example.com/marquee-events", "events": ["reservation.confirmed", "payment.refunded"],
+           "enabled": True, "consecutive_failures": 0, "disabled_at": None, "created_at": "2026-11-22T09:00:00+00:00"}
+DELIVERY = {"id": 118, "event_id": "evt_5b0f3c8e9a2d4f7b8c1e6a9d3f2b7c4e", "event": "reservation.confirmed",
+            "status": "delivered", "attempts": 2, "last_status_code": 200, "last_error": None, "next_attempt_at": None,
+            "delivered_at": "2026-11-22T09:14:06+00:00", "created_at": "2026-11-22T09:14:01+00:00",
+            "attempt_log": [{"attempted_at": "2026-11-22T09:14:01+00:00", "status_code": 500, "error": None,
+                             "duration_ms": 12},
+                            {"attempted_at": "2026-11-22T09:14:06+00:00", "status_code": 200, "error": None,
+                             "duration_ms": 9}]}
+
+
 @blp.route("")
 class Webhooks(MethodView):
     @admin_required
-    @blp.arguments(WebhookInSchema)
-    @blp.response(201, CreatedWebhookSchema, headers={
+    @blp.arguments(WebhookInSchema, example=WEBHOOK_IN)
+    @blp.response(201, CreatedWebhookSchema, example={**WEBHOOK, "secret": "whsec_9Yc2mQ7rT1vX4bN8kL3pZ6wD0sF5hJ"}, headers={
         "Location": {"description": "The webhook", "schema": {"type": "string"}}})
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY",
                       description="validation_error: `url` not http(s) or not public, unknown `events`")
@@ -77,7 +89,7 @@ class Webhooks(MethodView):
         return created, 201, {"Location": url_for("webhooks.WebhookById", webhook_id=created["id"])}
 
     @admin_required
-    @blp.response(200, WebhookSchema(many=True))
+    @blp.response(200, WebhookSchema(many=True), example=[WEBHOOK])
     @blp.paginate()
     def get(self, pagination_parameters):
         """Every webhook, newest first"""
@@ -87,7 +99,7 @@ class Webhooks(MethodView):
 @blp.route("/<int:webhook_id>")
 class WebhookById(MethodView):
     @admin_required
-    @blp.response(200, WebhookSchema)
+    @blp.response(200, WebhookSchema, example=WEBHOOK)
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, webhook_id):
         """One webhook (its secret is never shown again)"""
@@ -104,7 +116,7 @@ class WebhookById(MethodView):
 @blp.route("/<int:webhook_id>/enable")
 class EnableWebhook(MethodView):
     @admin_required
-    @blp.response(200, WebhookSchema)
+    @blp.response(200, WebhookSchema, example=WEBHOOK)
     @blp.alt_response(404, response="NOT_FOUND")
     def post(self, webhook_id):
         """Re-enable a disabled webhook: its pending deliveries resume, in order"""
@@ -114,7 +126,7 @@ class EnableWebhook(MethodView):
 @blp.route("/<int:webhook_id>/deliveries")
 class Deliveries(MethodView):
     @admin_required
-    @blp.response(200, DeliverySchema(many=True))
+    @blp.response(200, DeliverySchema(many=True), example=[DELIVERY])
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.paginate()
     def get(self, webhook_id, pagination_parameters):
