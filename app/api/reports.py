@@ -19,8 +19,8 @@ from marshmallow import Schema, fields, validate
 from app.api import MAX_ID, Blueprint, page_args, paged
 from app.api import fields as mfields
 from app.api.schemas import InputSchema
-from app.api.security import current_user_id, is_admin, login_required
-from app.services import reports, staff
+from app.api.security import current_actor, login_required
+from app.services import reports
 
 blp = Blueprint("reports", __name__, url_prefix="/api/v1/reports",
                 description="Sales and occupancy (admin, or a manager for their theaters)")
@@ -106,8 +106,6 @@ PROBLEMS = "validation_error: from/to missing, to before from, a range over " \
            f"{reports.MAX_RANGE_DAYS} days, an unknown group_by or format"
 
 
-def _actor() -> staff.Actor:
-    return staff.Actor(current_user_id(), is_admin())
 
 
 def _cell(value) -> object:
@@ -152,7 +150,7 @@ class Sales(MethodView):
         Equal to the sums of the payments; days in each theater's time zone; `format=csv` for the whole report"""
         csv_wanted = args["format"] == "csv"
         paging = {"page": 1, "page_size": None} if csv_wanted else page_args(pagination_parameters)
-        report = reports.sales(_actor(), reports.period(args["from_"], args["to"]), args["group_by"],
+        report = reports.sales(current_actor(), reports.period(args["from_"], args["to"]), args["group_by"],
                                theater_id=args.get("theater_id"), **paging)
         paged(pagination_parameters, (None, report.pop("groups")))
         if csv_wanted:
@@ -177,9 +175,9 @@ class Occupancy(MethodView):
         `format=csv` for all of them"""
         when = reports.period(args["from_"], args["to"])
         if args["format"] == "csv":
-            rows, total = reports.occupancy(_actor(), when, theater_id=args.get("theater_id"), page_size=None)
+            rows, total = reports.occupancy(current_actor(), when, theater_id=args.get("theater_id"), page_size=None)
             paged(pagination_parameters, (None, total))
             return _csv("occupancy", OCCUPANCY_COLUMNS, [{**r, "starts_at": r["starts_at"].isoformat()}
                                                          for r in rows])
-        return paged(pagination_parameters, reports.occupancy(_actor(), when, theater_id=args.get("theater_id"),
+        return paged(pagination_parameters, reports.occupancy(current_actor(), when, theater_id=args.get("theater_id"),
                                                               **page_args(pagination_parameters)))

@@ -3,6 +3,7 @@ import uuid
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import event
 
 from app import bootstrap
 from app.adapters.broker import Topology, connect
@@ -83,3 +84,19 @@ def processes(app):
         deps.revocations.close()
         deps.cache.generations.close()
         deps.engine.dispose()
+
+
+@pytest.fixture
+def statements(app):
+    """Counts the SQL statements sent while the block runs."""
+    engine = app.extensions["marquee"].engine
+    seen: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)

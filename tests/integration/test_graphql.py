@@ -9,7 +9,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import from_schema
-from sqlalchemy import event
 
 from app.api.graphql.limits import MAX_ALIASES, MAX_DEPTH
 from app.api.graphql.schema import schema as graphql_schema
@@ -44,21 +43,6 @@ def gql(api, query, variables=None, token=None, **kw):
 def codes(answer) -> list[str]:
     return [error["extensions"]["code"] for error in answer.get("errors", [])]
 
-
-@pytest.fixture
-def statements(app):
-    """Counts the SQL statements sent while the block runs."""
-    engine = app.extensions["marquee"].engine
-    seen: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 # --- the same state through REST and GraphQL ----------------------------------------

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from app import db
 from app.models import AuditEntry, Payment
@@ -223,21 +223,6 @@ def test_blocked_seats_are_not_sellable_and_do_not_count_in_occupancy(api, admin
     assert seat_prices(api, ids["showtime"])[seats[4]] == 1150
     assert hold(api, other, ids["showtime"], [seats[4]]).json["total_cents"] == 1150
 
-
-@pytest.fixture
-def statements(app):
-    """The SQL statements sent while the block runs."""
-    engine = app.extensions["marquee"].engine
-    seen: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 def test_seat_map_prices_cost_the_same_statements_whatever_the_number_of_seats(api, app, admin, statements):
