@@ -221,6 +221,18 @@ def main() -> None:
         bench(args.runs, url)
     finally:
         drop_database(bench_url, DATABASE)
+        _forget_redis_keys(env["REDIS_URL"], env["REDIS_PREFIX"])
+
+
+def _forget_redis_keys(url: str, prefix: str) -> None:
+    """The sessions the benchmark's sign-ins left (they would live for the refresh token's 30 days)."""
+    from app.adapters.redis_store import RedisStore
+
+    store = RedisStore(url, prefix)
+    try:
+        store.delete_prefixed()
+    finally:
+        store.client.close()
 
 
 if __name__ == "__main__":
