@@ -8,12 +8,14 @@ from marshmallow import Schema, fields, validate
 from app.api import Blueprint
 from app.api import schemas as s
 from app.api.schemas import StrictSchema
-from app.api.security import client_address, current_user_id, login_required
+from app.api.security import admin_required, client_address, current_user_id, login_required
 from app.services import mfa
 
 blp = Blueprint("mfa", __name__, url_prefix="/api/v1/auth/mfa",
                 description="Multi-factor authentication: TOTP codes from an authenticator app, recovery codes")
-blueprints = [blp]
+users_blp = Blueprint("user_mfa", __name__, url_prefix="/api/v1/users",
+                      description="Multi-factor authentication: an admin's reset of a user's factor")
+blueprints = [blp, users_blp]
 
 _CODE = fields.String(required=True, validate=validate.Length(min=6, max=32),
                       metadata={"description": "six digits from the app, or a recovery code"})
@@ -117,3 +119,14 @@ class Verify(MethodView):
     def post(self, data):
         """Sign-in's second step: the login's mfa_token and a code give the token pair"""
         return mfa.verify_sign_in(data["mfa_token"], data["code"], client_address()).as_dict()
+
+
+@users_blp.route("/<int:user_id>/mfa")
+class UserMfaReset(MethodView):
+    @admin_required
+    @users_blp.response(204)
+    @users_blp.alt_response(404, response="NOT_FOUND")
+    @users_blp.alt_response(409, response="CONFLICT", description="mfa_not_enabled")
+    def delete(self, user_id):
+        """Remove a user's second factor (lost device and recovery codes); their sessions end"""
+        mfa.reset(current_user_id(), user_id, ip=client_address())

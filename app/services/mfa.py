@@ -223,6 +223,25 @@ def disable(user_id: int, code: str, *, ip: str | None = None) -> None:
     _uncount_attempt(user_id)
 
 
+def reset(admin_id: int, user_id: int, *, ip: str | None = None) -> None:
+    """An admin removes a user's factor (a lost device and lost recovery codes): the
+    user signs in with the password alone and sets MFA up again; every session of the
+    user ends, so none keeps the second factor it proved. 404 for an unknown user, 409
+    ``mfa_not_enabled`` when there is nothing to remove."""
+    with db.unit_of_work():
+        user = db.session.scalar(select(User).where(User.id == user_id).with_for_update())
+        if user is None:
+            raise errors.NotFound("No such user")
+        factor = db.session.get(UserMfa, user_id)
+        if factor is None:
+            raise MfaNotEnabled("This user has no second factor")
+        db.session.execute(delete(MfaRecoveryCode).where(MfaRecoveryCode.user_id == user_id))
+        db.session.execute(delete(UserMfa).where(UserMfa.user_id == user_id))
+        audit.record("auth.mfa.reset", actor_id=admin_id, object_type="user", object_id=user_id,
+                     before={"enabled": factor.enabled_at is not None}, after={"enabled": False}, ip=ip)
+    auth.end_sessions(user_id)
+
+
 # --- sign-in ------------------------------------------------------------------
 
 def _challenge_key(token: str) -> str:

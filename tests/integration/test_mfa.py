@@ -274,3 +274,17 @@ def test_require_staff_mfa_covers_managers_and_scanners_too(api, app, admin, use
                          pair["access_token"]).status_code == 200
     finally:
         ext.settings = original
+
+
+def test_an_admin_resets_a_lost_factor_and_the_users_sessions_end(api, app, admin, user):
+    _wait_next_step()
+    secret, _ = _enrol(api, user)
+    pair = _verify(api, _challenge(api, "user@test.example"), _now_code(secret, 1)).json
+    uid = api.get("/api/v1/users/me", token=user).json["id"]
+    assert api.delete(f"/api/v1/users/{uid}/mfa", user).status_code == 403  # not an admin
+    assert api.delete("/api/v1/users/999999/mfa", admin).status_code == 404
+    assert api.delete(f"/api/v1/users/{uid}/mfa", admin).status_code == 204
+    assert api.get("/api/v1/users/me", token=pair["access_token"]).status_code == 401  # sessions ended
+    assert "access_token" in api.login("user@test.example")  # the password alone again
+    assert api.delete(f"/api/v1/users/{uid}/mfa", admin).json["code"] == "mfa_not_enabled"
+    assert "auth.mfa.reset" in _actions(app)
