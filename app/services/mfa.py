@@ -21,18 +21,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
-import os
 import secrets
 import time
 from dataclasses import dataclass
 
 import pyotp
 import segno
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, func, select, update
 
 from app import db
+from app.adapters import sealing
 from app.bootstrap import marquee
 from app.models import MfaRecoveryCode, User, UserMfa
 from app.services import audit, auth, errors
@@ -64,16 +62,13 @@ class Challenge:
 # --- sealing ------------------------------------------------------------------
 
 def _seal(user_id: int, secret: str) -> bytes:
-    nonce = os.urandom(12)
-    return nonce + AESGCM(marquee().settings.mfa_encryption_key).encrypt(
-        nonce, secret.encode(), b"marquee mfa user %d" % user_id)
+    return sealing.seal(marquee().settings.mfa_encryption_key, secret.encode(), b"marquee mfa user %d" % user_id)
 
 
 def _unseal(user_id: int, sealed: bytes) -> str:
     try:
-        return AESGCM(marquee().settings.mfa_encryption_key).decrypt(
-            sealed[:12], sealed[12:], b"marquee mfa user %d" % user_id).decode()
-    except InvalidTag as exc:  # the key changed: the factor cannot be used any more
+        return sealing.unseal(marquee().settings.mfa_encryption_key, sealed, b"marquee mfa user %d" % user_id).decode()
+    except sealing.Unsealable as exc:  # the key changed: the factor cannot be used any more
         raise errors.ServiceUnavailable("The second factor cannot be read; an admin must reset it") from exc
 
 

@@ -30,18 +30,17 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app import db
+from app.adapters import sealing
 from app.adapters.webhook_sender import Outcome, Sender, check_url
 from app.bootstrap import Marquee, marquee, using
 from app.models import OutboxEvent, Reservation, ReservationSeat, ReservationStatus, Seat, Showtime
@@ -63,13 +62,11 @@ LEASE_MARGIN_SECONDS = 10.0
 # --- the secret -------------------------------------------------------------------
 
 def _seal(secret: str) -> bytes:
-    nonce = os.urandom(12)
-    return nonce + AESGCM(marquee().settings.webhook_secrets_key).encrypt(nonce, secret.encode(), b"marquee webhook")
+    return sealing.seal(marquee().settings.webhook_secrets_key, secret.encode(), b"marquee webhook")
 
 
 def _unseal(sealed: bytes) -> bytes:
-    sealed = bytes(sealed)
-    return AESGCM(marquee().settings.webhook_secrets_key).decrypt(sealed[:12], sealed[12:], b"marquee webhook")
+    return sealing.unseal(marquee().settings.webhook_secrets_key, sealed, b"marquee webhook")
 
 
 def signature(secret: bytes, timestamp: int, body: bytes) -> str:

@@ -19,18 +19,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from sqlalchemy import insert, or_, select, text, update
 
 from app import db
+from app.adapters import sealing
 from app.bootstrap import marquee
 from app.models import AuditEntry, TicketKey
 from app.services import audit, errors
@@ -71,14 +69,13 @@ def jwk(key: TicketKey) -> dict:
 # --- sealing the private halves ---------------------------------------------------
 
 def _seal(seed: bytes, kid: str) -> bytes:
-    nonce = os.urandom(12)
-    return nonce + AESGCM(marquee().settings.ticket_keys_encryption_key).encrypt(nonce, seed, kid.encode())
+    return sealing.seal(marquee().settings.ticket_keys_encryption_key, seed, kid.encode())
 
 
 def _unseal(blob: bytes, kid: str) -> Ed25519PrivateKey:
     try:
-        seed = AESGCM(marquee().settings.ticket_keys_encryption_key).decrypt(blob[:12], blob[12:], kid.encode())
-    except InvalidTag:
+        seed = sealing.unseal(marquee().settings.ticket_keys_encryption_key, blob, kid.encode())
+    except sealing.Unsealable:
         raise errors.ServiceUnavailable(
             "The ticket signing key cannot be decrypted: TICKET_KEYS_ENCRYPTION_KEY is not the one it was "
             "stored under") from None
