@@ -24,7 +24,7 @@ from app.bootstrap import marquee
 from app.logging_setup import request_id_var
 from app.models import OutboxEvent, PasswordResetToken, User
 from app.models.booking import OUTBOX_NOTIFY_CHANNEL
-from app.services import audit, errors
+from app.services import attempts, audit, errors
 
 
 class WrongPassword(errors.Forbidden):
@@ -117,13 +117,8 @@ def authenticate(email: str, password: str, client_address: str) -> User:
     window = settings.login_window_seconds
     email = normalize_email(email)
     acct_key, addr_key = _account_key(email), _address_key(client_address)
-    counter = marquee().count_failure
-    acct_n, acct_ttl = counter(keys=[acct_key], args=[window])
-    addr_n, addr_ttl = counter(keys=[addr_key], args=[window])
-
-    def uncount(key: str) -> None:
-        if store.client.decr(key) <= 0:
-            store.client.delete(key)
+    acct_n, acct_ttl = attempts.count(acct_key, window)
+    addr_n, addr_ttl = attempts.count(addr_key, window)
 
     if acct_n > settings.login_max_failures_per_account:
         audit.record_event("auth.login_throttled", actor_id=None, ip=client_address,
@@ -132,7 +127,7 @@ def authenticate(email: str, password: str, client_address: str) -> User:
             "Too many failed sign-ins for this account; try again later", retry_after=acct_ttl
         )
     if addr_n > settings.login_max_failures_per_address:
-        uncount(acct_key)  # refused unchecked: not held against the account
+        attempts.uncount(acct_key)  # refused unchecked: not held against the account
         raise errors.RateLimited(
             "Too many failed sign-ins from this address; try again later", retry_after=addr_ttl
         )
@@ -148,7 +143,7 @@ def authenticate(email: str, password: str, client_address: str) -> User:
         raise errors.InvalidCredentials("Invalid email or password")
     # Success: the account's record is wiped, the address's attempt un-counted.
     store.client.delete(acct_key)
-    uncount(addr_key)
+    attempts.uncount(addr_key)
     if hasher.needs_rehash(user.password_hash):
         with db.unit_of_work():
             user.password_hash = hasher.hash(password)
@@ -161,9 +156,8 @@ def confirm_password(user: User, password: str) -> None:
     a stolen access token cannot be used to guess the password (429 past the limit)."""
     settings = marquee().settings
     key = _account_key(user.email)
-    failures, ttl = marquee().count_failure(keys=[key], args=[settings.login_window_seconds])
-    if failures > settings.login_max_failures_per_account:
-        raise errors.RateLimited("Too many wrong passwords for this account; try again later", retry_after=ttl)
+    attempts.limit(key, settings.login_window_seconds, settings.login_max_failures_per_account,
+                   "Too many wrong passwords for this account; try again later")
     if not marquee().passwords.verify(user.password_hash, password):
         raise WrongPassword("The current password is not right")
     marquee().redis.client.delete(key)
@@ -396,11 +390,9 @@ def _reset_throttle(email: str, client_address: str) -> None:
     store = marquee().redis
     window = settings.password_reset_window_seconds
     digest = hashlib.sha256(email.encode()).hexdigest()[:32]
-    for key, limit in ((store.key("auth", "reset", "email", digest), settings.password_reset_max_per_email),
-                       (store.key("auth", "reset", "addr", client_address), settings.password_reset_max_per_client)):
-        count, ttl = marquee().count_failure(keys=[key], args=[window])
-        if count > limit:
-            raise errors.RateLimited("Too many password reset requests; try again later", retry_after=ttl)
+    for key, most in ((store.key("auth", "reset", "email", digest), settings.password_reset_max_per_email),
+                      (store.key("auth", "reset", "addr", client_address), settings.password_reset_max_per_client)):
+        attempts.limit(key, window, most, "Too many password reset requests; try again later")
 
 
 def request_password_reset(email: str, client_address: str) -> None:

@@ -33,7 +33,7 @@ from app import db
 from app.adapters import sealing
 from app.bootstrap import marquee
 from app.models import MfaRecoveryCode, User, UserMfa
-from app.services import audit, auth, errors
+from app.services import attempts, audit, auth, errors
 
 RECOVERY_CODES = 10
 _STEP_SECONDS = 30  # RFC 6238's default, what every authenticator app uses
@@ -248,18 +248,14 @@ def _attempts_key(user_id: int) -> str:
 
 
 def _count_attempt(user_id: int) -> None:
-    """Counted before the code is checked (parallel guesses cannot pass the limit) and
-    un-counted on success, as password attempts are; 429 past the account's limit."""
+    """Counted as password attempts are (``services.attempts``); 429 past the account's limit."""
     settings = marquee().settings
-    failures, ttl = marquee().count_failure(keys=[_attempts_key(user_id)], args=[settings.login_window_seconds])
-    if failures > settings.login_max_failures_per_account:
-        raise errors.RateLimited("Too many wrong codes for this account; try again later", retry_after=ttl)
+    attempts.limit(_attempts_key(user_id), settings.login_window_seconds, settings.login_max_failures_per_account,
+                   "Too many wrong codes for this account; try again later")
 
 
 def _uncount_attempt(user_id: int) -> None:
-    client = marquee().redis.client
-    if client.decr(_attempts_key(user_id)) <= 0:
-        client.delete(_attempts_key(user_id))
+    attempts.uncount(_attempts_key(user_id))
 
 
 def sign_in(email: str, password: str, client_address: str) -> auth.TokenPair | Challenge:

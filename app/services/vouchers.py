@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from app import db
 from app.bootstrap import marquee
 from app.models import Movie, Showtime, Theater, Voucher, VoucherRedemption
-from app.services import audit, errors
+from app.services import attempts, audit, errors
 from app.services.pagination import page_of
 
 
@@ -181,15 +181,12 @@ def count_attempt(user_id: int) -> None:
     the limit: 429 past ``VOUCHER_MAX_FAILURES`` in the window, a valid code included.
     ``attempt_succeeded`` un-counts it."""
     settings = marquee().settings
-    count, ttl = marquee().count_failure(keys=[_failures_key(user_id)], args=[settings.voucher_window_seconds])
-    if int(count) > settings.voucher_max_failures:
-        raise errors.RateLimited("Too many failed voucher codes; try again later", retry_after=int(ttl))
+    attempts.limit(_failures_key(user_id), settings.voucher_window_seconds, settings.voucher_max_failures,
+                   "Too many failed voucher codes; try again later")
 
 
 def attempt_succeeded(user_id: int) -> None:
-    client = marquee().redis.client
-    if client.decr(_failures_key(user_id)) <= 0:
-        client.delete(_failures_key(user_id))
+    attempts.uncount(_failures_key(user_id))
 
 
 def discount_for(voucher: Voucher, subtotal_cents: int) -> int:
