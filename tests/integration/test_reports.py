@@ -13,6 +13,7 @@ import requests
 from sqlalchemy import func, select, text
 
 from app import db
+from app.bootstrap import marquee
 from app.models import Payment, Reservation, ReservationSeat, UserRole
 from app.services import booking
 from tests.helpers import wait_until
@@ -303,3 +304,27 @@ def test_sales_rows_are_paginated_with_the_totals_on_every_page(api, admin, two_
         seen += r.json["rows"]
     assert len(seen) == 2 and seen[0]["key"] != seen[1]["key"] and sum(r["gross_cents"] for r in seen) == 2000
     assert all(", Opera, " in r["label"] or ", Rex, " in r["label"] for r in seen)
+
+
+def test_a_confirmation_does_not_hold_the_summary_rows_until_it_commits(api, app, admin, user, other, show):
+    """Two charges of one showtime on one day, in two open transactions: the second
+    commits while the first is still open (the summaries are added to at commit: with
+    the triggers at the INSERT, the second waited on the first's row lock and ran into
+    its lock timeout), and the report counts both."""
+    seats = seat_ids(api, show["showtime"])
+    ids = [reserve(api, token, hold(api, token, show["showtime"], [seat]).json["id"]).json["id"]
+           for token, seat in ((user, seats[0]), (other, seats[2]))]
+    insert = text("INSERT INTO payments (reservation_id, kind, status, amount_cents, currency, gateway_ref, "
+                  "idempotency_key) VALUES (:id, 'charge', 'succeeded', 1000, 'EUR', 'ch_test', :key)")
+    with app.app_context():
+        engine = marquee().engine
+        with engine.connect() as first, engine.connect() as second:
+            first.execute(insert, {"id": ids[0], "key": f"lock-test-{ids[0]}"})  # open, not committed
+            second.execute(text("SET lock_timeout = '2s'"))
+            second.execute(insert, {"id": ids[1], "key": f"lock-test-{ids[1]}"})
+            second.commit()  # would raise LockNotAvailable with the triggers at the INSERT
+            first.commit()
+    rows, _ = _all_rows(api, admin, SALES, **{"from": (date.today() - timedelta(days=1)).isoformat(),
+                                              "to": (date.today() + timedelta(days=1)).isoformat(),
+                                              "group_by": "showtime"})
+    assert [(r["gross_cents"], r["discount_cents"]) for r in rows] == [(2000, 0)]
