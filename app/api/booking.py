@@ -19,10 +19,12 @@ blueprints = [holds, reservations]
 
 def _reservations_out(items) -> list[dict]:
     """Reservations as clients read them, with links to themselves and their tickets."""
-    return [{**view,
-             "links": {"self": url_for("reservations.ReservationById", reservation_id=view["id"]),
-                       "tickets": url_for("tickets.ReservationTickets", reservation_id=view["id"])}}
-            for view in booking.reservation_views(list(items))]
+    return [_linked(view) for view in booking.reservation_views(list(items))]
+
+
+def _linked(view: dict) -> dict:
+    return {**view, "links": {"self": url_for("reservations.ReservationById", reservation_id=view["id"]),
+                              "tickets": url_for("tickets.ReservationTickets", reservation_id=view["id"])}}
 
 
 def _reservation_out(reservation) -> dict:
@@ -139,7 +141,7 @@ class ReservationById(MethodView):
     @reservations.alt_response(404, response="NOT_FOUND")
     def get(self, reservation_id):
         """One of the caller's reservations"""
-        return _reservation_out(booking.get_reservation(current_user_id(), reservation_id, is_admin=is_admin()))
+        return _linked(booking.reservation_view(current_user_id(), reservation_id, is_admin=is_admin()))
 
 
 @reservations.route("/<int:reservation_id>/cancel")

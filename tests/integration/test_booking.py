@@ -51,6 +51,30 @@ def test_a_request_that_fails_on_one_seat_holds_none(api, user, other, show):
     assert hold(api, other, show["showtime"], [s1, s3]).status_code == 201
 
 
+def test_one_reservation_reads_as_in_the_list_in_every_payment_state(api, app, admin, user, show):
+    """``GET /reservations/{id}`` (one statement, no ORM) says what the list says, in each
+    payment state: pending, succeeded, declined with its reason, refund pending; the
+    owner and an admin read it, with the same ETag for the same state."""
+    seats = seat_ids(api, show["showtime"])
+    ids = [reserve(api, user, hold(api, user, show["showtime"], [seat]).json["id"]).json["id"] for seat in seats[:1]]
+    ids += [reserve(api, user, hold(api, user, show["showtime"], [seats[2]]).json["id"]).json["id"]]
+    ids += [reserve(api, user, hold(api, user, show["showtime"], [seats[4]]).json["id"]).json["id"]]
+    with app.app_context():
+        payment = {"kind": "charge", "amount_cents": 1000, "currency": "EUR", "gateway_ref": "ch_1"}
+        booking.confirm_payment(ids[1], payment={**payment, "status": "succeeded", "idempotency_key": "k1"})
+        booking.fail_payment(ids[2], payment={**payment, "status": "declined", "failure_reason": "declined",
+                                              "idempotency_key": "k2"})
+        db.session.remove()
+    assert api.post(f"/api/v1/reservations/{ids[1]}/cancel", token=user).status_code == 202
+    listed = {r["id"]: r for r in api.get("/api/v1/reservations", user).json}
+    assert {listed[i]["payment_status"] for i in ids} == {"pending", "refund_pending", "declined"}
+    for reservation_id in ids:
+        one = api.get(f"/api/v1/reservations/{reservation_id}", user)
+        assert one.json == listed[reservation_id]
+        assert api.get(f"/api/v1/reservations/{reservation_id}", admin).headers["ETag"] == one.headers["ETag"]
+    assert listed[ids[2]]["failure_reason"] == "declined" and listed[ids[0]]["expires_at"] is not None
+
+
 def test_holds_of_one_showtime_do_not_block_another(api, admin, user, other, show):
     """Regression: lock keys not scoped to the showtime."""
     start = datetime.fromisoformat(show["showtime_obj"]["starts_at"]) + timedelta(hours=5)
