@@ -444,9 +444,8 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
             "cancellation", reservation.user_id, reservation_id=reservation.id, refunded=was_confirmed,
             refund_cents=reservation.refund_cents,
             fee_cents=(reservation.total_cents - reservation.refund_cents) if was_confirmed else 0))
-        db.session.add(outbound_webhooks.event("reservation.cancelled", reservation, f"{reservation.id}",
-                                               refund_requested=bool(reservation.refund_cents),
-                                               refund_cents=reservation.refund_cents))
+        outbound_webhooks.emit("reservation.cancelled", reservation, f"{reservation.id}",
+                               refund_requested=bool(reservation.refund_cents), refund_cents=reservation.refund_cents)
     seats.free_for_reservation(reservation.showtime_id, freed, reservation.id)
     waitlist.seats_freed(reservation.showtime_id)
     return reservation
@@ -484,7 +483,7 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
             tickets.issue(reservation)
             db.session.add(notifications.email_event("confirmation", reservation.user_id,
                                                      reservation_id=reservation.id))
-            db.session.add_all(outbound_webhooks.reservation_confirmed(reservation))
+            outbound_webhooks.reservation_confirmed(reservation)
             outcome = "confirmed"
             starts_at = _starts_at(reservation.showtime_id)
         elif _refund_requested(reservation):

@@ -108,6 +108,7 @@ def create_webhook(actor_id: int, url: str, events: list[str]) -> dict:
         audit.record("webhook.create", actor_id=actor_id, object_type="webhook", object_id=webhook.id,
                      after=_audited(webhook))
         view = _view(webhook)
+    marquee().cache.invalidate(SUBSCRIPTIONS)
     return {**view, "secret": secret}
 
 
@@ -139,6 +140,7 @@ def delete_webhook(actor_id: int, webhook_id: int) -> None:
         audit.record("webhook.delete", actor_id=actor_id, object_type="webhook", object_id=webhook.id,
                      before=_audited(webhook))
         db.session.delete(webhook)
+    marquee().cache.invalidate(SUBSCRIPTIONS)
 
 
 def enable_webhook(actor_id: int, webhook_id: int) -> dict:
@@ -182,6 +184,24 @@ def list_deliveries(webhook_id: int, page: int, page_size: int) -> tuple[list[di
 
 # --- events, written in the transaction of the change -------------------------------------
 
+# The cache namespace of the webhooks' subscriptions: renewed by every creation and
+# deletion after its commit, before it answers (``Cache.invalidate``).
+SUBSCRIPTIONS = "webhooks"
+
+
+def subscribed() -> frozenset[str]:
+    """The event types some webhook takes (enabled or not: a disabled one resumes). A change
+    writes no event nobody takes: no outbox row, no message, no fan-out (a checkout's
+    confirmation was one message in three through the worker, for no webhook at all). Read
+    from this process's cache, whose generations every instance learns before a webhook's
+    creation is answered: a webhook gets the events of every change begun after that."""
+    def compute() -> list[str]:
+        return sorted({kind for (kinds,) in db.session.execute(select(Webhook.events)) for kind in kinds})
+
+    return frozenset(marquee().cache.get_or_compute([SUBSCRIPTIONS], "webhook-subscriptions", 0, compute,
+                                                    local=True))
+
+
 def event(kind: str, reservation: Reservation, key: str, **data) -> OutboxEvent:
     """An outbox row announcing ``kind`` about ``reservation``; add it to the change's unit of
     work. ``key`` names the occurrence: the same key gives the same event id, so an event
@@ -197,15 +217,23 @@ def event(kind: str, reservation: Reservation, key: str, **data) -> OutboxEvent:
     }})
 
 
-def reservation_confirmed(reservation: Reservation) -> list[OutboxEvent]:
-    """``reservation.confirmed``, and ``showtime.sold_out`` when this confirmation sold the
-    last sellable seat. Sold out means every seat of the screen not blocked for the
-    showtime is in a confirmed reservation; confirmations of one showtime count under an
-    advisory lock held to their commit, so exactly the one that completes the sale sees
-    it. Seats freed and sold out again is a new sell-out (a new event: its key is the
-    reservation that completed it)."""
-    found = [event("reservation.confirmed", reservation, f"{reservation.id}",
-                   seat_count=len(reservation.seats))]
+def emit(kind: str, reservation: Reservation, key: str, **data) -> None:
+    """``event``, added to the change's unit of work, if some webhook takes ``kind``."""
+    if kind in subscribed():
+        db.session.add(event(kind, reservation, key, **data))
+
+
+def reservation_confirmed(reservation: Reservation) -> None:
+    """Emit ``reservation.confirmed``, and ``showtime.sold_out`` when this confirmation sold
+    the last sellable seat (each if some webhook takes it). Sold out means every seat of the
+    screen not blocked for the showtime is in a confirmed reservation; confirmations of one
+    showtime count under an advisory lock held to their commit, so exactly the one that
+    completes the sale sees it (counted only while a webhook takes the event). Seats freed
+    and sold out again is a new sell-out (a new event: its key is the reservation that
+    completed it)."""
+    emit("reservation.confirmed", reservation, f"{reservation.id}", seat_count=len(reservation.seats))
+    if "showtime.sold_out" not in subscribed():
+        return
     db.session.flush()
     db.session.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"),
                        {"a": SOLD_OUT_LOCK, "b": reservation.showtime_id % 2**31})
@@ -219,9 +247,8 @@ def reservation_confirmed(reservation: Reservation) -> list[OutboxEvent]:
         ReservationSeat.showtime_id == reservation.showtime_id, ReservationSeat.released_at.is_(None),
         Reservation.status == ReservationStatus.CONFIRMED))
     if sellable and sold >= sellable:
-        found.append(event("showtime.sold_out", reservation, f"{reservation.showtime_id}:{reservation.id}",
-                           sold_seats=sold))
-    return found
+        db.session.add(event("showtime.sold_out", reservation, f"{reservation.showtime_id}:{reservation.id}",
+                             sold_seats=sold))
 
 
 # --- the worker: fan-out ------------------------------------------------------------------

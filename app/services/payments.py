@@ -85,8 +85,7 @@ def process_refund(payload: dict) -> str:
             "amount_cents": amount, "currency": payload["currency"],
             "gateway_ref": result.reference, "idempotency_key": key})
         if result.succeeded:
-            db.session.add(outbound_webhooks.event("payment.refunded", reservation, key,
-                                                   refund_cents=amount))
+            outbound_webhooks.emit("payment.refunded", reservation, key, refund_cents=amount)
     return "refunded"
 
 

@@ -320,6 +320,42 @@ def test_with_rabbitmq_down_at_the_change_the_event_is_kept_and_delivered_later(
         receiver.stop()
 
 
+def _webhook_events(app) -> list[str]:
+    with app.app_context():
+        rows = db.session.scalars(select(OutboxEvent.payload).where(OutboxEvent.topic == "webhooks.event")
+                                  .order_by(OutboxEvent.id)).all()
+        db.session.remove()
+    return [row["webhook_event"]["type"] for row in rows]
+
+
+def test_a_change_writes_only_the_events_some_webhook_takes(api, app, admin, user, show, hooks):
+    """No webhook: a confirmation and a cancellation write no event (no outbox row, no
+    message, no fan-out). A webhook taking confirmations: the next confirmation writes one,
+    the cancellation still none; deleted: none again. Every app process learns it at once
+    (the subscription cache is renewed before the creation is answered)."""
+    payment = {"kind": "charge", "status": "succeeded", "amount_cents": 1000, "currency": "EUR",
+               "gateway_ref": "ch_1"}
+
+    def confirm(reservation_id):
+        with app.app_context():
+            assert booking.confirm_payment(reservation_id, payment={**payment,
+                                                                    "idempotency_key": f"k{reservation_id}"}) == "confirmed"
+            db.session.remove()
+
+    first = _book(api, user, show, [0])
+    confirm(first)
+    assert api.post(f"/api/v1/reservations/{first}/cancel", token=user).status_code == 202
+    assert _webhook_events(app) == []
+    webhook = _subscribe(api, admin, "http://127.0.0.1:9/hooks", ["reservation.confirmed"])
+    second = _book(api, user, show, [2])
+    confirm(second)
+    assert api.post(f"/api/v1/reservations/{second}/cancel", token=user).status_code == 202
+    assert _webhook_events(app) == ["reservation.confirmed"]
+    assert api.delete(f"/api/v1/webhooks/{webhook['id']}", admin).status_code == 204
+    confirm(_book(api, user, show, [4]))
+    assert _webhook_events(app) == ["reservation.confirmed"]
+
+
 def test_the_sale_of_the_last_seat_announces_a_sold_out_showtime_once(api, app, admin, user, show, broker, hooks):
     receiver = Receiver().start()
     try:
@@ -345,6 +381,7 @@ def test_concurrent_confirmations_of_the_last_seats_announce_sold_out_exactly_on
     """Two confirmations that together sell the last seats, released at the same moment
     in two threads: exactly one of them sees the showtime sold out. Five showtimes, so
     an unguarded count (each confirmation blind to the other's uncommitted one) shows."""
+    _subscribe(api, admin, "http://127.0.0.1:9/hooks")  # events are written only for a subscriber
     showtimes = [show] + [{"showtime": api.showtime(admin, show["movie"], show["screen"], starts_at=(
         datetime.now(timezone.utc) + timedelta(days=2, hours=4 * k)).replace(microsecond=0))["id"]}
         for k in range(4)]
