@@ -27,10 +27,11 @@ import httptools
 import redis
 
 from app.logging_setup import accept_or_create_request_id, request_id_var
-from app.services import errors
+from app.services import auth, errors
 from live import http, sse
 from live.followers import Follower, Reset
 from live.queue_status import CACHE_CONTROL, Status
+from live.reservations import Watch
 
 if TYPE_CHECKING:  # pragma: no cover
     from live.server import LiveServer
@@ -68,6 +69,7 @@ class Connection(asyncio.Protocol):
         self.chunked = True
         self.streaming = False  # the stream's head is written
         self.follower: Follower | None = None
+        self.watch: Watch | None = None  # a reservation's stream
         self.showtime_id = 0
         self.started = 0.0
         self.end_reason = ""
@@ -117,6 +119,8 @@ class Connection(asyncio.Protocol):
         self.server.release(self)
         if self.follower is not None:
             self.follower.leave(self)
+        if self.watch is not None:
+            self.server.reservations.leave(self.watch)
         if self.streaming:
             self._log(logging.INFO, "stream ended", reason=self.end_reason or "client_gone",
                       seconds=round(time.monotonic() - self.started, 3))
@@ -167,7 +171,8 @@ class Connection(asyncio.Protocol):
         path = (url.path or b"").decode("latin-1")
         query = (url.query or b"").decode("latin-1")
         target = http.showtime_path(path)
-        if target is None and path not in ("/health", "/metrics"):
+        reservation_id = http.reservation_path(path) if target is None else None
+        if target is None and reservation_id is None and path not in ("/health", "/metrics"):
             raise http.Refusal(404, "not_found", f"no such path: {path}")
         if request.method != b"GET":
             raise http.Refusal(405, "method_not_allowed", "only GET is served here", (b"Allow: GET",))
@@ -176,6 +181,10 @@ class Connection(asyncio.Protocol):
         elif path == "/metrics":
             self.answer(self.server.metrics.render(), "text/plain; version=0.0.4; charset=utf-8", request_id,
                         request.keep_alive)
+        elif reservation_id is not None:
+            http.query_params(query)
+            authorization = request.headers.get(b"authorization", b"").decode("latin-1") or None
+            self._start_reservation_stream(reservation_id, authorization, request_id, request.http10)
         elif target[0] == "queue_status":
             http.query_params(query)
             self._queue_status(target[1], request_id, request.keep_alive)
@@ -284,6 +293,43 @@ class Connection(asyncio.Protocol):
             else:
                 self.refuse(http.Refusal(503, "service_unavailable", "the seat changes cannot be read now",
                                          (b"Retry-After: 1",)), self.request_id, keep_alive=False)
+
+    def _start_reservation_stream(self, reservation_id: int, authorization: str | None, request_id: str,
+                                  http10: bool) -> None:
+        self.chunked = not http10
+        self.parser = None  # one stream per connection
+        self.waiting.clear()
+        self.request_id = request_id
+        self.started = time.monotonic()
+        self.server.spawn(self._join_reservation(reservation_id, authorization))
+
+    async def _join_reservation(self, reservation_id: int, authorization: str | None) -> None:
+        """The caller checked, the reservation read (the first message), then its changes."""
+        reservations = self.server.reservations
+        try:
+            claims = await self.server.followers.in_thread(auth.verify_access_token, authorization)
+            watch, view = await reservations.start(self, reservation_id, int(claims["sub"]),
+                                                   claims.get("role") == "admin")
+        except errors.Unauthorized as exc:
+            self.refuse(http.Refusal(401, exc.code, exc.detail, (b"WWW-Authenticate: Bearer",)), self.request_id,
+                        keep_alive=False)
+            return
+        except errors.NotFound as exc:
+            self.refuse(http.Refusal(404, "not_found", exc.detail), self.request_id, keep_alive=False)
+            return
+        except Exception as exc:  # noqa: BLE001 - Redis or PostgreSQL unreachable: the client retries later
+            self._log(logging.WARNING, "reservation stream could not start",
+                      exc_info=not isinstance(exc, redis.RedisError), error=str(exc))
+            self.refuse(http.Refusal(503, "service_unavailable", "the reservation cannot be read now",
+                                     (b"Retry-After: 1",)), self.request_id, keep_alive=False)
+            return
+        if self.closed:
+            reservations.leave(watch)
+            return
+        self.watch = watch
+        self.transport.write(http.stream_head(self.request_id, chunked=self.chunked))
+        self.streaming = True
+        reservations.deliver(watch, view)
 
     def send(self, frame: sse.Frame) -> bool:
         """Write one message; past the buffer limit the client is cut off (False)."""

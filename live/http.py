@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 EVENTS_PATH = re.compile(r"^/api/v1/showtimes/([1-9][0-9]{0,18})/seats/events$")
 QUEUE_STATUS_PATH = re.compile(r"^/api/v1/showtimes/([1-9][0-9]{0,18})/queue/status$")
 SHOWTIME_PATHS = (("events", EVENTS_PATH), ("queue_status", QUEUE_STATUS_PATH))
+RESERVATION_EVENTS_PATH = re.compile(r"^/api/v1/reservations/([1-9][0-9]{0,18})/events$")
 MAX_ID = 2 ** 63 - 1  # ids are PostgreSQL bigints, as the app's routes take them
 
 
@@ -30,6 +31,12 @@ def showtime_path(path: str) -> tuple[str, int] | None:
         if match is not None:
             return (name, int(match.group(1))) if int(match.group(1)) <= MAX_ID else None
     return None
+
+
+def reservation_path(path: str) -> int | None:
+    """The reservation id of a reservation's events path; None for any other path."""
+    match = RESERVATION_EVENTS_PATH.match(path)
+    return int(match.group(1)) if match is not None and int(match.group(1)) <= MAX_ID else None
 
 
 def query_params(query: str, known: frozenset[str] = frozenset()) -> list[tuple[str, str]]:

@@ -29,6 +29,8 @@ class _StateCollector:
             ("marquee_live_redis_readers", "Change stream readers running (one per followed showtime)",
              sum(1 for f in followers if f.reader is not None and not f.reader.done())),
             ("marquee_live_connections", "Open client connections", len(self.server.connections)),
+            ("marquee_live_reservation_streams", "Reservation streams awaiting a payment's outcome",
+             self.server.reservations.count),
         ):
             gauge = GaugeMetricFamily(name, text)
             gauge.add_metric([], value)
@@ -51,6 +53,8 @@ class LiveMetrics:
                                     registry=self.registry)
         self.queue_events_sent = Counter("marquee_live_queue_events_sent", "Waiting-room statuses written to "
                                          "watchers as event: queue (one per watcher)", registry=self.registry)
+        self.reservation_events_sent = Counter("marquee_live_reservation_events_sent",
+                                               "Reservation states written to their streams", registry=self.registry)
         self.queue_status_served = Counter("marquee_live_queue_status_served", "Queue status requests answered "
                                            "(200, or 404 without a waiting room)", registry=self.registry)
         self.queue_status_reads = Counter("marquee_live_queue_status_reads", "Redis reads of a queue status (one "

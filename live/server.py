@@ -32,6 +32,7 @@ from live.connection import Connection
 from live.followers import Followers
 from live.metrics import LiveMetrics
 from live.queue_status import QueueStatuses
+from live.reservations import Reservations
 
 log = logging.getLogger("live")
 _DRAIN_SECONDS = 5.0  # at a stop, ended streams get this long to flush their last bytes
@@ -45,6 +46,7 @@ class LiveServer:
         self.metrics = LiveMetrics(self)
         self.executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="live-services")
         self.followers = Followers(deps, settings, self.metrics, self.executor)
+        self.reservations = Reservations(deps, settings, self.metrics, self.followers.in_thread, self.spawn)
         self.queue_statuses = QueueStatuses(self.followers.redis, functools.partial(waiting_room_store.room_key,
                                                                                     deps.redis), self.metrics)
         self.connections: set[Connection] = set()
@@ -61,6 +63,8 @@ class LiveServer:
         self.port = self._listener.sockets[0].getsockname()[1]
         self.spawn(self.followers.expire_forever())
         self.spawn(self.followers.heartbeat_forever())
+        self.spawn(self.reservations.listen_forever())
+        self.spawn(self.reservations.recheck_forever())
         log.info("live listening", extra={"event": "start", "listen": f"{self.settings.host}:{self.port}",
                                           "heartbeat_seconds": self.settings.heartbeat_seconds,
                                           "client_buffer_bytes": self.settings.client_buffer_bytes})
@@ -80,6 +84,7 @@ class LiveServer:
         for task in list(self.tasks):
             task.cancel()
         await self.followers.close()
+        await self.reservations.close()
         for conn in list(self.connections):
             conn.end(reason="shutdown")
         deadline = time.monotonic() + _DRAIN_SECONDS

@@ -2,13 +2,16 @@
 against RabbitMQ's own rate.
 
     .venv/bin/python -m loadtests.bench_pipeline [--base http://127.0.0.1:8000] [--checkouts 200] [--concurrency 8]
+                                                 [--wait stream|poll]
 
 Against a running stack (``make up``: app, scheduler with the outbox relay, the
-worker), loopback only, bounded in count. It prints:
+worker, the live process), loopback only, bounded in count. It prints:
   - checkouts per second from the first hold to the last reservation seen
-    ``confirmed`` (each client holds, reserves, then polls until confirmed), and
-    each checkout's latency p50/p99 from POST /reservations to confirmed (polled
-    every 20 ms);
+    ``confirmed`` (each client holds, reserves, then waits for the outcome), and
+    each checkout's latency p50/p99 from POST /reservations to confirmed. A client
+    waits on the reservation's event stream (``--wait stream``, the default: the
+    live process pushes the outcome) or GETs the reservation every 20 ms (``--wait
+    poll``, what clients had to do before the stream);
   - RabbitMQ's own publish (with confirms) and consume (manual ack) rate for the
     same message size, measured in the same run on a scratch queue: the ceiling.
 Each client is a demo customer who holds one seat (best available) of a showtime
@@ -57,9 +60,37 @@ def _login(base: str, n: int) -> str:
     return r.json()["access_token"]
 
 
-def checkouts(base: str, work: list[int], concurrency: int) -> dict:
+def poll(session: requests.Session, base: str, reservation_id: int, headers: dict) -> str | None:
+    """GET the reservation every 20 ms until it is confirmed (None after a minute)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = session.get(f"{base}/api/v1/reservations/{reservation_id}", headers=headers, timeout=10).json()["status"]
+        if status != "pending_payment":
+            return status
+        time.sleep(0.02)
+    return None
+
+
+def follow(session: requests.Session, base: str, reservation_id: int, headers: dict) -> str | None:
+    """Read the reservation's stream (the live process) until it ends: its last status."""
+    status = None
+    with session.get(f"{base}/api/v1/reservations/{reservation_id}/events", headers=headers, stream=True,
+                     timeout=(5, 30)) as stream:
+        if stream.status_code != 200:
+            return None
+        for line in stream.iter_lines():
+            if line.startswith(b"data: "):
+                status = json.loads(line[6:])["status"]
+    return status
+
+
+WAYS = {"stream": follow, "poll": poll}
+
+
+def checkouts(base: str, work: list[int], concurrency: int, wait=follow) -> dict:
     """Each client is one demo customer (logged in before the clock starts) making
-    checkouts one after another until ``work`` is done."""
+    checkouts one after another until ``work`` is done; ``wait`` waits for the payment's
+    outcome (``follow`` the reservation's stream, or ``poll`` it)."""
     latencies, failures, lock = [], [0], threading.Lock()
     queue = list(work)
     tokens = [_login(base, n + 1) for n in range(concurrency)]
@@ -81,15 +112,11 @@ def checkouts(base: str, work: list[int], concurrency: int) -> dict:
             started = time.perf_counter()
             r = session.post(f"{base}/api/v1/reservations", headers=headers, timeout=10,
                              json={"hold_id": h.json()["id"], "payment_token": "tok_visa"})
-            rid, deadline = r.json()["id"], time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if session.get(f"{base}/api/v1/reservations/{rid}", headers=headers, timeout=10).json()["status"] == "confirmed":
-                    with lock:
-                        latencies.append(time.perf_counter() - started)
-                    break
-                time.sleep(0.02)
-            else:
-                with lock:
+            status = wait(session, base, r.json()["id"], headers)
+            with lock:
+                if status == "confirmed":
+                    latencies.append(time.perf_counter() - started)
+                else:
                     failures[0] += 1
 
     elapsed = run_threads(customer, concurrency)
@@ -133,18 +160,22 @@ def main() -> None:
     parser.add_argument("--base", default="http://127.0.0.1:8000")
     parser.add_argument("--checkouts", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--wait", choices=sorted(WAYS), default="stream",
+                        help="how a client waits for the payment's outcome: the reservation's event stream "
+                             "(pushed by the live process), or GET every 20 ms")
     parser.add_argument("--amqp", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
     args = parser.parse_args()
     require_loopback(args.base)
     work = _prepare(args.base, args.checkouts)
-    result = checkouts(args.base, work, args.concurrency)
+    result = checkouts(args.base, work, args.concurrency, WAYS[args.wait])
     body = json.dumps({"topic": "payments.charge", "event_id": 1, "reservation_id": 1, "amount_cents": 1200,
                        "currency": "EUR", "payment_token": "tok_visa", "idempotency_key": "reservation-1"}).encode()
     publish_rate, consume_rate = rabbitmq_ceiling(args.amqp, 2000, body)
-    print(f"target {args.base}, {len(work)} checkouts by {args.concurrency} clients")
+    print(f"target {args.base}, {len(work)} checkouts by {args.concurrency} clients, waiting by {args.wait}")
     print(f"checkouts confirmed            {result['done']:6d}   ({result['failures']} failed)")
     print(f"checkouts per second           {result['rate']:8.1f}")
-    print(f"reserve -> confirmed latency   p50 {result['p50']:.0f} ms, p99 {result['p99']:.0f} ms, mean {result['mean']:.0f} ms")
+    print(f"reserve -> confirmed latency   p50 {result['p50']:.0f} ms, p99 {result['p99']:.0f} ms, mean {result['mean']:.0f} ms"
+          f" (seen {'pushed' if args.wait == 'stream' else 'by polling every 20 ms'})")
     print(f"RabbitMQ alone (quorum queue)  publish with confirms {publish_rate:.0f} msg/s, consume+ack {consume_rate:.0f} msg/s")
     print("(each checkout is two messages through the worker: the charge, then its confirmation email)")
 

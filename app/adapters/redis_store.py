@@ -14,6 +14,7 @@ import redis
 
 class RedisStore:
     PUSHED_RESET = b"\x00reset"  # a pushed state's message: load everything again (pushed.py)
+    RESERVATIONS_CHANNEL = "reservations"  # ``announce_reservations``' (a pushed channel: told of resets too)
 
     def __init__(self, url: str, prefix: str, *, cluster: bool = False) -> None:
         """``cluster``: ``url`` names one node of a Redis Cluster (redis-py's cluster
@@ -40,6 +41,15 @@ class RedisStore:
         the database too: two users of one prefix in two databases never hear each other."""
         database = self.client.get_connection_kwargs().get("db", 0) if hasattr(self.client, "get_connection_kwargs") else 0
         return self.key("pushed", f"db{database}", name)
+
+    def announce_reservations(self, reservation_ids) -> None:
+        """Tell whoever follows these reservations (the live process's reservation streams)
+        that they changed: their ids on one pub/sub channel, after the change's commit. A
+        hint to read them again, never the state itself (which PostgreSQL keeps)."""
+        pipe = self.client.pipeline(transaction=False)
+        for reservation_id in reservation_ids:
+            pipe.publish(self.pushed_channel(self.RESERVATIONS_CHANNEL), str(reservation_id))
+        pipe.execute()
 
     def script(self, name: str, *, prelude: str | None = None):
         """Load ``lua/<name>.lua`` once (after ``lua/<prelude>.lua``, its shared

@@ -90,6 +90,18 @@ class TokenMinter:
                    "exp": now + self._lifetimes[token_type], **claims}
         return MintedToken(jwt.encode(payload, self._secret, self._algorithm), jti)
 
+    def verify(self, token: str, token_type: str = "access") -> dict:
+        """The claims of a ``token_type`` token this server minted, checked as the web app's
+        flask-jwt-extended checks them, for the processes without Flask (the live process):
+        the one pinned algorithm, the signature, ``exp`` and ``nbf`` (no leeway), the claims
+        a minted token always has, and its type. Revocation is the caller's (the services).
+        Raises ``jwt.ExpiredSignatureError`` or another ``jwt.PyJWTError``."""
+        claims = jwt.decode(token, self._secret, algorithms=[self._algorithm],
+                            options={"require": ["exp", "nbf", "iat", "jti", "sub", "type"]})
+        if claims["type"] != token_type:
+            raise jwt.InvalidTokenError(f"not an {token_type} token")
+        return claims
+
 
 @dataclass(frozen=True)
 class Admission:

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import jwt
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
@@ -334,6 +335,25 @@ def is_token_revoked(claims: dict) -> bool:
     *markers, cutoff = mirrored
     now_ms = time.time() * 1000
     return any(until is not None and int(until) > now_ms for until in markers) or _cut_off(claims, cutoff)
+
+
+def verify_access_token(authorization: str | None) -> dict:
+    """The claims of the access token in an ``Authorization: Bearer`` header, for a request
+    served outside the web app (the live process's reservation streams): what the web app
+    checks (``TokenMinter.verify``, then ``is_token_revoked``). ``TokenMissing``,
+    ``TokenInvalid``, ``TokenExpired`` or ``TokenRevoked`` otherwise."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.TokenMissing()
+    try:
+        claims = marquee().tokens.verify(token.strip())
+    except jwt.ExpiredSignatureError:
+        raise errors.TokenExpired() from None
+    except jwt.PyJWTError:
+        raise errors.TokenInvalid() from None
+    if is_token_revoked(claims):
+        raise errors.TokenRevoked("The token has been revoked")
+    return claims
 
 
 def _cut_off(claims: dict, cutoff: str | bytes | None) -> bool:

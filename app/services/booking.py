@@ -371,6 +371,13 @@ def list_reservations(user_id: int, page: int, page_size: int, *, status: str | 
     return page_of(query, [Reservation.created_at.desc(), Reservation.id.desc()], page, page_size)
 
 
+def _announce(*reservation_ids: int) -> None:
+    """After the commit that changed their status: the reservations' followers (the live
+    process's streams, API.md extension) read them again."""
+    if reservation_ids:
+        seats.after_commit("announce reservations", marquee().redis.announce_reservations, reservation_ids)
+
+
 def _lock_reservation(reservation_id: int) -> Reservation:
     reservation = db.session.scalar(
         select(Reservation).where(Reservation.id == reservation_id).with_for_update()
@@ -446,6 +453,7 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
             fee_cents=(reservation.total_cents - reservation.refund_cents) if was_confirmed else 0))
         outbound_webhooks.emit("reservation.cancelled", reservation, f"{reservation.id}",
                                refund_requested=bool(reservation.refund_cents), refund_cents=reservation.refund_cents)
+    _announce(reservation.id)
     seats.free_for_reservation(reservation.showtime_id, freed, reservation.id)
     waitlist.seats_freed(reservation.showtime_id)
     return reservation
@@ -498,6 +506,7 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
             reservation.refund_cents = reservation.total_cents
             db.session.add(_refund_request(reservation, "payment_after_" + reservation.status,
                                            reservation.total_cents))
+    _announce(reservation_id)
     if outcome == "confirmed":
         seats.keep_for_reservation(reservation.showtime_id, [s.seat_id for s in reservation.seats],
                                    reservation.id, starts_at)
@@ -529,6 +538,7 @@ def fail_payment(reservation_id: int, *, payment: dict | None = None) -> str:
         vouchers.give_back(reservation.id, now)
         db.session.add(notifications.email_event("payment_failed", reservation.user_id,
                                                  reservation_id=reservation.id))
+    _announce(reservation_id)
     seats.free_for_reservation(reservation.showtime_id, freed, reservation.id)
     waitlist.seats_freed(reservation.showtime_id)
     return ReservationStatus.PAYMENT_FAILED
@@ -561,6 +571,7 @@ def expire_unpaid_reservations(*, now: datetime | None = None, batch: int = 200)
             reservation.status = ReservationStatus.EXPIRED
             vouchers.give_back(reservation.id, now)
             freed.append((reservation.showtime_id, reservation.id, _release_seats(reservation, now)))
+    _announce(*(reservation_id for _showtime_id, reservation_id, _seats in freed))
     for showtime_id, reservation_id, seat_ids in freed:
         seats.free_for_reservation(showtime_id, seat_ids, reservation_id)
         waitlist.seats_freed(showtime_id)

@@ -70,6 +70,11 @@ class LiveProcess:
     def stream(self, showtime_id: int, **kw) -> "EventStream":
         return EventStream(self.port, showtime_id, **kw)
 
+    def reservation_stream(self, reservation_id: int, token: str | None, **kw) -> "EventStream":
+        """``GET /api/v1/reservations/{id}/events`` with the access token (if any)."""
+        return EventStream(self.port, 0, target=f"/api/v1/reservations/{reservation_id}/events",
+                           authorization=None if token is None else f"Bearer {token}", **kw)
+
 
 @pytest.fixture
 def start_live(tmp_path):
@@ -111,6 +116,8 @@ class EventStream:
     last_event_id: str | None = None
     rcvbuf: int | None = None  # a small receive buffer, for a client that does not read
     http10: bool = False
+    target: str | None = None  # another path than the showtime's events (a reservation's)
+    authorization: str | None = None
     status: int = 0
     headers: dict = field(default_factory=dict)
 
@@ -120,12 +127,14 @@ class EventStream:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
         self.sock.settimeout(10)
         self.sock.connect(("127.0.0.1", self.port))
-        target = f"/api/v1/showtimes/{self.showtime_id}/seats/events"
+        target = self.target or f"/api/v1/showtimes/{self.showtime_id}/seats/events"
         if self.since is not None:
             target += f"?since={self.since}"
         head = f"GET {target} HTTP/{'1.0' if self.http10 else '1.1'}\r\nHost: live\r\nAccept: text/event-stream\r\n"
         if self.last_event_id is not None:
             head += f"Last-Event-ID: {self.last_event_id}\r\n"
+        if self.authorization is not None:
+            head += f"Authorization: {self.authorization}\r\n"
         self.sock.sendall((head + "\r\n").encode())
         self.raw = b""  # bytes read, not yet de-chunked
         self.body = b""  # the body, not yet cut into messages

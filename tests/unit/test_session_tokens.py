@@ -33,3 +33,26 @@ def test_tokens_minted_one_after_the_other_are_ordered():
 
 def test_a_token_without_iat_counts_as_issued_at_the_epoch():
     assert issued_at_us({}) == 0 and issued_at_us({"iat": 1.5}) == 1_500_000
+
+
+def test_verify_takes_only_our_access_tokens_signed_with_the_pinned_algorithm():
+    import pytest
+
+    minter = _minter()
+    claims = minter.verify(minter.mint("access", "7", {"role": "admin"}).token)
+    assert claims["sub"] == "7" and claims["role"] == "admin"
+    with pytest.raises(jwt.InvalidTokenError, match="access"):
+        minter.verify(minter.mint("refresh", "7", {}).token)  # a refresh token is no access token
+    expired = TokenMinter(SECRET, "HS256", access_seconds=-1, refresh_seconds=1).mint("access", "7", {}).token
+    with pytest.raises(jwt.ExpiredSignatureError):
+        minter.verify(expired)
+    unsigned = jwt.encode({"sub": "7", "type": "access", "jti": "j", "iat": time.time(), "nbf": time.time(),
+                           "exp": time.time() + 60}, None, algorithm="none")
+    with pytest.raises(jwt.InvalidAlgorithmError):
+        minter.verify(unsigned)
+    other_key = TokenMinter("another-secret-" + "y" * 32, "HS256", 900, 3600).mint("access", "7", {}).token
+    with pytest.raises(jwt.InvalidSignatureError):
+        minter.verify(other_key)
+    missing = jwt.encode({"sub": "7", "type": "access", "exp": time.time() + 60}, SECRET, algorithm="HS256")
+    with pytest.raises(jwt.MissingRequiredClaimError):
+        minter.verify(missing)
