@@ -45,7 +45,7 @@ class Cache:
         self.generations = PushedState(store, "generations", lambda _client: {}, self._fetch_generation)
         # Parsed values by cache key, in this process. A key embeds the current
         # generations, so a hit here is exactly as fresh as a hit in Redis.
-        self._local: OrderedDict[str, Any] = OrderedDict()
+        self._local: OrderedDict[tuple, Any] = OrderedDict()
         self._local_lock = threading.Lock()
 
     def _gen_key(self, namespace: str) -> str:
@@ -63,26 +63,28 @@ class Cache:
         if not local:
             return json.loads(self.get_or_compute_json(namespaces, name, params, compute))
         try:
-            key = self._key(list(namespaces), name, params)
+            generations = self._generations(list(namespaces))
         except redis.RedisError:
             log.warning("cache unavailable, reading through", exc_info=True)
             return compute()
+        # In this process the key is the tuple itself: no JSON, no digest on a hit.
+        local_key = (name, params if isinstance(params, (int, str)) else _canonical(params), *generations)
         with self._local_lock:
-            if key in self._local:
-                self._local.move_to_end(key)
-                return self._local[key]
-        value = json.loads(self._get_or_fill(key, compute))
+            if local_key in self._local:
+                self._local.move_to_end(local_key)
+                return self._local[local_key]
+        value = json.loads(self._get_or_fill(self._digest_key(name, params, generations), compute))
         with self._local_lock:
-            self._local[key] = value
+            self._local[local_key] = value
             while len(self._local) > self.LOCAL_ENTRIES:
                 self._local.popitem(last=False)
         return value
 
     def _key(self, namespaces: list[str], name: str, params: Any) -> str:
-        generations = self._generations(namespaces)
-        digest = hashlib.sha256(
-            json.dumps([params, generations], default=str, sort_keys=True).encode()
-        ).hexdigest()[:32]
+        return self._digest_key(name, params, self._generations(namespaces))
+
+    def _digest_key(self, name: str, params: Any, generations: list[str]) -> str:
+        digest = hashlib.sha256(_canonical([params, generations]).encode()).hexdigest()[:32]
         return self.store.key("cache", name, digest)
 
     def _fetch_generation(self, client: redis.Redis, namespace: str) -> str | None:
@@ -148,6 +150,10 @@ class Cache:
             # The write has committed; failing the request now would lie to the
             # client. A missed bump can serve stale data until the TTL: make it loud.
             log.error("cache invalidation failed for %s", namespaces, exc_info=True)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
 
 
 def _encode(value: Any) -> bytes:

@@ -17,7 +17,9 @@ write never sees what the write replaced):
   writer's own reply is no proof). Only then is the change confirmed to anyone;
 - before each read, the reader takes what the subscription brought since the last
   read, without waiting (``lookup``): a client that saw a change confirmed and then
-  asks any instance finds it there.
+  asks any instance finds it there. Whether anything came is one ``poll`` of the
+  subscription's socket (and a look at redis-py's buffer); redis-py itself is asked
+  only then, and at least once a second (its health check of the connection).
 - While the subscription is down, or before it is loaded, there is no mirror:
   ``lookup`` answers None and the caller asks Redis, as it did before. A lost
   subscription is tried again at most every ``retry_seconds``; loading again
@@ -29,6 +31,7 @@ write never sees what the write replaced):
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -51,6 +54,8 @@ class PushedState:
     know (None: absent), for states whose fields are discovered as they are used.
     """
 
+    FULL_LOOK_SECONDS = 1.0
+
     def __init__(self, store: RedisStore, name: str, load: Callable[[redis.Redis], dict[str, str]],
                  fetch: Callable[[redis.Redis, str], str | None] | None = None, *,
                  retry_seconds: float = 1.0) -> None:
@@ -64,6 +69,9 @@ class PushedState:
         self._next_try = 0.0
         self._subscribing = False
         self._reconnected = False
+        self._poller: select.poll | None = None  # the subscription's socket, polled (``_news``)
+        self._polled = None
+        self._full_look_at = 0.0
         self.reloads = 0  # how many times the state was (re)loaded: for tests and metrics
 
     # --- writers -------------------------------------------------------------
@@ -108,11 +116,33 @@ class PushedState:
             self._state[field] = value
         return value
 
+    def _news(self) -> bool:
+        """Whether the subscription may hold something not applied yet: bytes left in
+        redis-py's buffer or waiting in the socket (one ``poll``, no redis-py call), or a
+        full look is due (at least every ``FULL_LOOK_SECONDS``: redis-py's own health check
+        of the connection runs inside ``get_message``). True whenever unsure."""
+        now = time.monotonic()
+        if now >= self._full_look_at:
+            self._full_look_at = now + self.FULL_LOOK_SECONDS
+            return True
+        connection = self._pubsub.connection
+        parser = getattr(connection, "_parser", None)
+        buffer = getattr(parser, "_buffer", None)
+        sock = getattr(connection, "_sock", None)
+        if buffer is None or sock is None or buffer.unread_bytes():
+            return True
+        if self._poller is None or self._polled is not sock:
+            self._poller, self._polled = select.poll(), sock
+            self._poller.register(sock, select.POLLIN | select.POLLPRI)
+        return bool(self._poller.poll(0))  # readable, closed or failed: look
+
     def _current(self) -> bool:
         """Apply what the subscription brought; False when there is no mirror."""
         if self._pubsub is None:
             return False
         try:
+            if not self._news():
+                return True
             while (message := self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.0)) is not None:
                 if message["data"] == RESET:  # keys were deleted behind our back: load again
                     self._drop()
@@ -163,6 +193,7 @@ class PushedState:
 
     def _drop(self) -> None:
         pubsub, self._pubsub, self._state = self._pubsub, None, {}
+        self._poller = self._polled = None
         try:
             pubsub.close()
         except (redis.RedisError, OSError):
