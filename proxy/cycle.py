@@ -35,6 +35,7 @@ from proxy.http import (
     IDEMPOTENT,
     NO_BACKEND,
     OUT_OF_FILES,
+    PLAIN_CONNECTION,
     VIA,
     chunk,
     named_in_connection,
@@ -50,7 +51,15 @@ _DROP_REQUEST = HOP_BY_HOP | {b"content-length", b"x-forwarded-proto", b"x-reque
                               b"expect", b"via"}
 # traced (proxy/tracing.py): the incoming traceparent is replaced by the proxy span's
 _DROP_TRACED = _DROP_REQUEST | {b"traceparent"}
-_DROP_RESPONSE = HOP_BY_HOP | {b"content-length", b"x-request-id", b"via"}
+# What becomes of a backend's response field, by its lowercased name: most are forwarded
+# as they are (not listed here); these are read, or dropped, or both (_response_fields)
+_DROPPED, _LENGTH, _FRAMING, _TYPE, _CONNECTION = range(5)
+_RESPONSE_FIELDS = {
+    **dict.fromkeys(HOP_BY_HOP | {b"x-request-id", b"via"}, _DROPPED),
+    b"content-length": _LENGTH, b"transfer-encoding": _FRAMING, b"content-type": _TYPE,
+    b"connection": _CONNECTION,
+}
+_NO_TOKENS: frozenset[bytes] = frozenset()
 _BUFFER_PAUSE = 256 * 1024  # request bytes kept while no backend is attached yet
 _WHOLE_REQUEST = 64 * 1024  # a request body up to this, with a Content-Length, is received whole first
 _SMALL_BODY = 64 * 1024  # a response body up to this, with a Content-Length, goes out in one write
@@ -60,10 +69,40 @@ _DONE, _RETRY, _FAIL = "done", "retry", "fail"
 _FULL_DETAIL = "the proxy is at its connection limit"
 
 
+def _response_fields(headers: list, lines: list, tokens: frozenset) -> tuple:
+    """A backend's response fields, in one pass: those forwarded to the client are added to
+    ``lines`` (not hop-by-hop ones, nor those named in ``tokens``, nor the framing and ids
+    the proxy writes itself). Returns its Content-Length (or None), whether its body comes
+    chunked, whether it is an event stream (None: no Content-Type), and whether a
+    Connection field names other fields (then the caller passes again with their names)."""
+    length = None
+    chunked = named = False
+    streaming = None
+    for name, value in headers:
+        lname = name.lower()
+        kind = _RESPONSE_FIELDS.get(lname)
+        if kind is not None:
+            if kind == _TYPE:
+                streaming = value.lstrip().lower().startswith(b"text/event-stream")
+            else:
+                if kind == _LENGTH:
+                    length = value
+                elif kind == _FRAMING:
+                    chunked = value.strip().lower().endswith(b"chunked")
+                elif kind == _CONNECTION:
+                    named = named or value.strip().lower() not in PLAIN_CONNECTION
+                continue
+        if tokens and lname in tokens:
+            continue
+        lines.append(name + b": " + value)
+    return length, chunked, streaming, named
+
+
 class Cycle:
     __slots__ = (
         "client", "server", "config", "loop", "method", "target", "version", "headers", "pool",
         "request_id", "keep_alive", "chunked_in", "content_length", "started",
+        "named",  # the fields its Connection field names (hop-by-hop too), usually none
         # request body
         "body", "body_size", "body_received", "body_done", "replayable", "body_sent",
         "last_client_activity",
@@ -91,6 +130,7 @@ class Cycle:
         self.keep_alive = keep_alive
         self.chunked_in = chunked_in
         self.content_length = content_length
+        self.named = _NO_TOKENS
         self.started = time.monotonic()
         self.body: list[bytes] = []
         self.body_size = 0  # bytes in self.body
@@ -304,7 +344,7 @@ class Cycle:
         lines = [b"%s %s HTTP/1.1" % (self.method.encode(), self.target)]
         forwarded_for = None
         via = None
-        tokens = named_in_connection(self.headers)
+        tokens = self.named
         drop = _DROP_REQUEST if self.span is None else _DROP_TRACED
         for name, value in self.headers:
             lname = name.lower()
@@ -349,22 +389,14 @@ class Cycle:
         self.status = status
         self.upstream_keep_alive = keep_alive
         self.last_upstream_activity = self.loop.time()
-        tokens = named_in_connection(headers)
-        lines = [b"HTTP/1.1 %d %s" % (status, reason or reason_phrase(status))]
-        length = None
-        chunked_upstream = False
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"content-length":
-                length = value
-                continue
-            if lname == b"transfer-encoding":
-                chunked_upstream = value.strip().lower().endswith(b"chunked")
-            elif lname == b"content-type":
-                self.streaming = value.lstrip().lower().startswith(b"text/event-stream")
-            if lname in _DROP_RESPONSE or (tokens and lname in tokens):
-                continue
-            lines.append(name + b": " + value)
+        status_line = b"HTTP/1.1 %d %s" % (status, reason or reason_phrase(status))
+        lines = [status_line]
+        length, chunked_upstream, streaming, named = _response_fields(headers, lines, _NO_TOKENS)
+        if named:  # a Connection field names more hop-by-hop fields: drop those too
+            lines = [status_line]
+            _response_fields(headers, lines, named_in_connection(headers))
+        if streaming is not None:
+            self.streaming = streaming
         lines.append(b"X-Request-ID: " + self.request_id)
         lines.append(b"Via: " + VIA)
         bodyless = self.method == "HEAD" or status in (204, 304)
