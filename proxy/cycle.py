@@ -98,6 +98,11 @@ def _response_fields(headers: list, lines: list, tokens: frozenset) -> tuple:
     return length, chunked, streaming, named
 
 
+def _sooner(deadline: float, other: float) -> float:
+    """The sooner of two deadlines, where 0 is none."""
+    return other if not deadline or other < deadline else deadline
+
+
 class Cycle:
     __slots__ = (
         "client", "server", "config", "loop", "method", "target", "version", "headers", "pool",
@@ -341,7 +346,7 @@ class Cycle:
 
     def _send_request(self) -> None:
         client = self.client
-        lines = [b"%s %s HTTP/1.1" % (self.method.encode(), self.target)]
+        lines = [self.method.encode() + b" " + self.target + b" HTTP/1.1"]
         forwarded_for = None
         via = None
         tokens = self.named
@@ -358,8 +363,7 @@ class Cycle:
             lines.append(name + b": " + value)
         peer = client.peer_ip
         lines.append(b"X-Forwarded-For: " + (forwarded_for + b", " + peer if forwarded_for else peer))
-        lines.append(b"X-Forwarded-Proto: http")
-        lines.append(b"X-Request-ID: " + self.request_id)
+        lines.append(b"X-Forwarded-Proto: http\r\nX-Request-ID: " + self.request_id)
         lines.append(b"Via: " + (via + b", " + VIA if via else VIA))
         if self.span is not None:
             lines.append(self.server.tracer.traceparent(self.span))
@@ -368,7 +372,7 @@ class Cycle:
         elif self.content_length is not None:
             lines.append(b"Content-Length: %d" % self.content_length)
         head = b"\r\n".join(lines) + b"\r\n\r\n"
-        parts = [head]
+        parts = [head] if self.body or (self.body_done and self.chunked_in) else None
         for piece in self.body:
             parts.append(chunk(piece) if self.chunked_in else piece)
         if not self.replayable:
@@ -378,9 +382,9 @@ class Cycle:
             if self.chunked_in:
                 parts.append(CHUNK_END)
             self.body_sent = True
-        self.upstream.write(b"".join(parts))
         self.sent = True
         client.resume_reading("buffer")
+        self.upstream.write(head if parts is None else b"".join(parts))
 
     # -- events from the upstream connection -------------------------------------------
     def response_head(self, status: int, reason: bytes, headers: list, keep_alive: bool) -> None:
@@ -525,16 +529,16 @@ class Cycle:
         return pool.stream_idle_timeout if self.streaming else pool.read_timeout
 
     def _next_deadline(self) -> float:
-        config = self.config
+        """The soonest of this request's deadlines (0: none), with no list built."""
         if self.finished:
             return 0.0
         quiet = self._quiet_limit() if self.body_sent else 0.0
-        deadlines = [self.last_upstream_activity + quiet] if quiet else []
+        deadline = self.last_upstream_activity + quiet if quiet else 0.0
         if self.write_paused_since:
-            deadlines.append(self.write_paused_since + config.send_timeout)
+            deadline = _sooner(deadline, self.write_paused_since + self.config.send_timeout)
         if not self.body_done:
-            deadlines.append(self.last_client_activity + config.client_body_timeout)
-        return min(deadlines) if deadlines else 0.0
+            deadline = _sooner(deadline, self.last_client_activity + self.config.client_body_timeout)
+        return deadline
 
     def deadline_passed(self) -> None:
         if self.finished:
@@ -627,23 +631,26 @@ class Cycle:
     def finish(self) -> None:
         if self.finished:
             return
-        self.flush()
         self._settle(_FAIL, 0, self.error)  # were an attempt still open, it ends here
         self.finished = True
         if self.client.active is self:
             self.client.cycle_deadline.clear()
         upstream, self.upstream = self.upstream, None
         backend = self.backend
-        duration = time.monotonic() - self.started
+        now = time.monotonic()
+        duration = now - self.started
         if upstream is not None:
             reuse = self.response_done and self.upstream_keep_alive and self.body_sent and not self.streaming
             upstream.detach(reuse)
             if reuse and backend is not None:
-                backend.put_idle(upstream, time.monotonic())
+                backend.put_idle(upstream, now)
         if backend is not None and self.response_done and self.status:
             backend.requests += 1
             if not self.streaming:  # a stream's life is no latency
                 backend.latencies.append(duration)
             backend.request_succeeded()
         self.server.request_done(self, duration)
+        # the client's bytes go last, once the books are done: the write wakes the client's
+        # reader, which may take this CPU at once (and its caches with it)
+        self.flush()
         self.client.cycle_done(self, self.keep_alive and self.response_done and self.body_done)
