@@ -64,11 +64,6 @@ class Backend:
         """Not drained nor removed (it may be down): what panic mode uses."""
         return not self.draining and not self.removed
 
-    @property
-    def has_room(self) -> bool:
-        limit = self.config.max_connections_per_backend
-        return not limit or self.in_flight < limit
-
     def effective_weight(self, now: float) -> float:
         if not self.up_since or self.config.slow_start <= 0:
             return float(self.weight)
@@ -208,7 +203,13 @@ class Balancer:
         overload (a slow /health) than the backends being dead, and sending everything to
         the few left would finish them off, so all in service are used; connect errors
         still move a request on, and when every one refuses: 503."""
-        in_service = [b for b in self.backends if b.in_service]
+        backends = self.backends
+        for b in backends:
+            if b.state != UP or b.draining or b.removed:
+                break
+        else:  # all of them up, the usual case: no list to build, and no panic (the threshold is at most 1)
+            return backends, False
+        in_service = [b for b in backends if b.in_service]
         healthy = [b for b in in_service if b.state == UP]
         panic = bool(in_service) and len(healthy) < self.config.panic_threshold * len(in_service)
         return (in_service if panic else healthy), panic
@@ -218,38 +219,44 @@ class Balancer:
         return self._serving()[1]
 
     def choose(self, exclude: Iterable[Backend] = ()) -> Backend | None:
-        serving, _panic = self._serving()
-        candidates = [b for b in serving if b.has_room and b not in exclude]
-        if not candidates:
+        """A backend among those serving, with room (``max_connections_per_backend``) and
+        not in ``exclude``; None when there is none. One pass, no list built."""
+        serving = self._serving()[0]
+        if not serving:
             return None
-        if len(candidates) == 1:
-            return candidates[0]
-        now = time.monotonic()
+        limit = self.config.max_connections_per_backend
         if self.strategy == "least_connections":
-            return self._least_connections(candidates, now)
-        return self._round_robin(candidates, now)
+            return self._least_connections(serving, exclude, limit)
+        return self._round_robin(serving, exclude, limit)
 
-    def _round_robin(self, candidates: list[Backend], now: float) -> Backend:
+    def _round_robin(self, serving: list[Backend], exclude, limit: int) -> Backend | None:
         # nginx's smooth weighted round-robin: even spread, weights honoured
         total = 0.0
         best = None
-        for backend in candidates:
-            weight = backend.effective_weight(now)
+        for backend in serving:
+            if (limit and backend.in_flight >= limit) or backend in exclude:
+                continue
+            weight = backend.effective_weight(time.monotonic()) if backend.up_since else backend.weight
             backend._rr_current += weight
             total += weight
             if best is None or backend._rr_current > best._rr_current:
                 best = backend
-        best._rr_current -= total
+        if best is not None:
+            best._rr_current -= total
         return best
 
-    def _least_connections(self, candidates: list[Backend], now: float) -> Backend:
-        n = len(candidates)
+    def _least_connections(self, serving: list[Backend], exclude, limit: int) -> Backend | None:
+        # the scan starts one further each time: ties go to each backend in turn
+        n = len(serving)
         start = self._tie % n
         self._tie += 1
         best, best_score = None, 0.0
-        for i in range(n):
-            backend = candidates[(start + i) % n]
-            score = (backend.in_flight + 1) / backend.effective_weight(now)
+        for i in range(start, start + n):
+            backend = serving[i % n]
+            if (limit and backend.in_flight >= limit) or backend in exclude:
+                continue
+            weight = backend.effective_weight(time.monotonic()) if backend.up_since else backend.weight
+            score = (backend.in_flight + 1) / weight
             if best is None or score < best_score:
                 best, best_score = backend, score
         return best

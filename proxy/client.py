@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING
 import httptools
 
 from proxy.cycle import Cycle
-from proxy.http import Reject, new_request_id, parser_error_code, problem_response, valid_request_id
+from proxy.http import (
+    PLAIN_CONNECTION,
+    Reject,
+    named_in_connection,
+    new_request_id,
+    parser_error_code,
+    problem_response,
+    valid_request_id,
+)
 from proxy.timers import Deadline
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -191,6 +199,7 @@ class ClientProtocol(asyncio.Protocol):
         hosts = 0
         request_id = None
         expect = None
+        named = False
         for name, value in self.headers:
             lname = name.lower()
             if lname == b"content-length":
@@ -206,6 +215,8 @@ class ClientProtocol(asyncio.Protocol):
                 request_id = value
             elif lname == b"expect":
                 expect = value.strip().lower()
+            elif lname == b"connection" and value.strip().lower() not in PLAIN_CONNECTION:
+                named = True  # it names hop-by-hop fields, dropped when the request is sent on
         if upgrade and (content_length or chunked):
             raise Reject(501, "protocol upgrades are not supported")  # its body would be lost
         if hosts > 1 or (hosts == 0 and version == "1.1"):
@@ -233,6 +244,8 @@ class ClientProtocol(asyncio.Protocol):
         keep_alive = parser.should_keep_alive() and not upgrade and not self.server.stopping
         cycle = Cycle(self, method, target, version, self.headers, request_id, keep_alive,
                       chunked, content_length)
+        if named:
+            cycle.named = named_in_connection(self.headers)
         if self.server.tracer is not None:
             cycle.span = self.server.tracer.start(method, target, self.headers)
         return cycle

@@ -35,6 +35,7 @@ from proxy.http import (
     IDEMPOTENT,
     NO_BACKEND,
     OUT_OF_FILES,
+    PLAIN_CONNECTION,
     VIA,
     chunk,
     named_in_connection,
@@ -50,7 +51,15 @@ _DROP_REQUEST = HOP_BY_HOP | {b"content-length", b"x-forwarded-proto", b"x-reque
                               b"expect", b"via"}
 # traced (proxy/tracing.py): the incoming traceparent is replaced by the proxy span's
 _DROP_TRACED = _DROP_REQUEST | {b"traceparent"}
-_DROP_RESPONSE = HOP_BY_HOP | {b"content-length", b"x-request-id", b"via"}
+# What becomes of a backend's response field, by its lowercased name: most are forwarded
+# as they are (not listed here); these are read, or dropped, or both (_response_fields)
+_DROPPED, _LENGTH, _FRAMING, _TYPE, _CONNECTION = range(5)
+_RESPONSE_FIELDS = {
+    **dict.fromkeys(HOP_BY_HOP | {b"x-request-id", b"via"}, _DROPPED),
+    b"content-length": _LENGTH, b"transfer-encoding": _FRAMING, b"content-type": _TYPE,
+    b"connection": _CONNECTION,
+}
+_NO_TOKENS: frozenset[bytes] = frozenset()
 _BUFFER_PAUSE = 256 * 1024  # request bytes kept while no backend is attached yet
 _WHOLE_REQUEST = 64 * 1024  # a request body up to this, with a Content-Length, is received whole first
 _SMALL_BODY = 64 * 1024  # a response body up to this, with a Content-Length, goes out in one write
@@ -60,10 +69,45 @@ _DONE, _RETRY, _FAIL = "done", "retry", "fail"
 _FULL_DETAIL = "the proxy is at its connection limit"
 
 
+def _response_fields(headers: list, lines: list, tokens: frozenset) -> tuple:
+    """A backend's response fields, in one pass: those forwarded to the client are added to
+    ``lines`` (not hop-by-hop ones, nor those named in ``tokens``, nor the framing and ids
+    the proxy writes itself). Returns its Content-Length (or None), whether its body comes
+    chunked, whether it is an event stream (None: no Content-Type), and whether a
+    Connection field names other fields (then the caller passes again with their names)."""
+    length = None
+    chunked = named = False
+    streaming = None
+    for name, value in headers:
+        lname = name.lower()
+        kind = _RESPONSE_FIELDS.get(lname)
+        if kind is not None:
+            if kind == _TYPE:
+                streaming = value.lstrip().lower().startswith(b"text/event-stream")
+            else:
+                if kind == _LENGTH:
+                    length = value
+                elif kind == _FRAMING:
+                    chunked = value.strip().lower().endswith(b"chunked")
+                elif kind == _CONNECTION:
+                    named = named or value.strip().lower() not in PLAIN_CONNECTION
+                continue
+        if tokens and lname in tokens:
+            continue
+        lines.append(name + b": " + value)
+    return length, chunked, streaming, named
+
+
+def _sooner(deadline: float, other: float) -> float:
+    """The sooner of two deadlines, where 0 is none."""
+    return other if not deadline or other < deadline else deadline
+
+
 class Cycle:
     __slots__ = (
         "client", "server", "config", "loop", "method", "target", "version", "headers", "pool",
         "request_id", "keep_alive", "chunked_in", "content_length", "started",
+        "named",  # the fields its Connection field names (hop-by-hop too), usually none
         # request body
         "body", "body_size", "body_received", "body_done", "replayable", "body_sent",
         "last_client_activity",
@@ -91,6 +135,7 @@ class Cycle:
         self.keep_alive = keep_alive
         self.chunked_in = chunked_in
         self.content_length = content_length
+        self.named = _NO_TOKENS
         self.started = time.monotonic()
         self.body: list[bytes] = []
         self.body_size = 0  # bytes in self.body
@@ -301,10 +346,10 @@ class Cycle:
 
     def _send_request(self) -> None:
         client = self.client
-        lines = [b"%s %s HTTP/1.1" % (self.method.encode(), self.target)]
+        lines = [self.method.encode() + b" " + self.target + b" HTTP/1.1"]
         forwarded_for = None
         via = None
-        tokens = named_in_connection(self.headers)
+        tokens = self.named
         drop = _DROP_REQUEST if self.span is None else _DROP_TRACED
         for name, value in self.headers:
             lname = name.lower()
@@ -318,8 +363,7 @@ class Cycle:
             lines.append(name + b": " + value)
         peer = client.peer_ip
         lines.append(b"X-Forwarded-For: " + (forwarded_for + b", " + peer if forwarded_for else peer))
-        lines.append(b"X-Forwarded-Proto: http")
-        lines.append(b"X-Request-ID: " + self.request_id)
+        lines.append(b"X-Forwarded-Proto: http\r\nX-Request-ID: " + self.request_id)
         lines.append(b"Via: " + (via + b", " + VIA if via else VIA))
         if self.span is not None:
             lines.append(self.server.tracer.traceparent(self.span))
@@ -328,7 +372,7 @@ class Cycle:
         elif self.content_length is not None:
             lines.append(b"Content-Length: %d" % self.content_length)
         head = b"\r\n".join(lines) + b"\r\n\r\n"
-        parts = [head]
+        parts = [head] if self.body or (self.body_done and self.chunked_in) else None
         for piece in self.body:
             parts.append(chunk(piece) if self.chunked_in else piece)
         if not self.replayable:
@@ -338,9 +382,9 @@ class Cycle:
             if self.chunked_in:
                 parts.append(CHUNK_END)
             self.body_sent = True
-        self.upstream.write(b"".join(parts))
         self.sent = True
         client.resume_reading("buffer")
+        self.upstream.write(head if parts is None else b"".join(parts))
 
     # -- events from the upstream connection -------------------------------------------
     def response_head(self, status: int, reason: bytes, headers: list, keep_alive: bool) -> None:
@@ -349,22 +393,14 @@ class Cycle:
         self.status = status
         self.upstream_keep_alive = keep_alive
         self.last_upstream_activity = self.loop.time()
-        tokens = named_in_connection(headers)
-        lines = [b"HTTP/1.1 %d %s" % (status, reason or reason_phrase(status))]
-        length = None
-        chunked_upstream = False
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"content-length":
-                length = value
-                continue
-            if lname == b"transfer-encoding":
-                chunked_upstream = value.strip().lower().endswith(b"chunked")
-            elif lname == b"content-type":
-                self.streaming = value.lstrip().lower().startswith(b"text/event-stream")
-            if lname in _DROP_RESPONSE or (tokens and lname in tokens):
-                continue
-            lines.append(name + b": " + value)
+        status_line = b"HTTP/1.1 %d %s" % (status, reason or reason_phrase(status))
+        lines = [status_line]
+        length, chunked_upstream, streaming, named = _response_fields(headers, lines, _NO_TOKENS)
+        if named:  # a Connection field names more hop-by-hop fields: drop those too
+            lines = [status_line]
+            _response_fields(headers, lines, named_in_connection(headers))
+        if streaming is not None:
+            self.streaming = streaming
         lines.append(b"X-Request-ID: " + self.request_id)
         lines.append(b"Via: " + VIA)
         bodyless = self.method == "HEAD" or status in (204, 304)
@@ -493,16 +529,16 @@ class Cycle:
         return pool.stream_idle_timeout if self.streaming else pool.read_timeout
 
     def _next_deadline(self) -> float:
-        config = self.config
+        """The soonest of this request's deadlines (0: none), with no list built."""
         if self.finished:
             return 0.0
         quiet = self._quiet_limit() if self.body_sent else 0.0
-        deadlines = [self.last_upstream_activity + quiet] if quiet else []
+        deadline = self.last_upstream_activity + quiet if quiet else 0.0
         if self.write_paused_since:
-            deadlines.append(self.write_paused_since + config.send_timeout)
+            deadline = _sooner(deadline, self.write_paused_since + self.config.send_timeout)
         if not self.body_done:
-            deadlines.append(self.last_client_activity + config.client_body_timeout)
-        return min(deadlines) if deadlines else 0.0
+            deadline = _sooner(deadline, self.last_client_activity + self.config.client_body_timeout)
+        return deadline
 
     def deadline_passed(self) -> None:
         if self.finished:
@@ -595,23 +631,26 @@ class Cycle:
     def finish(self) -> None:
         if self.finished:
             return
-        self.flush()
         self._settle(_FAIL, 0, self.error)  # were an attempt still open, it ends here
         self.finished = True
         if self.client.active is self:
             self.client.cycle_deadline.clear()
         upstream, self.upstream = self.upstream, None
         backend = self.backend
-        duration = time.monotonic() - self.started
+        now = time.monotonic()
+        duration = now - self.started
         if upstream is not None:
             reuse = self.response_done and self.upstream_keep_alive and self.body_sent and not self.streaming
             upstream.detach(reuse)
             if reuse and backend is not None:
-                backend.put_idle(upstream, time.monotonic())
+                backend.put_idle(upstream, now)
         if backend is not None and self.response_done and self.status:
             backend.requests += 1
             if not self.streaming:  # a stream's life is no latency
                 backend.latencies.append(duration)
             backend.request_succeeded()
         self.server.request_done(self, duration)
+        # the client's bytes go last, once the books are done: the write wakes the client's
+        # reader, which may take this CPU at once (and its caches with it)
+        self.flush()
         self.client.cycle_done(self, self.keep_alive and self.response_done and self.body_done)

@@ -99,7 +99,7 @@ def connection_tokens(headers) -> frozenset[bytes]:
     return frozenset(tokens)
 
 
-_PLAIN = frozenset({b"keep-alive", b"close"})
+PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})  # Connection values that name no field
 
 
 def named_in_connection(headers) -> frozenset[bytes]:
@@ -107,8 +107,8 @@ def named_in_connection(headers) -> frozenset[bytes]:
     the usual case (no Connection, or a plain keep-alive or close, as most responses
     carry), costs one pass of cheap comparisons."""
     for name, value in headers:
-        if len(name) == 10 and name.lower() == b"connection" and value.strip().lower() not in _PLAIN:
-            return connection_tokens(headers) - _PLAIN
+        if len(name) == 10 and name.lower() == b"connection" and value.strip().lower() not in PLAIN_CONNECTION:
+            return connection_tokens(headers) - PLAIN_CONNECTION
     return frozenset()
 
 

@@ -59,41 +59,49 @@ class _StateCollector:
         yield from (up, draining, in_flight, weight, idle, clients)
 
 
+class _Series:
+    """One (pool, backend)'s requests by status, and their durations in the buckets."""
+
+    __slots__ = ("statuses", "buckets", "sum")
+
+    def __init__(self) -> None:
+        self.statuses: dict[int, int] = {}
+        self.buckets = [0] * (len(_BUCKETS) + 1)  # per bound, then past the last one
+        self.sum = 0.0
+
+
 class RequestStats:
     """Requests answered by (pool, backend, status), and their durations by (pool, backend)
     in the histogram's buckets (``le``: a duration goes in the first bucket whose bound is
-    at least it, as Prometheus counts them), as plain numbers."""
+    at least it, as Prometheus counts them), as plain numbers: one look-up a request."""
 
     def __init__(self) -> None:
-        self.counts: dict[tuple[str, str, int], int] = {}
-        self.buckets: dict[tuple[str, str], list[int]] = {}  # per bound, then past the last one
-        self.sums: dict[tuple[str, str], float] = {}
+        self.series: dict[tuple[str, str], _Series] = {}
 
     def observe(self, pool: str, backend: str, status: int, seconds: float) -> None:
-        key = (pool, backend, status)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        key = (pool, backend)
-        buckets = self.buckets.get(key)
-        if buckets is None:
-            buckets = self.buckets[key] = [0] * (len(_BUCKETS) + 1)
-            self.sums[key] = 0.0
-        buckets[bisect_left(_BUCKETS, seconds)] += 1
-        self.sums[key] += seconds
+        series = self.series.get((pool, backend))
+        if series is None:
+            series = self.series[(pool, backend)] = _Series()
+        statuses = series.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        series.buckets[bisect_left(_BUCKETS, seconds)] += 1
+        series.sum += seconds
 
     def collect(self):
         requests = CounterMetricFamily("marquee_proxy_requests", "Requests answered, by pool, backend and status",
                                        labels=["pool", "backend", "status"])
-        for (pool, backend, status), count in self.counts.items():
-            requests.add_metric([pool, backend, str(status)], count)
+        for (pool, backend), series in self.series.items():
+            for status, count in series.statuses.items():
+                requests.add_metric([pool, backend, str(status)], count)
         duration = HistogramMetricFamily(
             "marquee_proxy_request_duration_seconds",
             "Time from request head to the end of the response (of a stream: its life)", labels=["pool", "backend"])
-        for key, buckets in self.buckets.items():
+        for key, series in self.series.items():
             cumulative, total = [], 0
-            for bound, count in zip((*map(floatToGoString, _BUCKETS), "+Inf"), buckets, strict=True):
+            for bound, count in zip((*map(floatToGoString, _BUCKETS), "+Inf"), series.buckets, strict=True):
                 total += count
                 cumulative.append((bound, total))
-            duration.add_metric(list(key), cumulative, self.sums[key])
+            duration.add_metric(list(key), cumulative, series.sum)
         yield requests
         yield duration
 

@@ -35,6 +35,13 @@ log = logging.getLogger("proxy")
 _PLAIN_PATH = re.compile(r"[!#-\[\]-~]*")  # printable ASCII without " and \\
 
 
+# One access log line; "ts" is ISO 8601 UTC with microseconds
+_ACCESS_LINE = (
+    '{"level": "INFO", "logger": "proxy.access", "message": "request", "request_id": "%s", "client": "%s", '
+    '"method": "%s", "path": %s, "status": %d, "backend": "%s", "tries": %d, "bytes": %d, "duration_ms": %.2f, '
+    '"error": %s, "ts": "%s.%06d+00:00"}')
+
+
 class AccessLog:
     """One JSON line a request, in the shape of the other logs (level, logger, message,
     ts), written in batches: the ``logging`` machinery per request cost more CPU than
@@ -53,26 +60,19 @@ class AccessLog:
         # only the path and the error may need escaping: the rest were validated or are ours
         path = cycle.target.decode("latin-1")
         path = f'"{path}"' if _PLAIN_PATH.fullmatch(path) else json.dumps(path)
-        self.lines.append(
-            '{"level": "INFO", "logger": "proxy.access", "message": "request", '
-            f'"request_id": "{cycle.request_id.decode()}", "client": "{cycle.client.peer_ip.decode()}", '
-            f'"method": "{cycle.method}", "path": {path}, '
-            f'"status": {cycle.status}, "backend": "{backend}", "tries": {cycle.tries}, '
-            f'"bytes": {cycle.bytes_out}, "duration_ms": {seconds * 1000:.2f}, '
-            f'"error": {json.dumps(cycle.error) if cycle.error else "null"}, "ts": "{self._now()}"}}')
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # the part of the time up to the second is made once a second
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        self.lines.append(_ACCESS_LINE % (
+            cycle.request_id.decode(), cycle.client.peer_ip.decode(), cycle.method, path, cycle.status, backend,
+            cycle.tries, cycle.bytes_out, seconds * 1000, json.dumps(cycle.error) if cycle.error else "null",
+            self._prefix, (now - second) * 1e6))
         if len(self.lines) >= self.batch:
             self.flush()
         elif self._timer is None:
             self._timer = self.loop.call_later(self.interval, self.flush)
-
-    def _now(self) -> str:
-        """ISO 8601 UTC with microseconds; the part up to the second is made once a second."""
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._prefix}.{int((now - second) * 1e6):06d}+00:00"
 
     def flush(self) -> None:
         if self._timer is not None:

@@ -99,3 +99,24 @@ def test_every_request_leaves_its_backends_in_flight_count_whatever_its_end(live
     status = proxy.status()
     assert next(b for b in status["backends"] if b["name"] == dead)["failures"] > 0  # it was tried
     assert status["totals"]["requests"] >= 12 + 1 + 4 + 3
+
+
+def test_a_response_s_fields_are_sorted_out_in_one_pass_and_named_hop_by_hop_ones_dropped():
+    from proxy.cycle import _response_fields
+
+    headers = [(b"Server", b"gunicorn"), (b"Connection", b"keep-alive"), (b"Content-Length", b"16"),
+               (b"X-Request-ID", b"theirs"), (b"Content-Type", b"application/json"), (b"Keep-Alive", b"timeout=5")]
+    lines = []
+    assert _response_fields(headers, lines, frozenset()) == (b"16", False, False, False)
+    assert lines == [b"Server: gunicorn", b"Content-Type: application/json"]
+    # a Connection field naming a field: the caller is told, and drops it on the second pass
+    headers = [(b"connection", b"close, X-Hop"), (b"X-Hop", b"1"), (b"Transfer-Encoding", b"chunked"),
+               (b"content-type", b"text/event-stream; charset=utf-8"), (b"Via", b"1.1 other")]
+    lines = []
+    assert _response_fields(headers, lines, frozenset()) == (None, True, True, True)
+    assert lines == [b"X-Hop: 1", b"content-type: text/event-stream; charset=utf-8"]
+    lines = []
+    _response_fields(headers, lines, frozenset({b"x-hop"}))
+    assert lines == [b"content-type: text/event-stream; charset=utf-8"]
+    # no Content-Type: nothing said about streaming
+    assert _response_fields([(b"Content-Length", b"0")], [], frozenset()) == (b"0", False, None, False)
