@@ -184,7 +184,7 @@ class Connection(asyncio.Protocol):
         elif reservation_id is not None:
             http.query_params(query)
             authorization = request.headers.get(b"authorization", b"").decode("latin-1") or None
-            self._start_reservation_stream(reservation_id, authorization, request_id, request.http10)
+            self._begin_stream(request_id, request.http10, self._join_reservation(reservation_id, authorization))
         elif target[0] == "queue_status":
             http.query_params(query)
             self._queue_status(target[1], request_id, request.keep_alive)
@@ -257,13 +257,18 @@ class Connection(asyncio.Protocol):
         self._after_answer(keep_alive)
 
     # -- the stream ---------------------------------------------------------------------------
-    def _start_stream(self, showtime_id: int, since: str | None, request_id: str, http10: bool) -> None:
+    def _begin_stream(self, request_id: str, http10: bool, joining) -> None:
+        """This connection becomes one stream: ``joining`` (a coroutine) starts it."""
         self.chunked = not http10  # HTTP/1.0: the body ends with the connection
         self.parser = None  # one stream per connection: nothing after its request is read
         self.waiting.clear()
-        self.showtime_id, self.request_id = showtime_id, request_id
+        self.request_id = request_id
         self.started = time.monotonic()
-        self.server.spawn(self._join(showtime_id, since))
+        self.server.spawn(joining)
+
+    def _start_stream(self, showtime_id: int, since: str | None, request_id: str, http10: bool) -> None:
+        self.showtime_id = showtime_id
+        self._begin_stream(request_id, http10, self._join(showtime_id, since))
 
     async def _join(self, showtime_id: int, since: str | None) -> None:
         """Snapshot (without a version), head, catch-up, then the live changes."""
@@ -293,15 +298,6 @@ class Connection(asyncio.Protocol):
             else:
                 self.refuse(http.Refusal(503, "service_unavailable", "the seat changes cannot be read now",
                                          (b"Retry-After: 1",)), self.request_id, keep_alive=False)
-
-    def _start_reservation_stream(self, reservation_id: int, authorization: str | None, request_id: str,
-                                  http10: bool) -> None:
-        self.chunked = not http10
-        self.parser = None  # one stream per connection
-        self.waiting.clear()
-        self.request_id = request_id
-        self.started = time.monotonic()
-        self.server.spawn(self._join_reservation(reservation_id, authorization))
 
     async def _join_reservation(self, reservation_id: int, authorization: str | None) -> None:
         """The caller checked, the reservation read (the first message), then its changes."""

@@ -23,20 +23,25 @@ class Refusal(Exception):
         self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
 
+def _id_in(pattern: re.Pattern, path: str) -> int | None:
+    """The id ``pattern`` finds in ``path``, if it is one (a bigint); else None."""
+    match = pattern.match(path)
+    return int(match.group(1)) if match is not None and int(match.group(1)) <= MAX_ID else None
+
+
 def showtime_path(path: str) -> tuple[str, int] | None:
     """What a showtime's path serves (``events`` or ``queue_status``) and the showtime's
     id; None for any other path."""
     for name, pattern in SHOWTIME_PATHS:
-        match = pattern.match(path)
-        if match is not None:
-            return (name, int(match.group(1))) if int(match.group(1)) <= MAX_ID else None
+        showtime_id = _id_in(pattern, path)
+        if showtime_id is not None:
+            return name, showtime_id
     return None
 
 
 def reservation_path(path: str) -> int | None:
     """The reservation id of a reservation's events path; None for any other path."""
-    match = RESERVATION_EVENTS_PATH.match(path)
-    return int(match.group(1)) if match is not None and int(match.group(1)) <= MAX_ID else None
+    return _id_in(RESERVATION_EVENTS_PATH, path)
 
 
 def query_params(query: str, known: frozenset[str] = frozenset()) -> list[tuple[str, str]]:

@@ -18,8 +18,8 @@ request each time; this stream costs one read when it starts and one per change.
   read is announced to it; a change committed before is in the read. When the subscription
   is (re)confirmed, every stream reads again (what was announced while it was down is lost);
   a reset of the keys (``delete_prefixed``) does the same; and every ``heartbeat_seconds``
-  each stream reads again anyway (in place of a heartbeat comment), so an announcement lost
-  to a Redis error after a commit delays a stream, never strands it.
+  each stream gets a heartbeat comment and reads again anyway, so an announcement lost to a
+  Redis error after a commit delays a stream, never strands it.
 - Reads of one stream never overlap: a change announced during a read gets one more read
   after it, so messages go out in the order of the states.
 - The stream ends after the message whose status is no longer ``pending_payment``

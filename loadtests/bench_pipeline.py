@@ -61,7 +61,8 @@ def _login(base: str, n: int) -> str:
 
 
 def poll(session: requests.Session, base: str, reservation_id: int, headers: dict) -> str | None:
-    """GET the reservation every 20 ms until it is confirmed (None after a minute)."""
+    """GET the reservation every 20 ms until it no longer awaits payment: its status (None
+    after a minute)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = session.get(f"{base}/api/v1/reservations/{reservation_id}", headers=headers, timeout=10).json()["status"]

@@ -231,8 +231,11 @@ def reservation_confirmed(reservation: Reservation) -> None:
     completes the sale sees it (counted only while a webhook takes the event). Seats freed
     and sold out again is a new sell-out (a new event: its key is the reservation that
     completed it)."""
-    emit("reservation.confirmed", reservation, f"{reservation.id}", seat_count=len(reservation.seats))
-    if "showtime.sold_out" not in subscribed():
+    taken = subscribed()
+    if "reservation.confirmed" in taken:
+        db.session.add(event("reservation.confirmed", reservation, f"{reservation.id}",
+                             seat_count=len(reservation.seats)))
+    if "showtime.sold_out" not in taken:
         return
     db.session.flush()
     db.session.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"),
