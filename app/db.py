@@ -89,6 +89,16 @@ def try_xact_lock(key: int) -> bool:
     return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
 
 
+def xact_lock(key: int, sub: int | None = None) -> None:
+    """Wait for a transaction-scoped PostgreSQL advisory lock (``key``, or the pair ``key``,
+    ``sub``: one of a kind of thing, such as one showtime); it is let go at the end of the
+    transaction."""
+    if sub is None:
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    else:
+        session.execute(text("SELECT pg_advisory_xact_lock(:k, :s)"), {"k": key, "s": sub % 2**31})
+
+
 @contextmanager
 def scoped() -> Iterator[None]:
     """For a thread that owns its work (a job, a message): the session it used is

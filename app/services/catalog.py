@@ -582,6 +582,7 @@ def create_showtime(data: dict, *, actor: staff.Actor | None) -> Showtime:
         _ensure_exists(Screen, data["screen_id"], "screen_id", "screen")
         _authorize(actor, screen_theater_id(data["screen_id"]))
         _check_prices(data["screen_id"], data["prices"])
+        _schedules_of(data["screen_id"])
         showtime = Showtime(
             movie_id=data["movie_id"],
             screen_id=data["screen_id"],
@@ -594,6 +595,20 @@ def create_showtime(data: dict, *, actor: staff.Actor | None) -> Showtime:
         db.session.add(showtime)
         _audit("create", showtime, actor)
     return showtime
+
+
+# pg_advisory_xact_lock key, with a screen id: one showtime write to a screen's schedule at a time
+SCHEDULE_LOCK = 0x6D71_0005
+
+
+def _schedules_of(*screen_ids: int) -> None:
+    """Writes to a screen's schedule one at a time, to their commit. Two inserts that
+    overlap, each checking the exclusion constraint against the other's uncommitted row,
+    wait for each other: PostgreSQL kills one as a deadlock (a 503) where it should be
+    told ``showtime_overlap``. In turn, the second sees the first's row committed (or gone).
+    Screens are locked in id order, so two moves between the same screens cannot deadlock."""
+    for screen_id in sorted(set(screen_ids)):
+        db.xact_lock(SCHEDULE_LOCK, screen_id)
 
 
 def update_showtime(showtime_id: int, data: dict, *, actor: staff.Actor | None) -> Showtime:
@@ -614,6 +629,7 @@ def update_showtime(showtime_id: int, data: dict, *, actor: staff.Actor | None) 
             if data["screen_id"] != showtime.screen_id and _has_blocked_seats(showtime_id):
                 raise errors.InUse("This showtime has blocked seats of its screen; unblock them before "
                                    "moving it to another screen")
+        _schedules_of(showtime.screen_id, data.get("screen_id", showtime.screen_id))
         # No autoflush until the new end is computed: a half-applied row (new
         # start, old end) would break the ends-after-start check.
         with db.session.no_autoflush:

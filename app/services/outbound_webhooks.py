@@ -238,8 +238,7 @@ def reservation_confirmed(reservation: Reservation) -> None:
     if "showtime.sold_out" not in taken:
         return
     db.session.flush()
-    db.session.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"),
-                       {"a": SOLD_OUT_LOCK, "b": reservation.showtime_id % 2**31})
+    db.xact_lock(SOLD_OUT_LOCK, reservation.showtime_id)
     screen_id = select(Showtime.screen_id).where(Showtime.id == reservation.showtime_id).scalar_subquery()
     sellable = db.session.scalar(select(func.count()).select_from(Seat).where(
         Seat.screen_id == screen_id,

@@ -178,7 +178,7 @@ def rotate(*, actor_id: int | None, ip: str | None = None) -> tuple[TicketKey, T
     """Retire the current key (its private half erased) and make a new one current:
     new tickets are signed with the new key from the commit on. Returns (new, retired)."""
     with db.unit_of_work():
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": KEY_LOCK})
+        db.xact_lock(KEY_LOCK)
         old = db.session.scalar(select(TicketKey).where(TicketKey.retired_at.is_(None)).with_for_update())
         before = None
         if old is not None:

@@ -33,7 +33,7 @@ import logging
 import math
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from app import db
 from app.adapters.seat_store import GATE_NO_TOKEN, GATE_TOKEN
@@ -119,7 +119,7 @@ def configure(showtime_id: int, opens_at: datetime, admit_per_minute: int, max_a
 def _lock_rooms() -> None:
     """Wait for the admission step: it never reads the rooms while an admin changes them,
     so it never takes a room just turned on for one to turn off."""
-    db.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WAITING_ROOM_LOCK})
+    db.xact_lock(WAITING_ROOM_LOCK)
 
 
 def _push(room: WaitingRoom, starts_at: datetime, *, publish: bool) -> None:
