@@ -156,17 +156,19 @@ def test_two_scheduler_processes_then_a_restart_queue_each_reminder_once(api, ap
         return subprocess.Popen([sys.executable, "-m", "worker.scheduler", "--once"], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
-    for batch in ([start(), start()], [start()]):
+    outputs = []
+    for size in (2, 1):  # the restart starts once the first two have ended
+        batch = [start() for _ in range(size)]
         for proc in batch:
             try:
-                output = proc.communicate(timeout=60)[0]
+                outputs.append(proc.communicate(timeout=60)[0].decode())
             finally:
                 proc.kill()
-            assert proc.returncode == 0, output.decode()
+            assert proc.returncode == 0, outputs[-1]
     _assert_once_each(app, ids)
     with app.app_context():  # and the relay published them
         assert db.session.scalar(select(func.count()).select_from(OutboxEvent).where(
-            OutboxEvent.payload["kind"].astext == "reminder", OutboxEvent.published_at.is_(None))) == 0
+            OutboxEvent.payload["kind"].astext == "reminder", OutboxEvent.published_at.is_(None))) == 0, outputs
 
 
 # --- when ---------------------------------------------------------------------------
