@@ -127,9 +127,8 @@ class Reservations(MethodView):
     def post(self, data):
         """Reserve the seats of a live hold at the prices it showed (less a voucher's discount); payment follows
         in the background"""
-        reservation = _reservation_out(
-            booking.create_reservation(current_user_id(), data["hold_id"], data["payment_token"],
-                                       voucher_code=data.get("voucher_code")))
+        reservation = _linked(booking.reserve(current_user_id(), data["hold_id"], data["payment_token"],
+                                              voucher_code=data.get("voucher_code")))
         return reservation, 202, {"Location": reservation["links"]["self"]}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, text, update
+from sqlalchemy import inspect, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
@@ -145,7 +145,8 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str, *, vouche
     guard) and the payment request in the outbox. The voucher is checked before the
     claim: when it is refused (409 ``voucher_invalid``, its use not taken), the hold is
     untouched and can be reserved again without it. A failure after the claim releases
-    the hold.
+    the hold. Returns the reservation as the commit left it (expired: its attributes load
+    again on first use, in the caller's session; ``reserve`` answers its view instead).
     """
     settings = marquee().settings
     store = marquee().seats
@@ -194,6 +195,7 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str, *, vouche
             if voucher is not None:
                 vouchers.record_redemption(voucher, reservation.id, user_id, discount)
             db.session.add(_payment_request(reservation, payment_token))
+            reservation_id = reservation.id  # read now: after the commit it would be read again
     except IntegrityError as exc:
         _voucher_not_at_fault(user_id, voucher_code)
         if not claimed:
@@ -209,10 +211,18 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str, *, vouche
             seats.after_commit("release hold after failure", store.release, hold)
         raise
     _voucher_not_at_fault(user_id, voucher_code)
-    seats.after_commit("bind seats to reservation", store.bind_reservation, hold, reservation.id,
+    seats.after_commit("bind seats to reservation", store.bind_reservation, hold, reservation_id,
                        (window + GRACE_SECONDS) * 1000)
     seats.after_commit("end the waiting-room session", waiting_room.session_done, hold.showtime_id, user_id)
     return reservation
+
+
+def reserve(user_id: int, hold_id: str, payment_token: str, *, voucher_code: str | None = None) -> dict:
+    """``create_reservation``, answered as clients read it (``reservation_view``): one
+    statement after the commit, not the ORM's reload of the reservation, its seats and
+    then its payments."""
+    reservation = create_reservation(user_id, hold_id, payment_token, voucher_code=voucher_code)
+    return reservation_view(user_id, inspect(reservation).identity[0])
 
 
 def _voucher_not_at_fault(user_id: int, voucher_code: str | None) -> None:
@@ -396,10 +406,6 @@ def _release_seats(reservation: Reservation, now: datetime) -> list[int]:
     return [s.seat_id for s in reservation.seats]
 
 
-def _starts_at(showtime_id: int) -> datetime:
-    return db.session.scalar(select(Showtime.starts_at).where(Showtime.id == showtime_id))
-
-
 def _starts_at_and_policy(showtime_id: int) -> tuple[datetime, RefundPolicy]:
     """When the showtime starts and its theater's refund policy (the site-wide rule if none)."""
     starts_at, stored = db.session.execute(
@@ -488,12 +494,12 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
         record_payment(reservation, payment)
         if reservation.status == ReservationStatus.PENDING_PAYMENT and reservation.expires_at > now:
             reservation.status, reservation.confirmed_at = ReservationStatus.CONFIRMED, now
-            tickets.issue(reservation)
+            starts_at = tickets.issue(reservation)
             db.session.add(notifications.email_event("confirmation", reservation.user_id,
                                                      reservation_id=reservation.id))
             outbound_webhooks.reservation_confirmed(reservation)
             outcome = "confirmed"
-            starts_at = _starts_at(reservation.showtime_id)
+            kept = [s.seat_id for s in reservation.seats]
         elif _refund_requested(reservation):
             return "refund"  # a repeated late notice: its refund is already requested
         else:
@@ -506,13 +512,13 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
             reservation.refund_cents = reservation.total_cents
             db.session.add(_refund_request(reservation, "payment_after_" + reservation.status,
                                            reservation.total_cents))
+        showtime_id = reservation.showtime_id  # read now: after the commit it would be read again
     _announce(reservation_id)
     if outcome == "confirmed":
-        seats.keep_for_reservation(reservation.showtime_id, [s.seat_id for s in reservation.seats],
-                                   reservation.id, starts_at)
+        seats.keep_for_reservation(showtime_id, kept, reservation_id, starts_at)
     elif freed:
-        seats.free_for_reservation(reservation.showtime_id, freed, reservation.id)
-        waitlist.seats_freed(reservation.showtime_id)
+        seats.free_for_reservation(showtime_id, freed, reservation_id)
+        waitlist.seats_freed(showtime_id)
     return outcome
 
 

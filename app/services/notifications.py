@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import lazyload
 
 from app import db
 from app.bootstrap import marquee
@@ -90,7 +91,9 @@ def _context(payload: dict) -> dict:
     if user is None:
         raise errors.NotFound("No such user")
     if payload.get("reservation_id") is not None:
-        reservation = db.session.get(Reservation, int(payload["reservation_id"]))
+        # its seats only if a template asks (the tickets below say which): no second query
+        reservation = db.session.get(Reservation, int(payload["reservation_id"]),
+                                     options=[lazyload(Reservation.seats)])
         showtime_id = reservation.showtime_id
     else:
         entry = db.session.get(WaitlistEntry, int(payload["entry_id"]))

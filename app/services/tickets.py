@@ -142,15 +142,16 @@ def verify_code(code: str) -> tuple[int, int, int] | None:
     return None if claims is None else (claims.reservation_id, claims.showtime_id, claims.seat_id)
 
 
-def issue(reservation: Reservation) -> None:
+def issue(reservation: Reservation) -> datetime:
     """In the confirming transaction: one ticket a seat (idempotent), each code signed
-    with the current key, whose ``signed_until`` then covers this showtime."""
+    with the current key, whose ``signed_until`` then covers this showtime. Returns when
+    the showtime starts (read here anyway: the confirmation needs it)."""
     seats = list(reservation.seats)
-    if not seats:
-        return
-    key = ticket_keys.current()
     starts_at, ends_at = db.session.execute(
         select(Showtime.starts_at, Showtime.ends_at).where(Showtime.id == reservation.showtime_id)).one()
+    if not seats:
+        return starts_at
+    key = ticket_keys.current()
     # The ids first: each code signs its ticket's id.
     ids = db.session.scalars(text("SELECT nextval(pg_get_serial_sequence('tickets', 'id')) "
                                   "FROM generate_series(1, :n)"), {"n": len(seats)}).all()
@@ -164,6 +165,7 @@ def issue(reservation: Reservation) -> None:
         ]).on_conflict_do_nothing(index_elements=["reservation_id", "seat_id"])
     )
     ticket_keys.note_signed(key.kid, ends_at)
+    return starts_at
 
 
 def cancel(reservation: Reservation) -> None:
