@@ -89,14 +89,17 @@ def try_xact_lock(key: int) -> bool:
     return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
 
 
-def xact_lock(key: int, sub: int | None = None) -> None:
+def xact_lock(key: int, sub: int | None = None, *, shared: bool = False) -> None:
     """Wait for a transaction-scoped PostgreSQL advisory lock (``key``, or the pair ``key``,
-    ``sub``: one of a kind of thing, such as one showtime); it is let go at the end of the
-    transaction."""
+    ``sub``: one of a kind of thing, such as one showtime; ``sub`` is an int4, so ids 2^31
+    apart share a lock, harmlessly); ``shared``: with other shared holders, against the
+    exclusive one. It is let go at the end of the transaction. The two-key form never meets
+    the one-key one."""
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     if sub is None:
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        session.execute(text(f"SELECT {function}(:k)"), {"k": key})
     else:
-        session.execute(text("SELECT pg_advisory_xact_lock(:k, :s)"), {"k": key, "s": sub % 2**31})
+        session.execute(text(f"SELECT {function}(:k, :s)"), {"k": key, "s": sub % 2**31})
 
 
 @contextmanager

@@ -22,23 +22,20 @@ meanwhile.
 """
 from __future__ import annotations
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select
 
 from app import db
 from app.models import BlockedSeat, Seat
 from app.services import audit, catalog, errors, seats, staff, waitlist
 
-# pg_advisory_xact_lock(SEAT_LOCK_SPACE, showtime): blocks and reservations of one showtime.
+# db.xact_lock(SEAT_LOCK_SPACE, showtime): blocks and reservations of one showtime.
 # The two-key form never meets the one-key locks (seats.SCHEDULER_LOCK).
 SEAT_LOCK_SPACE = 0x6D71_0002  # "mq" 2
-_INT4 = 0x7FFF_FFFF  # the second key is an int4: showtimes 2^31 apart share a lock, harmlessly
 
 
 def _lock_showtime_seats(showtime_id: int, *, shared: bool) -> None:
     """Until the end of the caller's transaction: shared for a reservation, exclusive for a block."""
-    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    db.session.execute(text(f"SELECT {function}(CAST(:space AS integer), CAST(:key AS integer))"),
-                       {"space": SEAT_LOCK_SPACE, "key": showtime_id & _INT4})
+    db.xact_lock(SEAT_LOCK_SPACE, showtime_id, shared=shared)
 
 
 def refuse_blocked(showtime_id: int, seat_ids: list[int]) -> None:

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from app import db
 from app.models import BlockedSeat
@@ -333,3 +334,49 @@ def test_a_showtime_with_blocked_seats_does_not_move_to_another_screen(api, admi
     assert r.status_code == 409, r.json
     assert api.delete(f"/api/v1/showtimes/{showtime}/blocked-seats/{seat}", admin).status_code == 204
     assert api.patch(f"/api/v1/showtimes/{showtime}", {"screen_id": other.json["id"]}, admin).status_code == 200
+
+
+def test_reservations_in_flight_share_the_showtime_lock_and_a_block_waits_for_them(app):
+    """The lock that orders a block and the reservations of one showtime (``db.xact_lock``,
+    shared for a reservation, exclusive for a block): while a reservation's unit of work
+    holds it, another reservation of the showtime takes it at once, a block of the showtime
+    waits (here: past a 200 ms lock timeout), and a block of another showtime does not."""
+    held, done = threading.Event(), threading.Event()
+
+    def reservation_in_flight():
+        with app.app_context(), db.unit_of_work():
+            blocked_seats._lock_showtime_seats(7, shared=True)
+            held.set()
+            done.wait(10)
+
+    def lock_within_200_ms(showtime_id, shared):
+        outcome = []
+
+        def attempt():
+            with app.app_context():
+                try:
+                    with db.unit_of_work():
+                        db.session.execute(text("SET LOCAL lock_timeout = '200ms'"))
+                        blocked_seats._lock_showtime_seats(showtime_id, shared=shared)
+                    outcome.append(True)
+                except OperationalError:
+                    outcome.append(False)
+                finally:
+                    db.session.remove()
+
+        thread = threading.Thread(target=attempt)
+        thread.start()
+        thread.join(10)
+        return outcome == [True]
+
+    holder = threading.Thread(target=reservation_in_flight)
+    holder.start()
+    try:
+        assert held.wait(10)
+        assert lock_within_200_ms(7, shared=True)  # reservations never wait on each other
+        assert not lock_within_200_ms(7, shared=False)  # a block waits for the reservation
+        assert lock_within_200_ms(8, shared=False)  # another showtime's block does not
+    finally:
+        done.set()
+        holder.join(10)
+    assert lock_within_200_ms(7, shared=False)  # the reservation committed: the block goes ahead
