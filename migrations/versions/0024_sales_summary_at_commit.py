@@ -31,6 +31,7 @@ PAYMENT_WHEN = "WHEN (NEW.status = 'succeeded') EXECUTE FUNCTION sales_daily_on_
 RESERVATION_WHEN = ("WHEN (OLD.status IS DISTINCT FROM NEW.status "
                     "AND (OLD.status = 'confirmed' OR NEW.status = 'confirmed')) "
                     "EXECUTE FUNCTION sales_daily_on_reservation()")
+_TIMING = {"CONSTRAINT TRIGGER": "DEFERRABLE INITIALLY DEFERRED", "TRIGGER": ""}
 
 
 def _triggers(kind: str) -> None:
@@ -40,9 +41,6 @@ def _triggers(kind: str) -> None:
                f"FOR EACH ROW {PAYMENT_WHEN}")
     op.execute(f"CREATE {kind} sales_daily_reservation AFTER UPDATE OF status ON reservations {_TIMING[kind]} "
                f"FOR EACH ROW {RESERVATION_WHEN}")
-
-
-_TIMING = {"CONSTRAINT TRIGGER": "DEFERRABLE INITIALLY DEFERRED", "TRIGGER": ""}
 
 
 def upgrade():

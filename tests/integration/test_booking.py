@@ -56,9 +56,8 @@ def test_one_reservation_reads_as_in_the_list_in_every_payment_state(api, app, a
     payment state: pending, succeeded, declined with its reason, refund pending; the
     owner and an admin read it, with the same ETag for the same state."""
     seats = seat_ids(api, show["showtime"])
-    ids = [reserve(api, user, hold(api, user, show["showtime"], [seat]).json["id"]).json["id"] for seat in seats[:1]]
-    ids += [reserve(api, user, hold(api, user, show["showtime"], [seats[2]]).json["id"]).json["id"]]
-    ids += [reserve(api, user, hold(api, user, show["showtime"], [seats[4]]).json["id"]).json["id"]]
+    ids = [reserve(api, user, hold(api, user, show["showtime"], [seat]).json["id"]).json["id"]
+           for seat in (seats[0], seats[2], seats[4])]
     with app.app_context():
         payment = {"kind": "charge", "amount_cents": 1000, "currency": "EUR", "gateway_ref": "ch_1"}
         booking.confirm_payment(ids[1], payment={**payment, "status": "succeeded", "idempotency_key": "k1"})
