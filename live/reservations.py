@@ -97,6 +97,8 @@ class Reservations:
         self.in_thread = in_thread
         self.spawn = spawn
         self.channel = deps.redis.pushed_channel(RedisStore.RESERVATIONS_CHANNEL)
+        # Its own client, not the followers': theirs has a read timeout, and a subscription
+        # waits for announcements as long as none come.
         self.redis = aioredis.Redis.from_url(deps.settings.redis_url, socket_connect_timeout=2,
                                              client_name=f"marquee-live:{deps.settings.redis_prefix}reservations")
         self.by_id: dict[int, set[Watch]] = {}
