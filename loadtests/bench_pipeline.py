@@ -33,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 import pika
 import requests
 
-from loadtests.bench_catalog import percentile_ms, require_loopback
+from loadtests.bench_catalog import require_loopback
 from loadtests.client import Connection, Tally, run_clients
 
 DEMO_PASSWORD = "marquee-demo"
@@ -101,7 +101,6 @@ def checkouts(base: str, work: list[int], concurrency: int, wait=follow) -> dict
     with requests cost 10-11% of a core here, taken from the server it measured."""
     queue = list(work)
     tokens = [_login(base, n + 1) for n in range(concurrency)]
-    failures = [0]
 
     async def customer(conn: Connection, i: int, tally: Tally, _deadline: float) -> None:
         headers = {"Authorization": f"Bearer {tokens[i]}"}
@@ -109,7 +108,7 @@ def checkouts(base: str, work: list[int], concurrency: int, wait=follow) -> dict
             showtime = queue.pop()
             h = await conn.request("POST", f"/api/v1/showtimes/{showtime}/holds", headers, {"quantity": 1})
             if h.status != 201:
-                failures[0] += 1
+                tally.errors += 1
                 continue
             started = time.perf_counter()
             r = await conn.request("POST", "/api/v1/reservations", headers,
@@ -118,13 +117,11 @@ def checkouts(base: str, work: list[int], concurrency: int, wait=follow) -> dict
             if status == "confirmed":
                 tally.latencies.append(time.perf_counter() - started)
             else:
-                failures[0] += 1
+                tally.errors += 1
 
     tally = run_clients(base, customer, concurrency, seconds=0)
-    latencies = sorted(tally.latencies)
-    return {"done": len(latencies), "rate": tally.rate,
-            "p50": percentile_ms(latencies, 50), "p99": percentile_ms(latencies, 99),
-            "mean": tally.mean_ms, "failures": failures[0]}
+    return {"done": len(tally.latencies), "rate": tally.rate, "p50": tally.percentile_ms(50),
+            "p99": tally.percentile_ms(99), "mean": tally.mean_ms, "failures": tally.errors}
 
 
 def rabbitmq_ceiling(url: str, messages: int, body: bytes) -> tuple[float, float]:
