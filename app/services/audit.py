@@ -15,11 +15,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import inspect, select
 
 from app import db
 from app.logging_setup import client_address_var, request_id_var
 from app.models import AuditEntry
+from app.services.pagination import page_of
 
 
 def _plain(value: Any) -> Any:
@@ -87,7 +88,4 @@ def list_entries(*, actor_id: int | None = None, action: str | None = None, sinc
         query = query.where(AuditEntry.at >= since)
     if object_type:
         query = query.where(AuditEntry.object_type == object_type)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = db.session.scalars(query.order_by(AuditEntry.id.desc())
-                              .offset((page - 1) * page_size).limit(page_size)).all()
-    return list(rows), total or 0
+    return page_of(query, [AuditEntry.id.desc()], page, page_size)
