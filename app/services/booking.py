@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import inspect, select, text, update
+from sqlalchemy import insert, inspect, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
@@ -187,9 +187,10 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str, *, vouche
             )
             db.session.add(reservation)
             db.session.flush()
-            db.session.add_all([
-                ReservationSeat(reservation_id=reservation.id, showtime_id=hold.showtime_id, seat_id=s,
-                                label=by_id[str(s)][0], category=by_id[str(s)][1], price_cents=price)
+            # one executemany, not objects for the unit of work to flush (nothing here reads them)
+            db.session.execute(insert(ReservationSeat), [
+                {"reservation_id": reservation.id, "showtime_id": hold.showtime_id, "seat_id": s,
+                 "label": by_id[str(s)][0], "category": by_id[str(s)][1], "price_cents": price}
                 for s, price in zip(hold.seat_ids, prices, strict=True)
             ])
             if voucher is not None:

@@ -28,14 +28,20 @@ RELAY_LOCK = 0x6D71_0002  # one relay at a time, across processes
 
 def relay_outbox(publisher: Publisher, *, batch: int = 200) -> int | None:
     """Publish up to ``batch`` unpublished rows. Returns how many, or None when
-    another relay holds the lock."""
+    another relay holds the lock.
+
+    Core statements, not ORM objects: the rows are read as tuples and the ones the
+    broker confirmed are marked in one UPDATE at the end of the batch (the ORM's
+    flush wrote one UPDATE a row: two thirds of the relay's CPU under a rush)."""
+    table = OutboxEvent.__table__
     with db.unit_of_work():
         if not db.try_xact_lock(RELAY_LOCK):
             return None
-        rows = db.session.scalars(
-            select(OutboxEvent).where(OutboxEvent.published_at.is_(None)).order_by(OutboxEvent.id).limit(batch)
+        rows = db.session.execute(
+            select(table.c.id, table.c.topic, table.c.payload, table.c.trace_context)
+            .where(table.c.published_at.is_(None)).order_by(table.c.id).limit(batch)
         ).all()
-        published = 0
+        published: list[int] = []
         for row in rows:
             try:
                 # a child of the writing request's span; its traceparent rides in the headers
@@ -49,12 +55,13 @@ def relay_outbox(publisher: Publisher, *, batch: int = 200) -> int | None:
             except BrokerError:
                 log.warning("outbox relay: broker unavailable, will retry", exc_info=True,
                             extra={"event_id": row.id})
-                db.session.execute(update(OutboxEvent).where(OutboxEvent.id == row.id)
-                                   .values(attempts=OutboxEvent.attempts + 1))
+                db.session.execute(update(table).where(table.c.id == row.id)
+                                   .values(attempts=table.c.attempts + 1))
                 break
-            row.published_at = func.now()
-            published += 1
-    return published
+            published.append(row.id)
+        if published:
+            db.session.execute(update(table).where(table.c.id.in_(published)).values(published_at=func.now()))
+    return len(published)
 
 
 def relay_forever(deps: Marquee, publisher: Publisher, stop, *, poll_seconds: float) -> None:

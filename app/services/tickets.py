@@ -155,14 +155,14 @@ def issue(reservation: Reservation) -> datetime:
     # The ids first: each code signs its ticket's id.
     ids = db.session.scalars(text("SELECT nextval(pg_get_serial_sequence('tickets', 'id')) "
                                   "FROM generate_series(1, :n)"), {"n": len(seats)}).all()
+    # an executemany of one cached statement (a VALUES list of this many rows compiled anew each time)
     db.session.execute(
-        pg_insert(Ticket).values([
-            {"id": ticket_id, "reservation_id": reservation.id, "showtime_id": reservation.showtime_id,
-             "seat_id": seat.seat_id, "seat_label": seat.label,
-             "code": make_code(key, ticket_id=ticket_id, reservation_id=reservation.id,
-                               showtime_id=reservation.showtime_id, seat_id=seat.seat_id, starts_at=starts_at)}
-            for ticket_id, seat in zip(ids, seats, strict=True)
-        ]).on_conflict_do_nothing(index_elements=["reservation_id", "seat_id"])
+        pg_insert(Ticket).on_conflict_do_nothing(index_elements=["reservation_id", "seat_id"]),
+        [{"id": ticket_id, "reservation_id": reservation.id, "showtime_id": reservation.showtime_id,
+          "seat_id": seat.seat_id, "seat_label": seat.label,
+          "code": make_code(key, ticket_id=ticket_id, reservation_id=reservation.id,
+                            showtime_id=reservation.showtime_id, seat_id=seat.seat_id, starts_at=starts_at)}
+         for ticket_id, seat in zip(ids, seats, strict=True)],
     )
     ticket_keys.note_signed(key.kid, ends_at)
     return starts_at
