@@ -328,3 +328,23 @@ def test_a_confirmation_does_not_hold_the_summary_rows_until_it_commits(api, app
                                               "to": (date.today() + timedelta(days=1)).isoformat(),
                                               "group_by": "showtime"})
     assert [(r["gross_cents"], r["discount_cents"]) for r in rows] == [(2000, 0)]
+
+
+def test_a_sale_updates_its_showtimes_summary_row_in_place(api, app, user, other, show):
+    """Each charge of a showtime adds to the same ``sales_daily`` row; no index holds the
+    columns it changes, so the update is HOT (heap-only: no new index entries, the old
+    version pruned on its page without VACUUM). With the summed columns in an index
+    (``ix_sales_daily_day INCLUDE (...)`` before migration 0025) none was."""
+    seats = seat_ids(api, show["showtime"])
+    ids = [reserve(api, token, hold(api, token, show["showtime"], [seat]).json["id"]).json["id"]
+           for token, seat in ((user, seats[0]), (other, seats[2]), (user, seats[4]))]
+    insert = text("INSERT INTO payments (reservation_id, kind, status, amount_cents, currency, gateway_ref, "
+                  "idempotency_key) VALUES (:id, 'charge', 'succeeded', 1000, 'EUR', 'ch_test', :key)")
+    counts = text("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'sales_daily'")
+    with app.app_context(), marquee().engine.connect() as connection:
+        connection.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))  # the summary triggers run at each INSERT
+        for reservation_id in ids:
+            connection.execute(insert, {"id": reservation_id, "key": f"hot-test-{reservation_id}"})
+        updated, hot = connection.execute(counts).one()  # this transaction's own counts
+        connection.rollback()
+    assert (updated, hot) == (2, 2)  # the first charge made the row, the two others added to it
