@@ -42,11 +42,13 @@ def configure_logging(level: str = "INFO") -> None:
     if any(getattr(h, "_marquee", False) for h in root.handlers):
         root.setLevel(level)
         return
-    # The format names no source line, thread or process: the logging HOWTO's
-    # "Optimization" says how not to compute them for every record (findCaller walks the
-    # stack: a tenth of the access log's cost on a hot request).
+    # The format names no source line or thread: the logging HOWTO's "Optimization" says
+    # how not to compute them for every record (findCaller walks the stack: a tenth of the
+    # access log's cost on a hot request). The process id stays (a getpid): these switches
+    # are the whole interpreter's, and gunicorn's own log lines say "[%(process)d]" (its
+    # "Worker exiting" line failed to format without it).
     logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging.logThreads = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler._marquee = True  # type: ignore[attr-defined]
     handler.addFilter(_RequestIdFilter())
