@@ -12,6 +12,9 @@ worker, the live process), loopback only, bounded in count. It prints:
     waits on the reservation's event stream (``--wait stream``, the default: the
     live process pushes the outcome) or GETs the reservation every 20 ms (``--wait
     poll``, what clients had to do before the stream);
+  - the CPU a checkout cost each process of the stack (app instances, worker, scheduler,
+    live, proxy, PostgreSQL, Redis, RabbitMQ; loadtests/servers.py), over the checkouts
+    only: steadier than the rate from run to run, where the two cores are full;
   - RabbitMQ's own publish (with confirms) and consume (manual ack) rate for the
     same message size, measured in the same run on a scratch queue: the ceiling.
 Each client is a demo customer who holds one seat (best available) of a showtime
@@ -35,6 +38,7 @@ import requests
 
 from loadtests.bench_catalog import require_loopback
 from loadtests.client import Connection, Tally, run_clients
+from loadtests.servers import cpu_by_role, cpu_spent
 
 DEMO_PASSWORD = "marquee-demo"
 
@@ -119,9 +123,11 @@ def checkouts(base: str, work: list[int], concurrency: int, wait=follow) -> dict
             else:
                 tally.errors += 1
 
+    before = cpu_by_role()
     tally = run_clients(base, customer, concurrency, seconds=0)
+    cpu = cpu_spent(before, cpu_by_role())
     return {"done": len(tally.latencies), "rate": tally.rate, "p50": tally.percentile_ms(50),
-            "p99": tally.percentile_ms(99), "mean": tally.mean_ms, "failures": tally.errors}
+            "p99": tally.percentile_ms(99), "mean": tally.mean_ms, "failures": tally.errors, "cpu": cpu}
 
 
 def rabbitmq_ceiling(url: str, messages: int, body: bytes) -> tuple[float, float]:
@@ -173,6 +179,10 @@ def main() -> None:
     print(f"checkouts per second           {result['rate']:8.1f}")
     print(f"reserve -> confirmed latency   p50 {result['p50']:.0f} ms, p99 {result['p99']:.0f} ms, mean {result['mean']:.0f} ms"
           f" (seen {'pushed' if args.wait == 'stream' else 'by polling every 20 ms'})")
+    if result["done"]:
+        per = {role: 1000 * seconds / result["done"] for role, seconds in result["cpu"].most_common()}
+        print(f"CPU per checkout               {sum(per.values()):.1f} ms: "
+              + ", ".join(f"{role} {ms:.1f}" for role, ms in per.items()))
     print(f"RabbitMQ alone (quorum queue)  publish with confirms {publish_rate:.0f} msg/s, consume+ack {consume_rate:.0f} msg/s")
     print("(each checkout is two messages through the worker: the charge, then its confirmation email)")
 

@@ -1,13 +1,16 @@
 """Processes the benchmarks start for themselves: a free loopback port, a gunicorn
 instance of the app on it (answering ``/health`` before it is handed back), and a
-stop that always ends the process (SIGTERM, then SIGKILL)."""
+stop that always ends the process (SIGTERM, then SIGKILL); and the CPU time the
+stack's processes spend, by role, for benchmarks that report CPU per operation."""
 from __future__ import annotations
 
 import socket
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
+import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,3 +69,32 @@ def drop_database(database_url: str, name: str) -> None:
             cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     finally:
         conn.close()
+
+
+# What a process of the stack is, by its command line (``make up``'s processes and the
+# servers they use); the first that matches names it.
+ROLES = (("app", "gunicorn"), ("worker", "worker.consumer"), ("scheduler", "worker.scheduler"),
+         ("live", "-m live"), ("proxy", "-m proxy"), ("postgresql", "postgres"), ("redis", "redis-server"),
+         ("rabbitmq", "beam.smp"))
+
+
+def cpu_by_role() -> dict[tuple[int, str], tuple[str, float]]:
+    """Each stack process's user + system CPU seconds so far, by (pid, start time): a
+    snapshot for ``cpu_spent``. Processes of no role (the benchmark itself) are left out."""
+    found = {}
+    for proc in psutil.process_iter(["pid", "cmdline", "create_time", "cpu_times"]):
+        line = " ".join(proc.info["cmdline"] or ())
+        role = next((name for name, mark in ROLES if mark in line), None)
+        if role is not None and proc.info["cpu_times"] is not None:
+            times = proc.info["cpu_times"]
+            found[(proc.info["pid"], proc.info["create_time"])] = (role, times.user + times.system)
+    return found
+
+
+def cpu_spent(before: dict, after: dict) -> Counter:
+    """CPU seconds each role spent between two ``cpu_by_role`` snapshots (a process
+    started meanwhile counts from zero; one that ended is lost)."""
+    spent: Counter = Counter()
+    for key, (role, seconds) in after.items():
+        spent[role] += seconds - before.get(key, (role, 0.0))[1]
+    return spent
