@@ -214,6 +214,11 @@ class Reservations:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             for watches in list(self.by_id.values()):
                 for watch in list(watches):
+                    if watch.reading:
+                        # A read under way ends in a message anyway; and a stream is
+                        # registered before its first read, before its head is written:
+                        # a heartbeat then went out ahead of the head (a bad response, a 502).
+                        continue
                     if watch.stream.send(sse.HEARTBEAT):
                         self.refresh(watch)
                     else:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import text
 
 from app import db
 from app.services import booking
@@ -184,3 +186,30 @@ def test_after_the_subscription_is_cut_every_stream_reads_again(start_live, app,
             client.client_kill_filter(_id=entry["id"])
     _confirm(app, reservation_id)  # announced while nobody (or a half-dead connection) listens
     assert stream.next(timeout=8).json["status"] == "confirmed"
+
+
+def test_a_heartbeat_while_the_stream_starts_does_not_go_out_before_its_head(start_live, app, api, user, show):
+    """A stream is registered before its first read of the reservation; a heartbeat that came
+    during that read was written before the response's head, and the proxy answered 502 (seen
+    in the pipeline benchmark). The read is held up here by a lock on the reservations table
+    across two heartbeats; the response must still begin with its status line."""
+    reservation_id = _reserve(api, user, show["showtime"], seat_ids(api, show["showtime"])[0])
+    live = start_live(heartbeat_seconds=1)
+    with app.app_context(), app.extensions["marquee"].engine.connect() as connection:
+        connection.execute(text("LOCK TABLE reservations IN ACCESS EXCLUSIVE MODE"))
+        stream = live.reservation_stream(reservation_id, user)
+        waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND datname = current_database()")  # the live process's read: nothing else runs
+        with app.extensions["marquee"].engine.connect() as watcher:
+            def read_waits() -> bool:
+                try:
+                    return watcher.execute(waiting).scalar() == 1
+                finally:
+                    watcher.rollback()  # pg_stat_activity is read once a transaction
+            wait_until(read_waits, 10)  # the stream's first read waits for the lock
+        time.sleep(2.5)  # two heartbeats meanwhile
+        connection.rollback()
+    while b"\r\n\r\n" not in stream.raw:
+        stream._recv()
+    assert stream.raw.startswith(b"HTTP/1.1 200 "), stream.raw[:80]  # b"e\r\n: keep-alive..." before the fix
+    assert stream.next().json["status"] == "pending_payment"
