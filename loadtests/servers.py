@@ -78,7 +78,7 @@ ROLES = (("app", "gunicorn"), ("worker", "worker.consumer"), ("scheduler", "work
          ("rabbitmq", "beam.smp"))
 
 
-def cpu_by_role() -> dict[tuple[int, str], tuple[str, float]]:
+def cpu_by_role() -> dict[tuple[int, float], tuple[str, float]]:
     """Each stack process's user + system CPU seconds so far, by (pid, start time): a
     snapshot for ``cpu_spent``. Processes of no role (the benchmark itself) are left out."""
     found = {}
