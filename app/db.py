@@ -89,6 +89,19 @@ def try_xact_lock(key: int) -> bool:
     return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
 
 
+_NO_BITMAP_SCANS = text("SET LOCAL enable_bitmapscan = off")
+
+
+def index_scans_only() -> None:
+    """Until the end of the transaction, no bitmap scans: for a job that reads a partial
+    index of rows waiting for it (unpublished, unpaid) again and again. A row that leaves
+    that state leaves its entry in the index until VACUUM; an index scan marks such entries
+    dead as it passes, so later scans skip them, where a bitmap scan reads them all, every
+    run, and the planner picks it for the few rows it expects (the outbox relay: 12,890
+    dead entries and 624 heap pages a run to find nothing, 1.5 ms and growing, then 0.03 ms)."""
+    session.execute(_NO_BITMAP_SCANS)
+
+
 def xact_lock(key: int, sub: int | None = None, *, shared: bool = False) -> None:
     """Wait for a transaction-scoped PostgreSQL advisory lock (``key``, or the pair ``key``,
     ``sub``: one of a kind of thing, such as one showtime; ``sub`` is an int4, so ids 2^31

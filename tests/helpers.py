@@ -122,3 +122,20 @@ class ApiClient:
         show = self.showtime(token, movie["id"], screen["id"])
         return {"city": city["id"], "theater": theater["id"], "screen": screen["id"],
                 "movie": movie["id"], "showtime": show["id"], "showtime_obj": show}
+
+
+def bitmap_index_entries(engine, query: str, **params) -> int:
+    """How many index entries a bitmap scan for ``query`` finds, live or not: the entries
+    of dead row versions that an index scan has marked dead are no longer among them."""
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        connection.execute(text("SET LOCAL enable_indexscan = off"))
+        plan = connection.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}"), params).scalar()
+        connection.rollback()
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+    return sum(n["Actual Rows"] for n in nodes(plan[0]["Plan"]) if n["Node Type"] == "Bitmap Index Scan")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from app import db
 from app.adapters.broker import connect
-from app.bootstrap import marquee
 from app.models import OutboxEvent
+from tests.helpers import bitmap_index_entries
 from tests.integration.broker_helpers import relay
 
 
@@ -68,19 +68,7 @@ def test_a_row_the_broker_refuses_stops_the_batch_and_the_rows_before_it_stay_pu
 
 
 def _unpublished_index_entries(app) -> int:
-    """How many entries of the unpublished rows' partial index a bitmap scan still finds
-    (an index scan's passing marks those of dead row versions; a bitmap scan never does)."""
-    with app.app_context(), marquee().engine.connect() as connection:
-        connection.execute(text("SET LOCAL enable_indexscan = off"))
-        plan = connection.execute(text(
-            "EXPLAIN (ANALYZE, FORMAT JSON) SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id")).scalar()
-        connection.rollback()
-
-    def scans(node):
-        yield node
-        for child in node.get("Plans", []):
-            yield from scans(child)
-    return sum(n["Actual Rows"] for n in scans(plan[0]["Plan"]) if n["Node Type"] == "Bitmap Index Scan")
+    return bitmap_index_entries(app.extensions["marquee"].engine, "SELECT id FROM outbox WHERE published_at IS NULL")
 
 
 def test_published_rows_stop_costing_the_relay_without_vacuum(app, broker):
