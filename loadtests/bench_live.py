@@ -39,6 +39,7 @@ import requests
 
 from loadtests.bench_catalog import require_loopback
 from loadtests.bench_holds import _apart
+from loadtests.servers import cpu_seconds
 
 DEMO_PASSWORD = "marquee-demo"
 HOLDERS = 60  # demo customers making the holds (each holds one seat at a time)
@@ -60,17 +61,6 @@ def _app_instances() -> list[psutil.Process]:
         if master is not None:
             found += [master, *master.children(recursive=True)]
     return found
-
-
-def _cpu_seconds(processes: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in processes:
-        try:
-            times = p.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def _showtime(base: str) -> tuple[int, str, list[int]]:
@@ -265,7 +255,7 @@ def watch_and_hold(args) -> dict:
         holder = spawn.Process(target=_holds, args=(args.api, tokens, showtime, free, args.hold_every,
                                                     args.seconds, start, sender), daemon=True)
         holder.start()
-        cpu_before = _cpu_seconds(apps)
+        cpu_before = cpu_seconds(apps)
         deadline = start + args.seconds + 60
         while not receiver.poll() and time.time() < deadline:  # the holds
             _peak_rss(processes, peaks)
@@ -273,7 +263,7 @@ def watch_and_hold(args) -> dict:
         for _ in range(6):  # then stragglers
             _peak_rss(processes, peaks)
             await asyncio.sleep(0.5)
-        result["app_cpu"] = (_cpu_seconds(apps) - cpu_before) / (time.time() - start)
+        result["app_cpu"] = (cpu_seconds(apps) - cpu_before) / (time.time() - start)
         stop_at.append(time.time())
         await watching
         holder.join(timeout=60)
@@ -372,14 +362,14 @@ def poll(args, showtime: int) -> dict:
             poller.transport.close()
         return elapsed
 
-    before = _cpu_seconds(apps)
+    before = cpu_seconds(apps)
     try:
         import uvloop
 
         elapsed = uvloop.run(main())
     except ImportError:
         elapsed = asyncio.run(main())
-    return {"rate": counts[0] / elapsed, "app_cpu": (_cpu_seconds(apps) - before) / elapsed}
+    return {"rate": counts[0] / elapsed, "app_cpu": (cpu_seconds(apps) - before) / elapsed}
 
 
 def _ms(values: list[float], q: float) -> float:

@@ -40,7 +40,7 @@ from pathlib import Path
 import requests
 
 from loadtests.bench_catalog import percentile_ms, require_loopback
-from loadtests.servers import free_port, stop_process
+from loadtests.servers import cpu_seconds, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,18 +62,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time the processes have used so far (/proc/<pid>/stat)."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / _CLOCK_TICKS
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # -- the servers under test ---------------------------------------------------------------

@@ -28,12 +28,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import psutil
 import redis
 
 from loadtests.bench_catalog import bench_parser
 from loadtests.bench_holds import _showtime, _tokens, hold_cycles
 from loadtests.client import getter, run_clients
-from loadtests.servers import drop_database, free_port, start_gunicorn, stop_process
+from loadtests.servers import cpu_seconds, drop_database, free_port, start_gunicorn, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = {
@@ -45,21 +46,10 @@ CASES = {
 }
 
 
-def cpu_seconds(master: int) -> float:
+def workers_cpu_seconds(master: int) -> float:
     """CPU time (user + system) used so far by the workers of the gunicorn ``master``:
     per cycle, the cost that other load on the machine does not blur the way it blurs rates."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(fields[1]) == master:  # ppid
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(psutil.Process(master).children())
 
 
 def main() -> None:
@@ -100,9 +90,9 @@ def main() -> None:
         for _ in range(args.rounds):  # alternated: a noisy neighbour spreads over every case
             for name, (proc, base) in servers.items():
                 health = run_clients(base, getter(lambda: "/health"), args.concurrency, args.seconds)
-                used = cpu_seconds(proc.pid)
+                used = workers_cpu_seconds(proc.pid)
                 cycles = hold_cycles(base, tokens, showtime, args.seconds)
-                used = cpu_seconds(proc.pid) - used
+                used = workers_cpu_seconds(proc.pid) - used
                 runs[name].append((health, cycles, used * 1000 / max(1, len(cycles.latencies))))
         for proc, _base in servers.values():
             stop_process(proc)  # their last spans are written as they stop

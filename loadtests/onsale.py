@@ -65,8 +65,9 @@ from dotenv import dotenv_values
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.services.demo import DEMO_EMAIL, DEMO_PASSWORD
-from loadtests.bench_live import _app_instances, _cpu_seconds, _process_on_port
+from loadtests.bench_live import _app_instances, _process_on_port
 from loadtests.run import OUT, ROOT, admin_token, pick_showtime, run_locust, summarize
+from loadtests.servers import cpu_seconds
 
 SESSIONS = OUT / "onsale-sessions.json"
 APP_PORTS = (8001, 8002, 8003)
@@ -160,7 +161,7 @@ class CpuWatch(threading.Thread):
         self.done = threading.Event()
         self.groups = {"app instances": _app_instances(), "live process": [_process_on_port(LIVE_PORT)],
                        "proxy": [_process_on_port(PROXY_PORT)]}
-        self.start_cpu = {name: _cpu_seconds([p for p in group if p]) for name, group in self.groups.items()}
+        self.start_cpu = {name: cpu_seconds([p for p in group if p]) for name, group in self.groups.items()}
         self.locust_cpu = 0.0
         self.locust_rss = 0
         self.started = time.monotonic()
@@ -180,7 +181,7 @@ class CpuWatch(threading.Thread):
         self.done.set()
         self.join(5)
         elapsed = time.monotonic() - self.started
-        used = {name: _cpu_seconds([p for p in group if p]) - self.start_cpu[name] for name, group in self.groups.items()}
+        used = {name: cpu_seconds([p for p in group if p]) - self.start_cpu[name] for name, group in self.groups.items()}
         used["Locust"] = self.locust_cpu
         return {"seconds": elapsed, "cpu": used, "locust_rss_mb": self.locust_rss / 2**20}
 

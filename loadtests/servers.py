@@ -78,6 +78,22 @@ ROLES = (("app", "gunicorn"), ("worker", "worker.consumer"), ("scheduler", "work
          ("rabbitmq", "beam.smp"))
 
 
+def cpu_seconds(processes) -> float:
+    """User + system CPU seconds the processes (``psutil.Process`` or pids) have used so
+    far; one that has ended counts nothing."""
+    total = 0.0
+    for process in processes:
+        try:
+            total += _busy((process if isinstance(process, psutil.Process) else psutil.Process(process)).cpu_times())
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _busy(times) -> float:
+    return times.user + times.system
+
+
 def cpu_by_role() -> dict[tuple[int, float], tuple[str, float]]:
     """Each stack process's user + system CPU seconds so far, by (pid, start time): a
     snapshot for ``cpu_spent``. Processes of no role (the benchmark itself) are left out."""
@@ -86,8 +102,7 @@ def cpu_by_role() -> dict[tuple[int, float], tuple[str, float]]:
         line = " ".join(proc.info["cmdline"] or ())
         role = next((name for name, mark in ROLES if mark in line), None)
         if role is not None and proc.info["cpu_times"] is not None:
-            times = proc.info["cpu_times"]
-            found[(proc.info["pid"], proc.info["create_time"])] = (role, times.user + times.system)
+            found[(proc.info["pid"], proc.info["create_time"])] = (role, _busy(proc.info["cpu_times"]))
     return found
 
 
