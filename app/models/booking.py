@@ -12,7 +12,6 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    event,
     func,
     text,
 )
@@ -172,26 +171,27 @@ class OutboxEvent(Base):
     trace_context: Mapped[dict | None] = mapped_column(JSONB)
 
     def __init__(self, **kw) -> None:
-        # The request (or message) that caused the event travels with it, so the worker's
-        # logs carry the same request id as the proxy's and the app's.
+        super().__init__(**OutboxEvent.row(**kw))
+
+    @staticmethod
+    def row(**kw) -> dict:
+        """The columns of a new row (``topic``, ``aggregate_id``, ``payload``), for a Core
+        insert (``app.services.outbox.add``) or the constructor. The request (or message)
+        that caused the event travels with it, so the worker's logs carry the same request
+        id as the proxy's and the app's; so does the span's context, for the trace."""
         request_id = request_id_var.get()
         payload = kw.get("payload")
         if request_id and isinstance(payload, dict) and "request_id" not in payload:
             kw["payload"] = {**payload, "request_id": request_id}
         if "trace_context" not in kw:
             kw["trace_context"] = current_carrier()
-        super().__init__(**kw)
+        return kw
 
 
-# The channel on which the outbox relay listens (``app.services.outbox``).
+# The channel on which the outbox relay listens (``app.services.outbox``). A trigger on
+# ``outbox`` notifies it (migration 0026): every transaction that writes outbox rows, by
+# the ORM or a Core statement, wakes the relay once, and only if it commits.
 OUTBOX_NOTIFY_CHANNEL = "marquee_outbox"
-
-
-@event.listens_for(OutboxEvent, "after_insert")
-def _wake_the_relay(_mapper, connection, _target) -> None:
-    """Every transaction that writes an outbox row also notifies the relay;
-    PostgreSQL delivers the notice only if (and when) that transaction commits."""
-    connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_NOTIFY_CHANNEL})
 
 
 class Payment(Base):

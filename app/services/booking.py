@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
-from sqlalchemy import insert, inspect, select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
@@ -40,6 +41,7 @@ from app.services import (
     errors,
     notifications,
     outbound_webhooks,
+    outbox,
     pricing,
     seats,
     tickets,
@@ -136,17 +138,26 @@ def hold_prices(hold: Hold, seating: dict) -> tuple[list[int], str]:
     return [seating["prices"][seating["seats"][str(s)][1]] for s in hold.seat_ids], seating["currency"]
 
 
-def create_reservation(user_id: int, hold_id: str, payment_token: str, *, voucher_code: str | None = None) -> Reservation:
+# What a new reservation's INSERT returns: its view's columns (``_view``), so the answer
+# needs no second statement, nor a second transaction after the commit.
+_RESERVATIONS = Reservation.__table__
+_NEW_RESERVATION = [_RESERVATIONS.c[name] for name in (
+    "id", "user_id", "status", "showtime_id", "total_cents", "discount_cents", "currency", "expires_at",
+    "refund_cents", "created_at", "confirmed_at", "cancelled_at")]
+
+
+def reserve(user_id: int, hold_id: str, payment_token: str, *, voucher_code: str | None = None) -> dict:
     """Turn the caller's live hold into a reservation awaiting payment, charging exactly
-    the prices the hold showed, less the voucher's discount (``voucher_code``).
+    the prices the hold showed, less the voucher's discount (``voucher_code``). Returns
+    the reservation as clients read it (``reservation_view``).
 
     One unit of work redeems the voucher (under its row's lock), claims the hold in
     Redis, and writes the reservation, one row per seat (the unique index is the final
     guard) and the payment request in the outbox. The voucher is checked before the
     claim: when it is refused (409 ``voucher_invalid``, its use not taken), the hold is
     untouched and can be reserved again without it. A failure after the claim releases
-    the hold. Returns the reservation as the commit left it (expired: its attributes load
-    again on first use, in the caller's session; ``reserve`` answers its view instead).
+    the hold. Core statements, not ORM objects: the reservation's INSERT returns what the
+    answer shows, its seats are one executemany, and nothing is flushed or loaded again.
     """
     settings = marquee().settings
     store = marquee().seats
@@ -175,7 +186,7 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str, *, vouche
             _claim(store, hold, user_id, (window + GRACE_SECONDS) * 1000)
             claimed = True
             blocked_seats.refuse_blocked(hold.showtime_id, hold.seat_ids)
-            reservation = Reservation(
+            reservation = db.session.execute(insert(_RESERVATIONS).values(
                 user_id=user_id,
                 showtime_id=hold.showtime_id,
                 status=ReservationStatus.PENDING_PAYMENT,
@@ -184,19 +195,14 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str, *, vouche
                 currency=currency,
                 hold_id=hold.id,
                 expires_at=now + timedelta(seconds=window),
-            )
-            db.session.add(reservation)
-            db.session.flush()
-            # one executemany, not objects for the unit of work to flush (nothing here reads them)
-            db.session.execute(insert(ReservationSeat), [
-                {"reservation_id": reservation.id, "showtime_id": hold.showtime_id, "seat_id": s,
-                 "label": by_id[str(s)][0], "category": by_id[str(s)][1], "price_cents": price}
-                for s, price in zip(hold.seat_ids, prices, strict=True)
-            ])
+            ).returning(*_NEW_RESERVATION)).one()
+            seat_rows = [{"reservation_id": reservation.id, "showtime_id": hold.showtime_id, "seat_id": s,
+                          "label": by_id[str(s)][0], "category": by_id[str(s)][1], "price_cents": price}
+                         for s, price in zip(hold.seat_ids, prices, strict=True)]
+            db.session.execute(insert(ReservationSeat.__table__), seat_rows)
             if voucher is not None:
                 vouchers.record_redemption(voucher, reservation.id, user_id, discount)
-            db.session.add(_payment_request(reservation, payment_token))
-            reservation_id = reservation.id  # read now: after the commit it would be read again
+            outbox.add(_payment_request(reservation, payment_token))
     except IntegrityError as exc:
         _voucher_not_at_fault(user_id, voucher_code)
         if not claimed:
@@ -212,18 +218,12 @@ def create_reservation(user_id: int, hold_id: str, payment_token: str, *, vouche
             seats.after_commit("release hold after failure", store.release, hold)
         raise
     _voucher_not_at_fault(user_id, voucher_code)
-    seats.after_commit("bind seats to reservation", store.bind_reservation, hold, reservation_id,
+    seats.after_commit("bind seats to reservation", store.bind_reservation, hold, reservation.id,
                        (window + GRACE_SECONDS) * 1000)
     seats.after_commit("end the waiting-room session", waiting_room.session_done, hold.showtime_id, user_id)
-    return reservation
-
-
-def reserve(user_id: int, hold_id: str, payment_token: str, *, voucher_code: str | None = None) -> dict:
-    """``create_reservation``, answered as clients read it (``reservation_view``): one
-    statement after the commit, not the ORM's reload of the reservation, its seats and
-    then its payments."""
-    reservation = create_reservation(user_id, hold_id, payment_token, voucher_code=voucher_code)
-    return reservation_view(user_id, inspect(reservation).identity[0])
+    # its seats in their rows' order, as reservation_view reads them (one INSERT numbers them in turn)
+    return _view(reservation, [{key: row[key] for key in ("seat_id", "label", "category", "price_cents")}
+                               for row in seat_rows], _payment_state(reservation, {}))
 
 
 def _voucher_not_at_fault(user_id: int, voucher_code: str | None) -> None:
@@ -259,23 +259,24 @@ def _ended_hold(user_id: int, hold_id: str) -> errors.DomainError:
     return errors.NotFound("No such hold")
 
 
-def _outbox_event(reservation: Reservation, topic: str, idempotency_key: str, **extra) -> OutboxEvent:
-    """Work about a reservation for another process; events of one reservation keep their order."""
-    return OutboxEvent(
-        topic=topic,
-        aggregate_id=f"reservation:{reservation.id}",
-        payload={"reservation_id": reservation.id, "user_id": reservation.user_id,
-                 "amount_cents": reservation.total_cents, "currency": reservation.currency,
-                 "idempotency_key": idempotency_key, **extra},
-    )
+def _outbox_event(reservation: Reservation, topic: str, idempotency_key: str, **extra) -> dict:
+    """Work about a reservation for another process (an ``outbox.add`` row); events of one
+    reservation keep their order."""
+    return {
+        "topic": topic,
+        "aggregate_id": f"reservation:{reservation.id}",
+        "payload": {"reservation_id": reservation.id, "user_id": reservation.user_id,
+                    "amount_cents": reservation.total_cents, "currency": reservation.currency,
+                    "idempotency_key": idempotency_key, **extra},
+    }
 
 
-def _payment_request(reservation: Reservation, payment_token: str) -> OutboxEvent:
+def _payment_request(reservation: Reservation, payment_token: str) -> dict:
     return _outbox_event(reservation, "payments.charge", f"reservation-{reservation.id}",
                          payment_token=payment_token)
 
 
-def _refund_request(reservation: Reservation, reason: str, amount_cents: int) -> OutboxEvent:
+def _refund_request(reservation: Reservation, reason: str, amount_cents: int) -> dict:
     """Ask the worker to refund ``amount_cents`` (what the refund policy leaves, or all of a late charge)."""
     return _outbox_event(reservation, "payments.refund", f"refund-reservation-{reservation.id}", reason=reason,
                          amount_cents=amount_cents)
@@ -453,8 +454,8 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
         if was_confirmed:
             tickets.cancel(reservation)
             if reservation.refund_cents > 0:  # a fee of everything leaves nothing to send back
-                db.session.add(_refund_request(reservation, "cancelled", reservation.refund_cents))
-        db.session.add(notifications.email_event(
+                outbox.add(_refund_request(reservation, "cancelled", reservation.refund_cents))
+        outbox.add(notifications.email_event(
             "cancellation", reservation.user_id, reservation_id=reservation.id, refunded=was_confirmed,
             refund_cents=reservation.refund_cents,
             fee_cents=(reservation.total_cents - reservation.refund_cents) if was_confirmed else 0))
@@ -466,15 +467,29 @@ def cancel_reservation(user_id: int, reservation_id: int, *, is_admin: bool = Fa
     return reservation
 
 
-def record_payment(reservation: Reservation, payment: dict | None) -> None:
+_INSERT_PAYMENT = pg_insert(Payment.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"])
+
+
+def record_payment(reservation_id: int, payment: dict | None) -> None:
     """The gateway's answer, in the transaction of the state change it causes.
     Its idempotency key is unique: a redelivered message records nothing twice."""
     if payment is None:
         return
-    db.session.execute(
-        pg_insert(Payment).values(reservation_id=reservation.id, **payment)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    )
+    db.session.execute(_INSERT_PAYMENT, {"failure_reason": None, **payment, "reservation_id": reservation_id})
+
+
+# A confirmation's reservation, locked, with what the confirmation needs (its showtime's
+# times included). By its key alone: the status and deadline are checked in Python, so the
+# planner cannot take the pending reservations' partial index for this lookup (it did, on
+# tables without statistics: a scan of every reservation waiting for its payment).
+_LOCK_FOR_CONFIRMATION = text("""
+    SELECT r.id, r.user_id, r.showtime_id, r.status, r.expires_at, r.total_cents, r.currency,
+           s.starts_at, s.ends_at
+      FROM reservations r JOIN showtimes s ON s.id = r.showtime_id
+     WHERE r.id = :id
+       FOR UPDATE OF r
+""")
+_CONFIRM = text("UPDATE reservations SET status = :confirmed, confirmed_at = :now, updated_at = now() WHERE id = :id")
 
 
 def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment: dict | None = None) -> str:
@@ -484,43 +499,54 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
     - ``already_confirmed``: a repeated notice; nothing changes.
     - ``refund``: the reservation had expired, been cancelled or failed (its seats
       may be sold to someone else): the money is never kept, a refund is requested.
-    The row is re-read under lock, so this never races the expiry job.
+    The row is read under its lock, so this never races the expiry job. The usual case
+    (waiting, in time) is Core statements, no ORM objects: the row locked and read with
+    its showtime's times, its UPDATE, the payment, the tickets and the email's outbox row.
     """
     now = now or seats.now()
-    freed: list[int] = []
     with db.unit_of_work():
-        reservation = _lock_reservation(reservation_id)
-        if reservation.status == ReservationStatus.CONFIRMED:
-            return "already_confirmed"
-        record_payment(reservation, payment)
-        if reservation.status == ReservationStatus.PENDING_PAYMENT and reservation.expires_at > now:
-            reservation.status, reservation.confirmed_at = ReservationStatus.CONFIRMED, now
-            starts_at = tickets.issue(reservation)
-            db.session.add(notifications.email_event("confirmation", reservation.user_id,
-                                                     reservation_id=reservation.id))
-            outbound_webhooks.reservation_confirmed(reservation)
-            outcome = "confirmed"
-            kept = [s.seat_id for s in reservation.seats]
-        elif _refund_requested(reservation):
-            return "refund"  # a repeated late notice: its refund is already requested
+        row = db.session.execute(_LOCK_FOR_CONFIRMATION, {"id": reservation_id}).one_or_none()
+        if row is None or row.status != ReservationStatus.PENDING_PAYMENT or row.expires_at <= now:
+            outcome, showtime_id, freed = _not_in_time(reservation_id, now, payment)
         else:
-            outcome = "refund"
-            if reservation.status == ReservationStatus.PENDING_PAYMENT:  # past its window; the job has not run
-                reservation.status = ReservationStatus.EXPIRED
-                freed = _release_seats(reservation, now)
-                vouchers.give_back(reservation.id, now)
-            # A charge that came too late is refunded in full: no fee on money never earned.
-            reservation.refund_cents = reservation.total_cents
-            db.session.add(_refund_request(reservation, "payment_after_" + reservation.status,
-                                           reservation.total_cents))
-        showtime_id = reservation.showtime_id  # read now: after the commit it would be read again
+            db.session.execute(_CONFIRM, {"id": reservation_id, "now": now,
+                                          "confirmed": str(ReservationStatus.CONFIRMED)})
+            confirmed = SimpleNamespace(**{**row._mapping, "status": ReservationStatus.CONFIRMED})
+            outcome, showtime_id, freed = "confirmed", confirmed.showtime_id, []
+            record_payment(reservation_id, payment)
+            kept = tickets.issue(confirmed)
+            outbox.add(notifications.email_event("confirmation", confirmed.user_id, reservation_id=reservation_id))
+            outbound_webhooks.reservation_confirmed(confirmed, seat_count=len(kept))
+    if outcome == "already_confirmed":
+        return outcome
     _announce(reservation_id)
     if outcome == "confirmed":
-        seats.keep_for_reservation(showtime_id, kept, reservation_id, starts_at)
+        seats.keep_for_reservation(showtime_id, kept, reservation_id, confirmed.starts_at)
     elif freed:
         seats.free_for_reservation(showtime_id, freed, reservation_id)
         waitlist.seats_freed(showtime_id)
     return outcome
+
+
+def _not_in_time(reservation_id: int, now: datetime, payment: dict | None) -> tuple[str, int, list[int]]:
+    """``confirm_payment`` of a reservation not waiting in time, in its unit of work, the
+    row locked: ``already_confirmed`` (a repeated notice) or ``refund``, with the showtime
+    and the seats this freed."""
+    reservation = _lock_reservation(reservation_id)
+    if reservation.status == ReservationStatus.CONFIRMED:
+        return "already_confirmed", reservation.showtime_id, []
+    record_payment(reservation_id, payment)
+    if _refund_requested(reservation):
+        return "refund", reservation.showtime_id, []  # a repeated late notice: its refund is already requested
+    freed: list[int] = []
+    if reservation.status == ReservationStatus.PENDING_PAYMENT:  # past its window; the job has not run
+        reservation.status = ReservationStatus.EXPIRED
+        freed = _release_seats(reservation, now)
+        vouchers.give_back(reservation.id, now)
+    # A charge that came too late is refunded in full: no fee on money never earned.
+    reservation.refund_cents = reservation.total_cents
+    outbox.add(_refund_request(reservation, "payment_after_" + reservation.status, reservation.total_cents))
+    return "refund", reservation.showtime_id, freed
 
 
 def _refund_requested(reservation: Reservation) -> bool:
@@ -537,13 +563,13 @@ def fail_payment(reservation_id: int, *, payment: dict | None = None) -> str:
         reservation = _lock_reservation(reservation_id)
         if payment is not None:
             payment = {**payment, "failure_reason": failure_reason(payment.get("failure_reason"))}
-        record_payment(reservation, payment)
+        record_payment(reservation.id, payment)
         if reservation.status != ReservationStatus.PENDING_PAYMENT:
             return reservation.status
         reservation.status = ReservationStatus.PAYMENT_FAILED
         freed = _release_seats(reservation, now)
         vouchers.give_back(reservation.id, now)
-        db.session.add(notifications.email_event("payment_failed", reservation.user_id,
+        outbox.add(notifications.email_event("payment_failed", reservation.user_id,
                                                  reservation_id=reservation.id))
     _announce(reservation_id)
     seats.free_for_reservation(reservation.showtime_id, freed, reservation.id)

@@ -29,7 +29,6 @@ from app.models import (
     Email,
     EmailStatus,
     Movie,
-    OutboxEvent,
     Reservation,
     ReservationStatus,
     Screen,
@@ -66,12 +65,12 @@ def reminder_due(reservation: Reservation | None, showtime: Showtime) -> bool:
 
 
 def email_event(kind: str, user_id: int, *, reservation_id: int | None = None,
-                entry_id: int | None = None, **extra) -> OutboxEvent:
-    """The outbox row that asks for an email; add it in the transaction of the change."""
+                entry_id: int | None = None, **extra) -> dict:
+    """The outbox row that asks for an email; ``outbox.add`` it in the transaction of the change."""
     subject_id = reservation_id if reservation_id is not None else entry_id
-    return OutboxEvent(topic="notifications.email", aggregate_id=f"user:{user_id}", payload={
+    return {"topic": "notifications.email", "aggregate_id": f"user:{user_id}", "payload": {
         "kind": kind, "user_id": user_id, "reservation_id": reservation_id, "entry_id": entry_id,
-        "idempotency_key": f"{kind}-{subject_id}", **extra})
+        "idempotency_key": f"{kind}-{subject_id}", **extra}}
 
 
 def qr_url(code: str, kind: str) -> str:

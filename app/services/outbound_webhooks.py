@@ -43,10 +43,10 @@ from app import db
 from app.adapters import sealing
 from app.adapters.webhook_sender import Outcome, Sender, check_url
 from app.bootstrap import Marquee, marquee, using
-from app.models import OutboxEvent, Reservation, ReservationSeat, ReservationStatus, Seat, Showtime
+from app.models import Reservation, ReservationSeat, ReservationStatus, Seat, Showtime
 from app.models.booking import BlockedSeat
 from app.models.webhooks import EVENTS, DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery, WebhookFanout
-from app.services import audit, errors
+from app.services import audit, errors, outbox
 
 log = logging.getLogger(__name__)
 
@@ -202,29 +202,30 @@ def subscribed() -> frozenset[str]:
                                                     local=True))
 
 
-def event(kind: str, reservation: Reservation, key: str, **data) -> OutboxEvent:
-    """An outbox row announcing ``kind`` about ``reservation``; add it to the change's unit of
-    work. ``key`` names the occurrence: the same key gives the same event id, so an event
+def event(kind: str, reservation: Reservation, key: str, **data) -> dict:
+    """An outbox row announcing ``kind`` about ``reservation``; ``outbox.add`` it in the change's
+    unit of work. ``key`` names the occurrence: the same key gives the same event id, so an event
     emitted twice (a redelivered message) reaches each webhook once."""
     assert kind in EVENTS, kind
-    return OutboxEvent(topic=TOPIC, aggregate_id=f"reservation:{reservation.id}", payload={"webhook_event": {
+    return {"topic": TOPIC, "aggregate_id": f"reservation:{reservation.id}", "payload": {"webhook_event": {
         "id": "evt_" + uuid.uuid5(_EVENT_NAMESPACE, f"{kind}:{key}").hex,
         "type": kind,
         "created_at": datetime.now(timezone.utc).isoformat(),
         "data": {"reservation_id": reservation.id, "showtime_id": reservation.showtime_id,
                  "total_cents": reservation.total_cents, "currency": reservation.currency,
                  "status": str(reservation.status), **data},
-    }})
+    }}}
 
 
 def emit(kind: str, reservation: Reservation, key: str, **data) -> None:
     """``event``, added to the change's unit of work, if some webhook takes ``kind``."""
     if kind in subscribed():
-        db.session.add(event(kind, reservation, key, **data))
+        outbox.add(event(kind, reservation, key, **data))
 
 
-def reservation_confirmed(reservation: Reservation) -> None:
-    """Emit ``reservation.confirmed``, and ``showtime.sold_out`` when this confirmation sold
+def reservation_confirmed(reservation, *, seat_count: int) -> None:
+    """In the confirming transaction (``reservation``: the confirmed row, anything with the
+    attributes ``event`` reads): emit ``reservation.confirmed``, and ``showtime.sold_out`` when this confirmation sold
     the last sellable seat (each if some webhook takes it). Sold out means every seat of the
     screen not blocked for the showtime is in a confirmed reservation; confirmations of one
     showtime count under an advisory lock held to their commit, so exactly the one that
@@ -233,11 +234,9 @@ def reservation_confirmed(reservation: Reservation) -> None:
     completed it)."""
     taken = subscribed()
     if "reservation.confirmed" in taken:
-        db.session.add(event("reservation.confirmed", reservation, f"{reservation.id}",
-                             seat_count=len(reservation.seats)))
+        outbox.add(event("reservation.confirmed", reservation, f"{reservation.id}", seat_count=seat_count))
     if "showtime.sold_out" not in taken:
         return
-    db.session.flush()
     db.xact_lock(SOLD_OUT_LOCK, reservation.showtime_id)
     screen_id = select(Showtime.screen_id).where(Showtime.id == reservation.showtime_id).scalar_subquery()
     sellable = db.session.scalar(select(func.count()).select_from(Seat).where(
@@ -249,8 +248,8 @@ def reservation_confirmed(reservation: Reservation) -> None:
         ReservationSeat.showtime_id == reservation.showtime_id, ReservationSeat.released_at.is_(None),
         Reservation.status == ReservationStatus.CONFIRMED))
     if sellable and sold >= sellable:
-        db.session.add(event("showtime.sold_out", reservation, f"{reservation.showtime_id}:{reservation.id}",
-                             sold_seats=sold))
+        outbox.add(event("showtime.sold_out", reservation, f"{reservation.showtime_id}:{reservation.id}",
+                         sold_seats=sold))
 
 
 # --- the worker: fan-out ------------------------------------------------------------------

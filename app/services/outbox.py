@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from app import db
 from app.adapters import tracing
@@ -24,6 +24,15 @@ from app.models.booking import OUTBOX_NOTIFY_CHANNEL
 log = logging.getLogger(__name__)
 
 RELAY_LOCK = 0x6D71_0002  # one relay at a time, across processes
+
+
+def add(*events: dict) -> None:
+    """Write outbox rows (each ``topic``, ``aggregate_id`` and ``payload``) in the caller's
+    unit of work, with the request id and the trace (``OutboxEvent.row``): one Core
+    statement, no ORM objects for the unit of work to flush. The table's trigger wakes
+    the relay when the transaction commits (migration 0026)."""
+    if events:
+        db.session.execute(insert(OutboxEvent.__table__), [OutboxEvent.row(**event) for event in events])
 
 
 def relay_outbox(publisher: Publisher, *, batch: int = 200) -> int | None:

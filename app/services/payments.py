@@ -80,7 +80,7 @@ def process_refund(payload: dict) -> str:
         reservation = db.session.get(Reservation, reservation_id)
         if reservation is None:
             raise errors.NotFound(f"Reservation {reservation_id} does not exist")
-        booking.record_payment(reservation, {
+        booking.record_payment(reservation.id, {
             "kind": PaymentKind.REFUND, "status": _status(result.succeeded),
             "amount_cents": amount, "currency": payload["currency"],
             "gateway_ref": result.reference, "idempotency_key": key})

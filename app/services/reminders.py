@@ -32,11 +32,10 @@ from app.models import (
     Channel,
     NotificationDefaults,
     NotificationPreference,
-    OutboxEvent,
     Reminder,
     ReservationStatus,
 )
-from app.services import errors
+from app.services import errors, outbox
 from app.services.notifications import email_event, notice_context, reminder_due, sending_lease
 
 # pg_try_advisory_xact_lock key: one scheduler queues reminders at a time.
@@ -126,17 +125,16 @@ def queue_due_reminders(*, now: datetime | None = None, batch: int = 500) -> int
             "minutes": NotificationDefaults.REMINDER_MINUTES, "reminders": NotificationDefaults.REMINDERS,
             "email": NotificationDefaults.EMAIL, "sms": NotificationDefaults.SMS, "push": NotificationDefaults.PUSH,
             "batch": batch}).all()
-        db.session.add_all([_outbox_row(reservation_id, channel, user_id)
-                            for reservation_id, channel, user_id in claimed])
+        outbox.add(*(_outbox_row(reservation_id, channel, user_id) for reservation_id, channel, user_id in claimed))
     return len(claimed)
 
 
-def _outbox_row(reservation_id: int, channel: str, user_id: int) -> OutboxEvent:
+def _outbox_row(reservation_id: int, channel: str, user_id: int) -> dict:
     if channel == Channel.EMAIL:
         return email_event("reminder", user_id, reservation_id=reservation_id)
-    return OutboxEvent(topic=TOPIC_OF_CHANNEL[Channel(channel)], aggregate_id=f"user:{user_id}", payload={
+    return {"topic": TOPIC_OF_CHANNEL[Channel(channel)], "aggregate_id": f"user:{user_id}", "payload": {
         "kind": "reminder", "channel": channel, "user_id": user_id, "reservation_id": reservation_id,
-        "idempotency_key": f"reminder-{reservation_id}-{channel}"})
+        "idempotency_key": f"reminder-{reservation_id}-{channel}"}}
 
 
 # --- sending (the worker) -------------------------------------------------------

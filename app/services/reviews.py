@@ -16,8 +16,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app import db
 from app.bootstrap import marquee
-from app.models import Movie, OutboxEvent, Reservation, ReservationStatus, Review, Showtime
-from app.services import errors
+from app.models import Movie, Reservation, ReservationStatus, Review, Showtime
+from app.services import errors, outbox
 from app.services.pagination import page_of
 
 
@@ -36,8 +36,8 @@ def submit_review(user_id: int, movie_id: int, rating: int, text: str) -> None:
             Showtime.starts_at <= datetime.now(timezone.utc))))
         if not seen:
             raise NotEligible("Only customers with a confirmed ticket for a showing that has started can review")
-        db.session.add(OutboxEvent(topic="reviews.submit", aggregate_id=f"movie:{movie_id}", payload={
-            "user_id": user_id, "movie_id": movie_id, "rating": rating, "text": text}))
+        outbox.add({"topic": "reviews.submit", "aggregate_id": f"movie:{movie_id}", "payload": {
+            "user_id": user_id, "movie_id": movie_id, "rating": rating, "text": text}})
 
 
 def apply_review(payload: dict) -> str:

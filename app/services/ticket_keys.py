@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
-from sqlalchemy import insert, or_, select, text, update
+from sqlalchemy import bindparam, insert, or_, select, text, update
 
 from app import db
 from app.adapters import sealing
@@ -129,9 +129,11 @@ _cache = _KeyCache()
 
 # --- the current key ----------------------------------------------------------------
 
+_CURRENT = select(TicketKey.kid, TicketKey.private_key_encrypted).where(TicketKey.retired_at.is_(None))
+
+
 def _current_row():
-    return db.session.execute(select(TicketKey.kid, TicketKey.private_key_encrypted)
-                              .where(TicketKey.retired_at.is_(None))).one_or_none()
+    return db.session.execute(_CURRENT).one_or_none()
 
 
 def _create_first_key() -> None:
@@ -162,6 +164,13 @@ def public_key(kid: str) -> Ed25519PublicKey | None:
     return _cache.public(kid)
 
 
+_KEYS = TicketKey.__table__
+_NOTE_SIGNED = update(_KEYS).where(
+    _KEYS.c.kid == bindparam("signer"),
+    or_(_KEYS.c.signed_until.is_(None), _KEYS.c.signed_until < bindparam("ends_at")),
+).values(signed_until=bindparam("ends_at"))
+
+
 def note_signed(kid: str, showtime_ends_at: datetime) -> None:
     """In the issuing transaction: ``kid`` signed a ticket of a showtime ending then.
     Takes the key's row lock only when it raises ``signed_until`` (the first ticket of a
@@ -169,11 +178,7 @@ def note_signed(kid: str, showtime_ends_at: datetime) -> None:
     on the table, not the ORM's bulk UPDATE, which also looks for the key among the
     session's objects to update them (about a twelfth of a confirmation's CPU in a py-spy
     profile; none is loaded here)."""
-    keys = TicketKey.__table__
-    db.session.execute(update(keys).where(
-        keys.c.kid == kid,
-        or_(keys.c.signed_until.is_(None), keys.c.signed_until < showtime_ends_at),
-    ).values(signed_until=showtime_ends_at))
+    db.session.execute(_NOTE_SIGNED, {"signer": kid, "ends_at": showtime_ends_at})
 
 
 # --- rotation and the public set ----------------------------------------------------------

@@ -142,30 +142,30 @@ def verify_code(code: str) -> tuple[int, int, int] | None:
     return None if claims is None else (claims.reservation_id, claims.showtime_id, claims.seat_id)
 
 
-def issue(reservation: Reservation) -> datetime:
-    """In the confirming transaction: one ticket a seat (idempotent), each code signed
-    with the current key, whose ``signed_until`` then covers this showtime. Returns when
-    the showtime starts (read here anyway: the confirmation needs it)."""
-    seats = list(reservation.seats)
-    starts_at, ends_at = db.session.execute(
-        select(Showtime.starts_at, Showtime.ends_at).where(Showtime.id == reservation.showtime_id)).one()
+# The reservation's seats, each with its ticket's id drawn (each code signs its ticket's id).
+_SEATS_WITH_TICKET_IDS = text("SELECT seat_id, label, nextval(pg_get_serial_sequence('tickets', 'id')) AS ticket_id "
+                              "FROM reservation_seats WHERE reservation_id = :id ORDER BY id")
+# one statement built once (its cache key memoized), an executemany of the tickets
+_INSERT_TICKETS = pg_insert(Ticket.__table__).on_conflict_do_nothing(index_elements=["reservation_id", "seat_id"])
+
+
+def issue(reservation) -> list[int]:
+    """In the confirming transaction: one ticket a seat of ``reservation`` (anything with its
+    ``id`` and ``showtime_id``, and its showtime's ``starts_at`` and ``ends_at``), idempotent,
+    each code signed with the current key, whose ``signed_until`` then covers this showtime.
+    Returns the seats' ids."""
+    seats = db.session.execute(_SEATS_WITH_TICKET_IDS, {"id": reservation.id}).all()
     if not seats:
-        return starts_at
+        return []
     key = ticket_keys.current()
-    # The ids first: each code signs its ticket's id.
-    ids = db.session.scalars(text("SELECT nextval(pg_get_serial_sequence('tickets', 'id')) "
-                                  "FROM generate_series(1, :n)"), {"n": len(seats)}).all()
-    # an executemany of one cached statement (a VALUES list of this many rows compiled anew each time)
-    db.session.execute(
-        pg_insert(Ticket).on_conflict_do_nothing(index_elements=["reservation_id", "seat_id"]),
-        [{"id": ticket_id, "reservation_id": reservation.id, "showtime_id": reservation.showtime_id,
-          "seat_id": seat.seat_id, "seat_label": seat.label,
-          "code": make_code(key, ticket_id=ticket_id, reservation_id=reservation.id,
-                            showtime_id=reservation.showtime_id, seat_id=seat.seat_id, starts_at=starts_at)}
-         for ticket_id, seat in zip(ids, seats, strict=True)],
-    )
-    ticket_keys.note_signed(key.kid, ends_at)
-    return starts_at
+    db.session.execute(_INSERT_TICKETS, [
+        {"id": seat.ticket_id, "reservation_id": reservation.id, "showtime_id": reservation.showtime_id,
+         "seat_id": seat.seat_id, "seat_label": seat.label,
+         "code": make_code(key, ticket_id=seat.ticket_id, reservation_id=reservation.id,
+                           showtime_id=reservation.showtime_id, seat_id=seat.seat_id, starts_at=reservation.starts_at)}
+        for seat in seats])
+    ticket_keys.note_signed(key.kid, reservation.ends_at)
+    return [seat.seat_id for seat in seats]
 
 
 def cancel(reservation: Reservation) -> None:

@@ -37,7 +37,7 @@ from app import db
 from app.adapters.seat_store import Hold, HoldState
 from app.bootstrap import marquee
 from app.models import LIVE_WAITLIST_STATUSES, Reservation, Showtime, WaitlistEntry, WaitlistStatus
-from app.services import errors, notifications, seats
+from app.services import errors, notifications, outbox, seats
 from app.services.pagination import page_of
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def _offer(entry: WaitlistEntry, seating: dict) -> Hold:
     seats.index_hold(hold)
     entry.status, entry.offer_hold_id = WaitlistStatus.OFFERED, hold.id
     entry.offer_expires_at = datetime.fromisoformat(hold.expires_at)
-    db.session.add(notifications.email_event("waitlist_offer", entry.user_id, entry_id=entry.id))
+    outbox.add(notifications.email_event("waitlist_offer", entry.user_id, entry_id=entry.id))
     return hold
 
 

@@ -10,7 +10,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from app import db
 from app.adapters.broker import Publisher, connect
@@ -256,29 +256,45 @@ def test_a_worker_killed_mid_payment_finishes_it_exactly_once_after_restart(api,
 
 
 def test_a_committed_outbox_row_wakes_the_relay_and_a_rolled_back_one_does_not(api, app, user, show):
-    """LISTEN/NOTIFY: the API's own transactions notify (the listener comes with the
-    OutboxEvent model), and only when they commit."""
+    """LISTEN/NOTIFY: the outbox's trigger (migration 0026) notifies for rows written by the
+    ORM or by a Core statement (``outbox.add``), and only when their transaction commits."""
     import select as _select
 
     import psycopg2
     from sqlalchemy.engine import make_url
 
     from app.models.booking import OUTBOX_NOTIFY_CHANNEL as NOTIFY_CHANNEL
+    from app.services import outbox
 
     url = make_url(app.extensions["marquee"].settings.database_url)
     listener = psycopg2.connect(host=url.host, port=url.port, user=url.username, dbname=url.database)
     listener.autocommit = True
     listener.cursor().execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def woken(seconds: float) -> list[str]:
+        if _select.select([listener], [], [], seconds) == ([], [], []):
+            return []
+        listener.poll()
+        channels = [n.channel for n in listener.notifies]
+        listener.notifies.clear()
+        return channels
+
     try:
         with app.app_context():
             db.session.add(OutboxEvent(topic="payments.charge", aggregate_id="x", payload={}))
             db.session.flush()
+            outbox.add({"topic": "payments.charge", "aggregate_id": "x", "payload": {}})
             db.session.rollback()
-        assert _select.select([listener], [], [], 0.3) == ([], [], [])
+        assert woken(0.3) == []
+        with app.app_context():
+            with db.unit_of_work():  # two rows by a Core statement: one notice at the commit
+                outbox.add(*[{"topic": "reviews.submit", "aggregate_id": "x", "payload": {}}] * 2)
+                assert woken(0.2) == []  # not before it
+            db.session.execute(text("DELETE FROM outbox WHERE aggregate_id = 'x'"))
+            db.session.commit()
+        assert woken(2) == [NOTIFY_CHANNEL]
         _book(api, user, show, "tok_visa")  # POST /reservations commits an outbox row
-        assert _select.select([listener], [], [], 2) != ([], [], [])
-        listener.poll()
-        assert [n.channel for n in listener.notifies] == [NOTIFY_CHANNEL]
+        assert woken(2) == [NOTIFY_CHANNEL]
     finally:
         listener.close()
 

@@ -214,7 +214,7 @@ def test_a_hundred_parallel_checkouts_use_a_ten_use_voucher_ten_times(api, app, 
         loser = next(i for i, r in enumerate(results) if isinstance(r, Exception))
         assert booking.get_hold(users[loser], holds[loser].id).state == "held"
         with pytest.raises(vouchers.VoucherInvalid):
-            booking.create_reservation(users[100], holds[100].id, "tok_visa", voucher_code="TEN")
+            booking.reserve(users[100], holds[100].id, "tok_visa", voucher_code="TEN")
         booking.cancel_reservation(won[0]["user_id"], won[0]["id"])
         booking.cancel_reservation(won[0]["user_id"], won[0]["id"])  # again: harmless, given back once
     assert uses(app, "ten") == 9
@@ -233,7 +233,7 @@ def test_one_user_s_parallel_checkouts_respect_the_per_user_limit(api, app, admi
     with app.app_context():
         me = db.session.scalar(select(User.id).where(User.email == "user@test.example"))
         holds = [booking.hold_seats(me, s, seat_ids(api, s)[:1]) for s in showtimes]
-    results = in_parallel(app, [lambda h=h: booking.create_reservation(me, h.id, "tok_visa", voucher_code="twice")
+    results = in_parallel(app, [lambda h=h: booking.reserve(me, h.id, "tok_visa", voucher_code="twice")
                                 for h in holds])
     assert sum(not isinstance(r, Exception) for r in results) == 2
     assert sum(isinstance(r, vouchers.VoucherInvalid) for r in results) == 4

@@ -461,8 +461,8 @@ class Mutation:
         data = _load(s.ReservationRequestSchema(), wanted)
 
         def run() -> dict:
-            return _reservation_data([booking.create_reservation(user_id, data["hold_id"], data["payment_token"],
-                                                                 voucher_code=data.get("voucher_code"))])[0]
+            return s.ReservationSchema(exclude=("links",)).dump(booking.reserve(
+                user_id, data["hold_id"], data["payment_token"], voucher_code=data.get("voucher_code")))
 
         return _reservation(context.idempotent("reserve", data, run))
 
