@@ -83,10 +83,16 @@ def unit_of_work() -> Iterator[Session]:
         current.info[_DEPTH] = depth
 
 
+_TRY_XACT_LOCK = text("SELECT pg_try_advisory_xact_lock(:k)")
+_XACT_LOCKS = {(shared, pair): text(f"SELECT {'pg_advisory_xact_lock_shared' if shared else 'pg_advisory_xact_lock'}"
+                                    f"({':k, :s' if pair else ':k'})")
+               for shared in (False, True) for pair in (False, True)}
+
+
 def try_xact_lock(key: int) -> bool:
     """A transaction-scoped PostgreSQL advisory lock, if free: one process acts
     at a time, and a crashed one lets go with its connection."""
-    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
+    return bool(session.execute(_TRY_XACT_LOCK, {"k": key}).scalar())
 
 
 _NO_BITMAP_SCANS = text("SET LOCAL enable_bitmapscan = off")
@@ -108,11 +114,10 @@ def xact_lock(key: int, sub: int | None = None, *, shared: bool = False) -> None
     apart share a lock, harmlessly); ``shared``: with other shared holders, against the
     exclusive one. It is let go at the end of the transaction. The two-key form never meets
     the one-key one."""
-    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     if sub is None:
-        session.execute(text(f"SELECT {function}(:k)"), {"k": key})
+        session.execute(_XACT_LOCKS[shared, False], {"k": key})
     else:
-        session.execute(text(f"SELECT {function}(:k, :s)"), {"k": key, "s": sub % 2**31})
+        session.execute(_XACT_LOCKS[shared, True], {"k": key, "s": sub % 2**31})
 
 
 @contextmanager

@@ -22,7 +22,7 @@ meanwhile.
 """
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from app import db
 from app.models import BlockedSeat, Seat
@@ -38,14 +38,17 @@ def _lock_showtime_seats(showtime_id: int, *, shared: bool) -> None:
     db.xact_lock(SEAT_LOCK_SPACE, showtime_id, shared=shared)
 
 
+_BLOCKED_AMONG = select(BlockedSeat.seat_id).where(  # built once, as every checkout asks it
+    BlockedSeat.showtime_id == bindparam("showtime_id"), BlockedSeat.seat_id.in_(bindparam("seat_ids", expanding=True)))
+
+
 def refuse_blocked(showtime_id: int, seat_ids: list[int]) -> None:
     """In the unit of work that writes a reservation of ``seat_ids``, before its rows:
     wait for a block of the showtime in flight to end, then refuse seats an admin
     blocked (409 ``seats_unavailable`` naming them). Redis refuses them first as a rule;
     this is the guard for when Redis lost the block."""
     _lock_showtime_seats(showtime_id, shared=True)
-    blocked = sorted(db.session.scalars(select(BlockedSeat.seat_id).where(
-        BlockedSeat.showtime_id == showtime_id, BlockedSeat.seat_id.in_(seat_ids))))
+    blocked = sorted(db.session.scalars(_BLOCKED_AMONG, {"showtime_id": showtime_id, "seat_ids": list(seat_ids)}))
     if blocked:
         raise errors.SeatsUnavailable("Some of these seats were taken out of sale; none were reserved",
                                       seat_ids=blocked)

@@ -144,6 +144,9 @@ _RESERVATIONS = Reservation.__table__
 _NEW_RESERVATION = [_RESERVATIONS.c[name] for name in (
     "id", "user_id", "status", "showtime_id", "total_cents", "discount_cents", "currency", "expires_at",
     "refund_cents", "created_at", "confirmed_at", "cancelled_at")]
+# statements built once: their cache keys are memoized, where one built a call makes its own
+_INSERT_RESERVATION = insert(_RESERVATIONS).returning(*_NEW_RESERVATION)
+_INSERT_RESERVATION_SEATS = insert(ReservationSeat.__table__)
 
 
 def reserve(user_id: int, hold_id: str, payment_token: str, *, voucher_code: str | None = None) -> dict:
@@ -186,20 +189,20 @@ def reserve(user_id: int, hold_id: str, payment_token: str, *, voucher_code: str
             _claim(store, hold, user_id, (window + GRACE_SECONDS) * 1000)
             claimed = True
             blocked_seats.refuse_blocked(hold.showtime_id, hold.seat_ids)
-            reservation = db.session.execute(insert(_RESERVATIONS).values(
-                user_id=user_id,
-                showtime_id=hold.showtime_id,
-                status=ReservationStatus.PENDING_PAYMENT,
-                total_cents=max(sum(prices) - discount, 0),
-                discount_cents=discount,
-                currency=currency,
-                hold_id=hold.id,
-                expires_at=now + timedelta(seconds=window),
-            ).returning(*_NEW_RESERVATION)).one()
+            reservation = db.session.execute(_INSERT_RESERVATION, {
+                "user_id": user_id,
+                "showtime_id": hold.showtime_id,
+                "status": ReservationStatus.PENDING_PAYMENT,
+                "total_cents": max(sum(prices) - discount, 0),
+                "discount_cents": discount,
+                "currency": currency,
+                "hold_id": hold.id,
+                "expires_at": now + timedelta(seconds=window),
+            }).one()
             seat_rows = [{"reservation_id": reservation.id, "showtime_id": hold.showtime_id, "seat_id": s,
                           "label": by_id[str(s)][0], "category": by_id[str(s)][1], "price_cents": price}
                          for s, price in zip(hold.seat_ids, prices, strict=True)]
-            db.session.execute(insert(ReservationSeat.__table__), seat_rows)
+            db.session.execute(_INSERT_RESERVATION_SEATS, seat_rows)
             if voucher is not None:
                 vouchers.record_redemption(voucher, reservation.id, user_id, discount)
             outbox.add(_payment_request(reservation, payment_token))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from app import db
 from app.adapters import tracing
@@ -24,6 +24,8 @@ from app.models.booking import OUTBOX_NOTIFY_CHANNEL
 log = logging.getLogger(__name__)
 
 RELAY_LOCK = 0x6D71_0002  # one relay at a time, across processes
+_OUTBOX = OutboxEvent.__table__
+_INSERT = insert(_OUTBOX)
 
 
 def add(*events: dict) -> None:
@@ -32,7 +34,15 @@ def add(*events: dict) -> None:
     statement, no ORM objects for the unit of work to flush. The table's trigger wakes
     the relay when the transaction commits (migration 0026)."""
     if events:
-        db.session.execute(insert(OutboxEvent.__table__), [OutboxEvent.row(**event) for event in events])
+        db.session.execute(_INSERT, [OutboxEvent.row(**event) for event in events])
+
+
+# the relay's statements, built once (their cache keys memoized)
+_UNPUBLISHED = (select(_OUTBOX.c.id, _OUTBOX.c.topic, _OUTBOX.c.payload, _OUTBOX.c.trace_context)
+                .where(_OUTBOX.c.published_at.is_(None)).order_by(_OUTBOX.c.id).limit(bindparam("batch")))
+_COUNT_ATTEMPT = update(_OUTBOX).where(_OUTBOX.c.id == bindparam("event_id")).values(attempts=_OUTBOX.c.attempts + 1)
+_MARK_PUBLISHED = (update(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+                   .values(published_at=func.now()))
 
 
 def relay_outbox(publisher: Publisher, *, batch: int = 200) -> int | None:
@@ -42,15 +52,11 @@ def relay_outbox(publisher: Publisher, *, batch: int = 200) -> int | None:
     Core statements, not ORM objects: the rows are read as tuples and the ones the
     broker confirmed are marked in one UPDATE at the end of the batch (the ORM's
     flush wrote one UPDATE a row: two thirds of the relay's CPU under a rush)."""
-    table = OutboxEvent.__table__
     with db.unit_of_work():
         if not db.try_xact_lock(RELAY_LOCK):
             return None
         db.index_scans_only()  # the published rows' entries in the partial index: passed once
-        rows = db.session.execute(
-            select(table.c.id, table.c.topic, table.c.payload, table.c.trace_context)
-            .where(table.c.published_at.is_(None)).order_by(table.c.id).limit(batch)
-        ).all()
+        rows = db.session.execute(_UNPUBLISHED, {"batch": batch}).all()
         published: list[int] = []
         for row in rows:
             try:
@@ -65,12 +71,11 @@ def relay_outbox(publisher: Publisher, *, batch: int = 200) -> int | None:
             except BrokerError:
                 log.warning("outbox relay: broker unavailable, will retry", exc_info=True,
                             extra={"event_id": row.id})
-                db.session.execute(update(table).where(table.c.id == row.id)
-                                   .values(attempts=table.c.attempts + 1))
+                db.session.execute(_COUNT_ATTEMPT, {"event_id": row.id})
                 break
             published.append(row.id)
         if published:
-            db.session.execute(update(table).where(table.c.id.in_(published)).values(published_at=func.now()))
+            db.session.execute(_MARK_PUBLISHED, {"ids": published})
     return len(published)
 
 
