@@ -87,6 +87,7 @@ def build(settings: Settings | None = None) -> Marquee:
     configure_logging(settings.log_level)
     store = RedisStore(settings.redis_url, settings.redis_prefix)
     engine = create_engine(settings.database_url, **settings.engine_options())
+    db.replace_closed_connections(engine)
     tracing.instrument_engine(engine)  # when the process set tracing up (app.adapters.tracing)
     return Marquee(
         settings=settings,

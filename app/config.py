@@ -226,9 +226,9 @@ class Settings:
         )
 
     def engine_options(self) -> dict:
-        """SQLAlchemy engine options: a checked pool of a bounded size."""
+        """SQLAlchemy engine options: a pool of a bounded size, whose connections are checked
+        before each use without a round trip (``db.replace_closed_connections``)."""
         return {
-            "pool_pre_ping": True,
             "pool_size": _int("DB_POOL_SIZE", 5),
             "max_overflow": _int("DB_MAX_OVERFLOW", 10),
             "connect_args": {"connect_timeout": 5, "application_name": "marquee"},

@@ -137,3 +137,53 @@ def test_cors_exposes_the_headers_a_client_reads_on_answers_and_errors():
 def test_without_cors_origins_no_cors_headers_at_all(client):
     r = client.get("/api/v1/cities", headers={"Origin": "https://app.example"})
     assert r.status_code == 200 and not any(name.startswith("Access-Control-") for name, _ in r.headers)
+
+
+def test_a_pooled_connection_the_server_ended_is_replaced_before_use(app):
+    """Every pooled connection's session is ended by the server (``pg_terminate_backend``,
+    as a restart does) while idle: the next transactions each get a working connection,
+    without a ping before every transaction (``db.replace_closed_connections``)."""
+    import threading
+
+    import psycopg2
+    from sqlalchemy import text
+
+    from app import db
+
+    engine = app.extensions["marquee"].engine
+    assert not engine.pool._pre_ping
+    pids: set[int] = set()
+    barrier = threading.Barrier(3)
+
+    def hold_one() -> None:  # three connections in the pool at once
+        with engine.connect() as connection:
+            pids.add(connection.execute(text("SELECT pg_backend_pid()")).scalar())
+            barrier.wait(5)
+
+    threads = [threading.Thread(target=hold_one) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(pids) == 3
+    url = engine.url
+    other = psycopg2.connect(host=url.host, port=url.port, user=url.username, dbname=url.database)
+    other.autocommit = True
+    try:  # a connection of its own, outside the pool
+        cursor = other.cursor()
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s) AS pid", (sorted(pids),))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (sorted(pids),))
+            if not cursor.fetchone()[0]:
+                break
+            time.sleep(0.02)
+    finally:
+        other.close()
+    seen = set()
+    for _ in range(4):
+        with app.app_context():
+            with db.unit_of_work():
+                seen.add(db.session.execute(text("SELECT pg_backend_pid()")).scalar())
+            db.session.remove()
+    assert seen and not seen & pids
