@@ -143,8 +143,13 @@ def replace_closed_connections(engine) -> None:
     connection is otherwise never sent anything (nothing LISTENs on the pool's), so a
     readable socket means a connection to drop. A server gone without a word (a host lost
     from the network) shows on first use, as it would with a ping, and SQLAlchemy then
-    replaces the connection."""
+    replaces the connection. ``poll``, not ``select``: the live process holds thousands of
+    sockets, and ``select`` refuses a descriptor above 1023."""
     @event.listens_for(engine, "checkout")
     def _closed_while_idle(dbapi_connection, _record, _proxy) -> None:
-        if dbapi_connection.closed or select.select([dbapi_connection], [], [], 0)[0]:
+        if dbapi_connection.closed:
+            raise DisconnectionError("this pooled connection was closed")
+        poller = select.poll()
+        poller.register(dbapi_connection.fileno(), select.POLLIN)
+        if poller.poll(0):
             raise DisconnectionError("the server closed this pooled connection while it was idle")

@@ -3,6 +3,7 @@ import json
 import time
 from dataclasses import replace
 
+import pytest
 import requests
 
 from app.config import Settings
@@ -187,3 +188,30 @@ def test_a_pooled_connection_the_server_ended_is_replaced_before_use(app):
                 seen.add(db.session.execute(text("SELECT pg_backend_pid()")).scalar())
             db.session.remove()
     assert seen and not seen & pids
+
+
+def test_the_pool_s_check_takes_descriptors_above_1023(app):
+    """The live process holds thousands of sockets, so its database connections get
+    descriptors past select()'s limit: the checkout's check must take them (it raised
+    "filedescriptor out of range in select()" when it used select)."""
+    import os
+    import resource
+
+    from sqlalchemy import text
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 1200:
+        pytest.skip("this process may not open 1,200 descriptors")
+    engine = app.extensions["marquee"].engine
+    engine.dispose()
+    filler = [os.open(os.devnull, os.O_RDONLY)]
+    while filler[-1] < 1100:  # every lower descriptor taken: the pool's next connection's is above
+        filler.append(os.open(os.devnull, os.O_RDONLY))
+    try:
+        with engine.connect() as connection:
+            assert connection.connection.dbapi_connection.fileno() > 1023
+        with engine.connect() as connection:  # a checkout of that pooled connection
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        for fd in filler:
+            os.close(fd)
+        app.extensions["marquee"].engine.dispose()
