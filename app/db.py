@@ -86,9 +86,12 @@ def unit_of_work() -> Iterator[Session]:
 
 
 _TRY_XACT_LOCK = text("SELECT pg_try_advisory_xact_lock(:k)")
-_XACT_LOCKS = {(shared, pair): text(f"SELECT {'pg_advisory_xact_lock_shared' if shared else 'pg_advisory_xact_lock'}"
-                                    f"({':k, :s' if pair else ':k'})")
-               for shared in (False, True) for pair in (False, True)}
+_XACT_LOCKS = {  # (shared, with a second key): the statement
+    (False, False): text("SELECT pg_advisory_xact_lock(:k)"),
+    (False, True): text("SELECT pg_advisory_xact_lock(:k, :s)"),
+    (True, False): text("SELECT pg_advisory_xact_lock_shared(:k)"),
+    (True, True): text("SELECT pg_advisory_xact_lock_shared(:k, :s)"),
+}
 
 
 def try_xact_lock(key: int) -> bool:

@@ -520,7 +520,7 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
             kept = tickets.issue(confirmed)
             outbox.add(notifications.email_event("confirmation", confirmed.user_id, reservation_id=reservation_id))
             outbound_webhooks.reservation_confirmed(confirmed, seat_count=len(kept))
-    if outcome == "already_confirmed":
+    if showtime_id is None:  # a repeated notice: nothing changed, nobody to tell
         return outcome
     _announce(reservation_id)
     if outcome == "confirmed":
@@ -531,16 +531,16 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
     return outcome
 
 
-def _not_in_time(reservation_id: int, now: datetime, payment: dict | None) -> tuple[str, int, list[int]]:
+def _not_in_time(reservation_id: int, now: datetime, payment: dict | None) -> tuple[str, int | None, list[int]]:
     """``confirm_payment`` of a reservation not waiting in time, in its unit of work, the
-    row locked: ``already_confirmed`` (a repeated notice) or ``refund``, with the showtime
-    and the seats this freed."""
+    row locked: ``already_confirmed`` or ``refund``, with the showtime (None when nothing
+    changed: a repeated notice) and the seats this freed."""
     reservation = _lock_reservation(reservation_id)
     if reservation.status == ReservationStatus.CONFIRMED:
-        return "already_confirmed", reservation.showtime_id, []
+        return "already_confirmed", None, []
     record_payment(reservation_id, payment)
     if _refund_requested(reservation):
-        return "refund", reservation.showtime_id, []  # a repeated late notice: its refund is already requested
+        return "refund", None, []  # a repeated late notice: its refund is already requested
     freed: list[int] = []
     if reservation.status == ReservationStatus.PENDING_PAYMENT:  # past its window; the job has not run
         reservation.status = ReservationStatus.EXPIRED
