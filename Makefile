@@ -51,9 +51,14 @@ up:
 	  echo "  SMS/push var/sms/  var/push/  (every reminder sent, from the development sinks)"; \
 	  echo "  Logs     var/log/   (make logs)     Stop: make down"
 
+# supervisorctl's shutdown returns once supervisord has begun stopping; `down` returns when it
+# has ended (its processes are given up to stopwaitsecs, 35 s at most), so `make up` may follow.
 down:
-	@if [ -S var/run/supervisor.sock ] && $(CTL) pid >/dev/null 2>&1; then \
-	  $(CTL) shutdown >/dev/null && echo "[down] stack stopped"; \
+	@if [ -S var/run/supervisor.sock ] && pid=$$($(CTL) pid 2>/dev/null) && [ -n "$$pid" ]; then \
+	  $(CTL) shutdown >/dev/null; \
+	  for _ in $$(seq 600); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; \
+	  if kill -0 $$pid 2>/dev/null; then echo "[down] supervisord $$pid still stopping after 60 s" >&2; exit 1; fi; \
+	  echo "[down] stack stopped"; \
 	else echo "[down] stack is not running"; fi
 
 status:
