@@ -46,6 +46,18 @@ SEPARATOR = "\n"
 RESET = RedisStore.PUSHED_RESET
 
 
+def _buffered(parser) -> bool:
+    """Whether redis-py's parser may hold bytes already read from the socket and not
+    parsed yet: hiredis's reader (``has_data``), or the pure-Python parser's buffer
+    (``unread_bytes``). True for any other parser: unsure, so look."""
+    reader = getattr(parser, "_reader", None)
+    if reader is not None:
+        return reader.has_data()
+    buffer = getattr(parser, "_buffer", None)
+    unread = getattr(buffer, "unread_bytes", None)
+    return unread is None or bool(unread())
+
+
 class PushedState:
     """``field -> value`` strings, mirrored from Redis (see the module's docstring).
 
@@ -126,10 +138,8 @@ class PushedState:
             self._full_look_at = now + self.FULL_LOOK_SECONDS
             return True
         connection = self._pubsub.connection
-        parser = getattr(connection, "_parser", None)
-        buffer = getattr(parser, "_buffer", None)
         sock = getattr(connection, "_sock", None)
-        if buffer is None or sock is None or buffer.unread_bytes():
+        if sock is None or _buffered(getattr(connection, "_parser", None)):
             return True
         if self._poller is None or self._polled is not sock:
             self._poller, self._polled = select.poll(), sock
