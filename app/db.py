@@ -85,6 +85,30 @@ def unit_of_work() -> Iterator[Session]:
         current.info[_DEPTH] = depth
 
 
+def alone(statement, params: dict | None = None) -> list:
+    """Run one statement as a transaction of its own, in one round trip, outside any
+    unit of work; returns the rows it returns (``[]`` for one that returns none).
+
+    A transaction costs psycopg2 two round trips besides its statements (BEGIN, sent
+    before the first, and COMMIT): a single read or a single write, which PostgreSQL
+    makes atomic by itself, pays three where one will do, and the worker's charges and
+    emails, waiting on a busy server, felt each. The pooled connection is switched to
+    autocommit for the statement (psycopg2 keeps that setting on the client: nothing is
+    sent) and back before it returns to the pool. Not for a statement that must see, or
+    be undone with, the caller's unit of work: it runs on a connection of its own."""
+    if _engine_source is None:
+        raise RuntimeError("no database engine: app.bootstrap has not run")
+    with _engine_source().connect() as connection:
+        raw = connection.connection.dbapi_connection
+        raw.autocommit = True
+        try:
+            result = connection.execute(statement, params or {})
+            return result.all() if result.returns_rows else []
+        finally:
+            if not raw.closed:  # a connection lost meanwhile is discarded by the pool anyway
+                raw.autocommit = False
+
+
 _TRY_XACT_LOCK = text("SELECT pg_try_advisory_xact_lock(:k)")
 _XACT_LOCKS = {  # (shared, with a second key): the statement
     (False, False): text("SELECT pg_advisory_xact_lock(:k)"),

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app import db
@@ -156,6 +156,10 @@ def sending_lease(channel: str, key: str) -> Iterator[None]:
         store.client.delete(lease)
 
 
+_MARK_SENT = Email.__table__.update().where(Email.idempotency_key == bindparam("key")).values(
+    status=EmailStatus.SENT, sent_at=bindparam("sent_at"))
+
+
 def _send_once(kind: str, key: str, payload: dict) -> str:
     templates = marquee().templates
     with db.unit_of_work():  # recorded before the side effect; nothing open during it
@@ -176,9 +180,7 @@ def _send_once(kind: str, key: str, payload: dict) -> str:
                                                    status=EmailStatus.SENDING).on_conflict_do_nothing(
             index_elements=["idempotency_key"]))
     marquee().mailer.send(to, subject, text, html)
-    with db.unit_of_work():
-        db.session.execute(Email.__table__.update().where(Email.idempotency_key == key)
-                           .values(status=EmailStatus.SENT, sent_at=datetime.now(timezone.utc)))
+    db.alone(_MARK_SENT, {"key": key, "sent_at": datetime.now(timezone.utc)})
     if kind == "password_reset":
         auth.forget_mailed_token(payload)
     return "sent"

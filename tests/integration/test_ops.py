@@ -215,3 +215,64 @@ def test_the_pool_s_check_takes_descriptors_above_1023(app):
         for fd in filler:
             os.close(fd)
         app.extensions["marquee"].engine.dispose()
+
+
+_OWN_TRANSACTION = "SELECT now() = statement_timestamp() AS own"  # true for a statement that began its transaction
+
+
+def test_a_statement_alone_is_its_own_transaction_and_leaves_the_pool_as_it_was(app):
+    """``db.alone``: one statement, one round trip (no BEGIN before it: PostgreSQL starts
+    the transaction with the statement itself, so its start and the statement's are one
+    instant), and every pooled connection it used is back to transactions afterwards: the
+    next statements on it share one transaction again."""
+    import threading
+
+    from sqlalchemy import text
+
+    from app import db
+
+    engine = app.extensions["marquee"].engine
+    engine.dispose()
+    barrier, answers = threading.Barrier(3), []
+
+    def alone_at_once() -> None:  # three pooled connections through db.alone, each held at once
+        with app.app_context():
+            barrier.wait(5)
+            answers.append(db.alone(text(_OWN_TRANSACTION + ", pg_sleep(0.2)"))[0].own)
+
+    threads = [threading.Thread(target=alone_at_once) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert answers == [True, True, True] and engine.pool.checkedin() == 3
+    with app.app_context():
+        assert db.alone(text("CREATE TEMP TABLE IF NOT EXISTS alone_check (n int)")) == []  # no rows: []
+    connections = [engine.connect() for _ in range(3)]  # all three pooled connections at once
+    try:
+        for connection in connections:
+            first = connection.execute(text("SELECT txid_current()")).scalar()
+            assert not connection.execute(text(_OWN_TRANSACTION)).scalar()  # after a BEGIN
+            assert connection.execute(text("SELECT txid_current()")).scalar() == first  # one transaction
+    finally:
+        for connection in connections:
+            connection.close()
+    engine.dispose()
+
+
+def test_a_statement_alone_that_fails_raises_and_the_connection_goes_back_to_transactions(app):
+    from sqlalchemy import text
+    from sqlalchemy.exc import DataError
+
+    from app import db
+
+    engine = app.extensions["marquee"].engine
+    engine.dispose()
+    with app.app_context():
+        with pytest.raises(DataError):
+            db.alone(text("SELECT 1 / 0"))
+        assert engine.pool.checkedin() == 1
+        with engine.connect() as connection:  # the one connection there is: the one that failed
+            assert connection.connection.dbapi_connection.autocommit is False
+            assert not connection.execute(text(_OWN_TRANSACTION)).scalar()
+    engine.dispose()
