@@ -493,6 +493,17 @@ _LOCK_FOR_CONFIRMATION = text("""
        FOR UPDATE OF r
 """)
 _CONFIRM = text("UPDATE reservations SET status = :confirmed, confirmed_at = :now, updated_at = now() WHERE id = :id")
+# The same UPDATE with the charge that confirms it recorded (record_payment's rule: a
+# redelivered charge records nothing twice), in one statement: one round trip fewer.
+_CONFIRM_PAID = text("""
+    WITH confirmed AS (UPDATE reservations SET status = :confirmed, confirmed_at = :now, updated_at = now()
+                        WHERE id = :id)
+    INSERT INTO payments (reservation_id, kind, status, amount_cents, currency, gateway_ref, failure_reason,
+                          idempotency_key, created_at)
+    VALUES (:id, :kind, :status, :amount_cents, :currency, :gateway_ref, :failure_reason, :idempotency_key,
+            coalesce(CAST(:created_at AS timestamptz), now()))
+    ON CONFLICT (idempotency_key) DO NOTHING
+""")
 
 
 def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment: dict | None = None) -> str:
@@ -504,7 +515,7 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
       may be sold to someone else): the money is never kept, a refund is requested.
     The row is read under its lock, so this never races the expiry job. The usual case
     (waiting, in time) is Core statements, no ORM objects: the row locked and read with
-    its showtime's times, its UPDATE, the payment, the tickets and the email's outbox row.
+    its showtime's times, its UPDATE with the payment, the tickets and the email's outbox row.
     """
     now = now or seats.now()
     with db.unit_of_work():
@@ -512,11 +523,14 @@ def confirm_payment(reservation_id: int, *, now: datetime | None = None, payment
         if row is None or row.status != ReservationStatus.PENDING_PAYMENT or row.expires_at <= now:
             outcome, showtime_id, freed = _not_in_time(reservation_id, now, payment)
         else:
-            db.session.execute(_CONFIRM, {"id": reservation_id, "now": now,
-                                          "confirmed": str(ReservationStatus.CONFIRMED)})
+            confirm = {"id": reservation_id, "now": now, "confirmed": str(ReservationStatus.CONFIRMED)}
+            if payment is None:
+                db.session.execute(_CONFIRM, confirm)
+            else:
+                db.session.execute(_CONFIRM_PAID, {"failure_reason": None, "created_at": None, **payment, **confirm,
+                                                   "kind": str(payment["kind"]), "status": str(payment["status"])})
             confirmed = SimpleNamespace(**{**row._mapping, "status": ReservationStatus.CONFIRMED})
             outcome, showtime_id, freed = "confirmed", confirmed.showtime_id, []
-            record_payment(reservation_id, payment)
             kept = tickets.issue(confirmed)
             outbox.add(notifications.email_event("confirmation", confirmed.user_id, reservation_id=reservation_id))
             outbound_webhooks.reservation_confirmed(confirmed, seat_count=len(kept))

@@ -156,7 +156,13 @@ def current() -> SigningKey:
     if row is None:
         _create_first_key()
         row = _current_row()
-    return SigningKey(row.kid, _cache.private(row.kid, row.private_key_encrypted))
+    return signing_key(row.kid, row.private_key_encrypted)
+
+
+def signing_key(kid: str, sealed_private_key: bytes) -> SigningKey:
+    """The key ``kid`` as read from its row by a caller's own statement (its private half
+    unsealed once per process)."""
+    return SigningKey(kid, _cache.private(kid, sealed_private_key))
 
 
 def public_key(kid: str) -> Ed25519PublicKey | None:

@@ -142,9 +142,21 @@ def verify_code(code: str) -> tuple[int, int, int] | None:
     return None if claims is None else (claims.reservation_id, claims.showtime_id, claims.seat_id)
 
 
-# The reservation's seats, each with its ticket's id drawn (each code signs its ticket's id).
-_SEATS_WITH_TICKET_IDS = text("SELECT seat_id, label, nextval(pg_get_serial_sequence('tickets', 'id')) AS ticket_id "
-                              "FROM reservation_seats WHERE reservation_id = :id ORDER BY id")
+# The reservation's seats, each with its ticket's id drawn (each code signs its ticket's id),
+# and the current signing key, whose signed_until is raised to cover this showtime by the
+# same statement when it signs one (ticket_keys.note_signed's rule: the key's row is locked
+# only when raised): one round trip where there were three. No current key yet: kid NULL.
+_SEATS_TO_SIGN = text("""
+    WITH current_key AS (SELECT kid, private_key_encrypted FROM ticket_keys WHERE retired_at IS NULL),
+         noted AS (UPDATE ticket_keys k SET signed_until = :ends_at FROM current_key c
+                    WHERE k.kid = c.kid AND (k.signed_until IS NULL OR k.signed_until < :ends_at)
+                      AND EXISTS (SELECT 1 FROM reservation_seats WHERE reservation_id = :id))
+    SELECT rs.seat_id, rs.label, nextval(pg_get_serial_sequence('tickets', 'id')) AS ticket_id,
+           c.kid, c.private_key_encrypted
+      FROM reservation_seats rs LEFT JOIN current_key c ON true
+     WHERE rs.reservation_id = :id
+     ORDER BY rs.id
+""")
 # one statement built once (its cache key memoized), an executemany of the tickets
 _INSERT_TICKETS = pg_insert(Ticket.__table__).on_conflict_do_nothing(index_elements=["reservation_id", "seat_id"])
 
@@ -154,17 +166,20 @@ def issue(reservation) -> list[int]:
     ``id`` and ``showtime_id``, and its showtime's ``starts_at`` and ``ends_at``), idempotent,
     each code signed with the current key, whose ``signed_until`` then covers this showtime.
     Returns the seats' ids."""
-    seats = db.session.execute(_SEATS_WITH_TICKET_IDS, {"id": reservation.id}).all()
+    seats = db.session.execute(_SEATS_TO_SIGN, {"id": reservation.id, "ends_at": reservation.ends_at}).all()
     if not seats:
         return []
-    key = ticket_keys.current()
+    if seats[0].kid is not None:  # the usual case: the key read and noted by that statement
+        key = ticket_keys.signing_key(seats[0].kid, seats[0].private_key_encrypted)
+    else:  # the first ticket this server signs: its first key is made now
+        key = ticket_keys.current()
+        ticket_keys.note_signed(key.kid, reservation.ends_at)
     db.session.execute(_INSERT_TICKETS, [
         {"id": seat.ticket_id, "reservation_id": reservation.id, "showtime_id": reservation.showtime_id,
          "seat_id": seat.seat_id, "seat_label": seat.label,
          "code": make_code(key, ticket_id=seat.ticket_id, reservation_id=reservation.id,
                            showtime_id=reservation.showtime_id, seat_id=seat.seat_id, starts_at=reservation.starts_at)}
         for seat in seats])
-    ticket_keys.note_signed(key.kid, reservation.ends_at)
     return [seat.seat_id for seat in seats]
 
 

@@ -370,3 +370,29 @@ def test_the_operators_view_on_metrics(api, app, client, user, show, broker, mon
     assert after['marquee_worker_last_message_wait_seconds{topic="payments.charge"}'] >= 0
     assert after['marquee_scheduler_job_runs_total{job="expire_unpaid_reservations",outcome="acted"}'] == 1
     assert after['marquee_scheduler_job_last_run_timestamp_seconds{job="expire_unpaid_reservations"}'] > 0
+
+
+def test_a_charge_that_confirms_costs_six_statements(api, app, user, show, statements):
+    """The worker's usual charge, each statement a round trip to a busy server: the status
+    read before the gateway (alone, no BEGIN or COMMIT around it), the row locked with its
+    showtime's times, its UPDATE with the payment (one statement), the seats with their
+    ticket ids and the signing key (noted in the same statement), the tickets, the email's
+    outbox row. Before this pass: nine (the UPDATE and the payment, the seats, the key and its note each
+    one), and a BEGIN and a COMMIT around the status read besides."""
+    from app.services import payments
+
+    first, _ = _book(api, user, show, "tok_visa", seat_index=0)
+    second, _ = _book(api, user, show, "tok_visa", seat_index=3)
+    with app.app_context():
+        events = {row.aggregate_id: row.payload for row in db.session.execute(
+            select(OutboxEvent.aggregate_id, OutboxEvent.payload).where(OutboxEvent.topic == "payments.charge"))}
+        db.session.remove()
+        assert payments.process_charge(events[f"reservation:{first['id']}"]) == "confirmed"  # the first key is made
+        db.session.remove()
+        statements.clear()
+        assert payments.process_charge(events[f"reservation:{second['id']}"]) == "confirmed"
+        sent = [s for s in statements if not s.lstrip().upper().startswith(("SAVEPOINT", "RELEASE"))]
+        db.session.remove()
+    assert len(sent) == 6, sent
+    assert payments_of(app, second["id"]) == [("charge", "succeeded")]
+    assert status_of(app, second["id"]) == "confirmed"
