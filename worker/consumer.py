@@ -81,6 +81,13 @@ def handle(topic: str, payload: dict) -> str:
     raise ValueError(f"no handler for topic {topic!r}")
 
 
+EVENT_WAIT_SECONDS = 0.5  # a consuming thread looks at its stop event at least this often
+
+
+def _nothing() -> None:
+    """A callback whose only effect is to end a connection's wait for events."""
+
+
 def threads_from(spec: str) -> dict[str, int]:
     """Consumer threads per queue: the defaults, with ``WORKER_THREADS``'s
     ``topic=n`` pairs (comma-separated) over them. 0 leaves a queue to other workers."""
@@ -102,8 +109,27 @@ class Consumer:
         self.threads = threads or dict(DEFAULT_THREADS)
         self.stop = threading.Event()
         self.failed = False  # a thread died of an unexpected error: the process exits non-zero
+        self.event_wait_seconds = EVENT_WAIT_SECONDS
         self.handled = 0
         self._counting = threading.Lock()
+        self._connections: set = set()  # each consuming thread's live connection (request_stop)
+        self._registry = threading.Lock()
+
+    def request_stop(self) -> None:
+        """Stop now, after the messages in hand: every thread's wait is cut short (a
+        consumer's ``process_data_events`` by a callback on its connection, the only call
+        pika allows from another thread; a dispatcher's by its wake-up), where it would
+        otherwise run out its time limit first (``EVENT_WAIT_SECONDS``; a dispatcher's,
+        ``WEBHOOK_POLL_SECONDS``)."""
+        self.stop.set()
+        outbound_webhooks.wake_dispatchers()
+        with self._registry:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.add_callback_threadsafe(_nothing)
+            except Exception:  # noqa: BLE001 - a connection closing meanwhile has nothing to cut short
+                pass
 
     # --- one message ----------------------------------------------------------
     def on_message(self, channel, method, properties, body) -> None:
@@ -193,7 +219,7 @@ class Consumer:
             except Exception:  # noqa: BLE001 - stop them all: the supervisor restarts the process
                 log.exception("consumer thread failed", extra={"queue": self.topology.queue(topic)})
                 self.failed = True
-                self.stop.set()
+                self.request_stop()
             finally:
                 self.deps.mailer.close()  # this thread's SMTP session, if it kept one
 
@@ -212,8 +238,14 @@ class Consumer:
                 channel.basic_consume(queue, self.on_message)
                 log.info("consuming", extra={"queue": queue})
                 backoff = 1.0
-                while not self.stop.is_set():
-                    connection.process_data_events(time_limit=0.5)
+                with self._registry:
+                    self._connections.add(connection)
+                try:
+                    while not self.stop.is_set():
+                        connection.process_data_events(time_limit=self.event_wait_seconds)
+                finally:
+                    with self._registry:
+                        self._connections.discard(connection)
                 connection.close()
             except BrokerError:
                 log.warning("broker connection lost; reconnecting", exc_info=True,
@@ -234,7 +266,7 @@ def main() -> int:
 
     def stop(signum, _frame):
         log.info("stopping after the messages in hand", extra={"signal": signum})
-        consumer.stop.set()
+        consumer.request_stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -53,7 +53,19 @@ log = logging.getLogger(__name__)
 TOPIC = "webhooks.event"
 SOLD_OUT_LOCK = 0x6D71_0022  # with the showtime id: confirmations of one showtime count sold seats one at a time
 _EVENT_NAMESPACE = uuid.UUID("5d0c7c1e-8f0b-4f7e-9a51-6a7d1b0e2f22")
-_wake = threading.Event()  # set by the fan-out: a dispatcher in this process looks at once
+# A fan-out in this process wakes its dispatchers at once: a count of wake-ups under a
+# condition, so that none is lost to a dispatcher busy at the time, nor to another that
+# woke first (an event cleared by one waiter is missed by the next).
+_woken = threading.Condition()
+_wakes = 0
+
+
+def wake_dispatchers() -> None:
+    """Have this process's dispatchers look again now (and at their ``stop`` event)."""
+    global _wakes
+    with _woken:
+        _wakes += 1
+        _woken.notify_all()
 # A claim outlives the attempt (at most WEBHOOK_TIMEOUT_SECONDS) by this much before another
 # dispatcher may take the delivery again (its claimant died mid-attempt).
 LEASE_MARGIN_SECONDS = 10.0
@@ -157,7 +169,7 @@ def enable_webhook(actor_id: int, webhook_id: int) -> dict:
             audit.record("webhook.enable", actor_id=actor_id, object_type="webhook", object_id=webhook.id,
                          before=before, after=_audited(webhook))
         view = _view(webhook)
-    _wake.set()
+    wake_dispatchers()
     return view
 
 
@@ -271,7 +283,7 @@ def fan_out(message: dict) -> str:
         db.session.execute(pg_insert(WebhookFanout).values(outbox_id=seq)
                            .on_conflict_do_nothing(index_elements=["outbox_id"]))
     if added:
-        _wake.set()
+        wake_dispatchers()
     return f"fanned_out_{added}"
 
 
@@ -372,15 +384,16 @@ def _seconds_until_due() -> float | None:
 
 def dispatch_forever(deps: Marquee, stop: threading.Event) -> None:
     """A worker's dispatcher thread: deliver what is due, then sleep until the next one
-    is (at most ``WEBHOOK_POLL_SECONDS``) or a fan-out in this process wakes it. Several
-    threads and workers share the work: claims skip each other's rows."""
+    is (at most ``WEBHOOK_POLL_SECONDS``) or a fan-out in this process wakes it
+    (``wake_dispatchers``, which a stopping worker calls too). Several threads and
+    workers share the work: claims skip each other's rows."""
     with using(deps):
         settings = deps.settings
         sender = Sender(timeout_seconds=settings.webhook_timeout_seconds,
                         allow_private=settings.webhook_allow_private_urls)
         try:
             while not stop.is_set():
-                pause = settings.webhook_poll_seconds
+                pause, seen = settings.webhook_poll_seconds, _wakes
                 try:
                     with db.scoped():
                         if dispatch_once(sender):
@@ -391,7 +404,7 @@ def dispatch_forever(deps: Marquee, stop: threading.Event) -> None:
                 except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
                     log.exception("webhook dispatch failed")
                     pause = 1.0
-                if _wake.wait(pause):
-                    _wake.clear()
+                with _woken:
+                    _woken.wait_for(lambda seen=seen: _wakes != seen or stop.is_set(), pause)
         finally:
             sender.close()

@@ -35,7 +35,7 @@ def running_consumer(app):
     try:
         yield consumer
     finally:
-        consumer.stop.set()
+        consumer.request_stop()
         thread.join(10)
 
 
