@@ -22,6 +22,14 @@ def _int(name: str, default: int) -> int:
     return default if raw in (None, "") else int(raw)
 
 
+def _non_negative(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    value = default if raw in (None, "") else float(raw)
+    if not value >= 0:  # NaN too
+        raise ValueError(f"{name} must be a number of 0 or more, got {raw!r}")
+    return value
+
+
 def _bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw in (None, ""):
@@ -88,6 +96,8 @@ class Settings:
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     amqp_prefix: str = "marquee."
     relay_interval_seconds: float = 1.0
+    outbox_retention_days: float = 7.0  # published rows older than this are deleted (0: kept for ever)
+    outbox_purge_interval_seconds: int = 3600
     retry_delays_ms: tuple = (1000, 5000, 30000)
     max_delivery_attempts: int = 5
     ticket_signing_key: bytes = b""  # HMAC of the codes issued before Ed25519 (they keep checking in)
@@ -182,6 +192,8 @@ class Settings:
             amqp_url=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
             amqp_prefix=os.environ.get("AMQP_PREFIX", "marquee."),
             relay_interval_seconds=float(os.environ.get("RELAY_INTERVAL_SECONDS") or 1.0),
+            outbox_retention_days=_non_negative("OUTBOX_RETENTION_DAYS", 7.0),
+            outbox_purge_interval_seconds=_int("OUTBOX_PURGE_INTERVAL_SECONDS", 3600),
             retry_delays_ms=tuple(int(x) for x in os.environ.get("RETRY_DELAYS_MS", "1000,5000,30000").split(",")),
             max_delivery_attempts=_int("MAX_DELIVERY_ATTEMPTS", 5),
             ticket_signing_key=(ticket_key := _derived_key("TICKET_SIGNING_KEY", secret, b"marquee ticket signing")),

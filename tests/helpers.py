@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 PASSWORD = "correct horse battery"
@@ -20,6 +22,32 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+@contextmanager
+def advisory_lock_held(app, key: int):
+    """For the block, another connection (a thread's) holds the transaction-scoped
+    advisory lock ``key``, as another scheduler's run would."""
+    from app import db
+
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with app.app_context():
+            assert db.try_xact_lock(key)
+            held.set()
+            release.wait(10)
+            db.session.rollback()
+            db.session.remove()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(10)
+        yield
+    finally:
+        release.set()
+        thread.join(10)
 
 
 def free_port() -> int:

@@ -19,6 +19,9 @@ Jobs (intervals from the environment):
 - ``queue_due_reminders`` every REMINDER_INTERVAL_SECONDS (5): reminders now due
   are claimed once per reservation and channel and go to the outbox
   (``app.services.reminders``).
+- ``purge_outbox`` every OUTBOX_PURGE_INTERVAL_SECONDS (3600): published outbox rows
+  older than OUTBOX_RETENTION_DAYS (7; 0 keeps them) are deleted, but for refund
+  requests and webhook events not yet fanned out (``app.services.outbox.purge_published``).
 
 Several schedulers may run (for availability); each job takes a PostgreSQL
 advisory lock for its transaction, so only one acts at a time, and a crashed
@@ -42,7 +45,7 @@ from app.adapters import tracing
 from app.bootstrap import Marquee, bootstrap, using
 from app.ops_metrics import record_job_run
 from app.services.booking import expire_unpaid_reservations
-from app.services.outbox import relay_forever, relay_outbox
+from app.services.outbox import purge_published, relay_forever, relay_outbox
 from app.services.reminders import queue_due_reminders
 from app.services.seats import sweep_stray_seat_keys
 from app.services.waiting_room import admit_all
@@ -83,6 +86,8 @@ def build(deps: Marquee) -> BlockingScheduler:
                       "interval", seconds=5, id="waitlist", **common)
     scheduler.add_job(_job(deps, "queue_due_reminders", queue_due_reminders),
                       "interval", seconds=settings.reminder_interval_seconds, id="reminders", **common)
+    scheduler.add_job(_job(deps, "purge_outbox", purge_published),
+                      "interval", seconds=settings.outbox_purge_interval_seconds, id="purge_outbox", **common)
     # a missed second is not made up for (admit_all credits the time since its last step,
     # two seconds at most): a short grace, so a late run is skipped, not stacked
     scheduler.add_job(_job(deps, "waiting_room_admissions", admit_all), "interval", seconds=1, id="admission",

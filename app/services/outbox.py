@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 
 from app import db
 from app.adapters import tracing
@@ -24,6 +24,7 @@ from app.models.booking import OUTBOX_NOTIFY_CHANNEL
 log = logging.getLogger(__name__)
 
 RELAY_LOCK = 0x6D71_0002  # one relay at a time, across processes
+PURGE_LOCK = 0x6D71_0024  # one purge at a time, across schedulers
 _OUTBOX = OutboxEvent.__table__
 _INSERT = insert(_OUTBOX)
 
@@ -124,3 +125,44 @@ def _relay_until(publisher: Publisher, stop, poll_seconds: float) -> None:
     if listener is not None:
         listener.close()
     publisher.close()
+
+
+# Published rows past the retention, oldest first, a batch at a time. Two kinds are kept:
+# refund requests, which booking reads to keep a late charge's refund single
+# (``booking._refund_requested``), and webhook events not yet fanned out, which hold
+# back their reservation's later deliveries until they are (``outbound_webhooks._CLAIM``).
+_PURGE = text("""
+    DELETE FROM outbox WHERE id IN (
+        SELECT o.id FROM outbox o
+        WHERE o.published_at < now() - make_interval(secs => :seconds)
+          AND o.topic <> 'payments.refund'
+          AND (o.topic <> 'webhooks.event'
+               OR EXISTS (SELECT 1 FROM webhook_fanouts f WHERE f.outbox_id = o.id))
+        ORDER BY o.id
+        LIMIT :batch)
+""")
+
+
+def purge_published(*, batch: int = 1000, max_batches: int = 100) -> int | None:
+    """Delete published rows older than ``OUTBOX_RETENTION_DAYS`` (never one not yet
+    published, nor the two kinds ``_PURGE`` keeps), ``batch`` rows a transaction, at most
+    ``max_batches`` a run (the next run goes on). Returns how many, 0 when the retention is
+    0 (rows kept for ever), or None when another scheduler holds the lock.
+
+    Without it the table grew by three rows a checkout for ever, and with it the
+    erasure's scan of the outbox (``accounts._scrub_outbox``)."""
+    days = marquee().settings.outbox_retention_days
+    if not days:
+        return 0
+    deleted = 0
+    for _ in range(max_batches):
+        with db.unit_of_work():
+            if not db.try_xact_lock(PURGE_LOCK):
+                return None if deleted == 0 else deleted
+            count = db.session.execute(_PURGE, {"seconds": days * 86400, "batch": batch}).rowcount
+        deleted += count
+        if count < batch:
+            break
+    if deleted:
+        log.info("outbox purged", extra={"rows": deleted, "retention_days": days})
+    return deleted

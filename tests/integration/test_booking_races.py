@@ -14,7 +14,7 @@ from app import db
 from app.models import OutboxEvent, Reservation, ReservationSeat
 from app.services import booking
 from app.services import seats as seats_service
-from tests.helpers import PASSWORD, stop_process
+from tests.helpers import PASSWORD, advisory_lock_held, stop_process
 from tests.integration.booking_helpers import forget_showtime_in_redis, live_seats, seat_ids, showtime_room
 
 CLIENTS = 200
@@ -177,25 +177,9 @@ def test_confirmation_racing_expiry_never_sells_twice_nor_loses_the_payment(api,
 
 def test_only_one_scheduler_acts_at_a_time(app):
     """A second scheduler finds the advisory lock taken and skips its run."""
-    held, release = threading.Event(), threading.Event()
-
-    def first():
-        with app.app_context():
-            assert db.try_xact_lock(seats_service.SCHEDULER_LOCK)
-            held.set()
-            release.wait(10)
-            db.session.rollback()
-
-    t = threading.Thread(target=first)
-    t.start()
-    try:
-        assert held.wait(10)
-        with app.app_context():
-            assert booking.expire_unpaid_reservations() is None
-            assert seats_service.sweep_stray_seat_keys() is None
-    finally:
-        release.set()
-        t.join()
+    with advisory_lock_held(app, seats_service.SCHEDULER_LOCK), app.app_context():
+        assert booking.expire_unpaid_reservations() is None
+        assert seats_service.sweep_stray_seat_keys() is None
     with app.app_context():
         assert booking.expire_unpaid_reservations() == 0  # free again once the first let go
 
