@@ -363,8 +363,11 @@ _ONE_VIEW = text("""
 
 def reservation_view(user_id: int, reservation_id: int, *, is_admin: bool = False) -> dict:
     """``reservation_views`` of one of the caller's reservations (any, for an admin):
-    ``NotFound`` for anyone else's."""
-    row = db.session.execute(_ONE_VIEW, {"id": reservation_id}).one_or_none()
+    ``NotFound`` for anyone else's. One statement, one snapshot, run alone (``db.alone``):
+    the reservation stream's read (the live process, several a checkout) and a client's
+    GET paid a BEGIN and a ROLLBACK round trip besides it."""
+    rows = db.alone(_ONE_VIEW, {"id": reservation_id})
+    row = rows[0] if rows else None
     if row is None or (row.user_id != user_id and not is_admin):
         raise errors.NotFound(f"Reservation {reservation_id} does not exist")
     seats = [{"seat_id": seat_id, "label": label, "category": category, "price_cents": price}

@@ -4,11 +4,12 @@ import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import select, update
 
 from app import db
 from app.models import OutboxEvent, Reservation, Showtime
-from app.services import booking
+from app.services import booking, errors
 from app.services import seats as seats_service
 from tests.helpers import bitmap_index_entries
 from tests.integration.booking_helpers import (
@@ -73,6 +74,25 @@ def test_one_reservation_reads_as_in_the_list_in_every_payment_state(api, app, a
         assert one.json == listed[reservation_id]
         assert api.get(f"/api/v1/reservations/{reservation_id}", admin).headers["ETag"] == one.headers["ETag"]
     assert listed[ids[2]]["failure_reason"] == "declined" and listed[ids[0]]["expires_at"] is not None
+
+
+def test_one_reservation_is_read_alone_and_leaves_no_transaction_to_end(api, app, user, other, show):
+    """The view is one statement run alone (``db.alone``): no BEGIN before it, no ROLLBACK
+    after it, where a reservation stream's every read paid both round trips. The session
+    is left without a transaction; the view is still the owner's only."""
+    held = hold(api, user, show["showtime"], seat_ids(api, show["showtime"])[:1]).json
+    reservation_id = reserve(api, user, held["id"]).json["id"]
+    with app.app_context():
+        user_id = db.session.scalar(select(Reservation.user_id).where(Reservation.id == reservation_id))
+        db.session.remove()
+        view = booking.reservation_view(user_id, reservation_id)
+        assert view["id"] == reservation_id and view["payment_status"] == "pending"
+        assert not db.session().in_transaction()
+        with pytest.raises(errors.NotFound):
+            booking.reservation_view(user_id + 1000, reservation_id)
+        with pytest.raises(errors.NotFound):
+            booking.reservation_view(user_id, reservation_id + 1000)
+        assert not db.session().in_transaction()
 
 
 def test_holds_of_one_showtime_do_not_block_another(api, admin, user, other, show):
