@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 TOPIC = "webhooks.event"
 SOLD_OUT_LOCK = 0x6D71_0022  # with the showtime id: confirmations of one showtime count sold seats one at a time
 _EVENT_NAMESPACE = uuid.UUID("5d0c7c1e-8f0b-4f7e-9a51-6a7d1b0e2f22")
+# A claim outlives the attempt (at most WEBHOOK_TIMEOUT_SECONDS) by this much before another
+# dispatcher may take the delivery again (its claimant died mid-attempt).
+LEASE_MARGIN_SECONDS = 10.0
 # A fan-out in this process wakes its dispatchers at once: a count of wake-ups under a
 # condition, so that none is lost to a dispatcher busy at the time, nor to another that
 # woke first (an event cleared by one waiter is missed by the next).
@@ -66,9 +69,6 @@ def wake_dispatchers() -> None:
     with _woken:
         _wakes += 1
         _woken.notify_all()
-# A claim outlives the attempt (at most WEBHOOK_TIMEOUT_SECONDS) by this much before another
-# dispatcher may take the delivery again (its claimant died mid-attempt).
-LEASE_MARGIN_SECONDS = 10.0
 
 
 # --- the secret -------------------------------------------------------------------

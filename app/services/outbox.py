@@ -158,7 +158,9 @@ def purge_published(*, batch: int = 1000, max_batches: int = 100) -> int | None:
     for _ in range(max_batches):
         with db.unit_of_work():
             if not db.try_xact_lock(PURGE_LOCK):
-                return None if deleted == 0 else deleted
+                if not deleted:
+                    return None
+                break  # another scheduler took over between batches
             count = db.session.execute(_PURGE, {"seconds": days * 86400, "batch": batch}).rowcount
         deleted += count
         if count < batch:

@@ -76,7 +76,7 @@ def test_one_reservation_reads_as_in_the_list_in_every_payment_state(api, app, a
     assert listed[ids[2]]["failure_reason"] == "declined" and listed[ids[0]]["expires_at"] is not None
 
 
-def test_one_reservation_is_read_alone_and_leaves_no_transaction_to_end(api, app, user, other, show):
+def test_one_reservation_is_read_alone_and_leaves_no_transaction_to_end(api, app, user, show):
     """The view is one statement run alone (``db.alone``): no BEGIN before it, no ROLLBACK
     after it, where a reservation stream's every read paid both round trips. The session
     is left without a transaction; the view is still the owner's only."""

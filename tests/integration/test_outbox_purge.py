@@ -19,14 +19,15 @@ from tests.integration.booking_helpers import hold, reserve, seat_ids
 WEEK_AGO = datetime.now(timezone.utc) - timedelta(days=8)
 
 
-@pytest.fixture
-def retention(app):
-    """A retention of one day (the default is seven), restored afterwards."""
+def _retain(app, monkeypatch, days: float) -> None:
     ext = app.extensions["marquee"]
-    original = ext.settings
-    ext.settings = replace(original, outbox_retention_days=1.0)
-    yield ext
-    ext.settings = original
+    monkeypatch.setattr(ext, "settings", replace(ext.settings, outbox_retention_days=days))
+
+
+@pytest.fixture
+def retention(app, monkeypatch):
+    """A retention of one day (the default is seven), restored afterwards."""
+    _retain(app, monkeypatch, 1.0)
 
 
 def _rows(app, *specs) -> list[int]:
@@ -72,15 +73,10 @@ def test_only_published_rows_past_the_retention_go_and_the_two_kept_kinds_stay(a
     assert _purge(app) == 0  # nothing more to do
 
 
-def test_a_retention_of_zero_keeps_every_row(app):
-    ext = app.extensions["marquee"]
-    original = ext.settings
-    ext.settings = replace(original, outbox_retention_days=0.0)
-    try:
-        ids = _rows(app, ("payments.charge", WEEK_AGO - timedelta(days=3650)))
-        assert _purge(app) == 0 and _left(app) == ids
-    finally:
-        ext.settings = original
+def test_a_retention_of_zero_keeps_every_row(app, monkeypatch):
+    _retain(app, monkeypatch, 0.0)
+    ids = _rows(app, ("payments.charge", WEEK_AGO - timedelta(days=3650)))
+    assert _purge(app) == 0 and _left(app) == ids
 
 
 def test_a_run_deletes_in_batches_until_none_is_left_and_stops_at_its_limit(app, retention):
