@@ -14,7 +14,11 @@ Python keep-alive generator, and it says which):
 and prints, for each path, requests/s, p50 and p99 latency, the ratios to nginx, and the CPU
 time the proxy spent per 1,000 requests (user + system, from /proc/<pid>/stat before and
 after the measured load; nginx's is its master's and worker's together). ``--rounds``
-repeats every case in turn and reports the median of each. Then it opens ``--idle`` keep-alive
+repeats every case and reports the median of each. A strategy's proxies (Marquee's, and
+nginx) run side by side and are loaded back to back, path by path, each first in every other
+round; the ratios to nginx are the median (and range) of the rounds' ratios of such pairs,
+which the host's drift between rounds does not move as it moves the medians of rates taken
+a minute apart. Then it opens ``--idle`` keep-alive
 client connections to the proxy (each sends one request, then stays open and idle) and
 prints the proxy's resident memory with all of them held.
 
@@ -264,6 +268,14 @@ def idle_connections(proxy: MarqueeProxy, count: int) -> dict:
 GOAL_THROUGHPUT, GOAL_P99 = 0.95, 1.2  # of nginx's, in the same run (issue 15)
 
 
+def _paired(ours: list[dict], theirs: list[dict], key: str) -> str:
+    """The median of the rounds' ratios ours / theirs, with their range: "0.97x (0.91-1.04)"."""
+    ratios = sorted(a[key] / b[key] for a, b in zip(ours, theirs, strict=True) if b[key])
+    if not ratios:
+        return "-"
+    return f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", default="127.0.0.1:8001,127.0.0.1:8002,127.0.0.1:8003")
@@ -300,41 +312,49 @@ def main() -> None:
     if args.compare_dir:
         BeforeProxy.root = args.compare_dir.resolve()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    cases = [] if args.no_direct else [("direct (one instance)", None, None)]
-    for strategy in strategies:
-        cases.append((f"marquee {strategy}", MarqueeProxy, strategy))
-        if args.compare_dir:
-            cases.append((f"before {strategy}", BeforeProxy, strategy))
-        if has_nginx:
-            cases.append((f"nginx {strategy}", Nginx, strategy))
-    results: dict[tuple[str, str], list[dict]] = {(path, name): [] for path in paths for name, _, _ in cases}
+    kinds = [MarqueeProxy, *([BeforeProxy] if args.compare_dir else []), *([Nginx] if has_nginx else [])]
+    results: dict[tuple[str, str], list[dict]] = {}
+
+    def measure(name: str, server, path: str, round_no: int) -> None:
+        base = f"http://127.0.0.1:{server.port}" if server else f"http://{backends[0]}"
+        require_loopback(base)
+        cpu_before = cpu_seconds(server.pids()) if server else 0.0
+        result = load(base + path, args.seconds, args.connections)
+        cpu = cpu_seconds(server.pids()) - cpu_before if server else None
+        result["cpu_ms_per_1k"] = cpu * 1e6 / result["requests"] if cpu is not None and result["requests"] else None
+        results.setdefault((path, name), []).append(result)
+        cpu_text = f"  cpu {result['cpu_ms_per_1k']:6.1f} ms/1k req" if result["cpu_ms_per_1k"] is not None else ""
+        print(f"  round {round_no + 1}: {path:16s} {name:24s} {result['rps']:8.0f} req/s  "
+              f"p50 {result['p50']:6.2f} ms  p99 {result['p99']:7.2f} ms{cpu_text}  errors {result['errors']}"
+              + (f"  socket errors: {result['socket_errors']}" if result["socket_errors"] else ""), flush=True)
+
     try:
-        for round_no in range(args.rounds):
-            for name, kind, strategy in cases:
-                server = kind(backends, strategy, workdir) if kind else None
-                try:
-                    base = f"http://127.0.0.1:{server.port}" if server else f"http://{backends[0]}"
-                    require_loopback(base)
+        if not args.no_direct:
+            for round_no in range(args.rounds):
+                for path in paths:
+                    measure("direct (one instance)", None, path, round_no)
+        # A strategy's servers run side by side for all its rounds, warmed once, and are
+        # measured back to back, path by path, in turns (ABBA: each leads every other round):
+        # a ratio compares two loads seconds apart, so the host's drift (minutes long here)
+        # mostly cancels out of it, where it did not out of medians taken a minute apart.
+        for strategy in strategies:
+            servers = []
+            try:
+                for kind in kinds:
+                    servers.append(kind(backends, strategy, workdir))
+                for server in servers:
                     for path in paths:
-                        load(base + path, 2, args.connections)  # warm up pools and caches
-                        cpu_before = cpu_seconds(server.pids()) if server else 0.0
-                        result = load(base + path, args.seconds, args.connections)
-                        cpu = cpu_seconds(server.pids()) - cpu_before if server else None
-                        result["cpu_ms_per_1k"] = (cpu * 1e6 / result["requests"]
-                                                   if cpu is not None and result["requests"] else None)
-                        results[(path, name)].append(result)
-                        cpu_text = (f"  cpu {result['cpu_ms_per_1k']:6.1f} ms/1k req"
-                                    if result["cpu_ms_per_1k"] is not None else "")
-                        print(f"  round {round_no + 1}: {path:16s} {name:24s} {result['rps']:8.0f} req/s  "
-                              f"p50 {result['p50']:6.2f} ms  p99 {result['p99']:7.2f} ms{cpu_text}"
-                              f"  errors {result['errors']}"
-                              + (f"  socket errors: {result['socket_errors']}" if result["socket_errors"] else ""),
-                              flush=True)
-                finally:
-                    if server:
-                        server.stop()
+                        load(f"http://127.0.0.1:{server.port}{path}", 2, args.connections)  # pools, caches
+                for round_no in range(args.rounds):
+                    for path in paths:
+                        for server in servers if round_no % 2 == 0 else servers[::-1]:
+                            measure(server.name, server, path, round_no)
+            finally:
+                for server in servers:
+                    server.stop()
         print(f"\nmedian of {args.rounds} round(s); cpu: the server's user + system CPU per 1,000 requests "
-              f"(nginx: master and worker); goals: throughput >= {GOAL_THROUGHPUT:.0%} of nginx's, "
+              f"(nginx: master and worker); vs nginx: the median (and range) of each round's ratio of two "
+              f"loads run back to back; goals: throughput >= {GOAL_THROUGHPUT:.0%} of nginx's, "
               f"p99 <= {GOAL_P99}x nginx's")
         print(f"  {'path':16s} {'case':24s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'cpu ms/1k':>10s}"
               f"   vs nginx (same strategy)")
@@ -345,10 +365,11 @@ def main() -> None:
                             "cpu": statistics.median(cpus) if cpus else None}
         for (path, name), row in summary.items():
             ratio = ""
-            if name.startswith(("marquee", "before")) and has_nginx:
-                reference = summary[(path, "nginx " + name.split(" ", 1)[1])]
-                ratio = (f"   throughput {row['rps'] / reference['rps']:.2f}x, "
-                         f"p99 {row['p99'] / reference['p99']:.2f}x")
+            reference = results.get((path, "nginx " + name.split(" ", 1)[1]))
+            if name.startswith(("marquee", "before")) and reference:
+                ratio = "   " + ", ".join(
+                    f"{label} {_paired(results[(path, name)], reference, key)}"
+                    for label, key in (("throughput", "rps"), ("p99", "p99")))
             cpu_text = f"{row['cpu']:10.1f}" if row["cpu"] is not None else f"{'-':>10s}"
             print(f"  {path:16s} {name:24s} {row['rps']:8.0f} {row['p50']:8.2f} {row['p99']:8.2f} {cpu_text}{ratio}")
         for path in paths:
