@@ -146,7 +146,7 @@ def test_logout_through_gunicorn_is_refused_by_every_worker_at_once(live_server)
 
 def test_the_app_s_redis_clients_parse_with_hiredis(processes):
     """hiredis (C) parses Redis's answers: redis-py's pure-Python parser cost a hold and
-    its release about a fifth of their CPU in the app (README, "Cheaper requests")."""
+    its release about a fifth of their CPU in the app (loadtests/BENCHMARKS.md, "Cheaper requests")."""
     connection = processes[0].redis.client.connection_pool.make_connection()
     assert isinstance(connection._parser, _HiredisParser)
 
