@@ -27,6 +27,7 @@ from dotenv import load_dotenv
 
 from app.adapters import tracing, waiting_room_store
 from app.bootstrap import Marquee, bootstrap
+from app.logging_setup import dump_stacks_on_sigusr1
 from live.config import LiveConfigError, LiveSettings
 from live.connection import Connection
 from live.followers import Followers
@@ -133,6 +134,7 @@ def main() -> int:
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     tracing.setup("marquee-live")  # its Redis and SQL calls (app.adapters.tracing)
+    dump_stacks_on_sigusr1()
     uvloop.run(run(settings))
     tracing.shutdown()
     return 0

@@ -1,6 +1,7 @@
 """Small helpers shared by the tests: JSON calls with tokens, catalog builders."""
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import threading
@@ -57,14 +58,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
-    """SIGTERM, and SIGKILL if it has not gone within ``timeout``."""
+def stop_process(proc: subprocess.Popen, timeout: float = 20, dump_after: float | None = None) -> float:
+    """SIGTERM, and SIGKILL if it has not gone within ``timeout``; returns the seconds it took.
+    ``dump_after``: for a process that writes its threads' stacks on SIGUSR1 (the worker, the
+    scheduler, the live process: ``dump_stacks_on_sigusr1``), still running after that many
+    seconds, ask for them, so that its log says where it was stuck."""
+    started = time.monotonic()
     proc.terminate()
     try:
-        proc.wait(timeout=timeout)
+        if dump_after is not None and dump_after < timeout:
+            try:
+                proc.wait(timeout=dump_after)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGUSR1)
+        proc.wait(timeout=max(0.0, timeout - (time.monotonic() - started)))
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    return time.monotonic() - started
 
 
 class ApiClient:

@@ -48,7 +48,7 @@ from app.adapters import tracing
 from app.adapters.broker import TOPICS, BrokerError, close_quietly, connect, publish_confirmed
 from app.adapters.payments import TransientPaymentError
 from app.bootstrap import Marquee, bootstrap, using
-from app.logging_setup import request_id_var
+from app.logging_setup import dump_stacks_on_sigusr1, request_id_var
 from app.ops_metrics import record_message
 from app.services import notifications, outbound_webhooks, payments, reminders, reviews
 from app.services.notifications import EmailInProgress
@@ -82,6 +82,7 @@ def handle(topic: str, payload: dict) -> str:
 
 
 EVENT_WAIT_SECONDS = 0.5  # a consuming thread looks at its stop event at least this often
+JOIN_POLL_SECONDS = 0.2  # how often the main thread, waiting for the others, runs signal handlers
 
 
 def _nothing() -> None:
@@ -209,8 +210,12 @@ class Consumer:
                     for n in range(self.deps.settings.webhook_dispatch_threads)]
         for thread in threads:
             thread.start()
+        # Joined with a timeout: a signal the kernel hands to another thread only flags itself
+        # for the main thread, whose Python handler runs when it next runs Python; in a join
+        # without one it slept through SIGTERM, and the worker stopped only at SIGKILL.
         for thread in threads:
-            thread.join()
+            while thread.is_alive():
+                thread.join(JOIN_POLL_SECONDS)
 
     def _thread(self, topic: str) -> None:
         with using(self.deps):
@@ -270,6 +275,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    dump_stacks_on_sigusr1()
     consumer.run()
     tracing.shutdown()
     return 1 if consumer.failed else 0

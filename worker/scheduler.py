@@ -43,6 +43,7 @@ from dotenv import load_dotenv
 from app import db
 from app.adapters import tracing
 from app.bootstrap import Marquee, bootstrap, using
+from app.logging_setup import dump_stacks_on_sigusr1
 from app.ops_metrics import record_job_run
 from app.services.booking import expire_unpaid_reservations
 from app.services.outbox import purge_published, relay_forever, relay_outbox
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    dump_stacks_on_sigusr1()
     relay.start()
     log.info("scheduler started", extra={"jobs": [j.id for j in scheduler.get_jobs()] + ["relay"]})
     scheduler.start()
