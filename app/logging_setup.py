@@ -66,7 +66,6 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
-
 def dump_stacks_on_sigusr1() -> None:
     """``kill -USR1 <pid>``: one log record (``thread stacks``, level WARNING) with every
     thread's stack, and the process goes on: where a worker, a scheduler or the live process
