@@ -1,6 +1,7 @@
 """Small helpers shared by the tests: JSON calls with tokens, catalog builders."""
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -49,6 +50,15 @@ def advisory_lock_held(app, key: int):
     finally:
         release.set()
         thread.join(10)
+
+
+def logged_stacks(log_path) -> list[dict] | None:
+    """The threads of the first ``thread stacks`` record in a process's JSON log (its answer to
+    SIGUSR1: ``app.logging_setup.dump_stacks_on_sigusr1``), or None while there is none."""
+    for line in log_path.read_text().splitlines():
+        if '"thread stacks"' in line:
+            return json.loads(line)["threads"]
+    return None
 
 
 def free_port() -> int:

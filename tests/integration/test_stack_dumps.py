@@ -2,7 +2,6 @@
 logs every thread's stack (``app.logging_setup.dump_stacks_on_sigusr1``) and the process
 goes on; SIGTERM stops the worker whichever of its threads the kernel hands it to. The live
 process's stacks: tests/live/test_stack_dump.py."""
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TEST_ENV
-from tests.helpers import stop_process, wait_until
+from tests.helpers import logged_stacks, stop_process, wait_until
 
 
 def _start(module: str, prefix: str, log_path: Path, ready: str) -> subprocess.Popen:
@@ -24,13 +23,6 @@ def _start(module: str, prefix: str, log_path: Path, ready: str) -> subprocess.P
     return proc
 
 
-def _stacks(log_path: Path) -> list[dict] | None:
-    for line in log_path.read_text().splitlines():
-        if '"thread stacks"' in line:
-            return json.loads(line)["threads"]
-    return None
-
-
 @pytest.mark.parametrize("module, ready, thread, frame", [
     ("worker.scheduler", "scheduler started", "outbox-relay", "in _relay_until"),
     ("worker.consumer", '"consuming"', "payments.charge-0", "in _consume"),
@@ -40,7 +32,7 @@ def test_sigusr1_logs_every_threads_stack_and_the_process_goes_on(module, ready,
     proc = _start(module, broker.prefix, log_path, ready)
     try:
         proc.send_signal(signal.SIGUSR1)
-        threads = wait_until(lambda: _stacks(log_path), 10, 0.05, f"{module}'s stacks in its log")
+        threads = wait_until(lambda: logged_stacks(log_path), 10, 0.05, f"{module}'s stacks in its log")
         by_name = {t["thread"]: "".join(t["stack"]) for t in threads}
         assert "MainThread" in by_name and len(by_name) >= 2  # every thread, not only the main one
         assert frame in by_name[thread], by_name.get(thread)
