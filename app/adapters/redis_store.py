@@ -73,7 +73,14 @@ class RedisStore:
                 batch.clear()
         if batch:
             removed += self.client.unlink(*batch)
-        # Processes mirroring some of these keys (pushed.py) must load them again.
-        for channel in self.client.pubsub_channels(self.pushed_channel("*")):
+        # Processes mirroring some of these keys (pushed.py) must load them again; as every
+        # writer of a pushed state does (``PushedState.delivered``), wait for one more answer
+        # from Redis, so that the announcement is in every subscriber's socket on return (a
+        # test's next read in this process found its mirror not yet told, and served a cache
+        # entry from before the deletion).
+        channels = self.client.pubsub_channels(self.pushed_channel("*"))
+        for channel in channels:
             self.client.publish(channel, self.PUSHED_RESET)
+        if channels:
+            self.client.ping()
         return removed
